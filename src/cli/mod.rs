@@ -1,0 +1,1 @@
+//! The `cli` stage (being built).

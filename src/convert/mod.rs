@@ -1,0 +1,1 @@
+//! The `convert` stage (being built).

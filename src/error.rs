@@ -1,0 +1,94 @@
+//! The crate-level error: one enum whose variants callers branch on.
+//!
+//! Every module keeps its own precise wording and converts into [`Error`]; the binary maps a
+//! variant to an exit status with [`Error::exit_code`] (2 for bad usage or configuration, 1 for
+//! work that failed). Messages say where (file, line, key) and what was expected.
+
+use std::path::Path;
+
+/// Result with the crate [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in lakeport, grouped by what the caller should do about it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A task, schema or table file (or a command-line value) is wrong; nothing was done.
+    /// The message lists every problem, one per line, each with its file and key.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// Input data is wrong (`file:line: column: what was expected`); nothing of it was applied.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// A named thing (table, task, run) does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what the store already holds (e.g. a table redeclared differently).
+    #[error("{0}")]
+    Conflict(String),
+    /// The metadata store failed; the message names the operation.
+    #[error("store: {0}")]
+    Store(String),
+    /// Object storage failed in a way a retry may fix (timeout, 5xx, throttling).
+    #[error("object storage (transient): {0}")]
+    Transient(String),
+    /// Object storage refused in a way only the operator can fix (no bucket, no permission).
+    #[error("object storage: {0}")]
+    Permanent(String),
+    /// Local I/O failed; `context` names the file and the operation.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, and to which path.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Encoding Parquet or building Arrow data failed.
+    #[error("encoding: {0}")]
+    Encode(String),
+}
+
+impl Error {
+    /// The process exit status for this error: 2 for bad usage or configuration, else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidConfig(_) => 2,
+            _ => 1,
+        }
+    }
+
+    /// An [`Error::Io`] that names the path and what was being done to it.
+    pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
+        Error::Io {
+            context: format!("{action} {}", path.display()),
+            source,
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for Error {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Error::Encode(e.to_string())
+    }
+}
+
+impl From<parquet::errors::ParquetError> for Error {
+    fn from(e: parquet::errors::ParquetError) -> Self {
+        Error::Encode(e.to_string())
+    }
+}
+
+impl From<object_store::Error> for Error {
+    fn from(e: object_store::Error) -> Self {
+        use object_store::Error as E;
+        match &e {
+            E::NotFound { .. }
+            | E::PermissionDenied { .. }
+            | E::Unauthenticated { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::InvalidPath { .. } => Error::Permanent(e.to_string()),
+            _ => Error::Transient(e.to_string()),
+        }
+    }
+}

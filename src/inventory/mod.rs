@@ -1,0 +1,1 @@
+//! The `inventory` stage (being built).

@@ -1,0 +1,1 @@
+//! The `sink` stage (being built).

@@ -1,0 +1,259 @@
+//! The metadata store: tables of typed rows, each write stamped with `_write_time` and a
+//! store-wide change sequence `_seq`, plus the records of delivery runs.
+//!
+//! This module owns table declarations ([`TableDef`], read from `schemas/*.yaml`), the
+//! [`Store`] trait every backend implements, and the backends themselves (SQLite today). It does
+//! not parse input files (that is `inventory`) and knows nothing of Parquet or the lake: a
+//! snapshot comes out as Arrow record batches in the table's own *store types*
+//! ([`TableDef::arrow_schema`]), and delivery takes it from there.
+//!
+//! Semantics every backend keeps (and the conformance suite checks):
+//! - `_seq` is strictly increasing across the whole store; each changed row takes the next one.
+//! - `_write_time` is one UTC millisecond time per transaction, never lower than an earlier
+//!   transaction's (so it is non-decreasing in `_seq`).
+//! - An upsert whose values equal the stored row changes nothing and takes no `_seq`.
+//! - A delete leaves a tombstone (key, `_seq`, `_write_time`; other columns NULL). Deleting a
+//!   key that is absent or already deleted changes nothing.
+//! - [`Store::apply`] is one transaction: all changes or none.
+
+pub mod schema;
+pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::collections::BTreeMap;
+
+use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+
+pub use schema::{ColumnDef, ColumnType, TableDef};
+
+/// Name of the change-sequence column every snapshot batch carries (Int64).
+pub const SEQ_COLUMN: &str = "_seq";
+/// Name of the write-time column every snapshot batch carries (Timestamp(ms, UTC)).
+pub const WRITE_TIME_COLUMN: &str = "_write_time";
+
+/// One typed value of a table column. `Null` fits any nullable column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// A UTF-8 string.
+    String(String),
+    /// A 64-bit signed integer.
+    Int64(i64),
+    /// A 64-bit float.
+    Double(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Raw bytes.
+    Binary(Vec<u8>),
+    /// Milliseconds since the Unix epoch, UTC.
+    TimestampMs(i64),
+}
+
+/// One change to apply to a table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Insert or replace a row; values in the table's column order ([`TableDef::columns`]).
+    Upsert(Vec<Value>),
+    /// Delete by key; values in primary-key order ([`TableDef::primary_key`]).
+    Delete(Vec<Value>),
+}
+
+/// What one [`Store::apply`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// Rows that did not exist (or were tombstones) and now do.
+    pub inserted: u64,
+    /// Existing rows whose values changed.
+    pub updated: u64,
+    /// Live rows turned into tombstones.
+    pub deleted: u64,
+    /// Changes that matched what was stored and took no `_seq`.
+    pub unchanged: u64,
+    /// Highest `_seq` in the store after the transaction.
+    pub seq: u64,
+}
+
+/// Row counts and sequence of one table, for `lakeport tables`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableStats {
+    /// Table name.
+    pub table: String,
+    /// Live (not deleted) rows.
+    pub rows: u64,
+    /// Tombstones not yet purged.
+    pub tombstones: u64,
+    /// Highest `_seq` of any row or tombstone of this table (0 when empty).
+    pub max_seq: u64,
+}
+
+/// Reads one primary-key range of a consistent snapshot, in primary-key order.
+///
+/// Every reader of one [`Snapshot`] sees the same committed state, whatever writers commit
+/// meanwhile. A reader is `Send` so that each shard can run on its own blocking thread.
+pub trait ShardReader: Send {
+    /// Streams the shard's live rows as record batches of at most `batch_rows` rows, in the
+    /// schema of [`TableDef::arrow_schema`], calling `on_batch` for each. Stops at the first
+    /// error from the store or from `on_batch`. Returns the number of rows read.
+    fn read(
+        &mut self,
+        batch_rows: usize,
+        on_batch: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64>;
+}
+
+/// A consistent snapshot of one table, split into primary-key ranges (shards).
+pub struct Snapshot {
+    /// The highest `_seq` the snapshot contains: every change up to it, none after.
+    pub seq: u64,
+    /// Live rows in the snapshot (all shards).
+    pub rows: u64,
+    /// One reader per shard, in key order; fewer than asked when the table has fewer rows.
+    pub shards: Vec<Box<dyn ShardReader>>,
+}
+
+/// Status of a delivery run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Planned and writing.
+    Running,
+    /// Every object complete and the record committed.
+    Succeeded,
+    /// Stopped by an error (see `error`); its objects were removed or never became live.
+    Failed,
+}
+
+/// One object a run wrote, as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredObject {
+    /// Path relative to the task's destination, e.g. `dt=2024-01-01/daily_0_7.parquet`.
+    pub path: String,
+    /// The rendered partition prefix it sits under, e.g. `dt=2024-01-01` (may be empty).
+    pub partition: String,
+    /// Rows in the object.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// The record of one delivery run, kept in the store and shown by `lakeport status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Store-assigned run id (increasing).
+    pub run_id: u64,
+    /// Task name.
+    pub task: String,
+    /// Current status.
+    pub status: RunStatus,
+    /// Delivery mode the run used (`full`, ...).
+    pub mode: String,
+    /// Start, ms since epoch UTC.
+    pub started_ms: i64,
+    /// End, ms since epoch UTC (None while running).
+    pub ended_ms: Option<i64>,
+    /// Highest `_seq` the run delivers (the snapshot's sequence in full mode).
+    pub seq_to: u64,
+    /// Lowest `_seq` the run delivers (exclusive); 0 in full mode.
+    pub seq_from: u64,
+    /// First object sequence id of the run; every shard numbers its objects from here.
+    pub first_object_seq: u64,
+    /// Shards the run was split into.
+    pub shards: u32,
+    /// Rows delivered (clean rows written to Parquet).
+    pub rows: u64,
+    /// Bytes of Parquet written.
+    pub bytes: u64,
+    /// Objects written.
+    pub objects: Vec<DeliveredObject>,
+    /// Dirty rows by reason (reason → count).
+    pub dirty: BTreeMap<String, u64>,
+    /// Error text when the run failed.
+    pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// Distinct partitions the run wrote, sorted.
+    pub fn partitions(&self) -> Vec<String> {
+        let mut parts: Vec<String> = self.objects.iter().map(|o| o.partition.clone()).collect();
+        parts.sort();
+        parts.dedup();
+        parts
+    }
+
+    /// Total dirty rows.
+    pub fn dirty_rows(&self) -> u64 {
+        self.dirty.values().sum()
+    }
+}
+
+/// What a task has in the lake right now, kept by the store between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    /// Task name.
+    pub task: String,
+    /// Next object sequence id to use (object names never repeat within a task).
+    pub next_object_seq: u64,
+    /// Objects that make up the task's current output in the lake.
+    pub live_objects: Vec<DeliveredObject>,
+    /// Objects replaced by a later run and not yet removed from the lake.
+    pub pending_removal: Vec<DeliveredObject>,
+}
+
+/// How a finished run changes the task's live set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveSet {
+    /// The run's objects replace the live set; the old ones move to `pending_removal`.
+    Replace,
+    /// The run's objects are added to the live set (run-time snapshot partitions).
+    Append,
+}
+
+/// The metadata store. Methods block: call them from a blocking thread
+/// (`tokio::task::spawn_blocking`), never directly on the async runtime.
+pub trait Store: Send + Sync {
+    /// Creates `def`'s table if it does not exist. A table of that name that exists with a
+    /// different definition is an [`Error::Conflict`](crate::Error::Conflict) naming the
+    /// difference. Idempotent.
+    fn ensure_table(&self, def: &TableDef) -> Result<()>;
+
+    /// Row counts and highest `_seq` of every table, sorted by name.
+    fn table_stats(&self) -> Result<Vec<TableStats>>;
+
+    /// Applies `changes` to `table` in one transaction: all of them or, on the first error
+    /// (from the store or yielded by the iterator), none. Upserts carry every column; deletes
+    /// carry the key. Unknown table: [`Error::NotFound`](crate::Error::NotFound).
+    fn apply(
+        &self,
+        table: &str,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ApplyOutcome>;
+
+    /// Opens one consistent snapshot of `table`'s live rows split into at most `shards`
+    /// primary-key ranges of about equal size. All shard readers see the same state, even
+    /// while writers commit. Unknown table: [`Error::NotFound`](crate::Error::NotFound).
+    fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot>;
+
+    /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
+    /// (the task's `next_object_seq`). Returns the stored record.
+    fn start_run(&self, record: &RunRecord) -> Result<RunRecord>;
+
+    /// Commits a finished run in one transaction: stores the record and, when it succeeded,
+    /// updates the task's state (`next_object_seq` past every object the run named, the live
+    /// set per `live`). A failed run only stores the record.
+    fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()>;
+
+    /// Forgets `removed` objects from the task's `pending_removal` once they are gone.
+    fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()>;
+
+    /// The task's state, or `None` when it never ran.
+    fn task_state(&self, task: &str) -> Result<Option<TaskState>>;
+
+    /// The newest runs of `task` (or of every task), newest first, at most `limit`.
+    fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>>;
+}

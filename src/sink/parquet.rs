@@ -1,0 +1,995 @@
+//! One shard's partitioned Parquet writer: rows in, complete objects in the lake out.
+//!
+//! # Design
+//!
+//! A [`PartitionedWriter`] keeps at most one open object per partition. Each open object is
+//! encoded by parquet's synchronous `ArrowWriter` into a local *spool file* (a `tempfile` in the
+//! spool folder: `LAKEPORT_SPOOL_DIR`, else the system temp folder). When an object is complete
+//! (rotation, or [`PartitionedWriter::finish`]) its footer is written and the file is uploaded
+//! with [`Destination::upload_file`] (streamed, multipart when large) via
+//! `runtime.block_on(…)`, then the spool file is removed. Hence:
+//!
+//! - memory stays bounded however many partitions a shard has open: only unflushed row
+//!   groups live in memory, and their total is kept under [`ParquetOptions::buffer_bytes`] by
+//!   flushing the largest in-progress row groups first (down to three quarters of the budget)
+//!   whenever the total exceeds it. Row groups are also cut at
+//!   [`ParquetOptions::row_group_rows`].
+//! - file descriptors stay bounded too: a spool file is opened only while encoded bytes are
+//!   being appended to it and closed again right after.
+//! - an object becomes visible only when complete (`LocalFileSystem` stages and renames; S3,
+//!   GCS and Azure complete multipart uploads atomically).
+//!
+//! Objects are named `<partition>/<task>_<concurrent id>_<sequence id>.parquet`. Sequence ids
+//! belong to the writer: the first object takes [`ObjectNaming::first_seq`], each new object
+//! the next one. An object rotates (closes, uploads, and the partition's next rows open a new
+//! object with the next id) only when its `bytes_written() + in_progress_size()` reaches
+//! [`ParquetOptions::target_file_size`].
+//!
+//! The writer blocks: use it from a blocking thread (`tokio::task::spawn_blocking`), never from
+//! async code on the runtime (`block_on` would panic there). It does not decide partitions or
+//! convert types; delivery hands it batches already in the lake schema.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use tempfile::TempPath;
+use tokio::runtime::Handle;
+
+use super::destination::Destination;
+use crate::error::{Error, Result};
+use crate::store::DeliveredObject;
+
+/// Rows handed to the encoder at a time, so rotation is checked at a fine grain.
+const WRITE_SLICE_ROWS: usize = 4096;
+
+/// Environment variable naming the folder for spool files.
+pub const SPOOL_DIR_ENV: &str = "LAKEPORT_SPOOL_DIR";
+
+/// The spool folder: `LAKEPORT_SPOOL_DIR` when set, else the system temp folder.
+pub fn default_spool_dir() -> PathBuf {
+    match std::env::var_os(SPOOL_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::temp_dir(),
+    }
+}
+
+/// How objects are encoded and cut.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetOptions {
+    /// Codec for every column (default zstd level 3).
+    pub compression: Compression,
+    /// Dictionary encoding (default on); off writes PLAIN.
+    pub dictionary: bool,
+    /// Rows per row group at most (default 1,048,576).
+    pub row_group_rows: usize,
+    /// An object rotates once its encoded size reaches this many bytes (default 128 MiB).
+    pub target_file_size: u64,
+    /// Budget in bytes for unflushed row groups of all open objects together (default
+    /// 256 MiB); beyond it the largest are flushed early.
+    pub buffer_bytes: usize,
+}
+
+impl Default for ParquetOptions {
+    fn default() -> Self {
+        ParquetOptions {
+            compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            dictionary: true,
+            row_group_rows: 1_048_576,
+            target_file_size: 128 * 1024 * 1024,
+            buffer_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Parses a codec name as task files write it: `zstd`, `zstd(1..22)`, `snappy`, `gzip`,
+/// `gzip(0..9)`, `lz4`, `none` / `uncompressed` (case-insensitive). Plain `zstd` is level 3,
+/// plain `gzip` level 6; `lz4` is Parquet's LZ4_RAW (the old Hadoop LZ4 is deprecated).
+pub fn parse_compression(s: &str) -> Result<Compression, String> {
+    const EXPECTED: &str =
+        "expected one of zstd, zstd(1..22), snappy, gzip, gzip(0..9), lz4, none, uncompressed";
+    let text = s.trim().to_ascii_lowercase();
+    let bad = || format!("unknown compression {s:?}; {EXPECTED}");
+    let (name, level) = match text.split_once('(') {
+        Some((name, rest)) => {
+            let level = rest.strip_suffix(')').ok_or_else(bad)?.trim();
+            (name.trim(), Some(level))
+        }
+        None => (text.as_str(), None),
+    };
+    let level_of = |level: &str, range: std::ops::RangeInclusive<i64>| -> Result<i64, String> {
+        match level.parse::<i64>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "compression {s:?}: level must be an integer from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        }
+    };
+    Ok(match (name, level) {
+        ("zstd", None) => Compression::ZSTD(ZstdLevel::try_new(3).map_err(|e| e.to_string())?),
+        ("zstd", Some(l)) => {
+            let n = level_of(l, 1..=22)? as i32;
+            Compression::ZSTD(ZstdLevel::try_new(n).map_err(|e| e.to_string())?)
+        }
+        ("gzip", None) => Compression::GZIP(GzipLevel::default()),
+        ("gzip", Some(l)) => {
+            let n = level_of(l, 0..=9)? as u32;
+            Compression::GZIP(GzipLevel::try_new(n).map_err(|e| e.to_string())?)
+        }
+        ("snappy", None) => Compression::SNAPPY,
+        ("lz4", None) => Compression::LZ4_RAW,
+        ("none" | "uncompressed", None) => Compression::UNCOMPRESSED,
+        _ => return Err(bad()),
+    })
+}
+
+/// What object names are made of: `<prefix>/<task>_<concurrent_id>_<seq>.parquet`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectNaming {
+    /// Task name.
+    pub task: String,
+    /// The shard's concurrent id.
+    pub concurrent_id: u32,
+    /// Sequence id of the writer's first object.
+    pub first_seq: u64,
+}
+
+impl ObjectNaming {
+    /// The object name for `seq` under `partition` (no leading `/` when it is empty).
+    pub fn object_path(&self, partition: &str, seq: u64) -> String {
+        let name = format!("{}_{}_{}.parquet", self.task, self.concurrent_id, seq);
+        let partition = partition.trim_matches('/');
+        if partition.is_empty() {
+            name
+        } else {
+            format!("{partition}/{name}")
+        }
+    }
+}
+
+/// A spool file that holds an open descriptor only between a write and the next flush.
+struct SpoolFile {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl SpoolFile {
+    fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+}
+
+impl Write for SpoolFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            none => none.insert(std::fs::OpenOptions::new().append(true).open(&self.path)?),
+        };
+        file.write(buf)
+    }
+
+    /// Closes the descriptor; the next write reopens the file for appending.
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(mut f) = self.file.take() {
+            f.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// An object being encoded into its spool file.
+struct OpenObject {
+    partition: String,
+    rel_path: String,
+    writer: ArrowWriter<SpoolFile>,
+    /// Removes the spool file when dropped.
+    spool: TempPath,
+    rows: u64,
+    /// `writer.memory_size()` when last looked at.
+    memory: usize,
+}
+
+impl OpenObject {
+    fn encoded_size(&self) -> u64 {
+        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+    }
+
+    /// Hands encoded bytes to the spool file and closes its descriptor if one was opened.
+    fn release_descriptor(&mut self) -> Result<()> {
+        if self.writer.inner().is_open() {
+            self.writer
+                .sync()
+                .map_err(|e| Error::io("write spool file", &self.spool, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes one shard's rows as Parquet objects, one open object per partition. See the module
+/// documentation for the design.
+pub struct PartitionedWriter {
+    dest: Arc<Destination>,
+    schema: SchemaRef,
+    props: WriterProperties,
+    options: ParquetOptions,
+    naming: ObjectNaming,
+    next_seq: u64,
+    open: HashMap<String, OpenObject>,
+    /// Sum of `OpenObject::memory`.
+    in_progress: usize,
+    /// Objects uploaded so far.
+    done: Vec<DeliveredObject>,
+    /// Relative paths whose upload began (done, or failed midway).
+    started: Vec<String>,
+    spool_dir: PathBuf,
+    runtime: Handle,
+}
+
+impl std::fmt::Debug for PartitionedWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionedWriter")
+            .field("dest", &self.dest.url())
+            .field("naming", &self.naming)
+            .field("next_seq", &self.next_seq)
+            .field("open", &self.open.len())
+            .field("done", &self.done.len())
+            .finish()
+    }
+}
+
+impl PartitionedWriter {
+    /// A writer for batches in `schema`, uploading to `dest`. `metadata` key-values go into
+    /// every object's footer (delivery passes task, run id, sequence range). Spool files go to
+    /// [`default_spool_dir`] unless [`PartitionedWriter::with_spool_dir`] says otherwise.
+    /// Zero `row_group_rows` or `target_file_size`, or a task name holding `/`, is an
+    /// [`Error::InvalidConfig`].
+    pub fn new(
+        dest: Arc<Destination>,
+        schema: SchemaRef,
+        options: ParquetOptions,
+        naming: ObjectNaming,
+        metadata: Vec<(String, String)>,
+        runtime: Handle,
+    ) -> Result<Self> {
+        if options.row_group_rows == 0 {
+            return Err(Error::InvalidConfig(
+                "parquet: row group rows must be at least 1".into(),
+            ));
+        }
+        if options.target_file_size == 0 {
+            return Err(Error::InvalidConfig(
+                "parquet: target_file_size must be at least 1 byte".into(),
+            ));
+        }
+        if naming.task.is_empty() || naming.task.contains('/') {
+            return Err(Error::InvalidConfig(format!(
+                "parquet: task name {:?} cannot name objects (empty or holds '/')",
+                naming.task
+            )));
+        }
+        let key_values: Vec<KeyValue> = metadata
+            .into_iter()
+            .map(|(k, v)| KeyValue::new(k, v))
+            .collect();
+        let mut builder = WriterProperties::builder()
+            .set_compression(options.compression)
+            .set_dictionary_enabled(options.dictionary)
+            .set_max_row_group_row_count(Some(options.row_group_rows))
+            // "<app> version <v>" is the form parquet-mr parses; other forms make Spark distrust
+            // the statistics of string columns.
+            .set_created_by(format!("lakeport version {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata((!key_values.is_empty()).then_some(key_values));
+        if !options.dictionary {
+            builder = builder.set_encoding(Encoding::PLAIN);
+        }
+        Ok(PartitionedWriter {
+            dest,
+            schema,
+            props: builder.build(),
+            next_seq: naming.first_seq,
+            naming,
+            options,
+            open: HashMap::new(),
+            in_progress: 0,
+            done: Vec::new(),
+            started: Vec::new(),
+            spool_dir: default_spool_dir(),
+            runtime,
+        })
+    }
+
+    /// Puts spool files into `dir` (created when missing) instead of the default.
+    pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create spool folder", &dir, e))?;
+        self.spool_dir = dir;
+        Ok(self)
+    }
+
+    /// Appends `batch` (in the writer's schema) to `partition`'s open object, opening one
+    /// when there is none and rotating it when it reaches the target size. On error the caller
+    /// should [`abort`](PartitionedWriter::abort).
+    pub fn write(&mut self, partition: &str, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        let mut offset = 0;
+        while offset < rows {
+            let len = WRITE_SLICE_ROWS.min(rows - offset);
+            let slice = batch.slice(offset, len);
+            offset += len;
+
+            if !self.open.contains_key(partition) {
+                let obj = self.open_object(partition)?;
+                self.open.insert(partition.to_string(), obj);
+            }
+            let Some(obj) = self.open.get_mut(partition) else {
+                unreachable!("the object was inserted above")
+            };
+            obj.writer.write(&slice)?;
+            obj.rows += len as u64;
+            obj.release_descriptor()?;
+            let memory = obj.writer.memory_size();
+            self.in_progress = self.in_progress - obj.memory + memory;
+            obj.memory = memory;
+
+            if obj.encoded_size() >= self.options.target_file_size {
+                if let Some(obj) = self.open.remove(partition) {
+                    let delivered = self.complete(obj)?;
+                    self.done.push(delivered);
+                }
+            }
+        }
+        self.enforce_budget()
+    }
+
+    /// Closes and uploads every open object, in partition order, and returns every object
+    /// this writer delivered (paths relative to the destination). When an upload fails, the
+    /// objects already uploaded are deleted (best effort; failures are logged) and the spool
+    /// files removed before the error returns.
+    pub fn finish(mut self) -> Result<Vec<DeliveredObject>> {
+        let mut partitions: Vec<String> = self.open.keys().cloned().collect();
+        partitions.sort();
+        for partition in partitions {
+            let Some(obj) = self.open.remove(&partition) else {
+                continue;
+            };
+            match self.complete(obj) {
+                Ok(delivered) => self.done.push(delivered),
+                Err(e) => {
+                    let dest = Arc::clone(&self.dest);
+                    let runtime = self.runtime.clone();
+                    for rel in self.abort() {
+                        if let Err(de) = runtime.block_on(dest.delete(&rel)) {
+                            tracing::warn!(object = %dest.object_url(&rel), error = %de,
+                                "could not remove an object of a failed write");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Drops every open object and its spool file, and returns the relative paths of objects
+    /// that may already have been uploaded (rotated ones, or one whose upload failed midway);
+    /// the caller deletes them.
+    pub fn abort(mut self) -> Vec<String> {
+        self.open.clear();
+        std::mem::take(&mut self.started)
+    }
+
+    /// The first sequence id this writer has not used.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Objects completed and uploaded so far (by rotation), before [`finish`](Self::finish).
+    pub fn delivered(&self) -> &[DeliveredObject] {
+        &self.done
+    }
+
+    /// Objects open now (one per partition written to since its last rotation).
+    pub fn open_objects(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Bytes of unflushed row groups held in memory now, over all open objects.
+    pub fn buffered_bytes(&self) -> usize {
+        self.in_progress
+    }
+
+    fn open_object(&mut self, partition: &str) -> Result<OpenObject> {
+        let spool = tempfile::Builder::new()
+            .prefix("lakeport-")
+            .suffix(".parquet.spool")
+            .tempfile_in(&self.spool_dir)
+            .map_err(|e| Error::io("create spool file in", &self.spool_dir, e))?
+            .into_temp_path();
+        let file = SpoolFile {
+            path: spool.to_path_buf(),
+            file: None,
+        };
+        let writer =
+            ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))?;
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        Ok(OpenObject {
+            partition: partition.to_string(),
+            rel_path: self.naming.object_path(partition, seq),
+            writer,
+            spool,
+            rows: 0,
+            memory: 0,
+        })
+    }
+
+    /// Writes `obj`'s footer, uploads it and removes its spool file.
+    fn complete(&mut self, obj: OpenObject) -> Result<DeliveredObject> {
+        let OpenObject {
+            partition,
+            rel_path,
+            writer,
+            spool,
+            rows,
+            memory,
+        } = obj;
+        self.in_progress -= memory;
+        let mut file = writer.into_inner()?;
+        file.flush()
+            .map_err(|e| Error::io("write spool file", &spool, e))?;
+        self.started.push(rel_path.clone());
+        let bytes = self
+            .runtime
+            .block_on(self.dest.upload_file(&spool, &rel_path))?;
+        if let Err(e) = spool.close() {
+            tracing::warn!(error = %e, "could not remove a spool file");
+        }
+        tracing::debug!(object = %self.dest.object_url(&rel_path), rows, bytes, "object delivered");
+        Ok(DeliveredObject {
+            path: rel_path,
+            partition,
+            rows,
+            bytes,
+        })
+    }
+
+    /// Flushes the largest in-progress row groups while their total exceeds the budget, down
+    /// to three quarters of it.
+    fn enforce_budget(&mut self) -> Result<()> {
+        if self.in_progress <= self.options.buffer_bytes {
+            return Ok(());
+        }
+        let low_water = self.options.buffer_bytes / 4 * 3;
+        let mut by_size: Vec<(usize, String)> = self
+            .open
+            .iter()
+            .filter(|(_, o)| o.memory > 0)
+            .map(|(p, o)| (o.memory, p.clone()))
+            .collect();
+        by_size.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, partition) in by_size {
+            if self.in_progress <= low_water {
+                break;
+            }
+            let Some(obj) = self.open.get_mut(&partition) else {
+                continue;
+            };
+            obj.writer.flush()?;
+            obj.release_descriptor()?;
+            let memory = obj.writer.memory_size();
+            self.in_progress = self.in_progress - obj.memory + memory;
+            obj.memory = memory;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use bytes::Bytes;
+    use object_store::memory::InMemory;
+    use object_store::ObjectStoreExt;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    fn batch(from: i64, rows: usize) -> RecordBatch {
+        let ids: Vec<i64> = (from..from + rows as i64).collect();
+        // varied text so that encoded size grows with rows even with dictionaries
+        let names: Vec<String> = ids
+            .iter()
+            .map(|i| format!("object-{}", i * 7919 % 100_003))
+            .collect();
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn naming(first_seq: u64) -> ObjectNaming {
+        ObjectNaming {
+            task: "daily".into(),
+            concurrent_id: 3,
+            first_seq,
+        }
+    }
+
+    fn metadata() -> Vec<(String, String)> {
+        vec![
+            ("lakeport.task".into(), "daily".into()),
+            ("lakeport.run_id".into(), "42".into()),
+        ]
+    }
+
+    struct Fixture {
+        rt: tokio::runtime::Runtime,
+        dest: Arc<Destination>,
+        spool: tempfile::TempDir,
+        _lake: Option<tempfile::TempDir>,
+    }
+
+    impl Fixture {
+        fn local() -> Fixture {
+            let lake = tempfile::tempdir().unwrap();
+            let dest = Destination::parse(lake.path().to_str().unwrap()).unwrap();
+            Fixture {
+                rt: runtime(),
+                dest: Arc::new(dest),
+                spool: tempfile::tempdir().unwrap(),
+                _lake: Some(lake),
+            }
+        }
+
+        fn memory() -> Fixture {
+            Fixture {
+                rt: runtime(),
+                dest: Arc::new(Destination::from_store(
+                    Arc::new(InMemory::new()),
+                    "memory://",
+                )),
+                spool: tempfile::tempdir().unwrap(),
+                _lake: None,
+            }
+        }
+
+        fn writer(&self, options: ParquetOptions, first_seq: u64) -> PartitionedWriter {
+            PartitionedWriter::new(
+                Arc::clone(&self.dest),
+                schema(),
+                options,
+                naming(first_seq),
+                metadata(),
+                self.rt.handle().clone(),
+            )
+            .unwrap()
+            .with_spool_dir(self.spool.path())
+            .unwrap()
+        }
+
+        /// Runs `f` on a blocking thread of the runtime, as delivery does.
+        fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+            self.rt.block_on(self.rt.spawn_blocking(f)).unwrap()
+        }
+
+        fn list(&self) -> Vec<(String, u64)> {
+            self.rt.block_on(self.dest.list("")).unwrap()
+        }
+
+        fn read(&self, rel: &str) -> Bytes {
+            let dest = Arc::clone(&self.dest);
+            let path = dest.path(rel);
+            self.rt.block_on(async move {
+                dest.store()
+                    .get(&path)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+            })
+        }
+
+        fn spool_files(&self) -> usize {
+            std::fs::read_dir(self.spool.path()).unwrap().count()
+        }
+    }
+
+    fn rows_of(data: Bytes) -> (usize, Vec<i64>) {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(data)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(col.values().iter().copied());
+        }
+        (ids.len(), ids)
+    }
+
+    fn partitions_and_finish(fx: &Fixture) {
+        let mut w = fx.writer(ParquetOptions::default(), 7);
+        let list_before = fx.list();
+        let w = fx.blocking(move || {
+            w.write("dt=2024-01-01", &batch(0, 100)).unwrap();
+            w.write("dt=2024-01-02", &batch(100, 50)).unwrap();
+            w.write("dt=2024-01-01", &batch(150, 10)).unwrap();
+            w.write("", &batch(160, 5)).unwrap();
+            w
+        });
+        assert!(list_before.is_empty());
+        // nothing is visible before finish
+        assert!(fx.list().is_empty());
+        assert_eq!(w.open_objects(), 3);
+        assert_eq!(fx.spool_files(), 3);
+        assert_eq!(w.next_seq(), 10);
+
+        let delivered = fx.blocking(move || w.finish().unwrap());
+        assert_eq!(fx.spool_files(), 0);
+        let mut got: Vec<(String, String, u64)> = delivered
+            .iter()
+            .map(|d| (d.path.clone(), d.partition.clone(), d.rows))
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                ("daily_3_9.parquet".to_string(), "".to_string(), 5),
+                (
+                    "dt=2024-01-01/daily_3_7.parquet".to_string(),
+                    "dt=2024-01-01".to_string(),
+                    110
+                ),
+                (
+                    "dt=2024-01-02/daily_3_8.parquet".to_string(),
+                    "dt=2024-01-02".to_string(),
+                    50
+                ),
+            ]
+        );
+        let listed = fx.list();
+        assert_eq!(listed.len(), 3);
+        for d in &delivered {
+            assert!(
+                listed.contains(&(d.path.clone(), d.bytes)),
+                "{listed:?} {d:?}"
+            );
+            let data = fx.read(&d.path);
+            assert_eq!(data.len() as u64, d.bytes);
+            assert_eq!(rows_of(data.clone()).0 as u64, d.rows);
+
+            let meta = SerializedFileReader::new(data)
+                .unwrap()
+                .metadata()
+                .file_metadata()
+                .clone();
+            let kv = meta.key_value_metadata().unwrap();
+            let get = |k: &str| kv.iter().find(|e| e.key == k).and_then(|e| e.value.clone());
+            assert_eq!(get("lakeport.task").as_deref(), Some("daily"));
+            assert_eq!(get("lakeport.run_id").as_deref(), Some("42"));
+            assert!(meta.created_by().unwrap().starts_with("lakeport version "));
+        }
+        let (_, ids) = rows_of(fx.read("dt=2024-01-01/daily_3_7.parquet"));
+        let expected: Vec<i64> = (0..100).chain(150..160).collect();
+        assert_eq!(ids, expected);
+    }
+
+    #[test]
+    fn partitions_local() {
+        partitions_and_finish(&Fixture::local());
+    }
+
+    #[test]
+    fn partitions_in_memory() {
+        partitions_and_finish(&Fixture::memory());
+    }
+
+    fn rotation(fx: &Fixture) {
+        let options = ParquetOptions {
+            target_file_size: 16 * 1024,
+            row_group_rows: 1000,
+            compression: Compression::UNCOMPRESSED,
+            ..ParquetOptions::default()
+        };
+        let mut w = fx.writer(options, 100);
+        let (w, rotated) = fx.blocking(move || {
+            for i in 0..40 {
+                w.write("p=a", &batch(i * 500, 500)).unwrap();
+            }
+            let rotated = w.delivered().to_vec();
+            (w, rotated)
+        });
+        // rotated objects are visible before finish, the open one is not
+        assert!(rotated.len() >= 2, "{rotated:?}");
+        assert_eq!(fx.list().len(), rotated.len());
+        let next = w.next_seq();
+        let delivered = fx.blocking(move || w.finish().unwrap());
+        assert_eq!(delivered.len() as u64, next - 100);
+        let mut seqs: Vec<u64> = Vec::new();
+        let mut total = 0;
+        let mut all_ids = Vec::new();
+        for d in &delivered {
+            let name = d.path.strip_prefix("p=a/daily_3_").unwrap();
+            seqs.push(name.strip_suffix(".parquet").unwrap().parse().unwrap());
+            let (n, ids) = rows_of(fx.read(&d.path));
+            assert_eq!(n as u64, d.rows);
+            total += n;
+            all_ids.extend(ids);
+            if d != delivered.last().unwrap() {
+                // every rotated object reached the target, without overshooting much
+                assert!(d.bytes >= 16 * 1024 - 1024, "{d:?}");
+                assert!(d.bytes < 64 * 1024, "{d:?}");
+            }
+        }
+        assert_eq!(seqs, (100..next).collect::<Vec<_>>());
+        assert_eq!(total, 20_000);
+        assert_eq!(all_ids, (0..20_000).collect::<Vec<_>>());
+        assert_eq!(fx.spool_files(), 0);
+    }
+
+    #[test]
+    fn rotation_local() {
+        rotation(&Fixture::local());
+    }
+
+    #[test]
+    fn rotation_in_memory() {
+        rotation(&Fixture::memory());
+    }
+
+    #[test]
+    fn abort_drops_spool_files_and_reports_uploaded_objects() {
+        let fx = Fixture::local();
+        let options = ParquetOptions {
+            target_file_size: 8 * 1024,
+            compression: Compression::UNCOMPRESSED,
+            ..ParquetOptions::default()
+        };
+        let mut w = fx.writer(options, 0);
+        let w = fx.blocking(move || {
+            for i in 0..10 {
+                w.write("p=big", &batch(i * 1000, 1000)).unwrap();
+            }
+            w.write("p=small", &batch(0, 3)).unwrap();
+            w
+        });
+        assert!(fx.spool_files() >= 1);
+        let uploaded: Vec<String> = w.delivered().iter().map(|d| d.path.clone()).collect();
+        assert!(!uploaded.is_empty());
+        let reported = w.abort();
+        assert_eq!(reported, uploaded);
+        assert_eq!(fx.spool_files(), 0);
+        let listed: Vec<String> = fx.list().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(listed, uploaded);
+        assert!(listed.iter().all(|p| p.starts_with("p=big/")));
+    }
+
+    #[test]
+    fn memory_budget_flushes_row_groups_early() {
+        let fx = Fixture::memory();
+        let options = ParquetOptions {
+            buffer_bytes: 64 * 1024,
+            compression: Compression::UNCOMPRESSED,
+            dictionary: false,
+            ..ParquetOptions::default()
+        };
+        let mut w = fx.writer(options, 0);
+        let (peak, delivered) = fx.blocking(move || {
+            let mut peak = 0;
+            for i in 0..50 {
+                let partition = format!("p={}", i % 10);
+                w.write(&partition, &batch(i * 200, 200)).unwrap();
+                peak = peak.max(w.buffered_bytes());
+            }
+            (peak, w.finish().unwrap())
+        });
+        assert!(peak <= 64 * 1024, "peak {peak}");
+        assert_eq!(delivered.len(), 10);
+        let mut total = 0;
+        for d in &delivered {
+            let data = fx.read(&d.path);
+            let reader = SerializedFileReader::new(data.clone()).unwrap();
+            // flushed early: more than one row group, no dictionary pages
+            assert!(reader.metadata().num_row_groups() > 1, "{d:?}");
+            let col = reader.metadata().row_group(0).column(0);
+            assert!(col.dictionary_page_offset().is_none());
+            total += rows_of(data).0;
+        }
+        assert_eq!(total, 10_000);
+    }
+
+    #[test]
+    fn row_groups_cut_at_row_count() {
+        let fx = Fixture::memory();
+        let options = ParquetOptions {
+            row_group_rows: 300,
+            ..ParquetOptions::default()
+        };
+        let mut w = fx.writer(options, 0);
+        let delivered = fx.blocking(move || {
+            w.write("", &batch(0, 1000)).unwrap();
+            w.finish().unwrap()
+        });
+        let reader = SerializedFileReader::new(fx.read(&delivered[0].path)).unwrap();
+        let sizes: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|r| r.num_rows())
+            .collect();
+        assert_eq!(sizes, [300, 300, 300, 100]);
+        let codec = reader.metadata().row_group(0).column(0).compression();
+        assert!(matches!(codec, Compression::ZSTD(_)), "{codec:?}");
+    }
+
+    #[test]
+    fn every_codec_writes_readable_files() {
+        let fx = Fixture::memory();
+        for codec in ["zstd(9)", "snappy", "gzip(1)", "lz4", "none"] {
+            let options = ParquetOptions {
+                compression: parse_compression(codec).unwrap(),
+                ..ParquetOptions::default()
+            };
+            let mut w = fx.writer(options, 0);
+            let p = format!("c={}", codec.replace(['(', ')'], ""));
+            let delivered = fx.blocking(move || {
+                w.write(&p, &batch(0, 100)).unwrap();
+                w.finish().unwrap()
+            });
+            assert_eq!(rows_of(fx.read(&delivered[0].path)).0, 100, "{codec}");
+        }
+    }
+
+    #[test]
+    fn wrong_schema_is_an_error_and_abort_cleans_up() {
+        let fx = Fixture::memory();
+        let mut w = fx.writer(ParquetOptions::default(), 0);
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(vec!["a"]))],
+        )
+        .unwrap();
+        let w = fx.blocking(move || {
+            assert!(w.write("p", &other).is_err());
+            w
+        });
+        assert!(w.abort().is_empty());
+        assert_eq!(fx.spool_files(), 0);
+    }
+
+    #[test]
+    fn failed_upload_in_finish_removes_what_was_uploaded() {
+        // A local lake whose partition path is blocked by a plain file cannot take that
+        // partition's object; the other one, uploaded first, must be removed again.
+        let fx = Fixture::local();
+        let root = fx._lake.as_ref().unwrap().path();
+        std::fs::write(root.join("p=b"), b"not a folder").unwrap();
+        let mut w = fx.writer(ParquetOptions::default(), 0);
+        let result = fx.blocking(move || {
+            w.write("p=a", &batch(0, 10)).unwrap();
+            w.write("p=b", &batch(0, 10)).unwrap();
+            w.finish()
+        });
+        assert!(result.is_err());
+        assert_eq!(fx.spool_files(), 0);
+        assert_eq!(fx.list(), [("p=b".to_string(), 12)]);
+    }
+
+    #[test]
+    fn bad_options_are_config_errors() {
+        let fx = Fixture::memory();
+        let make = |options: ParquetOptions, task: &str| {
+            PartitionedWriter::new(
+                Arc::clone(&fx.dest),
+                schema(),
+                options,
+                ObjectNaming {
+                    task: task.into(),
+                    concurrent_id: 0,
+                    first_seq: 0,
+                },
+                vec![],
+                fx.rt.handle().clone(),
+            )
+        };
+        let zero_rows = ParquetOptions {
+            row_group_rows: 0,
+            ..ParquetOptions::default()
+        };
+        assert!(matches!(make(zero_rows, "t"), Err(Error::InvalidConfig(_))));
+        assert!(matches!(
+            make(ParquetOptions::default(), "a/b"),
+            Err(Error::InvalidConfig(_))
+        ));
+        assert!(make(ParquetOptions::default(), "ok").is_ok());
+    }
+
+    #[test]
+    fn compression_names() {
+        assert_eq!(
+            parse_compression("zstd").unwrap(),
+            Compression::ZSTD(ZstdLevel::try_new(3).unwrap())
+        );
+        assert_eq!(
+            parse_compression(" ZSTD( 19 ) ").unwrap(),
+            Compression::ZSTD(ZstdLevel::try_new(19).unwrap())
+        );
+        assert_eq!(parse_compression("snappy").unwrap(), Compression::SNAPPY);
+        assert_eq!(
+            parse_compression("gzip").unwrap(),
+            Compression::GZIP(GzipLevel::default())
+        );
+        assert_eq!(
+            parse_compression("gzip(0)").unwrap(),
+            Compression::GZIP(GzipLevel::try_new(0).unwrap())
+        );
+        assert_eq!(parse_compression("lz4").unwrap(), Compression::LZ4_RAW);
+        assert_eq!(
+            parse_compression("none").unwrap(),
+            Compression::UNCOMPRESSED
+        );
+        assert_eq!(
+            parse_compression("uncompressed").unwrap(),
+            Compression::UNCOMPRESSED
+        );
+        for bad in [
+            "zstd(0)",
+            "zstd(23)",
+            "gzip(10)",
+            "zstd(x)",
+            "zstd(3",
+            "brotli",
+            "snappy(1)",
+            "",
+        ] {
+            assert!(parse_compression(bad).is_err(), "{bad}");
+        }
+        assert!(parse_compression("zstd(23)")
+            .unwrap_err()
+            .contains("from 1 to 22"));
+        assert!(parse_compression("lzo")
+            .unwrap_err()
+            .contains("expected one of"));
+    }
+
+    #[test]
+    fn object_names() {
+        let n = naming(5);
+        assert_eq!(n.object_path("", 5), "daily_3_5.parquet");
+        assert_eq!(
+            n.object_path("dt=2024-01-01/hh=00", 6),
+            "dt=2024-01-01/hh=00/daily_3_6.parquet"
+        );
+    }
+}

@@ -1,1 +1,786 @@
-//! Store conformance suite (being built).
+//! The conformance suite every [`Store`] backend must pass: plain functions taking
+//! `&dyn Store`, each run by one `#[test]` per backend (SQLite: `sqlite.rs`).
+//!
+//! Each function expects a fresh, empty store and declares the tables it uses. It owns the
+//! semantics of the module documentation (`_seq`, `_write_time`, tombstones, atomic `apply`,
+//! consistent snapshots, run records); it does not test backend specifics such as the file
+//! layout.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray,
+    TimestampMillisecondArray,
+};
+use arrow::record_batch::RecordBatch;
+
+use crate::error::Error;
+use crate::store::{
+    ApplyOutcome, Change, ColumnType, DeliveredObject, LiveSet, RunRecord, RunStatus, Store,
+    TableDef, TableStats, Value,
+};
+
+/// A table with one column of every type, keyed by `id`.
+const ITEMS: &str = "table: items
+primary_key: [id]
+columns:
+  - { name: id, type: int64 }
+  - { name: name, type: string }
+  - { name: size, type: int64 }
+  - { name: ratio, type: double }
+  - { name: flag, type: bool }
+  - { name: data, type: binary }
+  - { name: at, type: timestamp_ms }
+";
+
+/// A table with a composite key (string, int64).
+const PAIRS: &str = "table: pairs
+primary_key: [a, b]
+columns:
+  - { name: v, type: string }
+  - { name: a, type: string }
+  - { name: b, type: int64 }
+";
+
+/// The table of the concurrent-writer test.
+const GENS: &str = "table: gens
+primary_key: [id]
+columns:
+  - { name: id, type: int64 }
+  - { name: gen, type: int64 }
+";
+
+fn declare(store: &dyn Store, yaml: &str) -> TableDef {
+    let def = TableDef::from_yaml(yaml, "conformance").unwrap();
+    store.ensure_table(&def).unwrap();
+    def
+}
+
+fn apply(store: &dyn Store, table: &str, changes: Vec<Change>) -> crate::Result<ApplyOutcome> {
+    store.apply(table, &mut changes.into_iter().map(Ok))
+}
+
+fn s(v: &str) -> Value {
+    Value::String(v.into())
+}
+
+fn item(id: i64, name: &str, size: i64) -> Change {
+    Change::Upsert(vec![
+        Value::Int64(id),
+        s(name),
+        Value::Int64(size),
+        Value::Double(0.5),
+        Value::Bool(true),
+        Value::Binary(vec![1, 2, 3]),
+        Value::TimestampMs(1_700_000_000_000 + id),
+    ])
+}
+
+fn del(id: i64) -> Change {
+    Change::Delete(vec![Value::Int64(id)])
+}
+
+fn pair(a: &str, b: i64, v: &str) -> Change {
+    Change::Upsert(vec![s(v), s(a), Value::Int64(b)])
+}
+
+fn stats(store: &dyn Store, table: &str) -> TableStats {
+    store
+        .table_stats()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.table == table)
+        .unwrap()
+}
+
+/// One snapshot row: declared values, `_seq`, `_write_time`.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    values: Vec<Value>,
+    seq: i64,
+    write_time: i64,
+}
+
+/// The rows of one batch, checking its schema.
+fn batch_rows(def: &TableDef, batch: &RecordBatch) -> Vec<Row> {
+    assert_eq!(batch.schema(), def.arrow_schema());
+    let n = def.columns.len();
+    let int = |i: usize| {
+        batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+    };
+    let ts = |i: usize| {
+        batch
+            .column(i)
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .unwrap()
+    };
+    (0..batch.num_rows())
+        .map(|r| {
+            let values = def
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let col = batch.column(i);
+                    if col.is_null(r) {
+                        return Value::Null;
+                    }
+                    let any = col.as_any();
+                    match c.ty {
+                        ColumnType::String => {
+                            s(any.downcast_ref::<StringArray>().unwrap().value(r))
+                        }
+                        ColumnType::Int64 => Value::Int64(int(i).value(r)),
+                        ColumnType::Double => {
+                            Value::Double(any.downcast_ref::<Float64Array>().unwrap().value(r))
+                        }
+                        ColumnType::Bool => {
+                            Value::Bool(any.downcast_ref::<BooleanArray>().unwrap().value(r))
+                        }
+                        ColumnType::Binary => Value::Binary(
+                            any.downcast_ref::<BinaryArray>().unwrap().value(r).to_vec(),
+                        ),
+                        ColumnType::TimestampMs => Value::TimestampMs(ts(i).value(r)),
+                    }
+                })
+                .collect();
+            Row {
+                values,
+                seq: int(n).value(r),
+                write_time: ts(n + 1).value(r),
+            }
+        })
+        .collect()
+}
+
+/// A snapshot read whole: its `seq`, its `rows` count, and each shard's rows.
+struct Read {
+    seq: u64,
+    rows: u64,
+    shards: Vec<Vec<Row>>,
+}
+
+impl Read {
+    fn all(&self) -> Vec<Row> {
+        self.shards.iter().flatten().cloned().collect()
+    }
+}
+
+fn read(store: &dyn Store, def: &TableDef, shards: usize, batch: usize) -> Read {
+    let mut snap = store.snapshot(&def.table, shards).unwrap();
+    let mut out = Vec::new();
+    for reader in &mut snap.shards {
+        let mut rows = Vec::new();
+        let n = reader
+            .read(batch, &mut |b| {
+                assert!(
+                    b.num_rows() > 0 && b.num_rows() <= batch,
+                    "{}",
+                    b.num_rows()
+                );
+                rows.extend(batch_rows(def, &b));
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, rows.len() as u64);
+        out.push(rows);
+    }
+    Read {
+        seq: snap.seq,
+        rows: snap.rows,
+        shards: out,
+    }
+}
+
+/// `_seq` is strictly increasing across tables and transactions; `ApplyOutcome::seq` and
+/// `table_stats` agree with the rows.
+pub(crate) fn seq_is_store_wide(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    let pairs = declare(store, PAIRS);
+    let o1 = apply(store, "items", vec![item(1, "a", 1), item(2, "b", 2)]).unwrap();
+    assert_eq!((o1.inserted, o1.seq), (2, 2));
+    let o2 = apply(store, "pairs", vec![pair("x", 1, "p"), pair("x", 2, "q")]).unwrap();
+    assert_eq!((o2.inserted, o2.seq), (2, 4));
+    let o3 = apply(store, "items", vec![item(1, "a2", 1), item(3, "c", 3)]).unwrap();
+    assert_eq!((o3.inserted, o3.updated, o3.seq), (1, 1, 6));
+
+    let mut seqs: Vec<i64> = read(store, &items, 1, 100)
+        .all()
+        .iter()
+        .chain(read(store, &pairs, 1, 100).all().iter())
+        .map(|r| r.seq)
+        .collect();
+    seqs.sort();
+    // Row 1 was rewritten at seq 5, so its first seq 1 is gone.
+    assert_eq!(seqs, [2, 3, 4, 5, 6]);
+    let items_rows = read(store, &items, 1, 100).all();
+    let by_id: BTreeMap<i64, i64> = items_rows
+        .iter()
+        .map(|r| match r.values[0] {
+            Value::Int64(id) => (id, r.seq),
+            _ => panic!("id"),
+        })
+        .collect();
+    assert_eq!(by_id, BTreeMap::from([(1, 5), (2, 2), (3, 6)]));
+    assert_eq!(stats(store, "items").max_seq, 6);
+    assert_eq!(stats(store, "pairs").max_seq, 4);
+    let names: Vec<String> = store
+        .table_stats()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.table)
+        .collect();
+    assert_eq!(names, ["items", "pairs"]);
+}
+
+/// An upsert of equal values takes no `_seq` and counts as unchanged (nulls, doubles, bytes
+/// included); changing one value takes one.
+pub(crate) fn unchanged_upsert_takes_no_seq(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    let nulls = Change::Upsert(vec![
+        Value::Int64(2),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ]);
+    let zeros = Change::Upsert(vec![
+        Value::Int64(3),
+        s(""),
+        Value::Int64(0),
+        Value::Double(-0.0),
+        Value::Bool(false),
+        Value::Binary(vec![]),
+        Value::TimestampMs(0),
+    ]);
+    let first = apply(
+        store,
+        "items",
+        vec![item(1, "a", 10), nulls.clone(), zeros.clone()],
+    )
+    .unwrap();
+    assert_eq!((first.inserted, first.seq), (3, 3));
+    let before = read(store, &items, 1, 10).all();
+
+    let again = apply(store, "items", vec![item(1, "a", 10), nulls, zeros]).unwrap();
+    assert_eq!(
+        again,
+        ApplyOutcome {
+            unchanged: 3,
+            seq: 3,
+            ..ApplyOutcome::default()
+        }
+    );
+    assert_eq!(read(store, &items, 1, 10).all(), before);
+
+    let changed = apply(store, "items", vec![item(1, "a", 11)]).unwrap();
+    assert_eq!((changed.updated, changed.unchanged, changed.seq), (1, 0, 4));
+    let changed = apply(
+        store,
+        "items",
+        vec![item(1, "a", 11), item(2, "now set", 5)],
+    )
+    .unwrap();
+    assert_eq!((changed.updated, changed.unchanged, changed.seq), (1, 1, 5));
+    assert_eq!(stats(store, "items").max_seq, 5);
+}
+
+/// Upserting a deleted key is an insert, with a new `_seq`.
+pub(crate) fn upsert_after_delete_is_insert(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    apply(store, "items", vec![item(1, "a", 1)]).unwrap();
+    let d = apply(store, "items", vec![del(1)]).unwrap();
+    assert_eq!((d.deleted, d.seq), (1, 2));
+    let again = apply(store, "items", vec![item(1, "a", 1)]).unwrap();
+    assert_eq!(
+        again,
+        ApplyOutcome {
+            inserted: 1,
+            seq: 3,
+            ..ApplyOutcome::default()
+        }
+    );
+    let rows = read(store, &items, 1, 10).all();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].seq, 3);
+    assert_eq!(rows[0].values[1], s("a"));
+    let st = stats(store, "items");
+    assert_eq!((st.rows, st.tombstones, st.max_seq), (1, 0, 3));
+}
+
+/// A delete leaves a tombstone with its own `_seq`; deleting absent or deleted keys changes
+/// nothing; tombstones are not in snapshots.
+pub(crate) fn delete_leaves_tombstone(store: &dyn Store) {
+    let pairs = declare(store, PAIRS);
+    apply(
+        store,
+        "pairs",
+        vec![pair("a", 1, "x"), pair("a", 2, "y"), pair("b", 1, "z")],
+    )
+    .unwrap();
+    let key = |a: &str, b: i64| Change::Delete(vec![s(a), Value::Int64(b)]);
+    let d = apply(store, "pairs", vec![key("a", 2)]).unwrap();
+    assert_eq!(
+        d,
+        ApplyOutcome {
+            deleted: 1,
+            seq: 4,
+            ..ApplyOutcome::default()
+        }
+    );
+    let st = stats(store, "pairs");
+    assert_eq!((st.rows, st.tombstones, st.max_seq), (2, 1, 4));
+
+    let none = apply(store, "pairs", vec![key("a", 2), key("zz", 9), key("b", 2)]).unwrap();
+    assert_eq!(
+        none,
+        ApplyOutcome {
+            unchanged: 3,
+            seq: 4,
+            ..ApplyOutcome::default()
+        }
+    );
+    assert_eq!(stats(store, "pairs"), st);
+
+    let rows = read(store, &pairs, 2, 10).all();
+    let keys: Vec<(Value, Value)> = rows
+        .iter()
+        .map(|r| (r.values[1].clone(), r.values[2].clone()))
+        .collect();
+    assert_eq!(keys, [(s("a"), Value::Int64(1)), (s("b"), Value::Int64(1))]);
+    assert!(rows.iter().all(|r| r.seq < 4));
+}
+
+/// An iterator error midway rolls everything back and comes back unchanged.
+pub(crate) fn apply_is_atomic_on_iterator_error(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    apply(store, "items", vec![item(1, "a", 1), item(2, "b", 2)]).unwrap();
+    let before = (stats(store, "items"), read(store, &items, 1, 10).all());
+    let changes = vec![
+        Ok(item(1, "changed", 1)),
+        Ok(del(2)),
+        Ok(item(3, "new", 3)),
+        Err(Error::InvalidInput("input.ndjson:4: bad line".into())),
+        Ok(item(4, "never", 4)),
+    ];
+    let err = store.apply("items", &mut changes.into_iter()).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_eq!(err.to_string(), "input.ndjson:4: bad line");
+    assert_eq!(
+        (stats(store, "items"), read(store, &items, 1, 10).all()),
+        before
+    );
+    // The sequence continues where it was: nothing of the failed apply was kept.
+    let next = apply(store, "items", vec![item(5, "e", 5)]).unwrap();
+    assert_eq!(next.seq, 3);
+}
+
+/// A value of the wrong type, a NULL key or a wrong arity rolls everything back with an
+/// `InvalidInput` naming the column.
+pub(crate) fn apply_is_atomic_on_bad_value(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    let pairs = declare(store, PAIRS);
+    apply(store, "items", vec![item(1, "a", 1)]).unwrap();
+    let before = (stats(store, "items"), read(store, &items, 1, 10).all());
+
+    let mut bad = item(3, "c", 3);
+    if let Change::Upsert(v) = &mut bad {
+        v[2] = s("12");
+    }
+    let err = apply(store, "items", vec![item(1, "x", 9), item(2, "b", 2), bad]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("column size: expected int64, found string \"12\""),
+        "{err}"
+    );
+    assert_eq!(
+        (stats(store, "items"), read(store, &items, 1, 10).all()),
+        before
+    );
+
+    let null_key = Change::Delete(vec![Value::Null]);
+    let err = apply(store, "items", vec![del(1), null_key]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column id: expected int64, found null"),
+        "{err}"
+    );
+    let short = Change::Upsert(vec![Value::Int64(7), s("g")]);
+    let err = apply(store, "items", vec![item(8, "h", 8), short]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        err.to_string().contains("column size: expected int64"),
+        "{err}"
+    );
+    let long = Change::Upsert(vec![s("v"), s("a"), Value::Int64(1), Value::Null]);
+    let err = apply(store, "pairs", vec![pair("a", 0, "ok"), long]).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    let wrong_key_type = Change::Delete(vec![Value::Int64(1), Value::Int64(1)]);
+    let err = apply(store, "pairs", vec![wrong_key_type]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("column a: expected string, found int64 1"),
+        "{err}"
+    );
+
+    assert_eq!(
+        (stats(store, "items"), read(store, &items, 1, 10).all()),
+        before
+    );
+    assert!(read(store, &pairs, 1, 10).all().is_empty());
+    assert_eq!(apply(store, "items", vec![item(2, "b", 2)]).unwrap().seq, 2);
+}
+
+/// `_write_time` is one time per transaction, non-decreasing in `_seq`, close to now.
+pub(crate) fn write_time_follows_seq(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    let t0 = chrono::Utc::now().timestamp_millis();
+    for round in 0..5 {
+        let changes = (0..4).map(|i| item(round * 10 + i, "x", round)).collect();
+        apply(store, "items", changes).unwrap();
+        apply(store, "items", vec![del(round * 10)]).unwrap();
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let t1 = chrono::Utc::now().timestamp_millis();
+    let mut rows = read(store, &items, 3, 4).all();
+    assert_eq!(rows.len(), 15);
+    rows.sort_by_key(|r| r.seq);
+    for w in rows.windows(2) {
+        assert!(w[0].write_time <= w[1].write_time, "{w:?}");
+    }
+    for r in &rows {
+        assert!(
+            r.write_time >= t0 - 1000 && r.write_time <= t1 + 1000,
+            "{r:?}"
+        );
+    }
+    // Rows of one transaction share one write time; the rounds slept, so times advanced.
+    let mut per_round: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    for r in &rows {
+        if let Value::Int64(size) = r.values[2] {
+            per_round.entry(size).or_default().insert(r.write_time);
+        }
+    }
+    assert!(per_round.values().all(|t| t.len() == 1), "{per_round:?}");
+    assert!(rows[0].write_time < rows[rows.len() - 1].write_time);
+}
+
+/// Shards of a composite-key table cover every live row exactly once, in key order, with
+/// nothing deleted; batches respect `batch_rows`.
+pub(crate) fn snapshot_shards_cover_rows(store: &dyn Store) {
+    let pairs = declare(store, PAIRS);
+    let mut expected = BTreeMap::new();
+    let mut changes = Vec::new();
+    for a in ["b", "a", "c", "aa", "é", "B"] {
+        for b in [3, -1, 10, 2, 0] {
+            changes.push(pair(a, b, &format!("{a}{b}")));
+            expected.insert((a.to_string(), b), format!("{a}{b}"));
+        }
+    }
+    apply(store, "pairs", changes).unwrap();
+    let mut deletes = Vec::new();
+    for (a, b) in [("a", 10), ("c", -1), ("é", 0), ("B", 3)] {
+        deletes.push(Change::Delete(vec![s(a), Value::Int64(b)]));
+        expected.remove(&(a.to_string(), b));
+    }
+    let out = apply(store, "pairs", deletes).unwrap();
+    assert_eq!(out.deleted, 4);
+
+    for shards in [1, 2, 4, 7] {
+        let snap = read(store, &pairs, shards, 3);
+        assert_eq!(snap.seq, out.seq);
+        assert_eq!(snap.rows, expected.len() as u64);
+        assert_eq!(snap.shards.len(), shards);
+        assert!(
+            snap.shards.iter().all(|s| !s.is_empty()),
+            "empty shard with {shards} shards"
+        );
+        // Shards are about equal: sizes differ by at most one.
+        let sizes: Vec<usize> = snap.shards.iter().map(Vec::len).collect();
+        let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(hi - lo <= 1, "{sizes:?}");
+        let got: Vec<((String, i64), String)> = snap
+            .all()
+            .into_iter()
+            .map(|r| match (&r.values[1], &r.values[2], &r.values[0]) {
+                (Value::String(a), Value::Int64(b), Value::String(v)) => {
+                    ((a.clone(), *b), v.clone())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let want: Vec<((String, i64), String)> = expected.clone().into_iter().collect();
+        assert_eq!(got, want, "{shards} shards");
+    }
+}
+
+/// Asking for more shards than rows gives one shard per row; an empty table gives none but
+/// still a `seq`.
+pub(crate) fn snapshot_with_more_shards_than_rows(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    let pairs = declare(store, PAIRS);
+    apply(store, "pairs", vec![pair("a", 1, "x")]).unwrap();
+    let empty = read(store, &items, 4, 10);
+    assert_eq!((empty.seq, empty.rows, empty.shards.len()), (1, 0, 0));
+
+    apply(
+        store,
+        "items",
+        vec![item(3, "c", 3), item(1, "a", 1), item(2, "b", 2)],
+    )
+    .unwrap();
+    apply(store, "items", vec![del(2)]).unwrap();
+    let snap = read(store, &items, 8, 10);
+    assert_eq!((snap.seq, snap.rows, snap.shards.len()), (5, 2, 2));
+    let ids: Vec<Vec<Value>> = snap
+        .shards
+        .iter()
+        .map(|s| s.iter().map(|r| r.values[0].clone()).collect())
+        .collect();
+    assert_eq!(ids, [vec![Value::Int64(1)], vec![Value::Int64(3)]]);
+    assert_eq!(read(store, &pairs, 5, 10).shards.len(), 1);
+}
+
+/// Snapshots stay consistent while a writer commits: a writer keeps setting generation g on
+/// the first and the last key in one transaction; every snapshot (4 shards, read one after
+/// the other while the writer goes on) must show the same g on both and a `seq` equal to the
+/// highest `_seq` among its rows.
+pub(crate) fn snapshot_consistent_under_writer(store: &dyn Store) {
+    const ROWS: i64 = 1000;
+    let gens = declare(store, GENS);
+    let gen_row = |id: i64, g: i64| Change::Upsert(vec![Value::Int64(id), Value::Int64(g)]);
+    apply(store, "gens", (0..ROWS).map(|id| gen_row(id, 0)).collect()).unwrap();
+
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    let written = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut g = 0;
+            while !stop.load(Ordering::Relaxed) {
+                g += 1;
+                let out = apply(store, "gens", vec![gen_row(0, g), gen_row(ROWS - 1, g)]);
+                assert_eq!(out.unwrap().updated, 2);
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            g
+        });
+        // Stops the writer however this thread leaves the scope (a failed assertion too), so
+        // that the scope's join cannot hang.
+        let _stop = StopOnDrop(&stop);
+        let started = Instant::now();
+        let distinct = |seen: &[i64]| seen.iter().collect::<BTreeSet<_>>().len();
+        while seen.len() < 30 || distinct(&seen) < 10 {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "writer made no progress: {seen:?}"
+            );
+            assert!(!writer.is_finished(), "the writer stopped early");
+            let mut snap = store.snapshot("gens", 4).unwrap();
+            assert_eq!(snap.shards.len(), 4);
+            assert_eq!(snap.rows, ROWS as u64);
+            let mut rows = Vec::new();
+            for reader in &mut snap.shards {
+                reader
+                    .read(128, &mut |b| {
+                        rows.extend(batch_rows(&gens, &b));
+                        Ok(())
+                    })
+                    .unwrap();
+                // Give the writer time to commit between shards.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let ids: Vec<Value> = rows.iter().map(|r| r.values[0].clone()).collect();
+            let want: Vec<Value> = (0..ROWS).map(Value::Int64).collect();
+            assert_eq!(ids, want);
+            let (first, last) = (&rows[0].values[1], &rows[rows.len() - 1].values[1]);
+            assert_eq!(first, last, "snapshot {} mixes generations", seen.len());
+            let max_seq = rows.iter().map(|r| r.seq).max().unwrap();
+            assert_eq!(snap.seq, max_seq as u64);
+            match first {
+                Value::Int64(g) => seen.push(*g),
+                other => panic!("{other:?}"),
+            }
+        }
+        drop(_stop);
+        writer.join().unwrap()
+    });
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen[seen.len() - 1] > seen[0], "{seen:?}");
+    assert!(written >= seen[seen.len() - 1]);
+}
+
+/// Sets the flag when dropped.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+fn object(path: &str, rows: u64) -> DeliveredObject {
+    DeliveredObject {
+        path: path.into(),
+        partition: path.split('/').next().unwrap_or("").into(),
+        rows,
+        bytes: rows * 100,
+    }
+}
+
+fn planned(task: &str) -> RunRecord {
+    RunRecord {
+        run_id: 0,
+        task: task.into(),
+        status: RunStatus::Running,
+        mode: "full".into(),
+        started_ms: 1_700_000_000_000,
+        ended_ms: None,
+        seq_to: 42,
+        seq_from: 0,
+        first_object_seq: 999,
+        next_object_seq: 0,
+        shards: 2,
+        rows: 0,
+        bytes: 0,
+        objects: Vec::new(),
+        dirty: BTreeMap::new(),
+        error: None,
+    }
+}
+
+fn finished(
+    mut run: RunRecord,
+    status: RunStatus,
+    objects: Vec<DeliveredObject>,
+    next: u64,
+) -> RunRecord {
+    run.status = status;
+    run.ended_ms = Some(run.started_ms + 5000);
+    run.rows = objects.iter().map(|o| o.rows).sum();
+    run.bytes = objects.iter().map(|o| o.bytes).sum();
+    run.objects = objects;
+    run.next_object_seq = next;
+    run
+}
+
+/// Run records and task state round-trip through `start_run`/`finish_run` with `Replace`
+/// and `Append`; failed runs leave the state alone; `runs` lists newest first.
+pub(crate) fn runs_and_task_state(store: &dyn Store) {
+    assert_eq!(store.task_state("daily").unwrap(), None);
+    assert!(store.runs(None, 10).unwrap().is_empty());
+
+    let r1 = store.start_run(&planned("daily")).unwrap();
+    assert!(r1.run_id > 0);
+    assert_eq!((r1.status, r1.first_object_seq), (RunStatus::Running, 0));
+    assert_eq!((r1.seq_to, r1.shards), (42, 2));
+    assert_eq!(
+        store.runs(Some("daily"), 10).unwrap(),
+        std::slice::from_ref(&r1)
+    );
+
+    let (a, b, c, d) = (
+        object("dt=1/daily_0_0.parquet", 10),
+        object("dt=1/daily_1_1.parquet", 20),
+        object("dt=2/daily_0_2.parquet", 30),
+        object("dt=3/daily_0_3.parquet", 40),
+    );
+    let mut f1 = finished(
+        r1.clone(),
+        RunStatus::Succeeded,
+        vec![a.clone(), b.clone()],
+        2,
+    );
+    f1.dirty.insert("size: not an integer".into(), 3);
+    store.finish_run(&f1, LiveSet::Replace).unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert_eq!(st.task, "daily");
+    assert_eq!(st.next_object_seq, 2);
+    assert_eq!(st.live_objects, [a.clone(), b.clone()]);
+    assert!(st.pending_removal.is_empty());
+
+    let r2 = store.start_run(&planned("daily")).unwrap();
+    assert!(r2.run_id > r1.run_id);
+    assert_eq!(r2.first_object_seq, 2);
+    let f2 = finished(r2.clone(), RunStatus::Succeeded, vec![c.clone()], 3);
+    store.finish_run(&f2, LiveSet::Replace).unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert_eq!(st.next_object_seq, 3);
+    assert_eq!(st.live_objects, std::slice::from_ref(&c));
+    assert_eq!(st.pending_removal, [a.clone(), b.clone()]);
+
+    store
+        .clear_pending_removal("daily", std::slice::from_ref(&a))
+        .unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert_eq!(st.pending_removal, std::slice::from_ref(&b));
+
+    let r3 = store.start_run(&planned("daily")).unwrap();
+    assert_eq!(r3.first_object_seq, 3);
+    let f3 = finished(r3.clone(), RunStatus::Succeeded, vec![d.clone()], 4);
+    store.finish_run(&f3, LiveSet::Append).unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert_eq!(st.next_object_seq, 4);
+    assert_eq!(st.live_objects, [c.clone(), d.clone()]);
+    assert_eq!(st.pending_removal, std::slice::from_ref(&b));
+
+    // A failed run only stores its record.
+    let r4 = store.start_run(&planned("daily")).unwrap();
+    assert_eq!(r4.first_object_seq, 4);
+    let mut f4 = finished(r4.clone(), RunStatus::Failed, vec![object("x", 1)], 9);
+    f4.error = Some("permission denied".into());
+    store.finish_run(&f4, LiveSet::Replace).unwrap();
+    assert_eq!(store.task_state("daily").unwrap().unwrap(), st);
+    // A finished run cannot be finished again.
+    assert!(store.finish_run(&f4, LiveSet::Replace).is_err());
+
+    // Another task has its own numbering.
+    let other = store.start_run(&planned("other")).unwrap();
+    assert_eq!(other.first_object_seq, 0);
+
+    let daily = store.runs(Some("daily"), 10).unwrap();
+    assert_eq!(daily, [f4.clone(), f3, f2, f1.clone()]);
+    assert_eq!(daily[3].dirty_rows(), 3);
+    assert_eq!(daily[3].partitions(), ["dt=1"]);
+    assert_eq!(store.runs(None, 2).unwrap(), [other, f4]);
+    assert_eq!(store.runs(Some("daily"), 1).unwrap().len(), 1);
+    assert!(store.runs(Some("nope"), 10).unwrap().is_empty());
+}
+
+/// `ensure_table` is idempotent, refuses a changed definition with a `Conflict` naming the
+/// difference, and unknown tables are `NotFound`.
+pub(crate) fn tables_are_declared_once(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    store.ensure_table(&items).unwrap();
+    let changed = TableDef::from_yaml(
+        &ITEMS.replace("size, type: int64", "size, type: string"),
+        "x",
+    )
+    .unwrap();
+    let err = store.ensure_table(&changed).unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err:?}");
+    assert!(err.to_string().contains("column size"), "{err}");
+    let extra =
+        TableDef::from_yaml(&format!("{ITEMS}  - {{ name: more, type: bool }}\n"), "x").unwrap();
+    let err = store.ensure_table(&extra).unwrap_err();
+    assert!(
+        matches!(&err, Error::Conflict(m) if m.contains("column more")),
+        "{err:?}"
+    );
+    let err = apply(store, "missing", vec![del(1)]).unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert!(matches!(
+        store.snapshot("missing", 2),
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.table_stats().unwrap().len(), 1);
+}

@@ -23,13 +23,39 @@ pub mod sqlite;
 mod conformance;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 pub use schema::{ColumnDef, ColumnType, TableDef};
+pub use sqlite::SqliteStore;
+
+/// Opens the store named by a `--store` URL: `sqlite:PATH` or `sqlite://PATH` (relative or
+/// absolute; the file is created if needed). `postgres://…` is recognised but not available in
+/// this build yet. Anything else is an [`Error::InvalidConfig`].
+pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() {
+            return Err(Error::InvalidConfig(format!(
+                "--store: {url:?} names no file; expected sqlite:PATH, e.g. sqlite:lakeport.db"
+            )));
+        }
+        return Ok(Arc::new(SqliteStore::open(Path::new(path))?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Error::InvalidConfig(
+            "--store: PostgreSQL is not available in this build yet".into(),
+        ));
+    }
+    Err(Error::InvalidConfig(format!(
+        "--store: expected sqlite:PATH or postgres://…, got {url:?}"
+    )))
+}
 
 /// Name of the change-sequence column every snapshot batch carries (Int64).
 pub const SEQ_COLUMN: &str = "_seq";
@@ -73,7 +99,8 @@ pub struct ApplyOutcome {
     pub updated: u64,
     /// Live rows turned into tombstones.
     pub deleted: u64,
-    /// Changes that matched what was stored and took no `_seq`.
+    /// Changes that matched what was stored and took no `_seq` (including deletes of keys
+    /// that were absent or already deleted).
     pub unchanged: u64,
     /// Highest `_seq` in the store after the transaction.
     pub seq: u64,
@@ -163,6 +190,9 @@ pub struct RunRecord {
     pub seq_from: u64,
     /// First object sequence id of the run; every shard numbers its objects from here.
     pub first_object_seq: u64,
+    /// First object sequence id after the run's objects; set by the run when it finishes.
+    #[serde(default)]
+    pub next_object_seq: u64,
     /// Shards the run was split into.
     pub shards: u32,
     /// Rows delivered (clean rows written to Parquet).
@@ -218,8 +248,7 @@ pub enum LiveSet {
 /// (`tokio::task::spawn_blocking`), never directly on the async runtime.
 pub trait Store: Send + Sync {
     /// Creates `def`'s table if it does not exist. A table of that name that exists with a
-    /// different definition is an [`Error::Conflict`](crate::Error::Conflict) naming the
-    /// difference. Idempotent.
+    /// different definition is an [`Error::Conflict`] naming the difference. Idempotent.
     fn ensure_table(&self, def: &TableDef) -> Result<()>;
 
     /// Row counts and highest `_seq` of every table, sorted by name.
@@ -227,7 +256,7 @@ pub trait Store: Send + Sync {
 
     /// Applies `changes` to `table` in one transaction: all of them or, on the first error
     /// (from the store or yielded by the iterator), none. Upserts carry every column; deletes
-    /// carry the key. Unknown table: [`Error::NotFound`](crate::Error::NotFound).
+    /// carry the key. Unknown table: [`Error::NotFound`].
     fn apply(
         &self,
         table: &str,
@@ -236,7 +265,7 @@ pub trait Store: Send + Sync {
 
     /// Opens one consistent snapshot of `table`'s live rows split into at most `shards`
     /// primary-key ranges of about equal size. All shard readers see the same state, even
-    /// while writers commit. Unknown table: [`Error::NotFound`](crate::Error::NotFound).
+    /// while writers commit. Unknown table: [`Error::NotFound`].
     fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot>;
 
     /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
@@ -245,7 +274,9 @@ pub trait Store: Send + Sync {
 
     /// Commits a finished run in one transaction: stores the record and, when it succeeded,
     /// updates the task's state (`next_object_seq` past every object the run named, the live
-    /// set per `live`). A failed run only stores the record.
+    /// set per `live`). A failed run only stores the record. A `run_id` the store does not
+    /// hold is [`Error::NotFound`]; a run of another task or one that already finished is
+    /// [`Error::Conflict`]; a record still `Running` is [`Error::InvalidInput`].
     fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()>;
 
     /// Forgets `removed` objects from the task's `pending_removal` once they are gone.

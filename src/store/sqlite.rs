@@ -1,1 +1,1884 @@
-//! SQLite backend (being built).
+//! SQLite backend of the metadata store: one database file in WAL mode.
+//!
+//! This file owns the on-disk layout (which other tools read, so the names are fixed), the
+//! transactions of [`Store::apply`], consistent sharded snapshots and the run records. It does
+//! not parse table declarations (that is [`super::schema`]) and knows nothing of delivery
+//! beyond storing its records.
+//!
+//! Layout:
+//! - `_lakeport_meta(key, value)`: `seq` (highest `_seq` in the store) and `last_write_time`.
+//! - `_lakeport_tables(name, definition)`: every declared table, its [`TableDef`] as JSON.
+//! - `_lakeport_runs(run_id, task, status, started_ms, record)`: [`RunRecord`]s as JSON.
+//! - `_lakeport_tasks(task, state)`: [`TaskState`]s as JSON.
+//! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
+//!   epoch ms), then `_seq`, `_write_time`, `_deleted`; primary key = the declared key,
+//!   `WITHOUT ROWID`, with an index on `_seq`. A tombstone is a row with `_deleted = 1` and
+//!   its non-key columns NULL.
+//!
+//! A snapshot opens one connection per shard and pins a WAL read snapshot on each (`BEGIN` and
+//! a read of `seq`). Every data change bumps `seq` in its own transaction, so readers that saw
+//! the same `seq` see the same rows: the snapshot first tries that without blocking anyone (a
+//! long load in progress does not hold it up), and when commits keep slipping in between it
+//! holds off writers with `BEGIN IMMEDIATE` on another connection for the instant the readers
+//! take to pin. A shard reader keeps its read transaction until it is dropped (which keeps
+//! the WAL from being checkpointed past it meanwhile).
+//!
+//! SQLite cannot store a NaN double (it turns it into NULL), so `apply` rejects NaN rather
+//! than change the value silently; a zero double keeps no sign.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    TimestampMillisecondBuilder,
+};
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
+
+use crate::error::{Error, Result};
+use crate::store::schema::is_identifier;
+use crate::store::{
+    ApplyOutcome, Change, ColumnType, DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader,
+    Snapshot, Store, TableDef, TableStats, TaskState, Value,
+};
+
+/// How long a connection waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts to pin a snapshot's readers without holding off writers.
+const OPTIMISTIC_PINS: usize = 3;
+/// Page cache of the write connection, in KiB (SQLite's negative `cache_size`).
+const WRITE_CACHE_KIB: i64 = 32 * 1024;
+/// Prepared statements kept per connection (four per table written, plus a few).
+const STATEMENT_CACHE: usize = 128;
+
+const CREATE_META: &str = r#"
+CREATE TABLE IF NOT EXISTS "_lakeport_meta" ("key" TEXT PRIMARY KEY, "value" INTEGER);
+INSERT OR IGNORE INTO "_lakeport_meta" ("key", "value") VALUES ('seq', 0), ('last_write_time', 0);
+CREATE TABLE IF NOT EXISTS "_lakeport_tables" ("name" TEXT PRIMARY KEY, "definition" TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS "_lakeport_runs" (
+    "run_id" INTEGER PRIMARY KEY AUTOINCREMENT,
+    "task" TEXT NOT NULL,
+    "status" TEXT NOT NULL,
+    "started_ms" INTEGER NOT NULL,
+    "record" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "_lakeport_runs_by_task" ON "_lakeport_runs" ("task", "run_id");
+CREATE TABLE IF NOT EXISTS "_lakeport_tasks" ("task" TEXT PRIMARY KEY, "state" TEXT NOT NULL);
+"#;
+
+const READ_SEQ: &str = r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'seq'"#;
+const READ_LAST_WRITE_TIME: &str =
+    r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'last_write_time'"#;
+const WRITE_META: &str = r#"UPDATE "_lakeport_meta" SET "value" = ?2 WHERE "key" = ?1"#;
+
+/// The SQLite metadata store. Writes go through one connection (serialised by a mutex);
+/// each snapshot shard reads on a connection of its own.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    tables: Mutex<HashMap<String, Arc<TableSql>>>,
+    /// Optimistic attempts of a snapshot before it holds off writers.
+    optimistic_pins: usize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file at `path`: WAL mode, `synchronous=NORMAL`,
+    /// a 30 s busy timeout, and the `_lakeport_*` tables. A missing parent folder is an
+    /// [`Error::InvalidConfig`]; any other failure an [`Error::Store`]; both name the path.
+    pub fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() && !parent.is_dir() {
+                return Err(Error::InvalidConfig(format!(
+                    "store {}: folder {} does not exist",
+                    path.display(),
+                    parent.display()
+                )));
+            }
+        }
+        let conn = connect(path)?;
+        let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(at)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(Error::Store(format!(
+                "opening {}: cannot switch to WAL mode (journal mode is {mode})",
+                path.display()
+            )));
+        }
+        conn.execute_batch(&format!("BEGIN IMMEDIATE;{CREATE_META}COMMIT;"))
+            .map_err(at)?;
+        conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
+            .map_err(at)?;
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            tables: Mutex::new(HashMap::new()),
+            optimistic_pins: OPTIMISTIC_PINS,
+        })
+    }
+
+    /// The store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The stored definition of table `name`, or `None` when it was never declared.
+    pub fn table_def(&self, name: &str) -> Result<Option<TableDef>> {
+        let conn = self.lock();
+        stored_def(&conn, name)
+    }
+
+    /// Pins all `readers` on one committed state and returns its `seq`. First optimistically
+    /// (readers that agree on `seq` see the same rows, and a long write transaction does not
+    /// block the snapshot); when commits keep slipping in between, by holding off writers with
+    /// `BEGIN IMMEDIATE` on another connection while the readers pin.
+    fn pin_snapshot(&self, readers: &[Connection]) -> Result<u64> {
+        for _ in 0..self.optimistic_pins {
+            if let Some(seq) = pin_readers(readers)? {
+                return Ok(seq);
+            }
+        }
+        let writer = connect(&self.path)?;
+        writer
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(db("snapshot: holding off writers"))?;
+        let pinned = pin_readers(readers);
+        let released = writer.execute_batch("ROLLBACK");
+        let seq = pinned?.ok_or_else(|| {
+            Error::Store(
+                "snapshot: shard readers saw different states while writers were held off".into(),
+            )
+        })?;
+        released.map_err(db("snapshot: releasing the write lock"))?;
+        Ok(seq)
+    }
+
+    /// The write connection. A panic while it was held leaves no transaction open (rusqlite's
+    /// `Transaction` rolls back on drop), so a poisoned lock is safe to take over.
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The statements and layout of table `name`, read through `conn` on first use.
+    fn table_sql(&self, conn: &Connection, name: &str) -> Result<Arc<TableSql>> {
+        let cache = || self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = cache().get(name) {
+            return Ok(Arc::clone(t));
+        }
+        let def = stored_def(conn, name)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "table {name:?} is not in the store (declare it under schemas/)"
+            ))
+        })?;
+        let sql = Arc::new(TableSql::new(def));
+        cache().insert(name.to_string(), Arc::clone(&sql));
+        Ok(sql)
+    }
+}
+
+/// A new connection to `path` with the busy timeout and synchronous mode every connection uses.
+fn connect(path: &Path) -> Result<Connection> {
+    let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
+    let conn = Connection::open(path).map_err(at)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(at)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Maps a rusqlite error to [`Error::Store`], saying what was being done.
+fn db(what: impl fmt::Display) -> impl FnOnce(rusqlite::Error) -> Error {
+    move |e| Error::Store(format!("{what}: {e}"))
+}
+
+/// A stored integer that must not be negative (`_seq`, counters).
+fn non_negative(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn read_meta(conn: &Connection, sql: &str, what: &str) -> Result<i64> {
+    let v: Option<i64> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db(format_args!("reading {what}")))?;
+    Ok(v.unwrap_or(0))
+}
+
+fn stored_def(conn: &Connection, name: &str) -> Result<Option<TableDef>> {
+    let json: Option<String> = conn
+        .query_row(
+            r#"SELECT "definition" FROM "_lakeport_tables" WHERE "name" = ?1"#,
+            [name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db(format_args!("reading the definition of table {name}")))?;
+    json.map(|j| {
+        serde_json::from_str(&j).map_err(|e| {
+            Error::Store(format!(
+                "the stored definition of table {name} is not valid: {e}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// `"name"` with embedded quotes doubled.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::String => "TEXT",
+        ColumnType::Int64 | ColumnType::Bool | ColumnType::TimestampMs => "INTEGER",
+        ColumnType::Double => "REAL",
+        ColumnType::Binary => "BLOB",
+    }
+}
+
+/// The data table of a declared table.
+fn data_table(table: &str) -> String {
+    quote(&format!("data_{table}"))
+}
+
+/// One table's layout and SQL texts, built once per table.
+#[derive(Debug)]
+struct TableSql {
+    def: TableDef,
+    schema: SchemaRef,
+    /// Column indexes of the key, in key order.
+    key_idx: Vec<usize>,
+    /// Column indexes of the other columns, in table order.
+    other_idx: Vec<usize>,
+    /// Whether column i is part of the key.
+    is_key: Vec<bool>,
+    /// `SELECT _deleted, <others> WHERE <key> = ?1..` (key bound in key order).
+    lookup: String,
+    /// `INSERT` binding column i at `?i+1`, `_seq` at `?n+1`, `_write_time` at `?n+2`.
+    insert: String,
+    /// `UPDATE` (also revives a tombstone) with the same numbering as `insert`.
+    update: String,
+    /// Tombstone `UPDATE`: `_seq` `?1`, `_write_time` `?2`, key at `?3..` in key order.
+    tombstone: String,
+    /// `"data_<table>"`.
+    data: String,
+    /// `"k1", "k2"`.
+    key_list: String,
+    /// Every column, then `_seq`, `_write_time`.
+    select_list: String,
+}
+
+impl TableSql {
+    fn new(def: TableDef) -> TableSql {
+        let data = data_table(&def.table);
+        let key_idx = def.key_indexes();
+        let other_idx: Vec<usize> = (0..def.columns.len())
+            .filter(|i| !key_idx.contains(i))
+            .collect();
+        let n = def.columns.len();
+        let col = |i: usize| quote(&def.columns[i].name);
+        let key_eq = |first: usize, by_column: bool| {
+            key_idx
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    let p = if by_column { i + 1 } else { j + first };
+                    format!("{} = ?{p}", col(i))
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let others = other_idx
+            .iter()
+            .map(|&i| col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lookup = format!(
+            "SELECT \"_deleted\"{}{others} FROM {data} WHERE {}",
+            if others.is_empty() { "" } else { ", " },
+            key_eq(1, false)
+        );
+        let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
+        let params = (1..=n).map(|p| format!("?{p}")).collect::<Vec<_>>();
+        let insert = format!(
+            "INSERT INTO {data} ({all}, \"_seq\", \"_write_time\", \"_deleted\") VALUES ({}, ?{}, ?{}, 0)",
+            params.join(", "),
+            n + 1,
+            n + 2
+        );
+        let mut sets: Vec<String> = other_idx
+            .iter()
+            .map(|&i| format!("{} = ?{}", col(i), i + 1))
+            .collect();
+        sets.push(format!("\"_seq\" = ?{}", n + 1));
+        sets.push(format!("\"_write_time\" = ?{}", n + 2));
+        sets.push("\"_deleted\" = 0".into());
+        let update = format!(
+            "UPDATE {data} SET {} WHERE {}",
+            sets.join(", "),
+            key_eq(0, true)
+        );
+        let mut nulls: Vec<String> = other_idx
+            .iter()
+            .map(|&i| format!("{} = NULL", col(i)))
+            .collect();
+        nulls.push("\"_seq\" = ?1".into());
+        nulls.push("\"_write_time\" = ?2".into());
+        nulls.push("\"_deleted\" = 1".into());
+        let tombstone = format!(
+            "UPDATE {data} SET {} WHERE {}",
+            nulls.join(", "),
+            key_eq(3, false)
+        );
+        let key_list = key_idx
+            .iter()
+            .map(|&i| col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select_list = format!("{all}, \"_seq\", \"_write_time\"");
+        TableSql {
+            schema: def.arrow_schema(),
+            is_key: (0..n).map(|i| key_idx.contains(&i)).collect(),
+            def,
+            key_idx,
+            other_idx,
+            lookup,
+            insert,
+            update,
+            tombstone,
+            data,
+            key_list,
+            select_list,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.def.table
+    }
+
+    /// Checks an upsert's values against the declared columns.
+    fn check_row(&self, values: &[Value]) -> Result<()> {
+        let cols = &self.def.columns;
+        for (i, c) in cols.iter().enumerate() {
+            match values.get(i) {
+                Some(v) => check_value(&c.name, c.ty, self.is_key[i], v)?,
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "column {}: expected {}, found no value (the upsert has {} values, table {} has {} columns)",
+                        c.name,
+                        c.ty,
+                        values.len(),
+                        self.name(),
+                        cols.len()
+                    )))
+                }
+            }
+        }
+        if values.len() > cols.len() {
+            return Err(Error::InvalidInput(format!(
+                "expected {} values (the columns of table {}), found {}",
+                cols.len(),
+                self.name(),
+                values.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a delete's key values against the declared key columns.
+    fn check_key(&self, key: &[Value]) -> Result<()> {
+        for (j, &i) in self.key_idx.iter().enumerate() {
+            let c = &self.def.columns[i];
+            match key.get(j) {
+                Some(v) => check_value(&c.name, c.ty, true, v)?,
+                None => {
+                    return Err(Error::InvalidInput(format!(
+                        "column {}: expected {}, found no value (the delete has {} key values, table {} has {} key columns)",
+                        c.name,
+                        c.ty,
+                        key.len(),
+                        self.name(),
+                        self.key_idx.len()
+                    )))
+                }
+            }
+        }
+        if key.len() > self.key_idx.len() {
+            return Err(Error::InvalidInput(format!(
+                "expected {} key values (primary key of table {}), found {}",
+                self.key_idx.len(),
+                self.name(),
+                key.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// `SELECT` of live rows in key order within optional bounds. The lower bound binds at
+    /// `?1..?k`, the upper at the next `k` parameters.
+    fn range_sql(&self, lower: bool, upper: bool) -> String {
+        let k = self.key_idx.len();
+        let params = |first: usize| {
+            (first..first + k)
+                .map(|p| format!("?{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut sql = format!(
+            "SELECT {} FROM {} WHERE \"_deleted\" = 0",
+            self.select_list, self.data
+        );
+        let mut next = 1;
+        if lower {
+            let _ = write!(sql, " AND ({}) >= ({})", self.key_list, params(next));
+            next += k;
+        }
+        if upper {
+            let _ = write!(sql, " AND ({}) < ({})", self.key_list, params(next));
+        }
+        let _ = write!(sql, " ORDER BY {}", self.key_list);
+        sql
+    }
+}
+
+fn check_value(name: &str, ty: ColumnType, key: bool, v: &Value) -> Result<()> {
+    let ok = match (ty, v) {
+        (_, Value::Null) => !key,
+        (ColumnType::Double, Value::Double(d)) => !d.is_nan(),
+        (ColumnType::String, Value::String(_))
+        | (ColumnType::Int64, Value::Int64(_))
+        | (ColumnType::Bool, Value::Bool(_))
+        | (ColumnType::Binary, Value::Binary(_))
+        | (ColumnType::TimestampMs, Value::TimestampMs(_)) => true,
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let why = match v {
+        Value::Null => " (key columns cannot be NULL)",
+        Value::Double(d) if d.is_nan() => " (SQLite cannot store NaN)",
+        _ => "",
+    };
+    Err(Error::InvalidInput(format!(
+        "column {name}: expected {ty}, found {}{why}",
+        Described(v)
+    )))
+}
+
+/// A value as an error message shows it: its type and a short rendering.
+struct Described<'a>(&'a Value);
+
+impl fmt::Display for Described<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Value::Null => f.write_str("null"),
+            Value::String(s) => {
+                let short: String = s.chars().take(40).collect();
+                let more = if short.len() < s.len() { "…" } else { "" };
+                write!(f, "string {short:?}{more}")
+            }
+            Value::Int64(v) => write!(f, "int64 {v}"),
+            Value::Double(v) => write!(f, "double {v}"),
+            Value::Bool(v) => write!(f, "bool {v}"),
+            Value::Binary(b) => write!(f, "binary ({} bytes)", b.len()),
+            Value::TimestampMs(v) => write!(f, "timestamp_ms {v}"),
+        }
+    }
+}
+
+/// Binds a [`Value`] without copying it.
+struct Bind<'a>(&'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::String(s) => ValueRef::Text(s.as_bytes()),
+            Value::Int64(v) | Value::TimestampMs(v) => ValueRef::Integer(*v),
+            Value::Double(v) => ValueRef::Real(*v),
+            Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
+            Value::Binary(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Whether `v` equals the stored `r`. Doubles are equal when bit-identical, both NaN, or both
+/// zero (SQLite keeps no sign on a zero REAL). A stored value of another storage class differs.
+fn same(v: &Value, r: ValueRef<'_>) -> bool {
+    match (v, r) {
+        (Value::Null, ValueRef::Null) => true,
+        (Value::String(s), ValueRef::Text(t)) => s.as_bytes() == t,
+        (Value::Int64(a) | Value::TimestampMs(a), ValueRef::Integer(b)) => *a == b,
+        (Value::Bool(a), ValueRef::Integer(b)) => i64::from(*a) == b,
+        (Value::Double(a), ValueRef::Real(b)) => {
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) || (*a == 0.0 && b == 0.0)
+        }
+        (Value::Binary(a), ValueRef::Blob(b)) => a.as_slice() == b,
+        _ => false,
+    }
+}
+
+/// What the store holds for one key.
+enum Stored {
+    Absent,
+    Tombstone,
+    Same,
+    Different,
+}
+
+/// Counters of one `apply`.
+struct Applier<'t> {
+    t: &'t TableSql,
+    seq: i64,
+    write_time: i64,
+    out: ApplyOutcome,
+}
+
+impl Applier<'_> {
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+        move |e| Error::Store(format!("{what} in table {}: {e}", self.t.name()))
+    }
+
+    /// Looks `key` up (`key_at(j)` is the j-th key value) and compares the stored row with
+    /// `values` (None for a delete, which only needs to know whether the row is live).
+    fn stored<'v>(
+        &self,
+        lookup: &mut rusqlite::Statement<'_>,
+        key_at: impl Fn(usize) -> &'v Value,
+        values: Option<&[Value]>,
+    ) -> Result<Stored> {
+        for j in 0..self.t.key_idx.len() {
+            lookup
+                .raw_bind_parameter(j + 1, Bind(key_at(j)))
+                .map_err(self.err("binding a key"))?;
+        }
+        let mut rows = lookup.raw_query();
+        let Some(row) = rows.next().map_err(self.err("looking up a key"))? else {
+            return Ok(Stored::Absent);
+        };
+        let deleted: i64 = row.get(0).map_err(self.err("looking up a key"))?;
+        if deleted != 0 {
+            return Ok(Stored::Tombstone);
+        }
+        let Some(values) = values else {
+            return Ok(Stored::Same);
+        };
+        for (p, &i) in self.t.other_idx.iter().enumerate() {
+            let r = row.get_ref(p + 1).map_err(self.err("looking up a key"))?;
+            if !same(&values[i], r) {
+                return Ok(Stored::Different);
+            }
+        }
+        Ok(Stored::Same)
+    }
+
+    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+        let n = values.len();
+        for (i, v) in values.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, Bind(v))
+                .map_err(self.err("binding a value"))?;
+        }
+        stmt.raw_bind_parameter(n + 1, self.seq)
+            .map_err(self.err("binding _seq"))?;
+        stmt.raw_bind_parameter(n + 2, self.write_time)
+            .map_err(self.err("binding _write_time"))?;
+        stmt.raw_execute().map_err(self.err("writing a row"))?;
+        Ok(())
+    }
+
+    fn upsert(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<()> {
+        self.t.check_row(values)?;
+        let key_idx = &self.t.key_idx;
+        match self.stored(&mut s.lookup, |j| &values[key_idx[j]], Some(values))? {
+            Stored::Same => self.out.unchanged += 1,
+            Stored::Absent => {
+                self.seq += 1;
+                self.write_row(&mut s.insert, values)?;
+                self.out.inserted += 1;
+            }
+            Stored::Tombstone => {
+                self.seq += 1;
+                self.write_row(&mut s.update, values)?;
+                self.out.inserted += 1;
+            }
+            Stored::Different => {
+                self.seq += 1;
+                self.write_row(&mut s.update, values)?;
+                self.out.updated += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
+        self.t.check_key(key)?;
+        match self.stored(&mut s.lookup, |j| &key[j], None)? {
+            Stored::Absent | Stored::Tombstone => self.out.unchanged += 1,
+            Stored::Same | Stored::Different => {
+                self.seq += 1;
+                let stmt = &mut s.tombstone;
+                stmt.raw_bind_parameter(1, self.seq)
+                    .map_err(self.err("binding _seq"))?;
+                stmt.raw_bind_parameter(2, self.write_time)
+                    .map_err(self.err("binding _write_time"))?;
+                for (j, v) in key.iter().enumerate() {
+                    stmt.raw_bind_parameter(j + 3, Bind(v))
+                        .map_err(self.err("binding a key"))?;
+                }
+                stmt.raw_execute()
+                    .map_err(self.err("writing a tombstone"))?;
+                self.out.deleted += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Statements<'c> {
+    lookup: rusqlite::CachedStatement<'c>,
+    insert: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+    tombstone: rusqlite::CachedStatement<'c>,
+}
+
+fn apply_in(
+    conn: &Connection,
+    t: &TableSql,
+    changes: &mut dyn Iterator<Item = Result<Change>>,
+) -> Result<ApplyOutcome> {
+    let start_seq = read_meta(conn, READ_SEQ, "seq")?;
+    let last_write_time = read_meta(conn, READ_LAST_WRITE_TIME, "last_write_time")?;
+    let mut a = Applier {
+        t,
+        seq: start_seq,
+        write_time: now_ms().max(last_write_time),
+        out: ApplyOutcome::default(),
+    };
+    let prepare = |sql: &str| conn.prepare_cached(sql).map_err(a.err("preparing"));
+    let mut s = Statements {
+        lookup: prepare(&t.lookup)?,
+        insert: prepare(&t.insert)?,
+        update: prepare(&t.update)?,
+        tombstone: prepare(&t.tombstone)?,
+    };
+    for change in changes {
+        match change? {
+            Change::Upsert(values) => a.upsert(&mut s, &values)?,
+            Change::Delete(key) => a.delete(&mut s, &key)?,
+        }
+    }
+    drop(s);
+    if a.seq != start_seq {
+        let mut w = conn
+            .prepare_cached(WRITE_META)
+            .map_err(db("writing the store's seq"))?;
+        w.execute(rusqlite::params!["seq", a.seq])
+            .map_err(db("writing the store's seq"))?;
+        w.execute(rusqlite::params!["last_write_time", a.write_time])
+            .map_err(db("writing the store's last_write_time"))?;
+    }
+    a.out.seq = non_negative(a.seq, "the store's seq")?;
+    Ok(a.out)
+}
+
+/// What differs between the stored and the declared definition of one table.
+fn differences(stored: &TableDef, declared: &TableDef) -> Vec<String> {
+    let mut out = Vec::new();
+    if stored.primary_key != declared.primary_key {
+        out.push(format!(
+            "primary key: stored [{}], declared [{}]",
+            stored.primary_key.join(", "),
+            declared.primary_key.join(", ")
+        ));
+    }
+    for c in &stored.columns {
+        match declared.column(&c.name) {
+            None => out.push(format!(
+                "column {}: stored as {}, not declared",
+                c.name, c.ty
+            )),
+            Some(d) if d.ty != c.ty => out.push(format!(
+                "column {}: stored as {}, declared as {}",
+                c.name, c.ty, d.ty
+            )),
+            Some(_) => {}
+        }
+    }
+    for d in &declared.columns {
+        if stored.column(&d.name).is_none() {
+            out.push(format!(
+                "column {}: declared as {}, not in the store",
+                d.name, d.ty
+            ));
+        }
+    }
+    if out.is_empty() && stored.columns != declared.columns {
+        let names = |t: &TableDef| {
+            t.columns
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push(format!(
+            "column order: stored [{}], declared [{}]",
+            names(stored),
+            names(declared)
+        ));
+    }
+    out
+}
+
+/// Basic checks on a definition that did not come through `TableDef::from_yaml`.
+fn check_def(def: &TableDef) -> Result<()> {
+    let bad_name = !is_identifier(&def.table)
+        || def
+            .columns
+            .iter()
+            .any(|c| !is_identifier(&c.name) || c.name.starts_with('_'));
+    let bad_key = def.primary_key.is_empty() || def.key_indexes().len() != def.primary_key.len();
+    if bad_name || bad_key || def.columns.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "table {:?}: not a valid declaration (names, columns or primary key)",
+            def.table
+        )));
+    }
+    Ok(())
+}
+
+fn create_table_sql(def: &TableDef) -> String {
+    let data = data_table(&def.table);
+    let mut cols: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| {
+            let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", quote(&c.name), sql_type(c.ty))
+        })
+        .collect();
+    cols.push("\"_seq\" INTEGER NOT NULL".into());
+    cols.push("\"_write_time\" INTEGER NOT NULL".into());
+    cols.push("\"_deleted\" INTEGER NOT NULL DEFAULT 0".into());
+    let key = def
+        .primary_key
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TABLE {data} ({}, PRIMARY KEY ({key})) WITHOUT ROWID;\nCREATE INDEX {} ON {data} (\"_seq\");",
+        cols.join(", "),
+        quote(&format!("data_{}_by_seq", def.table))
+    )
+}
+
+fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Running => "running",
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+    }
+}
+
+fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
+}
+
+fn record_json(r: &RunRecord) -> Result<String> {
+    serde_json::to_string(r)
+        .map_err(|e| Error::Store(format!("encoding run {} of {}: {e}", r.run_id, r.task)))
+}
+
+fn load_task_state(conn: &Connection, task: &str) -> Result<Option<TaskState>> {
+    let json: Option<String> = conn
+        .query_row(
+            r#"SELECT "state" FROM "_lakeport_tasks" WHERE "task" = ?1"#,
+            [task],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db(format_args!("reading the state of task {task}")))?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| Error::Store(format!("the stored state of task {task} is not valid: {e}")))
+    })
+    .transpose()
+}
+
+fn save_task_state(conn: &Connection, state: &TaskState) -> Result<()> {
+    let json = serde_json::to_string(state)
+        .map_err(|e| Error::Store(format!("encoding the state of task {}: {e}", state.task)))?;
+    conn.execute(
+        r#"INSERT INTO "_lakeport_tasks" ("task", "state") VALUES (?1, ?2)
+           ON CONFLICT ("task") DO UPDATE SET "state" = excluded."state""#,
+        rusqlite::params![state.task, json],
+    )
+    .map_err(db(format_args!("writing the state of task {}", state.task)))?;
+    Ok(())
+}
+
+/// Puts `objects` into `list`, replacing entries of the same path.
+fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
+    for o in objects {
+        match list.iter_mut().find(|x| x.path == o.path) {
+            Some(x) => *x = o.clone(),
+            None => list.push(o.clone()),
+        }
+    }
+}
+
+/// The task state after a successful run.
+fn advance_state(state: &mut TaskState, run: &RunRecord, live: LiveSet) {
+    state.next_object_seq = state.next_object_seq.max(run.next_object_seq);
+    let is_new = |o: &DeliveredObject| run.objects.iter().any(|n| n.path == o.path);
+    state.pending_removal.retain(|o| !is_new(o));
+    match live {
+        LiveSet::Replace => {
+            let old = std::mem::take(&mut state.live_objects);
+            let gone: Vec<DeliveredObject> = old.into_iter().filter(|o| !is_new(o)).collect();
+            put_objects(&mut state.pending_removal, &gone);
+            put_objects(&mut state.live_objects, &run.objects);
+        }
+        LiveSet::Append => put_objects(&mut state.live_objects, &run.objects),
+    }
+}
+
+impl Store for SqliteStore {
+    fn ensure_table(&self, def: &TableDef) -> Result<()> {
+        check_def(def)?;
+        let name = &def.table;
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(format_args!("declaring table {name}")))?;
+        if let Some(stored) = stored_def(&tx, name)? {
+            if stored == *def {
+                return Ok(());
+            }
+            return Err(Error::Conflict(format!(
+                "table {name} exists in the store with a different definition: {}",
+                differences(&stored, def).join("; ")
+            )));
+        }
+        let json = serde_json::to_string(def)
+            .map_err(|e| Error::Store(format!("encoding the definition of table {name}: {e}")))?;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_tables" ("name", "definition") VALUES (?1, ?2)"#,
+            [name, &json],
+        )
+        .map_err(db(format_args!("declaring table {name}")))?;
+        tx.execute_batch(&create_table_sql(def))
+            .map_err(db(format_args!("creating table {name}")))?;
+        tx.commit()
+            .map_err(db(format_args!("declaring table {name}")))?;
+        Ok(())
+    }
+
+    fn table_stats(&self) -> Result<Vec<TableStats>> {
+        let conn = self.lock();
+        let names: Vec<String> = conn
+            .prepare(r#"SELECT "name" FROM "_lakeport_tables" ORDER BY "name""#)
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .map_err(db("listing tables"))?;
+        let mut out = Vec::with_capacity(names.len());
+        for table in names {
+            let sql = format!(
+                "SELECT coalesce(sum(\"_deleted\" = 0), 0), coalesce(sum(\"_deleted\" <> 0), 0), \
+                 coalesce(max(\"_seq\"), 0) FROM {}",
+                data_table(&table)
+            );
+            let (rows, tombstones, max_seq): (i64, i64, i64) = conn
+                .query_row(&sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map_err(db(format_args!("counting rows of table {table}")))?;
+            out.push(TableStats {
+                rows: non_negative(rows, "a row count")?,
+                tombstones: non_negative(tombstones, "a tombstone count")?,
+                max_seq: non_negative(max_seq, "a _seq")?,
+                table,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        table: &str,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ApplyOutcome> {
+        let mut conn = self.lock();
+        let t = self.table_sql(&conn, table)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db(format_args!("starting a write to table {table}")))?;
+        // On any error `tx` is dropped, which rolls everything back.
+        let out = apply_in(&tx, &t, changes)?;
+        tx.commit()
+            .map_err(db(format_args!("committing a write to table {table}")))?;
+        Ok(out)
+    }
+
+    fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot> {
+        let shards = shards.max(1);
+        let readers = (0..shards)
+            .map(|_| connect(&self.path))
+            .collect::<Result<Vec<_>>>()?;
+        let t = self.table_sql(&readers[0], table)?;
+        let at = |what: &str| db(format!("snapshot of table {table}: {what}"));
+        let seq = self.pin_snapshot(&readers)?;
+
+        let first = &readers[0];
+        let count: i64 = first
+            .query_row(
+                &format!("SELECT count(*) FROM {} WHERE \"_deleted\" = 0", t.data),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(at("counting rows"))?;
+        let rows = non_negative(count, "a row count")?;
+        let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
+        let bounds = shard_bounds(first, &t, rows, used).map_err(at("finding shard bounds"))?;
+        if used > 0 && bounds.len() + 1 != used {
+            return Err(Error::Store(format!(
+                "snapshot of table {table}: found {} shard bounds for {used} shards of {rows} rows",
+                bounds.len()
+            )));
+        }
+        let mut out: Vec<Box<dyn ShardReader>> = Vec::with_capacity(used);
+        for (s, conn) in readers.into_iter().take(used).enumerate() {
+            let lower = s.checked_sub(1).map(|p| bounds[p].clone());
+            let upper = bounds.get(s).cloned();
+            out.push(Box::new(SqliteShard {
+                sql: t.range_sql(lower.is_some(), upper.is_some()),
+                conn,
+                t: Arc::clone(&t),
+                lower,
+                upper,
+            }));
+        }
+        Ok(Snapshot {
+            seq,
+            rows,
+            shards: out,
+        })
+    }
+
+    fn start_run(&self, record: &RunRecord) -> Result<RunRecord> {
+        let task = &record.task;
+        let mut conn = self.lock();
+        let at = || db(format!("starting a run of task {task}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        let next = load_task_state(&tx, task)?.map_or(0, |s| s.next_object_seq);
+        let mut run = record.clone();
+        run.status = RunStatus::Running;
+        run.first_object_seq = next;
+        run.next_object_seq = next;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
+               VALUES (?1, ?2, ?3, '{}')"#,
+            rusqlite::params![task, status_name(run.status), run.started_ms],
+        )
+        .map_err(at())?;
+        run.run_id = non_negative(tx.last_insert_rowid(), "a run id")?;
+        tx.execute(
+            r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
+            rusqlite::params![record_json(&run)?, tx.last_insert_rowid()],
+        )
+        .map_err(at())?;
+        tx.commit().map_err(at())?;
+        Ok(run)
+    }
+
+    fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()> {
+        let (task, id) = (&record.task, record.run_id);
+        if record.status == RunStatus::Running {
+            return Err(Error::InvalidInput(format!(
+                "run {id} of task {task}: a finished run must be succeeded or failed, not running"
+            )));
+        }
+        let mut conn = self.lock();
+        let at = || db(format!("finishing run {id} of task {task}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        let run_id = to_i64(id, "run id")?;
+        let stored: Option<(String, String)> = tx
+            .query_row(
+                r#"SELECT "task", "status" FROM "_lakeport_runs" WHERE "run_id" = ?1"#,
+                [run_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(at())?;
+        match stored {
+            None => {
+                return Err(Error::NotFound(format!(
+                    "run {id} of task {task} is not in the store"
+                )))
+            }
+            Some((t, _)) if t != *task => {
+                return Err(Error::Conflict(format!(
+                    "run {id} belongs to task {t}, not to task {task}"
+                )))
+            }
+            Some((_, status)) if status != status_name(RunStatus::Running) => {
+                return Err(Error::Conflict(format!(
+                    "run {id} of task {task} has already finished ({status})"
+                )))
+            }
+            Some(_) => {}
+        }
+        tx.execute(
+            r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
+            rusqlite::params![status_name(record.status), record_json(record)?, run_id],
+        )
+        .map_err(at())?;
+        if record.status == RunStatus::Succeeded {
+            let mut state = load_task_state(&tx, task)?.unwrap_or_else(|| TaskState {
+                task: task.clone(),
+                ..TaskState::default()
+            });
+            advance_state(&mut state, record, live);
+            save_task_state(&tx, &state)?;
+        }
+        tx.commit().map_err(at())?;
+        Ok(())
+    }
+
+    fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()> {
+        let mut conn = self.lock();
+        let at = || db(format!("updating the state of task {task}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        let Some(mut state) = load_task_state(&tx, task)? else {
+            return Ok(());
+        };
+        let before = state.pending_removal.len();
+        state
+            .pending_removal
+            .retain(|o| !removed.iter().any(|r| r.path == o.path));
+        if state.pending_removal.len() != before {
+            save_task_state(&tx, &state)?;
+            tx.commit().map_err(at())?;
+        }
+        Ok(())
+    }
+
+    fn task_state(&self, task: &str) -> Result<Option<TaskState>> {
+        let conn = self.lock();
+        load_task_state(&conn, task)
+    }
+
+    fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        let conn = self.lock();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let at = || db("reading run records");
+        let sql = match task {
+            Some(_) => {
+                r#"SELECT "run_id", "record" FROM "_lakeport_runs" WHERE "task" = ?1
+                   ORDER BY "run_id" DESC LIMIT ?2"#
+            }
+            None => {
+                r#"SELECT "run_id", "record" FROM "_lakeport_runs" WHERE ?1 IS NULL
+                   ORDER BY "run_id" DESC LIMIT ?2"#
+            }
+        };
+        let mut stmt = conn.prepare_cached(sql).map_err(at())?;
+        let rows = stmt
+            .query_map(rusqlite::params![task, limit], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(at())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, json) = row.map_err(at())?;
+            let rec: RunRecord = serde_json::from_str(&json).map_err(|e| {
+                Error::Store(format!("the stored record of run {id} is not valid: {e}"))
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+/// Starts a read transaction on every reader, pinned by a real read, and returns the store's
+/// `seq` they all see; `None` (and no transaction left open) when a commit changed data
+/// between two of them. Every data change bumps `seq` in its own transaction, so equal `seq`
+/// means every reader sees the same rows.
+fn pin_readers(readers: &[Connection]) -> Result<Option<u64>> {
+    let mut first = None;
+    let mut agree = true;
+    for conn in readers {
+        conn.execute_batch("BEGIN")
+            .map_err(db("snapshot: starting a read transaction"))?;
+        let seq = read_meta(conn, READ_SEQ, "seq")?;
+        agree &= *first.get_or_insert(seq) == seq;
+    }
+    if !agree {
+        for conn in readers {
+            conn.execute_batch("ROLLBACK")
+                .map_err(db("snapshot: ending a read transaction"))?;
+        }
+        return Ok(None);
+    }
+    first
+        .map(|s| non_negative(s, "the store's seq"))
+        .transpose()
+}
+
+/// The first key of shards 1..`used`: the keys at offsets `rows * i / used` in key order.
+fn shard_bounds(
+    conn: &Connection,
+    t: &TableSql,
+    rows: u64,
+    used: usize,
+) -> rusqlite::Result<Vec<Vec<SqlValue>>> {
+    let targets: Vec<u64> = (1..used as u64)
+        .map(|i| ((u128::from(rows) * u128::from(i)) / used as u128) as u64)
+        .collect();
+    let mut bounds = Vec::with_capacity(targets.len());
+    let Some(&last) = targets.last() else {
+        return Ok(bounds);
+    };
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {k} FROM {} WHERE \"_deleted\" = 0 ORDER BY {k}",
+        t.data,
+        k = t.key_list
+    ))?;
+    let mut it = stmt.query([])?;
+    let mut offset = 0u64;
+    let mut next = targets.iter().peekable();
+    while let Some(row) = it.next()? {
+        if next.peek() == Some(&&offset) {
+            next.next();
+            let key = (0..t.key_idx.len())
+                .map(|j| row.get::<_, SqlValue>(j))
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            bounds.push(key);
+        }
+        if offset >= last {
+            break;
+        }
+        offset += 1;
+    }
+    Ok(bounds)
+}
+
+/// One shard of a SQLite snapshot: its own connection, in a read transaction since the
+/// snapshot was taken (closed when the reader is dropped).
+struct SqliteShard {
+    conn: Connection,
+    t: Arc<TableSql>,
+    sql: String,
+    lower: Option<Vec<SqlValue>>,
+    upper: Option<Vec<SqlValue>>,
+}
+
+impl ShardReader for SqliteShard {
+    fn read(
+        &mut self,
+        batch_rows: usize,
+        on_batch: &mut dyn FnMut(RecordBatch) -> Result<()>,
+    ) -> Result<u64> {
+        let t = &*self.t;
+        let at = |what: &'static str| {
+            move |e: rusqlite::Error| {
+                Error::Store(format!("reading table {}: {what}: {e}", t.name()))
+            }
+        };
+        let batch_rows = batch_rows.max(1);
+        let mut stmt = self.conn.prepare(&self.sql).map_err(at("preparing"))?;
+        let bounds = self.lower.iter().chain(self.upper.iter()).flatten();
+        for (p, v) in bounds.enumerate() {
+            stmt.raw_bind_parameter(p + 1, v)
+                .map_err(at("binding a shard bound"))?;
+        }
+        let mut rows = stmt.raw_query();
+        let mut b = Builders::new(t, batch_rows);
+        let mut total = 0u64;
+        while let Some(row) = rows.next().map_err(at("stepping"))? {
+            b.append(t, row)?;
+            total += 1;
+            if b.len == batch_rows {
+                on_batch(b.finish(t)?)?;
+            }
+        }
+        if b.len > 0 {
+            on_batch(b.finish(t)?)?;
+        }
+        Ok(total)
+    }
+}
+
+enum ColumnBuilder {
+    String(StringBuilder),
+    Int64(Int64Builder),
+    Double(Float64Builder),
+    Bool(BooleanBuilder),
+    Binary(BinaryBuilder),
+    Timestamp(TimestampMillisecondBuilder),
+}
+
+/// Arrow builders of one batch: the declared columns, `_seq`, `_write_time`.
+struct Builders {
+    columns: Vec<ColumnBuilder>,
+    seq: Int64Builder,
+    write_time: TimestampMillisecondBuilder,
+    len: usize,
+}
+
+fn timestamp_builder(capacity: usize) -> TimestampMillisecondBuilder {
+    TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC")
+}
+
+impl Builders {
+    fn new(t: &TableSql, rows: usize) -> Builders {
+        let columns = t
+            .def
+            .columns
+            .iter()
+            .map(|c| match c.ty {
+                ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(
+                    rows,
+                    rows.saturating_mul(32),
+                )),
+                ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+                ColumnType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(rows)),
+                ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
+                ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(
+                    rows,
+                    rows.saturating_mul(16),
+                )),
+                ColumnType::TimestampMs => ColumnBuilder::Timestamp(timestamp_builder(rows)),
+            })
+            .collect();
+        Builders {
+            columns,
+            seq: Int64Builder::with_capacity(rows),
+            write_time: timestamp_builder(rows),
+            len: 0,
+        }
+    }
+
+    fn append(&mut self, t: &TableSql, row: &rusqlite::Row<'_>) -> Result<()> {
+        for (i, b) in self.columns.iter_mut().enumerate() {
+            let c = &t.def.columns[i];
+            let v = row.get_ref(i).map_err(read_failed(t))?;
+            let ok = match (b, v) {
+                (b, ValueRef::Null) => {
+                    let nullable = !t.is_key[i];
+                    if nullable {
+                        append_null(b);
+                    }
+                    nullable
+                }
+                (ColumnBuilder::String(b), ValueRef::Text(s)) => match std::str::from_utf8(s) {
+                    Ok(s) => {
+                        b.append_value(s);
+                        true
+                    }
+                    Err(_) => false,
+                },
+                (ColumnBuilder::Int64(b), ValueRef::Integer(v)) => {
+                    b.append_value(v);
+                    true
+                }
+                (ColumnBuilder::Timestamp(b), ValueRef::Integer(v)) => {
+                    b.append_value(v);
+                    true
+                }
+                (ColumnBuilder::Double(b), ValueRef::Real(v)) => {
+                    b.append_value(v);
+                    true
+                }
+                (ColumnBuilder::Bool(b), ValueRef::Integer(v @ (0 | 1))) => {
+                    b.append_value(v == 1);
+                    true
+                }
+                (ColumnBuilder::Binary(b), ValueRef::Blob(v)) => {
+                    b.append_value(v);
+                    true
+                }
+                _ => false,
+            };
+            if !ok {
+                return Err(Error::Store(format!(
+                    "table {}: column {} of row {}: expected {}, found {}",
+                    t.name(),
+                    c.name,
+                    RowKey(t, row),
+                    c.ty,
+                    StoredValue(v)
+                )));
+            }
+        }
+        let n = t.def.columns.len();
+        let seq: i64 = row.get(n).map_err(read_failed(t))?;
+        let write_time: i64 = row.get(n + 1).map_err(read_failed(t))?;
+        self.seq.append_value(seq);
+        self.write_time.append_value(write_time);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self, t: &TableSql) -> Result<RecordBatch> {
+        let mut arrays: Vec<ArrayRef> = self
+            .columns
+            .iter_mut()
+            .map(|b| -> ArrayRef {
+                match b {
+                    ColumnBuilder::String(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Double(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Binary(b) => Arc::new(b.finish()),
+                    ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+                }
+            })
+            .collect();
+        arrays.push(Arc::new(self.seq.finish()));
+        arrays.push(Arc::new(self.write_time.finish()));
+        self.len = 0;
+        Ok(RecordBatch::try_new(Arc::clone(&t.schema), arrays)?)
+    }
+}
+
+fn read_failed(t: &TableSql) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+    move |e| Error::Store(format!("reading table {}: {e}", t.name()))
+}
+
+fn append_null(b: &mut ColumnBuilder) {
+    match b {
+        ColumnBuilder::String(b) => b.append_null(),
+        ColumnBuilder::Int64(b) => b.append_null(),
+        ColumnBuilder::Double(b) => b.append_null(),
+        ColumnBuilder::Bool(b) => b.append_null(),
+        ColumnBuilder::Binary(b) => b.append_null(),
+        ColumnBuilder::Timestamp(b) => b.append_null(),
+    }
+}
+
+/// A stored value as an error message shows it: storage class and a short rendering.
+struct StoredValue<'a>(ValueRef<'a>);
+
+impl fmt::Display for StoredValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            ValueRef::Null => f.write_str("NULL"),
+            ValueRef::Integer(v) => write!(f, "INTEGER {v}"),
+            ValueRef::Real(v) => write!(f, "REAL {v}"),
+            ValueRef::Text(s) => {
+                let s = String::from_utf8_lossy(s);
+                let short: String = s.chars().take(40).collect();
+                let more = if short.len() < s.len() { "…" } else { "" };
+                write!(f, "TEXT {short:?}{more}")
+            }
+            ValueRef::Blob(b) => write!(f, "BLOB ({} bytes)", b.len()),
+        }
+    }
+}
+
+/// The key of a snapshot row, as `(bucket="b", key="k")`.
+struct RowKey<'a, 'r>(&'a TableSql, &'a rusqlite::Row<'r>);
+
+impl fmt::Display for RowKey<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (t, row) = (self.0, self.1);
+        f.write_str("(")?;
+        for (j, &i) in t.key_idx.iter().enumerate() {
+            if j > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}=", t.def.columns[i].name)?;
+            match row.get_ref(i) {
+                Ok(ValueRef::Text(s)) => write!(f, "{:?}", String::from_utf8_lossy(s))?,
+                Ok(ValueRef::Integer(v)) => write!(f, "{v}")?,
+                Ok(v) => write!(f, "{}", StoredValue(v))?,
+                Err(_) => f.write_str("?")?,
+            }
+        }
+        f.write_str(")")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance;
+    use crate::store::open_store;
+
+    fn with_store(test: fn(&dyn Store)) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        test(&store);
+    }
+
+    macro_rules! conformance_tests {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[test]
+                fn $name() {
+                    with_store(conformance::$name);
+                }
+            )*
+        };
+    }
+
+    conformance_tests!(
+        seq_is_store_wide,
+        unchanged_upsert_takes_no_seq,
+        upsert_after_delete_is_insert,
+        delete_leaves_tombstone,
+        apply_is_atomic_on_iterator_error,
+        apply_is_atomic_on_bad_value,
+        write_time_follows_seq,
+        snapshot_shards_cover_rows,
+        snapshot_with_more_shards_than_rows,
+        snapshot_consistent_under_writer,
+        runs_and_task_state,
+        tables_are_declared_once,
+    );
+
+    const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";
+
+    fn t_store(dir: &Path) -> (SqliteStore, TableDef) {
+        let store = SqliteStore::open(&dir.join("s.db")).unwrap();
+        let def = TableDef::from_yaml(T, "t").unwrap();
+        store.ensure_table(&def).unwrap();
+        (store, def)
+    }
+
+    fn upsert(store: &SqliteStore, k: &str, n: Value, f: Value) -> Result<ApplyOutcome> {
+        let row = Change::Upsert(vec![Value::String(k.into()), n, f, Value::Bool(true)]);
+        store.apply("t", &mut std::iter::once(Ok(row)))
+    }
+
+    fn read_all(store: &SqliteStore, shards: usize) -> Result<u64> {
+        let mut snap = store.snapshot("t", shards)?;
+        let mut n = 0;
+        for s in &mut snap.shards {
+            n += s.read(10, &mut |_| Ok(()))?;
+        }
+        Ok(n)
+    }
+
+    /// The consistency test again, with snapshots always holding off writers while they pin.
+    #[test]
+    fn snapshot_consistent_under_writer_when_holding_off_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        store.optimistic_pins = 0;
+        conformance::snapshot_consistent_under_writer(&store);
+    }
+
+    /// A snapshot taken while a long write transaction is open does not wait for it: it sees
+    /// the state before.
+    #[test]
+    fn snapshot_does_not_wait_for_an_open_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = t_store(dir.path());
+        for i in 0..10 {
+            upsert(&store, &format!("k{i}"), Value::Int64(i), Value::Null).unwrap();
+        }
+        let (yielded_tx, yielded) = std::sync::mpsc::channel();
+        let (go, go_rx) = std::sync::mpsc::channel::<()>();
+        let store = &store;
+        std::thread::scope(|s| {
+            let writer = s.spawn(move || {
+                let mut changes = (0..2).map(|i| {
+                    if i == 1 {
+                        yielded_tx.send(()).unwrap();
+                        go_rx.recv().unwrap();
+                    }
+                    let row = vec![
+                        Value::String(format!("new{i}")),
+                        Value::Int64(i),
+                        Value::Null,
+                        Value::Null,
+                    ];
+                    Ok(Change::Upsert(row))
+                });
+                store.apply("t", &mut changes).unwrap()
+            });
+            yielded.recv().unwrap();
+            let started = std::time::Instant::now();
+            let snap = store.snapshot("t", 3);
+            go.send(()).unwrap();
+            let snap = snap.unwrap();
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert_eq!((snap.seq, snap.rows, snap.shards.len()), (10, 10, 3));
+            assert_eq!(writer.join().unwrap().seq, 12);
+        });
+    }
+
+    #[test]
+    fn layout_uses_the_documented_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, def) = t_store(dir.path());
+        assert_eq!(store.table_def("t").unwrap(), Some(def));
+        assert_eq!(store.table_def("u").unwrap(), None);
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let names: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for want in [
+            "_lakeport_meta",
+            "_lakeport_runs",
+            "_lakeport_tables",
+            "_lakeport_tasks",
+            "data_t",
+            "data_t_by_seq",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+        let cols: Vec<(String, String, bool, i64)> = conn
+            .prepare(
+                "SELECT name, type, \"notnull\", pk FROM pragma_table_info('data_t') ORDER BY cid",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        let cols: Vec<(&str, &str, bool, i64)> = cols
+            .iter()
+            .map(|(n, t, nn, pk)| (n.as_str(), t.as_str(), *nn, *pk))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("k", "TEXT", true, 1),
+                ("n", "INTEGER", false, 0),
+                ("f", "REAL", false, 0),
+                ("b", "INTEGER", false, 0),
+                ("_seq", "INTEGER", true, 0),
+                ("_write_time", "INTEGER", true, 0),
+                ("_deleted", "INTEGER", true, 0),
+            ]
+        );
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'data_t'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+
+        upsert(&store, "a", Value::Int64(1), Value::Null).unwrap();
+        let meta: Vec<(String, i64)> = conn
+            .prepare("SELECT key, value FROM _lakeport_meta ORDER BY key")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(meta[1], ("seq".to_string(), 1));
+        assert_eq!(meta[0].0, "last_write_time");
+        assert!(meta[0].1 > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn range_reads_use_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let def = TableDef::from_yaml(conformance_pairs(), "p").unwrap();
+        store.ensure_table(&def).unwrap();
+        let t = TableSql::new(def);
+        let conn = store.lock();
+        for sql in [
+            t.range_sql(true, true),
+            t.range_sql(false, true),
+            t.lookup.clone(),
+        ] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let mut rows = stmt.raw_query();
+            let mut plan = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get::<_, String>(3).unwrap());
+            }
+            let plan = plan.join(" | ");
+            assert!(
+                plan.contains("SEARCH") && plan.contains("PRIMARY KEY"),
+                "{sql}: {plan}"
+            );
+            assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+        }
+    }
+
+    fn conformance_pairs() -> &'static str {
+        "table: p\nprimary_key: [a, b]\ncolumns:\n  - { name: a, type: string }\n  - { name: b, type: int64 }\n"
+    }
+
+    #[test]
+    fn nan_is_refused_and_signed_zero_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = t_store(dir.path());
+        let err = upsert(&store, "a", Value::Int64(1), Value::Double(f64::NAN)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("column f: expected double, found double NaN"),
+            "{err}"
+        );
+        upsert(&store, "a", Value::Int64(1), Value::Double(-0.0)).unwrap();
+        let again = upsert(&store, "a", Value::Int64(1), Value::Double(0.0)).unwrap();
+        assert_eq!((again.unchanged, again.seq), (1, 1));
+        let inf = upsert(&store, "a", Value::Int64(1), Value::Double(f64::INFINITY)).unwrap();
+        assert_eq!(inf.updated, 1);
+        let again = upsert(&store, "a", Value::Int64(1), Value::Double(f64::INFINITY)).unwrap();
+        assert_eq!(again.unchanged, 1);
+    }
+
+    #[test]
+    fn foreign_storage_class_is_an_error_naming_table_column_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = t_store(dir.path());
+        upsert(&store, "a", Value::Int64(1), Value::Double(1.5)).unwrap();
+        upsert(&store, "b/c", Value::Int64(2), Value::Double(2.5)).unwrap();
+        assert_eq!(read_all(&store, 2).unwrap(), 2);
+        let conn = Connection::open(dir.path().join("s.db")).unwrap();
+        conn.execute("UPDATE data_t SET n = 'twelve' WHERE k = 'b/c'", [])
+            .unwrap();
+        let err = read_all(&store, 2).unwrap_err();
+        assert!(matches!(err, Error::Store(_)), "{err:?}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(
+                "table t: column n of row (k=\"b/c\"): expected int64, found TEXT \"twelve\""
+            ),
+            "{msg}"
+        );
+        conn.execute("UPDATE data_t SET n = 2, b = 7 WHERE k = 'b/c'", [])
+            .unwrap();
+        let msg = read_all(&store, 1).unwrap_err().to_string();
+        assert!(
+            msg.contains("column b of row (k=\"b/c\"): expected bool, found INTEGER 7"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn shard_readers_can_read_again_and_on_other_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = t_store(dir.path());
+        for i in 0..50 {
+            upsert(&store, &format!("k{i:02}"), Value::Int64(i), Value::Null).unwrap();
+        }
+        let snap = store.snapshot("t", 3).unwrap();
+        upsert(&store, "k00", Value::Int64(-1), Value::Null).unwrap();
+        let counts: Vec<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = snap
+                .shards
+                .into_iter()
+                .map(|mut r| {
+                    s.spawn(move || {
+                        let first = r.read(7, &mut |_| Ok(())).unwrap();
+                        let second = r.read(1000, &mut |_| Ok(())).unwrap();
+                        assert_eq!(first, second);
+                        first
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert_eq!(counts, [16, 17, 17]);
+        // An error from the callback stops the read and comes back as is.
+        let mut snap = store.snapshot("t", 1).unwrap();
+        let err = snap.shards[0]
+            .read(10, &mut |_| Err(Error::Encode("full".into())))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "encoding: full");
+    }
+
+    /// A rough timing of loading and reading the object-inventory table; run with
+    /// `cargo test --lib store_speed -- --ignored --nocapture` (`LAKEPORT_SPEED_ROWS` rows).
+    #[test]
+    #[ignore]
+    fn store_speed() {
+        let rows: i64 = std::env::var("LAKEPORT_SPEED_ROWS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let def = TableDef::from_yaml(
+            crate::store::schema::OBJECT_INVENTORY_YAML,
+            "object_inventory",
+        )
+        .unwrap();
+        store.ensure_table(&def).unwrap();
+        let row = |i: i64, size: i64| {
+            let mut v: Vec<Value> = def
+                .columns
+                .iter()
+                .map(|c| match c.ty {
+                    ColumnType::String => Value::String(format!("{}-{i}", c.name)),
+                    ColumnType::Int64 => Value::Int64(size),
+                    ColumnType::Bool => Value::Bool(i % 2 == 0),
+                    ColumnType::TimestampMs => Value::TimestampMs(1_700_000_000_000 + i),
+                    _ => Value::Null,
+                })
+                .collect();
+            v[0] = Value::String("bucket".into());
+            v[1] = Value::String(format!("logs/2024/{i:09}.gz"));
+            v[2] = Value::String(String::new());
+            Change::Upsert(v)
+        };
+        let time = |what: &str, f: &mut dyn FnMut() -> ApplyOutcome| {
+            let t = std::time::Instant::now();
+            let out = f();
+            eprintln!("{what}: {:?} {out:?}", t.elapsed());
+        };
+        time("load", &mut || {
+            store
+                .apply("object_inventory", &mut (0..rows).map(|i| Ok(row(i, i))))
+                .unwrap()
+        });
+        time("reload unchanged", &mut || {
+            store
+                .apply("object_inventory", &mut (0..rows).map(|i| Ok(row(i, i))))
+                .unwrap()
+        });
+        time("update all", &mut || {
+            store
+                .apply(
+                    "object_inventory",
+                    &mut (0..rows).map(|i| Ok(row(i, i + 1))),
+                )
+                .unwrap()
+        });
+        let t = std::time::Instant::now();
+        let mut snap = store.snapshot("object_inventory", 4).unwrap();
+        eprintln!("snapshot: {:?}", t.elapsed());
+        let mut n = 0;
+        for s in &mut snap.shards {
+            n += s.read(8192, &mut |_| Ok(())).unwrap();
+        }
+        eprintln!("read {n} rows: {:?}", t.elapsed());
+        assert_eq!(n, rows as u64);
+    }
+
+    #[test]
+    fn open_store_urls() {
+        let dir = tempfile::tempdir().unwrap();
+        let abs = dir.path().join("a.db");
+        let store = open_store(&format!("sqlite://{}", abs.display())).unwrap();
+        assert!(store.table_stats().unwrap().is_empty());
+        assert!(abs.exists());
+        open_store(&format!("sqlite:{}", abs.display())).unwrap();
+
+        let pg = open_store("postgres://u:secret@localhost/db")
+            .err()
+            .unwrap();
+        assert!(matches!(&pg, Error::InvalidConfig(_)));
+        assert!(
+            pg.to_string().contains("PostgreSQL is not available"),
+            "{pg}"
+        );
+        assert!(!pg.to_string().contains("secret"), "{pg}");
+        let other = open_store("mysql://x").err().unwrap();
+        assert_eq!(
+            other.to_string(),
+            "--store: expected sqlite:PATH or postgres://…, got \"mysql://x\""
+        );
+        assert!(matches!(
+            open_store("sqlite:"),
+            Err(Error::InvalidConfig(_))
+        ));
+
+        let missing = dir.path().join("no/such/dir/x.db");
+        let err = open_store(&format!("sqlite:{}", missing.display()))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains(&missing.display().to_string()),
+            "{err}"
+        );
+        let not_db = dir.path().join("text.db");
+        std::fs::write(
+            &not_db,
+            "this is not a database, just some text of some length......",
+        )
+        .unwrap();
+        let err = SqliteStore::open(&not_db).unwrap_err();
+        assert!(matches!(err, Error::Store(_)), "{err:?}");
+        assert!(
+            err.to_string().contains(&not_db.display().to_string()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn relative_sqlite_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let rel = dir
+            .path()
+            .strip_prefix(std::env::current_dir().unwrap())
+            .map(Path::to_path_buf);
+        // Only meaningful when the temp dir is under the working directory; otherwise use a
+        // relative path of our own inside the crate's target folder.
+        let rel = rel.unwrap_or_else(|_| {
+            let p = PathBuf::from("target/tmp-store-test");
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        });
+        let file = rel.join(format!("rel-{}.db", std::process::id()));
+        let store = open_store(&format!("sqlite:{}", file.display())).unwrap();
+        drop(store);
+        assert!(file.exists());
+        let _ = std::fs::remove_file(&file);
+    }
+
+    #[test]
+    fn apply_from_another_connection_is_seen() {
+        // Two stores on one file (two processes, in effect) share seq and see each other's tables.
+        let dir = tempfile::tempdir().unwrap();
+        let (one, _) = t_store(dir.path());
+        let two = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        upsert(&one, "a", Value::Int64(1), Value::Null).unwrap();
+        let row = Change::Upsert(vec![
+            Value::String("b".into()),
+            Value::Int64(2),
+            Value::Null,
+            Value::Null,
+        ]);
+        let out = two.apply("t", &mut std::iter::once(Ok(row))).unwrap();
+        assert_eq!(out.seq, 2);
+        assert_eq!(one.table_stats().unwrap()[0].rows, 2);
+    }
+}

@@ -1,1 +1,149 @@
-//! The `cli` stage (being built).
+//! The command line: global options, one file per subcommand (each with its `Args` and `run`),
+//! and the shared context they use. Commands only drive the library's stages; they hold no
+//! pipeline logic of their own.
+
+mod ddl;
+mod load;
+mod run;
+mod status;
+mod tables;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::delivery::{load_tasks, Task};
+use crate::error::{Error, Result};
+use crate::store::schema::load_tables;
+use crate::store::{open_store, Store, TableDef};
+
+/// lakeport: keep object-storage metadata in a store and deliver it to a data lake as Parquet.
+#[derive(Debug, Parser)]
+#[command(name = "lakeport", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Metadata store: sqlite:PATH (embedded) or postgres://… (server).
+    #[arg(
+        long,
+        global = true,
+        env = "LAKEPORT_STORE",
+        default_value = "sqlite:lakeport.db"
+    )]
+    pub store: String,
+    /// Folder of delivery tasks (*.yaml).
+    #[arg(long, global = true, default_value = "pipelines")]
+    pub pipelines: PathBuf,
+    /// Folder of table declarations and delivery schemas (*.yaml).
+    #[arg(long, global = true, default_value = "schemas")]
+    pub schemas: PathBuf,
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// lakeport's commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every task and schema file and report all errors.
+    Validate(validate::Args),
+    /// List tables with row counts and current _seq.
+    Tables(tables::Args),
+    /// Upsert rows from NDJSON or CSV files (or delete their keys).
+    Load(load::Args),
+    /// Run one delivery of a task.
+    Run(run::Args),
+    /// Print the Hive DDL of a task: CREATE EXTERNAL TABLE and its partitions.
+    Ddl(ddl::Args),
+    /// Show the last run, live objects, rows and dirty rows of tasks.
+    Status(status::Args),
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let ctx = Context {
+        store_url: cli.store,
+        pipelines: cli.pipelines,
+        schemas: cli.schemas,
+    };
+    match cli.command {
+        Command::Validate(args) => validate::run(&ctx, args),
+        Command::Tables(args) => tables::run(&ctx, args).await,
+        Command::Load(args) => load::run(&ctx, args).await,
+        Command::Run(args) => run::run(&ctx, args).await,
+        Command::Ddl(args) => ddl::run(&ctx, args).await,
+        Command::Status(args) => status::run(&ctx, args).await,
+    }
+}
+
+/// What every command may need: where the store, tasks and schemas are.
+pub(crate) struct Context {
+    store_url: String,
+    pipelines: PathBuf,
+    schemas: PathBuf,
+}
+
+impl Context {
+    /// The declared tables (schemas folder plus the built-in inventory table).
+    fn tables(&self) -> Result<BTreeMap<String, TableDef>> {
+        load_tables(&self.schemas)
+    }
+
+    /// Every task, checked; any problem in any file is an error.
+    fn tasks(&self) -> Result<BTreeMap<String, Task>> {
+        load_tasks(&self.pipelines, &self.tables()?)
+    }
+
+    /// One task by name.
+    fn task(&self, name: &str) -> Result<Arc<Task>> {
+        let mut tasks = self.tasks()?;
+        tasks.remove(name).map(Arc::new).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no task named {name:?} in {} (tasks: {})",
+                self.pipelines.display(),
+                tasks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Opens the store and makes sure every declared table exists in it.
+    async fn store(&self) -> Result<Arc<dyn Store>> {
+        let tables = self.tables()?;
+        let url = self.store_url.clone();
+        blocking(move || {
+            let store = open_store(&url)?;
+            for def in tables.values() {
+                store.ensure_table(def)?;
+            }
+            Ok(store)
+        })
+        .await
+    }
+}
+
+/// Runs blocking work (store calls, file parsing) off the async runtime's threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(format!("background work panicked or was cancelled: {e}")))?
+}
+
+/// Writes command output to stdout; a closed pipe surfaces as an `Io` error of kind
+/// `BrokenPipe`, which `main` treats as success.
+fn print(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|e| Error::Io {
+            context: "writing to stdout".into(),
+            source: e,
+        })
+}
+
+/// Pretty JSON of a serializable value.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string_pretty(value).map_err(|e| Error::Encode(format!("JSON output: {e}")))
+}

@@ -236,6 +236,17 @@ pub fn yaml_error_text(e: &serde_yaml::Error) -> String {
 /// `object_inventory` unless the folder declares it itself. A missing folder yields only the
 /// built-in. Every problem of every file is reported at once.
 pub fn load_tables(dir: &Path) -> Result<BTreeMap<String, TableDef>> {
+    let (tables, problems) = read_tables(dir)?;
+    if problems.is_empty() {
+        Ok(tables)
+    } else {
+        Err(Error::InvalidConfig(problems.join("\n")))
+    }
+}
+
+/// Like [`load_tables`], but returns the tables that are valid together with the problems of
+/// the others (for `validate`, which reports everything it can check at once).
+pub fn read_tables(dir: &Path) -> Result<(BTreeMap<String, TableDef>, Vec<String>)> {
     let mut tables = BTreeMap::new();
     let mut problems = Vec::new();
     let mut origins: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -261,14 +272,11 @@ pub fn load_tables(dir: &Path) -> Result<BTreeMap<String, TableDef>> {
             Err(e) => problems.push(e.to_string()),
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::InvalidConfig(problems.join("\n")));
-    }
     if !tables.contains_key(OBJECT_INVENTORY) {
         let def = TableDef::from_yaml(OBJECT_INVENTORY_YAML, "built-in object_inventory")?;
         tables.insert(def.table.clone(), def);
     }
-    Ok(tables)
+    Ok((tables, problems))
 }
 
 /// Whether a YAML text has a top-level `table:` key (a table declaration).

@@ -1,0 +1,124 @@
+//! `lakeport status [task]`: per task, the last run (status, rows, objects, bytes, dirty rows
+//! by reason, error) and what is live in the lake.
+
+use serde::Serialize;
+
+use crate::cli::{blocking, print, to_json, Context};
+use crate::error::{Error, Result};
+use crate::store::{RunRecord, RunStatus};
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Only this task.
+    task: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize)]
+struct TaskStatus {
+    task: String,
+    mode: String,
+    last_run: Option<RunRecord>,
+    live_objects: usize,
+    live_partitions: usize,
+}
+
+#[derive(Serialize)]
+struct StatusReport {
+    tasks: Vec<TaskStatus>,
+}
+
+pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
+    let tasks = ctx.tasks()?;
+    let selected: Vec<_> = match &args.task {
+        Some(name) => vec![tasks.get(name).ok_or_else(|| {
+            Error::NotFound(format!(
+                "no task named {name:?} in {}",
+                ctx.pipelines.display()
+            ))
+        })?],
+        None => tasks.values().collect(),
+    };
+    let store = ctx.store().await?;
+    let mut report = StatusReport { tasks: Vec::new() };
+    for task in selected {
+        let (store, name) = (store.clone(), task.name.clone());
+        let (last, state) = blocking(move || {
+            let last = store.runs(Some(&name), 1)?.into_iter().next();
+            Ok((last, store.task_state(&name)?))
+        })
+        .await?;
+        let (live_objects, live_partitions) = state
+            .map(|s| {
+                let mut parts: Vec<_> = s
+                    .live_objects
+                    .iter()
+                    .map(|o| o.partition.as_str())
+                    .collect();
+                parts.sort_unstable();
+                parts.dedup();
+                (s.live_objects.len(), parts.len())
+            })
+            .unwrap_or((0, 0));
+        report.tasks.push(TaskStatus {
+            task: task.name.clone(),
+            mode: task.mode.as_str().to_string(),
+            last_run: last,
+            live_objects,
+            live_partitions,
+        });
+    }
+    if args.json {
+        return print(&to_json(&report)?);
+    }
+    let mut lines = Vec::new();
+    for t in &report.tasks {
+        lines.push(format!("{} ({})", t.task, t.mode));
+        match &t.last_run {
+            None => lines.push("  never ran".to_string()),
+            Some(r) => {
+                let status = match r.status {
+                    RunStatus::Running => "running",
+                    RunStatus::Succeeded => "succeeded",
+                    RunStatus::Failed => "failed",
+                };
+                let when = chrono::DateTime::from_timestamp_millis(r.started_ms)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_default();
+                let secs = r
+                    .ended_ms
+                    .map(|e| (e - r.started_ms) as f64 / 1000.0)
+                    .unwrap_or(0.0);
+                lines.push(format!(
+                    "  last run {} {status} at {when} in {secs:.2}s: {} rows, {} objects, {} bytes, {} partitions, seq {}",
+                    r.run_id,
+                    r.rows,
+                    r.objects.len(),
+                    r.bytes,
+                    r.partitions().len(),
+                    r.seq_to
+                ));
+                if !r.dirty.is_empty() {
+                    let reasons: Vec<String> =
+                        r.dirty.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    lines.push(format!(
+                        "  dirty rows: {} ({})",
+                        r.dirty_rows(),
+                        reasons.join(", ")
+                    ));
+                }
+                if let Some(e) = &r.error {
+                    lines.push(format!("  error: {e}"));
+                }
+            }
+        }
+        lines.push(format!(
+            "  live: {} objects in {} partitions",
+            t.live_objects, t.live_partitions
+        ));
+    }
+    print(&lines.join("\n"))
+}

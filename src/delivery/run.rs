@@ -1,0 +1,510 @@
+//! One delivery run of a task, end to end.
+//!
+//! Full mode: open one consistent snapshot of the source table split into primary-key shards,
+//! record the run (its plan: sequence range, shards, first object sequence id) in the store,
+//! then deliver every shard on its own blocking thread — convert each batch, count and keep
+//! dirty rows, assign partitions, hand rows to the shard's Parquet writer — and only when every
+//! object of every shard is complete, commit the run record and the task's new live set in one
+//! store transaction. The previous run's objects are removed after that commit (so for a moment
+//! readers can see both the old and the new snapshot; see the README). A run that fails removes
+//! every object it wrote, records the failure and leaves the live set as it was.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{
+    filter, filter_record_batch, is_not_null, sort_to_indices, take, take_record_batch,
+};
+use arrow::datatypes::{Int64Type, TimestampMillisecondType};
+use tokio::runtime::Handle;
+
+use crate::convert::row_json;
+use crate::delivery::config::{PartitionTime, Task};
+use crate::error::{Error, Result};
+use crate::sink::destination::Destination;
+use crate::sink::ndjson::NdjsonWriter;
+use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
+use crate::sink::partition::Partitioner;
+use crate::store::{
+    DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, SEQ_COLUMN,
+    WRITE_TIME_COLUMN,
+};
+
+/// Rows per batch read from the store.
+const BATCH_ROWS: usize = 65_536;
+
+/// Dirty reason for a row whose partition-time column is NULL.
+const NULL_PARTITION_TIME: &str = "null_partition_time";
+
+/// Hears how a run goes (for a progress bar); called from shard threads.
+pub trait RunObserver: Send + Sync {
+    /// The snapshot is open and holds `rows` live rows.
+    fn planned(&self, _rows: u64) {}
+    /// A shard has read `rows` more rows.
+    fn delivered(&self, _rows: u64) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl RunObserver for Quiet {}
+
+/// The outcome of a successful run.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The committed run record.
+    pub record: RunRecord,
+    /// Wall-clock seconds the run took.
+    pub seconds: f64,
+    /// Dirty-row files written (relative to the destination).
+    pub dirty_objects: Vec<String>,
+}
+
+impl RunSummary {
+    /// One line: `TASK: R rows, O objects, B bytes, P partitions, D dirty rows in S.SSs (X rows/s)`.
+    pub fn line(&self) -> String {
+        let r = &self.record;
+        let rate = if self.seconds > 0.0 {
+            r.rows as f64 / self.seconds
+        } else {
+            0.0
+        };
+        format!(
+            "{}: {} rows, {} objects, {} bytes, {} partitions, {} dirty rows in {:.2}s ({:.0} rows/s)",
+            r.task,
+            r.rows,
+            r.objects.len(),
+            r.bytes,
+            r.partitions().len(),
+            r.dirty_rows(),
+            self.seconds,
+            rate
+        )
+    }
+}
+
+/// Runs a store call on a blocking thread.
+async fn blocking<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || f(store.as_ref()))
+        .await
+        .map_err(|e| Error::Store(format!("store call panicked or was cancelled: {e}")))?
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Delivers `task` once (full mode) and returns the committed run.
+pub async fn run_task(
+    store: Arc<dyn Store>,
+    task: Arc<Task>,
+    observer: Arc<dyn RunObserver>,
+) -> Result<RunSummary> {
+    let clock = Instant::now();
+    let started_ms = now_ms();
+    let dest = Arc::new(Destination::parse(&task.destination)?);
+    remove_pending(&store, &task.name, &dest).await?;
+
+    let table = task.source.table.clone();
+    let shards = task.concurrency;
+    let snapshot = blocking(&store, move |s| s.snapshot(&table, shards)).await?;
+    let plan = RunRecord {
+        run_id: 0,
+        task: task.name.clone(),
+        status: RunStatus::Running,
+        mode: task.mode.as_str().to_string(),
+        started_ms,
+        ended_ms: None,
+        seq_from: 0,
+        seq_to: snapshot.seq,
+        first_object_seq: 0,
+        next_object_seq: 0,
+        shards: snapshot.shards.len() as u32,
+        rows: 0,
+        bytes: 0,
+        objects: Vec::new(),
+        dirty: BTreeMap::new(),
+        error: None,
+    };
+    observer.planned(snapshot.rows);
+    let mut record = blocking(&store, move |s| s.start_run(&plan)).await?;
+    tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
+        shards = record.shards, "run planned");
+
+    let mut handles = Vec::new();
+    for (cid, reader) in snapshot.shards.into_iter().enumerate() {
+        let shard = Shard {
+            task: Arc::clone(&task),
+            dest: Arc::clone(&dest),
+            concurrent_id: cid as u32,
+            run: record.clone(),
+            run_time_ms: started_ms,
+            runtime: Handle::current(),
+            observer: Arc::clone(&observer),
+        };
+        handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
+    }
+    let mut outcomes = Vec::new();
+    let mut failure: Option<Error> = None;
+    for handle in handles {
+        match handle.await {
+            Ok(Ok(outcome)) => outcomes.push(outcome),
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(Error::Store(format!("shard thread panicked: {e}")));
+            }
+        }
+    }
+
+    record.ended_ms = Some(now_ms());
+    if let Some(error) = failure {
+        record.status = RunStatus::Failed;
+        record.error = Some(error.to_string());
+        remove_run_objects(&dest, &record).await;
+        let failed = record.clone();
+        if let Err(e) = blocking(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
+            tracing::error!(task = %task.name, "could not record the failed run: {e}");
+        }
+        return Err(error);
+    }
+
+    let mut dirty_objects = Vec::new();
+    for outcome in outcomes {
+        record.rows += outcome.rows;
+        record.bytes += outcome.objects.iter().map(|o| o.bytes).sum::<u64>();
+        record.objects.extend(outcome.objects);
+        record.next_object_seq = record.next_object_seq.max(outcome.next_seq);
+        for (reason, n) in outcome.dirty {
+            *record.dirty.entry(reason).or_default() += n;
+        }
+        dirty_objects.extend(outcome.dirty_object.map(|o| o.path));
+    }
+    record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
+    record.objects.sort_by(|a, b| a.path.cmp(&b.path));
+    record.status = RunStatus::Succeeded;
+    let live = match task.partition_time {
+        PartitionTime::RunTime => LiveSet::Append,
+        _ => LiveSet::Replace,
+    };
+    let committed = record.clone();
+    blocking(&store, move |s| s.finish_run(&committed, live)).await?;
+    remove_pending(&store, &task.name, &dest).await?;
+    Ok(RunSummary {
+        record,
+        seconds: clock.elapsed().as_secs_f64(),
+        dirty_objects,
+    })
+}
+
+/// Removes objects a previous run replaced, then forgets them. Safe to repeat.
+async fn remove_pending(store: &Arc<dyn Store>, task: &str, dest: &Destination) -> Result<()> {
+    let name = task.to_string();
+    let Some(state) = blocking(store, move |s| s.task_state(&name)).await? else {
+        return Ok(());
+    };
+    if state.pending_removal.is_empty() {
+        return Ok(());
+    }
+    for object in &state.pending_removal {
+        dest.delete(&object.path).await?;
+    }
+    let name = task.to_string();
+    let removed = state.pending_removal;
+    blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
+}
+
+/// Deletes every object a failed run may have written: names are `<task>_<cid>_<seq>.parquet`
+/// with `seq` from the run's first object sequence id on, so they are found by name.
+async fn remove_run_objects(dest: &Destination, run: &RunRecord) {
+    let listed = match dest.list("").await {
+        Ok(listed) => listed,
+        Err(e) => {
+            tracing::error!(task = %run.task, "cannot list the destination to clean up a failed run: {e}");
+            return;
+        }
+    };
+    for (path, _) in listed {
+        let file = path.rsplit('/').next().unwrap_or(&path);
+        if written_by_run(file, &run.task, run.shards, run.first_object_seq) {
+            if let Err(e) = dest.delete(&path).await {
+                tracing::error!(task = %run.task, "cannot remove {path} of the failed run: {e}");
+            }
+        }
+    }
+}
+
+/// Whether an object file name is one a run with these parameters would write.
+fn written_by_run(file: &str, task: &str, shards: u32, first_seq: u64) -> bool {
+    let Some(rest) = file.strip_prefix(task).and_then(|r| r.strip_prefix('_')) else {
+        return false;
+    };
+    let Some(rest) = rest.strip_suffix(".parquet") else {
+        return false;
+    };
+    let Some((cid, seq)) = rest.split_once('_') else {
+        return false;
+    };
+    matches!((cid.parse::<u32>(), seq.parse::<u64>()), (Ok(c), Ok(s)) if c < shards && s >= first_seq)
+}
+
+/// What one shard delivered.
+struct ShardOutcome {
+    objects: Vec<DeliveredObject>,
+    rows: u64,
+    next_seq: u64,
+    dirty: BTreeMap<String, u64>,
+    dirty_object: Option<DeliveredObject>,
+}
+
+/// Everything a shard thread needs.
+struct Shard {
+    task: Arc<Task>,
+    dest: Arc<Destination>,
+    concurrent_id: u32,
+    run: RunRecord,
+    run_time_ms: i64,
+    runtime: Handle,
+    observer: Arc<dyn RunObserver>,
+}
+
+impl Shard {
+    fn deliver(self, mut reader: Box<dyn ShardReader>) -> Result<ShardOutcome> {
+        let task = &self.task;
+        let metadata = vec![
+            ("lakeport.task".to_string(), task.name.clone()),
+            ("lakeport.run_id".to_string(), self.run.run_id.to_string()),
+            ("lakeport.mode".to_string(), self.run.mode.clone()),
+            (
+                "lakeport.seq_from".to_string(),
+                self.run.seq_from.to_string(),
+            ),
+            ("lakeport.seq_to".to_string(), self.run.seq_to.to_string()),
+            (
+                "lakeport.concurrent_id".to_string(),
+                self.concurrent_id.to_string(),
+            ),
+        ];
+        let naming = ObjectNaming {
+            task: task.name.clone(),
+            concurrent_id: self.concurrent_id,
+            first_seq: self.run.first_object_seq,
+        };
+        let mut writer = PartitionedWriter::new(
+            Arc::clone(&self.dest),
+            task.schema.arrow_schema(),
+            task.parquet.clone(),
+            naming,
+            metadata,
+            self.runtime.clone(),
+        )?;
+        let mut dirty_file = if task.dirty_keep {
+            let rel = format!(
+                "_dirty/{}/run-{}_{}.ndjson",
+                task.name, self.run.run_id, self.concurrent_id
+            );
+            Some(NdjsonWriter::new(
+                Arc::clone(&self.dest),
+                rel,
+                self.runtime.clone(),
+            )?)
+        } else {
+            None
+        };
+        let mut batches = BatchDelivery {
+            task,
+            partitioner: Partitioner::new(task.prefix.clone(), task.timezone),
+            run_time_ms: self.run_time_ms,
+            dirty: BTreeMap::new(),
+            rows: 0,
+        };
+        let read = reader.read(BATCH_ROWS, &mut |batch| {
+            let n = batch.num_rows() as u64;
+            batches.deliver(&batch, &mut writer, dirty_file.as_mut())?;
+            self.observer.delivered(n);
+            Ok(())
+        });
+        if let Err(e) = read {
+            writer.abort();
+            return Err(e);
+        }
+        let next_seq = writer.next_seq();
+        let objects = writer.finish()?;
+        let dirty_object = match dirty_file {
+            Some(f) => f.finish()?,
+            None => None,
+        };
+        Ok(ShardOutcome {
+            objects,
+            rows: batches.rows,
+            next_seq,
+            dirty: batches.dirty,
+            dirty_object,
+        })
+    }
+}
+
+/// Per-shard state for turning store batches into partitioned lake rows.
+struct BatchDelivery<'a> {
+    task: &'a Task,
+    partitioner: Partitioner,
+    run_time_ms: i64,
+    dirty: BTreeMap<String, u64>,
+    rows: u64,
+}
+
+impl BatchDelivery<'_> {
+    fn deliver(
+        &mut self,
+        batch: &RecordBatch,
+        writer: &mut PartitionedWriter,
+        mut dirty_file: Option<&mut NdjsonWriter>,
+    ) -> Result<()> {
+        // Rows without a partition time cannot be placed: dirty.
+        let time_column = match &self.task.partition_time {
+            PartitionTime::WriteTime => Some(WRITE_TIME_COLUMN),
+            PartitionTime::Column(c) => Some(c.as_str()),
+            PartitionTime::RunTime => None,
+        };
+        let mut batch = batch.clone();
+        if let Some(name) = time_column {
+            let times = column(&batch, name)?;
+            if times.null_count() > 0 {
+                for row in (0..batch.num_rows()).filter(|&r| times.is_null(r)) {
+                    let detail = format!("partition time column {name} is NULL");
+                    self.record_dirty(
+                        &batch,
+                        row,
+                        NULL_PARTITION_TIME,
+                        name,
+                        &detail,
+                        dirty_file.as_deref_mut(),
+                    )?;
+                }
+                let mask = is_not_null(times.as_ref())?;
+                batch = filter_record_batch(&batch, &mask)?;
+            }
+        }
+
+        let converted = self.task.schema.convert(&batch)?;
+        for d in &converted.dirty {
+            self.record_dirty(
+                &batch,
+                d.row,
+                d.reason.as_str(),
+                &d.column,
+                &d.detail,
+                dirty_file.as_deref_mut(),
+            )?;
+        }
+        let clean = converted.batch;
+        if clean.num_rows() == 0 {
+            return Ok(());
+        }
+        self.rows += clean.num_rows() as u64;
+
+        let ids = match time_column {
+            None => {
+                let id = self.partitioner.for_instant(self.run_time_ms)?;
+                return writer.write(self.partitioner.prefix(id), &clean);
+            }
+            Some(name) => {
+                let times = column(&batch, name)?;
+                let times = match &converted.kept {
+                    Some(mask) => filter(times.as_ref(), mask)?,
+                    None => times,
+                };
+                self.partitioner
+                    .assign(times.as_primitive::<TimestampMillisecondType>())?
+            }
+        };
+        write_partitioned(&self.partitioner, writer, &clean, &ids)
+    }
+
+    fn record_dirty(
+        &mut self,
+        batch: &RecordBatch,
+        row: usize,
+        reason: &str,
+        column: &str,
+        detail: &str,
+        dirty_file: Option<&mut NdjsonWriter>,
+    ) -> Result<()> {
+        *self.dirty.entry(reason.to_string()).or_default() += 1;
+        if let Some(file) = dirty_file {
+            let seq = column_of(batch, SEQ_COLUMN)
+                .map(|c| c.as_primitive::<Int64Type>().value(row))
+                .unwrap_or_default();
+            let line = serde_json::json!({
+                "reason": reason,
+                "column": column,
+                "detail": detail,
+                "_seq": seq,
+                "row": row_json(batch, row),
+            });
+            file.write(&line)?;
+        }
+        Ok(())
+    }
+}
+
+fn column_of(batch: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {
+    batch.column_by_name(name).cloned()
+}
+
+fn column(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
+    column_of(batch, name)
+        .ok_or_else(|| Error::Store(format!("snapshot batch has no column {name}")))
+}
+
+/// Writes `batch` to the writer, one slice per partition: rows are grouped by partition id
+/// (one sort per batch, then zero-copy slices).
+fn write_partitioned(
+    partitioner: &Partitioner,
+    writer: &mut PartitionedWriter,
+    batch: &RecordBatch,
+    ids: &UInt32Array,
+) -> Result<()> {
+    let first = ids.value(0);
+    if ids.values().iter().all(|&id| id == first) {
+        return writer.write(partitioner.prefix(first), batch);
+    }
+    let order = sort_to_indices(ids, None, None)?;
+    let sorted = take_record_batch(batch, &order)?;
+    let sorted_ids = take(ids, &order, None)?;
+    let sorted_ids = sorted_ids.as_primitive::<arrow::datatypes::UInt32Type>();
+    let mut start = 0;
+    while start < sorted_ids.len() {
+        let id = sorted_ids.value(start);
+        let mut end = start + 1;
+        while end < sorted_ids.len() && sorted_ids.value(end) == id {
+            end += 1;
+        }
+        writer.write(partitioner.prefix(id), &sorted.slice(start, end - start))?;
+        start = end;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_run_objects_are_found_by_name() {
+        assert!(written_by_run("daily_0_7.parquet", "daily", 2, 7));
+        assert!(written_by_run("daily_1_9.parquet", "daily", 2, 7));
+        assert!(!written_by_run("daily_0_6.parquet", "daily", 2, 7));
+        assert!(!written_by_run("daily_2_7.parquet", "daily", 2, 7));
+        assert!(!written_by_run("daily-x_0_7.parquet", "daily", 2, 7));
+        assert!(!written_by_run("daily_0_7.parquet.tmp", "daily", 2, 7));
+    }
+}

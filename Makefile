@@ -22,6 +22,8 @@ STAMP := $(VENV)/.requirements.sha256
 TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
 DEBUG_BIN := $(TARGET_DIR)/debug/lakeport
 RELEASE_BIN := $(TARGET_DIR)/release/lakeport
+# The binary the end-to-end suite drives (make e2e LAKEPORT_BIN=... to point elsewhere).
+LAKEPORT_BIN ?= $(DEBUG_BIN)
 
 DEMO_ROWS ?= 200000
 DEMO_DAYS ?= 120
@@ -93,7 +95,7 @@ test: venv
 
 ## The end-to-end suite alone (expects a debug build).
 e2e: venv
-	LAKEPORT_BIN=$(DEBUG_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+	LAKEPORT_BIN=$(LAKEPORT_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 bench: venv
 	$(CARGO) build --release

@@ -78,7 +78,7 @@ run:
 	@echo "== Where to look =="
 	@echo "lake:   demo/lake/  ($$(find demo/lake -name '*.parquet' | wc -l) Parquet objects)"
 	@find demo/lake -name '*.parquet' | sort | sed -n '1,5p'
-	@echo "store:  demo/lakeport.db (SQLite; e.g. sqlite3 demo/lakeport.db 'select count(*) from data_object_inventory')"
+	@echo "store:  demo/lakeport.db (SQLite): $(PYTHON) -c \"import sqlite3; print(sqlite3.connect('demo/lakeport.db').execute('select count(*) from data_object_inventory where _deleted = 0').fetchone())\""
 	@echo "runs:   $(RELEASE_BIN) --store $(DEMO_STORE) status --json"
 	@echo "tables: $(RELEASE_BIN) --store $(DEMO_STORE) tables"
 	@echo "read:   $(PYTHON) -c \"import pyarrow.parquet as pq; t = pq.read_table('demo/lake/inventory-daily'); print(t.num_rows, t.schema)\"   (pyarrow: after 'make test', use .venv/bin/python)"

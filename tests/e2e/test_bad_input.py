@@ -47,6 +47,13 @@ def test_validate_reports_every_problem_at_once(wd):
     # 8. A lake type that cannot hold the source type (bool -> date).
     wd.write_schema("bad_type", [("key", "key", "string"), ("is_latest", "latest_day", "date")])
     wd.write("pipelines/bad-type.yaml", dump(task_yaml("bad-type", schema="schemas/bad_type.yaml")))
+    # 9. A table declaration with a type the store does not have.
+    wd.write("schemas/bad_table.yaml", """\
+        table: bad_table
+        primary_key: [id]
+        columns:
+          - { name: id, type: varchar }
+        """)
 
     r = wd.lakeport("validate", expect=2)
     text = r.out + r.err
@@ -65,13 +72,14 @@ def test_validate_reports_every_problem_at_once(wd):
     assert any("nosuch_col" in ln and ("missing_col.yaml" in ln or "no-column.yaml" in ln)
                for ln in lines), r
     problem("no-time-col.yaml", "nosuch_time")
+    problem("bad_table.yaml", "varchar")
     assert any("date" in ln and "bool" in ln and ("bad_type.yaml" in ln or "bad-type.yaml" in ln)
                for ln in lines), r
     # The good task and its allowed conversions are not reported.
     assert not any("good-task" in ln or "good_lake" in ln for ln in lines), r
-    # Problem lines have the shape FILE: KEY: message.
+    # Every line is one problem of the shape FILE: KEY: message (nothing before FILE).
     for ln in lines:
-        assert re.match(r"^\S.*?\.yaml: .+: .+", ln), f"not FILE: KEY: message: {ln!r}\n{r}"
+        assert re.match(r"^[^\s:]+\.yaml: [^:]+: .+", ln), f"not FILE: KEY: message: {ln!r}\n{r}"
 
     # A broken task does not run and delivers nothing.
     for task in ("bad-prefix", "no-table", "no-column", "bad-type"):
@@ -81,7 +89,7 @@ def test_validate_reports_every_problem_at_once(wd):
     for f in (wd.root / "pipelines").glob("*.yaml"):
         if f.name != "good-task.yaml":
             f.unlink()
-    for f in ("missing_col", "bad_type"):
+    for f in ("missing_col", "bad_type", "bad_table"):
         (wd.root / "schemas" / f"{f}.yaml").unlink()
     r = wd.ok("validate")
     assert r.lines[-1] == "ok: 1 tasks, 1 tables", r
@@ -133,7 +141,8 @@ def test_load_bad_ndjson_value(seeded, name):
     wd.write_ndjson(name, rows)
     before = snapshot(wd)
     r = wd.lakeport("load", "object_inventory", name, expect=1)
-    assert f"{name}:{line}: {column}: expected" in r.err, r
+    # FILE:LINE: COLUMN: expected ..., found ...
+    assert re.search(rf"{re.escape(name)}:{line}: {column}: expected .+, found .+", r.err), r
     assert snapshot(wd) == before
 
 
@@ -153,11 +162,12 @@ BAD_CSV = {
     "missing-key.csv": ("bucket,version_id,size\nb,,1\n", ("missing-key.csv", "key")),
     "short-row.csv": ("bucket,key,version_id,size\nb,c1,,1\nb,c2\n", ("short-row.csv:3:",)),
     "bad-value.csv": ("bucket,key,version_id,size\nb,c1,,1\nb,c2,,2\nb,c3,,3\nb,c4,,12x\n",
-                      ("bad-value.csv:5: size: expected",)),
+                      ("bad-value.csv:5: size: expected", 'found "12x"')),
     "bad-bool.csv": ("bucket,key,version_id,is_latest\nb,c1,,yes\n",
-                     ("bad-bool.csv:2: is_latest: expected",)),
+                     ("bad-bool.csv:2: is_latest: expected", 'found "yes"')),
     "bad-ts.csv": ("bucket,key,version_id,last_modified\nb,c1,,2024-01-01T00:00:00Z\n"
-                   "b,c2,,last tuesday\n", ("bad-ts.csv:3: last_modified: expected",)),
+                   "b,c2,,last tuesday\n",
+                   ("bad-ts.csv:3: last_modified: expected", 'found "last tuesday"')),
     "unknown-col.csv": ("bucket,key,version_id,colour\nb,c1,,blue\n",
                         ("unknown-col.csv", "colour")),
 }

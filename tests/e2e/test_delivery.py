@@ -197,7 +197,16 @@ def test_status_and_tables_json(wd):
     wd.write_task("status-chk")
     st = wd.status("status-chk")
     assert st["last_run"] is None and st["live_objects"] == 0 and st["mode"] == "full", st
+    assert st["live_partitions"] == 0, st
+    # Before any delivery the DDL is the table alone; an empty table delivers nothing.
+    stmts = wd.ddl("status-chk")
+    assert len(stmts) == 1 and stmts[0].startswith("CREATE EXTERNAL TABLE IF NOT EXISTS"), stmts
+    _, summary = wd.run("status-chk")
+    assert (summary["rows"], summary["objects"], summary["partitions"]) == (0, 0, 0), summary
+    assert wd.objects("status-chk") == [] and len(wd.ddl("status-chk")) == 1
     wd.load("object_inventory", [{"bucket": "b", "key": "k", "version_id": ""}])
+    _, summary = wd.run("status-chk")
+    verify_delivery(wd, "status-chk", summary)
     tables = {t["table"]: t for t in wd.tables_json()}
     inv = tables["object_inventory"]
     assert inv["rows"] == 1 and inv["tombstones"] == 0 and inv["max_seq"] >= 1, inv

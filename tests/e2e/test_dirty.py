@@ -96,3 +96,18 @@ def test_dirty_rows_counted_not_kept(wd):
     check_run(wd, task)
     dirty_dir = wd.destination(task) / "_dirty"
     assert not dirty_dir.exists() or not any(p.is_file() for p in dirty_dir.rglob("*"))
+
+
+def test_null_partition_time_is_counted_not_lost(wd):
+    # A row whose partition-time column is NULL has no partition: it may be dirty, but it
+    # must not vanish uncounted.
+    wd.write_task("null-time", prefix="dt=$yyyy-$MM-$dd",
+                  partition_time={"from": "column", "column": "last_modified"})
+    wd.load("object_inventory", [
+        {"bucket": "b", "key": f"k{n}", "version_id": "",
+         "last_modified": None if n % 3 == 0 else "2024-01-02T03:04:05Z"} for n in range(9)])
+    _, summary = wd.run("null-time")
+    delivered = len(read_lake(wd.objects("null-time"), [("key", "key", "string", "string")]))
+    assert delivered == summary["rows"]
+    assert summary["rows"] + summary["dirty"] == 9, summary
+    assert summary["rows"] >= 6, summary

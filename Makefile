@@ -71,7 +71,7 @@ run:
 	@echo "== Hive DDL (whole files: demo/*.sql; run them unchanged in spark-sql or beeline) =="
 	$(LP_DEMO) ddl inventory-daily > demo/inventory-daily.sql
 	$(LP_DEMO) ddl inventory-hourly > demo/inventory-hourly.sql
-	@head -n 4 demo/inventory-daily.sql
+	@awk '{ print } /;$$/ { n++ } n >= 3 { exit }' demo/inventory-daily.sql
 	@echo "... ($$(grep -c '^ALTER TABLE' demo/inventory-daily.sql) partition statements in demo/inventory-daily.sql)"
 	@cat demo/inventory-hourly.sql
 	@echo

@@ -95,11 +95,17 @@ def test_validate_reports_every_problem_at_once(wd):
     assert r.lines[-1] == "ok: 1 tasks, 1 tables", r
 
 
-def test_unknown_task_and_bad_usage(wd):
-    r = wd.lakeport("run", "nosuch-task", expect=2)
+@pytest.mark.parametrize("command", [["run"], ["ddl"], ["status", "--json"]])
+def test_unknown_task_is_bad_usage(wd, command):
+    wd.write_task("real-task")
+    r = wd.lakeport(command[0], "nosuch-task", *command[1:], expect=2)
     assert "nosuch-task" in r.err, r
+
+
+def test_bad_usage(wd):
     wd.lakeport("load", "object_inventory", "in.ndjson", "--format", "xml", expect=2)
     wd.lakeport("frobnicate", expect=2)
+    wd.lakeport("run", expect=2)
 
 
 GOOD = [{"bucket": "b", "key": f"k{n}", "version_id": "", "size": n} for n in range(5)]

@@ -1,0 +1,107 @@
+# lakeport — build, demo, tests and benchmark.
+#
+#   make run     build (release), generate a demo inventory, load it, deliver it with the two
+#                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
+#   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
+#                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark)
+#   make bench   lakeport vs DuckDB delivering the same store (BENCH_ROWS, default 1,000,000)
+#   make lint    rustfmt check, clippy, Python syntax check
+#
+# CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+CARGO ?= cargo
+VENV := .venv
+VPY := $(VENV)/bin/python
+REQS := tests/requirements.txt
+STAMP := $(VENV)/.requirements.sha256
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+DEBUG_BIN := $(TARGET_DIR)/debug/lakeport
+RELEASE_BIN := $(TARGET_DIR)/release/lakeport
+# The binary the end-to-end suite drives (make e2e LAKEPORT_BIN=... to point elsewhere).
+LAKEPORT_BIN ?= $(DEBUG_BIN)
+
+DEMO_ROWS ?= 200000
+DEMO_DAYS ?= 120
+DEMO_STORE := sqlite:demo/lakeport.db
+LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas schemas
+
+BENCH_ROWS ?= 1000000
+PYTEST_ARGS ?=
+
+.PHONY: help run test bench lint venv e2e demo-clean
+
+help:
+	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+
+## The Python environment of the tests and the benchmark; reinstalled only when
+## tests/requirements.txt changes (its hash is kept in $(STAMP)).
+venv:
+	@if [ ! -x $(VPY) ]; then \
+	  echo "creating $(VENV)"; \
+	  $(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	    rm -rf $(VENV); \
+	    echo "python3 -m venv is unavailable; using virtualenv from PyPI"; \
+	    $(PYTHON) -m pip install --quiet --disable-pip-version-check \
+	      --target .cache/virtualenv virtualenv; \
+	    PYTHONPATH=.cache/virtualenv $(PYTHON) -m virtualenv --quiet $(VENV); }; \
+	fi
+	@want=$$(sha256sum $(REQS) | cut -d' ' -f1); \
+	if [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing $(REQS) into $(VENV) (pyspark is ~460 MB the first time)"; \
+	  $(VPY) -m pip install --quiet --disable-pip-version-check -r $(REQS); \
+	  echo "$$want" > $(STAMP); \
+	fi
+
+run:
+	$(CARGO) build --release
+	rm -rf demo/lake demo/lakeport.db demo/lakeport.db-wal demo/lakeport.db-shm
+	mkdir -p demo
+	$(PYTHON) scripts/gen_inventory.py --rows $(DEMO_ROWS) --days $(DEMO_DAYS) --buckets 4 \
+	  --seed 1 --out demo/inventory.ndjson
+	$(LP_DEMO) validate
+	$(LP_DEMO) load object_inventory demo/inventory.ndjson
+	$(LP_DEMO) run inventory-daily
+	$(LP_DEMO) run inventory-hourly
+	@echo
+	@echo "== Hive DDL (whole files: demo/*.sql; run them unchanged in spark-sql or beeline) =="
+	$(LP_DEMO) ddl inventory-daily > demo/inventory-daily.sql
+	$(LP_DEMO) ddl inventory-hourly > demo/inventory-hourly.sql
+	@awk '{ print } /;$$/ { n++ } n >= 3 { exit }' demo/inventory-daily.sql
+	@echo "... ($$(grep -c '^ALTER TABLE' demo/inventory-daily.sql) partition statements in demo/inventory-daily.sql)"
+	@cat demo/inventory-hourly.sql
+	@echo
+	@echo "== Where to look =="
+	@echo "lake:   demo/lake/  ($$(find demo/lake -name '*.parquet' | wc -l) Parquet objects)"
+	@find demo/lake -name '*.parquet' | sort | sed -n '1,5p'
+	@echo "store:  demo/lakeport.db (SQLite): $(PYTHON) -c \"import sqlite3; print(sqlite3.connect('demo/lakeport.db').execute('select count(*) from data_object_inventory where _deleted = 0').fetchone())\""
+	@echo "runs:   $(RELEASE_BIN) --store $(DEMO_STORE) status --json"
+	@echo "tables: $(RELEASE_BIN) --store $(DEMO_STORE) tables"
+	@echo "read:   $(PYTHON) -c \"import pyarrow.parquet as pq; t = pq.read_table('demo/lake/inventory-daily'); print(t.num_rows, t.schema)\"   (pyarrow: after 'make test', use .venv/bin/python)"
+
+demo-clean:
+	rm -rf demo
+
+test: venv
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+	$(CARGO) build
+	$(MAKE) --no-print-directory e2e
+
+## The end-to-end suite alone (expects a debug build).
+e2e: venv
+	LAKEPORT_BIN=$(LAKEPORT_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+
+bench: venv
+	$(CARGO) build --release
+	BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN)
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(PYTHON) -m py_compile scripts/*.py tests/e2e/*.py

@@ -20,7 +20,7 @@ pub enum Error {
     /// Input data is wrong (`file:line: column: what was expected`); nothing of it was applied.
     #[error("{0}")]
     InvalidInput(String),
-    /// A named thing (table, task, run) does not exist.
+    /// A named thing (table, task, run) does not exist (exit 2: the command named it wrongly).
     #[error("{0}")]
     NotFound(String),
     /// The request contradicts what the store already holds (e.g. a table redeclared differently).
@@ -50,9 +50,10 @@ pub enum Error {
 
 impl Error {
     /// The process exit status for this error: 2 for bad usage or configuration, else 1.
+    /// A name that does not exist (task, table) is bad usage too.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::InvalidConfig(_) => 2,
+            Error::InvalidConfig(_) | Error::NotFound(_) => 2,
             _ => 1,
         }
     }

@@ -1,6 +1,7 @@
 //! The `lakeport` binary: parse arguments, set up logging and the runtime, run the command,
 //! map the outcome to an exit status (0 done, 1 the work failed, 2 bad usage or configuration).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -30,6 +32,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
             ExitCode::SUCCESS
+        }
+        Err(e @ (Error::InvalidConfig(_) | Error::InvalidInput(_))) => {
+            // Already `FILE: KEY: message` (or `file:line: column: …`), one problem a line.
+            eprintln!("{e}");
+            ExitCode::from(e.exit_code() as u8)
         }
         Err(e) => {
             eprintln!("error: {e}");

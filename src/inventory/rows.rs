@@ -91,15 +91,16 @@ impl<'a> RowParser<'a> {
     /// Builds the change from per-column values (in table order; `None` = field absent).
     fn change(&self, mut values: Vec<Option<Value>>) -> std::result::Result<Change, String> {
         for &k in &self.key_indexes {
-            match &values[k] {
-                None | Some(Value::Null) => {
-                    return Err(format!(
-                        "{}: key column is missing or null",
-                        self.table.columns[k].name
-                    ))
-                }
-                Some(_) => {}
-            }
+            let found = match &values[k] {
+                None => "no value",
+                Some(Value::Null) => "null",
+                Some(_) => continue,
+            };
+            let column = &self.table.columns[k];
+            return Err(format!(
+                "{}: expected a {} value (a key column cannot be null), found {found}",
+                column.name, column.ty
+            ));
         }
         match self.action {
             RowAction::Upsert => Ok(Change::Upsert(

@@ -11,7 +11,8 @@
 //! `prefix` [""], `partition_time` {`from`: `write_time` | `column` (+ `column`) | `run_time`,
 //! `timezone`: IANA name [UTC]}, `mode` [full], `schema` [auto], `parquet` {`compression`
 //! [zstd], `target_file_size` [128MiB], `row_group_rows` [1048576], `encoding`: dictionary |
-//! plain [dictionary]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
+//! plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
+//! together [256MiB]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
 //! `continuous`; checked for shape here, run by `serve`), `deletes` [ignore], `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}.
@@ -474,6 +475,16 @@ fn check_task(
                 format!("{bytes} bytes: expected at least 1MiB"),
             ),
             Err(e) => problems.push("parquet.target_file_size", e),
+        }
+    }
+    if let Some(size) = pq.get("buffer_size") {
+        match parse_size(size) {
+            Ok(bytes) if bytes >= 16 << 20 => parquet.buffer_bytes = bytes as usize,
+            Ok(bytes) => problems.push(
+                "parquet.buffer_size",
+                format!("{bytes} bytes: expected at least 16MiB"),
+            ),
+            Err(e) => problems.push("parquet.buffer_size", e),
         }
     }
     if let Some(rows) = field::<usize>(&pq, "row_group_rows", "parquet.row_group_rows", problems) {

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{
-    filter, filter_record_batch, is_not_null, sort_to_indices, take, take_record_batch,
+    filter, filter_record_batch, is_not_null, sort_to_indices, take_record_batch,
 };
 use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use tokio::runtime::Handle;
@@ -34,6 +34,9 @@ use crate::store::{
 
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 65_536;
+
+/// The least memory budget a shard's writer gets, however many shards share the task's.
+const MIN_SHARD_BUFFER: usize = 16 << 20;
 
 /// Dirty reason for a row whose partition-time column is NULL.
 const NULL_PARTITION_TIME: &str = "null_partition_time";
@@ -298,10 +301,14 @@ impl Shard {
             concurrent_id: self.concurrent_id,
             first_seq: self.run.first_object_seq,
         };
+        // The task's memory budget is for the whole run: each shard gets its share.
+        let mut parquet = task.parquet.clone();
+        parquet.buffer_bytes =
+            (parquet.buffer_bytes / self.run.shards.max(1) as usize).max(MIN_SHARD_BUFFER);
         let mut writer = PartitionedWriter::new(
             Arc::clone(&self.dest),
             task.schema.arrow_schema(),
-            task.parquet.clone(),
+            parquet,
             naming,
             metadata,
             self.runtime.clone(),
@@ -414,7 +421,7 @@ impl BatchDelivery<'_> {
         let ids = match time_column {
             None => {
                 let id = self.partitioner.for_instant(self.run_time_ms)?;
-                return writer.write(self.partitioner.prefix(id), &clean);
+                return writer.write_owned(self.partitioner.prefix(id), clean);
             }
             Some(name) => {
                 let times = column(&batch, name)?;
@@ -426,7 +433,7 @@ impl BatchDelivery<'_> {
                     .assign(times.as_primitive::<TimestampMillisecondType>())?
             }
         };
-        write_partitioned(&self.partitioner, writer, &clean, &ids)
+        write_partitioned(&self.partitioner, writer, clean, &ids)
     }
 
     fn record_dirty(
@@ -465,30 +472,30 @@ fn column(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
         .ok_or_else(|| Error::Store(format!("snapshot batch has no column {name}")))
 }
 
-/// Writes `batch` to the writer, one slice per partition: rows are grouped by partition id
-/// (one sort per batch, then zero-copy slices).
+/// Writes `batch` to the writer, one batch per partition: rows are grouped by partition id
+/// with one sort per batch, and each partition's rows are gathered into a batch of their own
+/// (so the writer can keep it without holding the whole input alive).
 fn write_partitioned(
     partitioner: &Partitioner,
     writer: &mut PartitionedWriter,
-    batch: &RecordBatch,
+    batch: RecordBatch,
     ids: &UInt32Array,
 ) -> Result<()> {
     let first = ids.value(0);
     if ids.values().iter().all(|&id| id == first) {
-        return writer.write(partitioner.prefix(first), batch);
+        return writer.write_owned(partitioner.prefix(first), batch);
     }
     let order = sort_to_indices(ids, None, None)?;
-    let sorted = take_record_batch(batch, &order)?;
-    let sorted_ids = take(ids, &order, None)?;
-    let sorted_ids = sorted_ids.as_primitive::<arrow::datatypes::UInt32Type>();
+    let order = order.values();
     let mut start = 0;
-    while start < sorted_ids.len() {
-        let id = sorted_ids.value(start);
+    while start < order.len() {
+        let id = ids.value(order[start] as usize);
         let mut end = start + 1;
-        while end < sorted_ids.len() && sorted_ids.value(end) == id {
+        while end < order.len() && ids.value(order[end] as usize) == id {
             end += 1;
         }
-        writer.write(partitioner.prefix(id), &sorted.slice(start, end - start))?;
+        let rows = UInt32Array::from(order[start..end].to_vec());
+        writer.write_owned(partitioner.prefix(id), take_record_batch(&batch, &rows)?)?;
         start = end;
     }
     Ok(())

@@ -9,11 +9,15 @@
 //! with [`Destination::upload_file`] (streamed, multipart when large) via
 //! `runtime.block_on(…)`, then the spool file is removed. Hence:
 //!
-//! - memory stays bounded however many partitions a shard has open: only unflushed row
-//!   groups live in memory, and their total is kept under [`ParquetOptions::buffer_bytes`] by
-//!   flushing the largest in-progress row groups first (down to three quarters of the budget)
-//!   whenever the total exceeds it. Row groups are also cut at
-//!   [`ParquetOptions::row_group_rows`].
+//! - memory stays bounded however many partitions a shard has open. Rows wait for their
+//!   partition in Arrow form (exactly accounted with `get_array_memory_size`); a partition's
+//!   rows are encoded into one row group when they reach [`ParquetOptions::row_group_rows`],
+//!   and when all waiting rows together exceed [`ParquetOptions::buffer_bytes`] the
+//!   partitions holding the most are encoded first, down to three quarters of the budget.
+//!   Only one row group per shard is ever being encoded, so the encoder's per-column state
+//!   (page buffers, dictionaries, zstd contexts: about 1 MB a column writer) exists once per
+//!   shard, not once per open partition; with hundreds of partitions open, that state would
+//!   otherwise outweigh the data.
 //! - file descriptors stay bounded too: a spool file is opened only while encoded bytes are
 //!   being appended to it and closed again right after.
 //! - an object becomes visible only when complete (`LocalFileSystem` stages and renames; S3,
@@ -34,6 +38,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arrow::array::UInt32Array;
+use arrow::compute::take_record_batch;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -72,8 +78,9 @@ pub struct ParquetOptions {
     pub row_group_rows: usize,
     /// An object rotates once its encoded size reaches this many bytes (default 128 MiB).
     pub target_file_size: u64,
-    /// Budget in bytes for unflushed row groups of all open objects together (default
-    /// 256 MiB); beyond it the largest are flushed early.
+    /// Budget in bytes for rows waiting to be encoded, all open objects of this writer
+    /// together (default 256 MiB); beyond it the partitions holding the most are encoded
+    /// early (smaller row groups).
     pub buffer_bytes: usize,
 }
 
@@ -186,16 +193,20 @@ impl Write for SpoolFile {
     }
 }
 
-/// An object being encoded into its spool file.
+/// An object being encoded into its spool file, with the rows waiting for its next row group.
 struct OpenObject {
     partition: String,
     rel_path: String,
     writer: ArrowWriter<SpoolFile>,
     /// Removes the spool file when dropped.
     spool: TempPath,
+    /// Rows encoded into the object so far.
     rows: u64,
-    /// `writer.memory_size()` when last looked at.
-    memory: usize,
+    /// Rows waiting to be encoded, in arrival order.
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    /// Sum of `get_array_memory_size` of `pending`.
+    pending_bytes: usize,
 }
 
 impl OpenObject {
@@ -224,8 +235,8 @@ pub struct PartitionedWriter {
     naming: ObjectNaming,
     next_seq: u64,
     open: HashMap<String, OpenObject>,
-    /// Sum of `OpenObject::memory`.
-    in_progress: usize,
+    /// Sum of `OpenObject::pending_bytes`.
+    pending_bytes: usize,
     /// Objects uploaded so far.
     done: Vec<DeliveredObject>,
     /// Relative paths whose upload began (done, or failed midway).
@@ -299,7 +310,7 @@ impl PartitionedWriter {
             naming,
             options,
             open: HashMap::new(),
-            in_progress: 0,
+            pending_bytes: 0,
             done: Vec::new(),
             started: Vec::new(),
             spool_dir: default_spool_dir(),
@@ -315,39 +326,88 @@ impl PartitionedWriter {
         Ok(self)
     }
 
-    /// Appends `batch` (in the writer's schema) to `partition`'s open object, opening one
-    /// when there is none and rotating it when it reaches the target size. On error the caller
-    /// should [`abort`](PartitionedWriter::abort).
+    /// Appends a copy of `batch` (in the writer's schema) to `partition`'s rows. The copy
+    /// makes the writer independent of the batch's buffers (a slice would keep its whole
+    /// parent alive); when the caller owns a compact batch, [`write_owned`](Self::write_owned)
+    /// saves the copy. On error the caller should [`abort`](PartitionedWriter::abort).
     pub fn write(&mut self, partition: &str, batch: &RecordBatch) -> Result<()> {
-        let rows = batch.num_rows();
-        let mut offset = 0;
-        while offset < rows {
-            let len = WRITE_SLICE_ROWS.min(rows - offset);
-            let slice = batch.slice(offset, len);
-            offset += len;
+        let all = UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+        self.write_owned(partition, take_record_batch(batch, &all)?)
+    }
 
-            if !self.open.contains_key(partition) {
-                let obj = self.open_object(partition)?;
-                self.open.insert(partition.to_string(), obj);
-            }
-            let Some(obj) = self.open.get_mut(partition) else {
-                unreachable!("the object was inserted above")
-            };
-            obj.writer.write(&slice)?;
-            obj.rows += len as u64;
-            obj.release_descriptor()?;
-            let memory = obj.writer.memory_size();
-            self.in_progress = self.in_progress - obj.memory + memory;
-            obj.memory = memory;
+    /// Appends `batch` to `partition`'s rows, keeping the batch itself (it should not be a
+    /// slice of a larger batch, or the whole parent stays in memory). Encodes a row group when
+    /// the partition has [`ParquetOptions::row_group_rows`] rows waiting, rotates objects at
+    /// the target size, and keeps all waiting rows under the memory budget.
+    pub fn write_owned(&mut self, partition: &str, batch: RecordBatch) -> Result<()> {
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(Error::Encode(format!(
+                "a batch for {partition:?} does not have the writer's schema: expected {:?}, found {:?}",
+                self.schema.fields(),
+                batch.schema().fields()
+            )));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if !self.open.contains_key(partition) {
+            let obj = self.open_object(partition)?;
+            self.open.insert(partition.to_string(), obj);
+        }
+        let Some(obj) = self.open.get_mut(partition) else {
+            unreachable!("the object was inserted above")
+        };
+        let bytes = batch.get_array_memory_size();
+        obj.pending_rows += batch.num_rows();
+        obj.pending_bytes += bytes;
+        obj.pending.push(batch);
+        self.pending_bytes += bytes;
+        if obj.pending_rows >= self.options.row_group_rows {
+            self.encode_pending(partition)?;
+        }
+        self.enforce_budget()
+    }
 
-            if obj.encoded_size() >= self.options.target_file_size {
-                if let Some(obj) = self.open.remove(partition) {
-                    let delivered = self.complete(obj)?;
-                    self.done.push(delivered);
+    /// Encodes `partition`'s waiting rows into row groups of its open object (rotating to a
+    /// new object whenever the current one reaches the target size) and flushes the last row
+    /// group, so that no encoder state stays behind.
+    fn encode_pending(&mut self, partition: &str) -> Result<()> {
+        let Some(obj) = self.open.get_mut(partition) else {
+            return Ok(());
+        };
+        let pending = std::mem::take(&mut obj.pending);
+        self.pending_bytes -= obj.pending_bytes;
+        obj.pending_rows = 0;
+        obj.pending_bytes = 0;
+        for batch in pending {
+            let rows = batch.num_rows();
+            let mut offset = 0;
+            while offset < rows {
+                let len = WRITE_SLICE_ROWS.min(rows - offset);
+                let slice = batch.slice(offset, len);
+                offset += len;
+                if !self.open.contains_key(partition) {
+                    let obj = self.open_object(partition)?;
+                    self.open.insert(partition.to_string(), obj);
+                }
+                let Some(obj) = self.open.get_mut(partition) else {
+                    unreachable!("the object was inserted above")
+                };
+                obj.writer.write(&slice)?;
+                obj.rows += len as u64;
+                if obj.encoded_size() >= self.options.target_file_size {
+                    if let Some(obj) = self.open.remove(partition) {
+                        let delivered = self.complete(obj)?;
+                        self.done.push(delivered);
+                    }
                 }
             }
         }
-        self.enforce_budget()
+        if let Some(obj) = self.open.get_mut(partition) {
+            obj.writer.flush()?;
+            obj.release_descriptor()?;
+        }
+        Ok(())
     }
 
     /// Closes and uploads every open object, in partition order, and returns every object
@@ -358,25 +418,29 @@ impl PartitionedWriter {
         let mut partitions: Vec<String> = self.open.keys().cloned().collect();
         partitions.sort();
         for partition in partitions {
-            let Some(obj) = self.open.remove(&partition) else {
-                continue;
-            };
-            match self.complete(obj) {
-                Ok(delivered) => self.done.push(delivered),
-                Err(e) => {
-                    let dest = Arc::clone(&self.dest);
-                    let runtime = self.runtime.clone();
-                    for rel in self.abort() {
-                        if let Err(de) = runtime.block_on(dest.delete(&rel)) {
-                            tracing::warn!(object = %dest.object_url(&rel), error = %de,
-                                "could not remove an object of a failed write");
-                        }
+            if let Err(e) = self.close_partition(&partition) {
+                let dest = Arc::clone(&self.dest);
+                let runtime = self.runtime.clone();
+                for rel in self.abort() {
+                    if let Err(de) = runtime.block_on(dest.delete(&rel)) {
+                        tracing::warn!(object = %dest.object_url(&rel), error = %de,
+                            "could not remove an object of a failed write");
                     }
-                    return Err(e);
                 }
+                return Err(e);
             }
         }
         Ok(std::mem::take(&mut self.done))
+    }
+
+    /// Encodes `partition`'s waiting rows, then completes and uploads its open object.
+    fn close_partition(&mut self, partition: &str) -> Result<()> {
+        self.encode_pending(partition)?;
+        if let Some(obj) = self.open.remove(partition) {
+            let delivered = self.complete(obj)?;
+            self.done.push(delivered);
+        }
+        Ok(())
     }
 
     /// Drops every open object and its spool file, and returns the relative paths of objects
@@ -402,9 +466,9 @@ impl PartitionedWriter {
         self.open.len()
     }
 
-    /// Bytes of unflushed row groups held in memory now, over all open objects.
+    /// Bytes of rows waiting in memory now (Arrow form), over all open objects.
     pub fn buffered_bytes(&self) -> usize {
-        self.in_progress
+        self.pending_bytes
     }
 
     fn open_object(&mut self, partition: &str) -> Result<OpenObject> {
@@ -428,7 +492,9 @@ impl PartitionedWriter {
             writer,
             spool,
             rows: 0,
-            memory: 0,
+            pending: Vec::new(),
+            pending_rows: 0,
+            pending_bytes: 0,
         })
     }
 
@@ -440,9 +506,10 @@ impl PartitionedWriter {
             writer,
             spool,
             rows,
-            memory,
+            pending_bytes,
+            ..
         } = obj;
-        self.in_progress -= memory;
+        self.pending_bytes -= pending_bytes;
         let mut file = writer.into_inner()?;
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
@@ -462,32 +529,25 @@ impl PartitionedWriter {
         })
     }
 
-    /// Flushes the largest in-progress row groups while their total exceeds the budget, down
-    /// to three quarters of it.
+    /// Encodes the partitions with the most waiting rows while all waiting rows together
+    /// exceed the budget, down to three quarters of it.
     fn enforce_budget(&mut self) -> Result<()> {
-        if self.in_progress <= self.options.buffer_bytes {
+        if self.pending_bytes <= self.options.buffer_bytes {
             return Ok(());
         }
         let low_water = self.options.buffer_bytes / 4 * 3;
         let mut by_size: Vec<(usize, String)> = self
             .open
             .iter()
-            .filter(|(_, o)| o.memory > 0)
-            .map(|(p, o)| (o.memory, p.clone()))
+            .filter(|(_, o)| o.pending_bytes > 0)
+            .map(|(p, o)| (o.pending_bytes, p.clone()))
             .collect();
         by_size.sort_unstable_by(|a, b| b.cmp(a));
         for (_, partition) in by_size {
-            if self.in_progress <= low_water {
+            if self.pending_bytes <= low_water {
                 break;
             }
-            let Some(obj) = self.open.get_mut(&partition) else {
-                continue;
-            };
-            obj.writer.flush()?;
-            obj.release_descriptor()?;
-            let memory = obj.writer.memory_size();
-            self.in_progress = self.in_progress - obj.memory + memory;
-            obj.memory = memory;
+            self.encode_pending(&partition)?;
         }
         Ok(())
     }
@@ -773,6 +833,7 @@ mod tests {
         let fx = Fixture::local();
         let options = ParquetOptions {
             target_file_size: 8 * 1024,
+            row_group_rows: 1000,
             compression: Compression::UNCOMPRESSED,
             ..ParquetOptions::default()
         };

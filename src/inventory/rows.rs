@@ -491,7 +491,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains(":1: name: key column is missing or null"),
+            err.contains(
+                ":1: name: expected a string value (a key column cannot be null), found no value"
+            ),
             "{err}"
         );
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
 use crate::cli::{print, Context};
 use crate::delivery::{run_task, RunObserver};
@@ -33,10 +33,13 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let store = ctx.store().await?;
     let bar = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
-        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, eta {eta})",
+        "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} rows ({rate} rows/s, eta {eta})",
     );
     if let Ok(style) = style {
-        bar.set_style(style.progress_chars("=> "));
+        let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", HumanCount(state.per_sec() as u64));
+        };
+        bar.set_style(style.with_key("rate", rate).progress_chars("=> "));
     }
     bar.set_message(task.name.clone());
     let observer = Arc::new(Bar(bar.clone()));

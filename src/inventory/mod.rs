@@ -7,3 +7,4 @@
 //! as one transaction).
 
 pub mod rows;
+pub mod s3;

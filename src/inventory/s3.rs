@@ -565,16 +565,75 @@ fn locate(manifest_url: &str) -> Result<ManifestLocation> {
 fn open_report(blocker: Blocker, manifest_url: &str, table: &TableDef) -> Result<S3Report> {
     let location = locate(manifest_url)?;
     let folder = Destination::parse(&location.folder_url)?;
+    let data = match (&location.bucket_url, &location.local_folder) {
+        (Some(bucket), _) => DataRoot::Bucket(Destination::parse(bucket)?),
+        (None, Some(folder)) => DataRoot::LocalLayout(folder.clone()),
+        (None, None) => return Err(Error::InvalidInput(format!("{manifest_url}: no location"))),
+    };
+    open_in(
+        blocker,
+        manifest_url,
+        &folder,
+        &location.file_name,
+        "manifest.checksum",
+        data,
+        table,
+    )
+}
+
+/// Like [`read_s3_report`], over an existing store rooted at the destination bucket (e.g.
+/// object_store's `InMemory`, or a store the caller already holds for a watched root):
+/// `manifest_key` and the manifest's data keys are paths in `store`; `bucket_url` is used in
+/// messages only.
+pub fn read_s3_report_in_store(
+    store: std::sync::Arc<dyn ObjectStore>,
+    bucket_url: &str,
+    manifest_key: &str,
+    table: &TableDef,
+) -> Result<S3Report> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::io("start a runtime for", FsPath::new(bucket_url), e))?;
+    let bucket = Destination::from_store(store, bucket_url);
+    let manifest_url = bucket.object_url(manifest_key);
+    let checksum_key = match manifest_key.trim_end_matches('/').rsplit_once('/') {
+        Some((folder, _)) => format!("{folder}/manifest.checksum"),
+        None => "manifest.checksum".to_string(),
+    };
+    open_in(
+        Blocker::Own(rt),
+        &manifest_url,
+        &bucket,
+        manifest_key,
+        &checksum_key,
+        DataRoot::Bucket(bucket.clone()),
+        table,
+    )
+}
+
+/// Where the manifest's data keys are resolved.
+enum DataRoot {
+    /// Keys are paths in this bucket.
+    Bucket(Destination),
+    /// A local report: the bucket folder is found from the manifest's folder and the keys.
+    LocalLayout(PathBuf),
+}
+
+fn open_in(
+    blocker: Blocker,
+    manifest_url: &str,
+    folder: &Destination,
+    manifest_rel: &str,
+    checksum_rel: &str,
+    data: DataRoot,
+    table: &TableDef,
+) -> Result<S3Report> {
     let manifest_bytes = blocker
-        .block_on(get_small(&folder, &location.file_name))?
-        .ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{}: manifest not found",
-                folder.object_url(&location.file_name)
-            ))
-        })?;
+        .block_on(get_small(folder, manifest_rel))?
+        .ok_or_else(|| Error::InvalidInput(format!("{manifest_url}: manifest not found")))?;
     let manifest_md5 = hex(&Md5::digest(&manifest_bytes));
-    if let Some(checksum) = blocker.block_on(get_small(&folder, "manifest.checksum"))? {
+    if let Some(checksum) = blocker.block_on(get_small(folder, checksum_rel))? {
         let text = String::from_utf8_lossy(&checksum);
         let said = text.trim().to_ascii_lowercase();
         if said != manifest_md5 {
@@ -585,24 +644,22 @@ fn open_report(blocker: Blocker, manifest_url: &str, table: &TableDef) -> Result
     }
     let manifest = S3Manifest::parse(&manifest_bytes, manifest_url)?;
     let plan = RowPlan::new(&manifest.file_schema, table, manifest_url)?;
-    let data = match (&location.bucket_url, &location.local_folder) {
-        (Some(bucket), _) => Destination::parse(bucket)?,
-        (None, Some(folder)) => match manifest.files.first() {
-            Some(first) => Destination::parse(&local_bucket_root(folder, &first.key).ok_or_else(
-                || {
+    let data = match data {
+        DataRoot::Bucket(d) => d,
+        DataRoot::LocalLayout(folder) => match manifest.files.first() {
+            Some(first) => {
+                let root = local_bucket_root(&folder, &first.key).ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "{manifest_url}: files: key {:?} does not fit the report layout \
                          (expected <destination-prefix>/<source-bucket>/<config-id>/data/<file> \
                          with the manifest in <destination-prefix>/<source-bucket>/<config-id>/<timestamp>/)",
                         first.key
                     ))
-                },
-            )?
-            .display()
-            .to_string())?,
-            None => folder_dest(folder)?,
+                })?;
+                folder_dest(&root)?
+            }
+            None => folder_dest(&folder)?,
         },
-        (None, None) => return Err(Error::InvalidInput(format!("{manifest_url}: no location"))),
     };
     Ok(S3Report {
         scope_bucket: manifest.source_bucket.clone(),

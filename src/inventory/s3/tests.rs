@@ -519,3 +519,77 @@ fn runs_on_a_given_runtime_handle_from_a_blocking_thread() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn in_store_report_resolves_keys_in_the_bucket() {
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    let store: std::sync::Arc<dyn ObjectStore> = std::sync::Arc::new(InMemory::new());
+    let csv = gzip(b"\"src\",\"x/%E2%82%AC+1\",\"7\"\n");
+    let manifest = serde_json::json!({
+        "sourceBucket": "src", "destinationBucket": "arn:aws:s3:::dest",
+        "version": "2016-11-30", "creationTimestamp": "1700000000000",
+        "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size",
+        "files": [{"key": "p/src/c/data/u.csv.gz", "size": csv.len(), "MD5checksum": md5_hex(&csv)}],
+    })
+    .to_string();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let put = |k: &str, b: Vec<u8>| {
+            let (path, store) = (Path::from(k), store.clone());
+            async move { store.put(&path, PutPayload::from(b)).await }
+        };
+        put("p/src/c/data/u.csv.gz", csv.clone()).await.unwrap();
+        put(
+            "p/src/c/2023-11-14T22-13Z/manifest.json",
+            manifest.clone().into_bytes(),
+        )
+        .await
+        .unwrap();
+        put(
+            "p/src/c/2023-11-14T22-13Z/manifest.checksum",
+            md5_hex(manifest.as_bytes()).into_bytes(),
+        )
+        .await
+        .unwrap();
+    });
+    let def = table();
+    let mut report = read_s3_report_in_store(
+        store.clone(),
+        "s3://dest",
+        "p/src/c/2023-11-14T22-13Z/manifest.json",
+        &def,
+    )
+    .unwrap();
+    let rows: Vec<Change> = report.changes().map(|c| c.unwrap()).collect();
+    assert_eq!(rows.len(), 1);
+    let Change::Upsert(row) = &rows[0] else {
+        panic!()
+    };
+    assert_eq!(col(row, "key"), s("x/€ 1"));
+    assert_eq!(col(row, "prefix"), s("x/"));
+    assert_eq!(col(row, "size"), Value::Int64(7));
+    assert_eq!(
+        report.data_file_url("p/src/c/data/u.csv.gz"),
+        "s3://dest/p/src/c/data/u.csv.gz"
+    );
+
+    // A wrong checksum next to the manifest in the store is caught there too.
+    rt.block_on(store.put(
+        &Path::from("p/src/c/2023-11-14T22-13Z/manifest.checksum"),
+        PutPayload::from("ffffffffffffffffffffffffffffffff"),
+    ))
+    .unwrap();
+    let msg = err_text(read_s3_report_in_store(
+        store,
+        "s3://dest",
+        "p/src/c/2023-11-14T22-13Z/manifest.json",
+        &def,
+    ));
+    assert!(
+        msg.starts_with(
+            "s3://dest/p/src/c/2023-11-14T22-13Z/manifest.json: manifest.checksum says ffff"
+        ),
+        "{msg}"
+    );
+}

@@ -52,6 +52,8 @@ struct FieldPlan {
     name: String,
     ty: ColumnType,
     is_key: bool,
+    /// `Bucket` and `Key`: an empty value is an error.
+    required: bool,
     form_encoded: bool,
 }
 
@@ -106,6 +108,7 @@ impl RowPlan {
                 name: name.clone(),
                 ty,
                 is_key: table.is_key(column),
+                required: name == "Bucket" || name == "Key",
                 form_encoded: name == "Key",
             });
         }
@@ -172,6 +175,9 @@ impl RowPlan {
 }
 
 fn parse_value(plan: &FieldPlan, text: &str) -> std::result::Result<Value, String> {
+    if text.is_empty() && plan.required {
+        return Err("expected a non-empty value, found \"\"".into());
+    }
     if text.is_empty() {
         return Ok(if plan.is_key && plan.ty == ColumnType::String {
             Value::String(String::new())

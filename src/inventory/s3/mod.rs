@@ -25,7 +25,7 @@
 //! `fileSchema` are NULL, except `version_id` (a key column) which is `""`; `prefix` is derived
 //! from the key (its parent folder with the trailing `/`, `""` at the top level). `Key` is
 //! form-decoded (`+` is a space, `%XX` a byte, the bytes UTF-8). Empty fields are NULL (an empty
-//! string in a key column). Integers are decimal, booleans `true`/`false`, dates ISO 8601
+//! string in a key column such as `version_id`; an error for `Bucket` and `Key`). Integers are decimal, booleans `true`/`false`, dates ISO 8601
 //! (`2024-03-05T10:20:30.000Z`, stored as epoch ms). Errors name the manifest or data file URL
 //! (`url:line: Field: expected …, found …` for a value).
 //!

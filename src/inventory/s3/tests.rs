@@ -594,3 +594,21 @@ fn in_store_report_resolves_keys_in_the_bucket() {
         "{msg}"
     );
 }
+
+#[test]
+fn empty_key_and_missing_manifest_are_refused() {
+    let r = Report::new();
+    let f = r.data("x.csv", b"\"b\",\"k\"\n\"b\",\"\"\n");
+    r.manifest("CSV", "Bucket,Key", vec![f]);
+    let msg = err_text(r.read_all());
+    assert!(
+        msg.ends_with("data/x.csv:2: Key: expected a non-empty value, found \"\""),
+        "{msg}"
+    );
+
+    let missing = r.manifest.with_file_name("nope.json");
+    match read_s3_report(&missing.display().to_string(), &table()) {
+        Err(e) => assert!(e.to_string().contains("nope.json"), "{e}"),
+        Ok(_) => panic!("a missing manifest was read"),
+    }
+}

@@ -54,6 +54,7 @@ use crate::store::{Change, TableDef};
 
 use fields::RowPlan;
 
+/// Lowercase hex of `bytes` (MD5 digests).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

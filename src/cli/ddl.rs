@@ -1,10 +1,11 @@
 //! `lakeport ddl <task>`: the task's `CREATE EXTERNAL TABLE` and one `ADD PARTITION` per
 //! partition it has in the lake, separated by `;` and a newline, ready for Hive or Spark SQL.
 
-use crate::cli::{blocking, print, Context};
+use crate::cli::{print, Context};
 use crate::delivery::ddl::statements;
 use crate::error::Result;
 use crate::sink::destination::Destination;
+use crate::store::blocking;
 
 /// Arguments of `ddl`.
 #[derive(Debug, clap::Args)]

@@ -4,9 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::cli::{blocking, print, Context};
+use crate::cli::{print, Context};
 use crate::error::{Error, Result};
 use crate::inventory::rows::{read_changes, RowAction, RowFormat};
+use crate::store::blocking;
 
 /// Arguments of `load`.
 #[derive(Debug, clap::Args)]

@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand};
 use crate::delivery::{load_tasks, Task};
 use crate::error::{Error, Result};
 use crate::store::schema::load_tables;
-use crate::store::{open_store, Store, TableDef};
+use crate::store::{blocking, open_store, Store, TableDef};
 
 /// lakeport: keep object-storage metadata in a store and deliver it to a data lake as Parquet.
 #[derive(Debug, Parser)]
@@ -121,13 +121,6 @@ impl Context {
         })
         .await
     }
-}
-
-/// Runs blocking work (store calls, file parsing) off the async runtime's threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Store(format!("background work panicked or was cancelled: {e}")))?
 }
 
 /// Writes command output to stdout; a closed pipe surfaces as an `Io` error of kind

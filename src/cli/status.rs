@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use crate::cli::{blocking, print, to_json, Context};
+use crate::cli::{print, to_json, Context};
 use crate::error::{Error, Result};
-use crate::store::{RunRecord, RunStatus};
+use crate::store::blocking;
+use crate::store::RunRecord;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -80,11 +81,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         match &t.last_run {
             None => lines.push("  never ran".to_string()),
             Some(r) => {
-                let status = match r.status {
-                    RunStatus::Running => "running",
-                    RunStatus::Succeeded => "succeeded",
-                    RunStatus::Failed => "failed",
-                };
+                let status = r.status.as_str();
                 let when = chrono::DateTime::from_timestamp_millis(r.started_ms)
                     .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
                     .unwrap_or_default();

@@ -2,6 +2,7 @@
 
 use crate::cli::{print, to_json, Context};
 use crate::error::Result;
+use crate::store::blocking;
 
 /// Arguments of `tables`.
 #[derive(Debug, clap::Args)]
@@ -13,7 +14,7 @@ pub struct Args {
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let store = ctx.store().await?;
-    let stats = super::blocking(move || store.table_stats()).await?;
+    let stats = blocking(move || store.table_stats()).await?;
     if args.json {
         return print(&to_json(&stats)?);
     }

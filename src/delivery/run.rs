@@ -95,9 +95,7 @@ where
     F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
 {
     let store = Arc::clone(store);
-    tokio::task::spawn_blocking(move || f(store.as_ref()))
-        .await
-        .map_err(|e| Error::Store(format!("store call panicked or was cancelled: {e}")))?
+    crate::store::blocking(move || f(store.as_ref())).await
 }
 
 fn now_ms() -> i64 {

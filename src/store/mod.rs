@@ -156,6 +156,27 @@ pub enum RunStatus {
     Failed,
 }
 
+impl RunStatus {
+    /// The status as stored and shown: `running`, `succeeded` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// Runs blocking work (store calls, file parsing) on tokio's blocking threads, never on the
+/// async runtime's own; a panic in `f` becomes an [`Error::Store`].
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(format!("background work panicked or was cancelled: {e}")))?
+}
+
 /// One object a run wrote, as recorded in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveredObject {

@@ -228,20 +228,29 @@ fn read_meta(conn: &Connection, sql: &str, what: &str) -> Result<i64> {
 }
 
 fn stored_def(conn: &Connection, name: &str) -> Result<Option<TableDef>> {
+    read_json(
+        conn,
+        r#"SELECT "definition" FROM "_lakeport_tables" WHERE "name" = ?1"#,
+        name,
+        &format!("definition of table {name}"),
+    )
+}
+
+/// The JSON value stored in the one row `sql` selects for `key` (None when there is no row);
+/// `what` names it in errors.
+fn read_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>> {
     let json: Option<String> = conn
-        .query_row(
-            r#"SELECT "definition" FROM "_lakeport_tables" WHERE "name" = ?1"#,
-            [name],
-            |r| r.get(0),
-        )
+        .query_row(sql, [key], |r| r.get(0))
         .optional()
-        .map_err(db(format_args!("reading the definition of table {name}")))?;
+        .map_err(db(format_args!("reading the {what}")))?;
     json.map(|j| {
-        serde_json::from_str(&j).map_err(|e| {
-            Error::Store(format!(
-                "the stored definition of table {name} is not valid: {e}"
-            ))
-        })
+        serde_json::from_str(&j)
+            .map_err(|e| Error::Store(format!("the stored {what} is not valid: {e}")))
     })
     .transpose()
 }
@@ -797,14 +806,6 @@ fn create_table_sql(def: &TableDef) -> String {
     )
 }
 
-fn status_name(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-    }
-}
-
 fn to_i64(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
@@ -815,19 +816,12 @@ fn record_json(r: &RunRecord) -> Result<String> {
 }
 
 fn load_task_state(conn: &Connection, task: &str) -> Result<Option<TaskState>> {
-    let json: Option<String> = conn
-        .query_row(
-            r#"SELECT "state" FROM "_lakeport_tasks" WHERE "task" = ?1"#,
-            [task],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(db(format_args!("reading the state of task {task}")))?;
-    json.map(|j| {
-        serde_json::from_str(&j)
-            .map_err(|e| Error::Store(format!("the stored state of task {task} is not valid: {e}")))
-    })
-    .transpose()
+    read_json(
+        conn,
+        r#"SELECT "state" FROM "_lakeport_tasks" WHERE "task" = ?1"#,
+        task,
+        &format!("state of task {task}"),
+    )
 }
 
 fn save_task_state(conn: &Connection, state: &TaskState) -> Result<()> {
@@ -1002,7 +996,7 @@ impl Store for SqliteStore {
         tx.execute(
             r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
                VALUES (?1, ?2, ?3, '{}')"#,
-            rusqlite::params![task, status_name(run.status), run.started_ms],
+            rusqlite::params![task, run.status.as_str(), run.started_ms],
         )
         .map_err(at())?;
         run.run_id = non_negative(tx.last_insert_rowid(), "a run id")?;
@@ -1047,7 +1041,7 @@ impl Store for SqliteStore {
                     "run {id} belongs to task {t}, not to task {task}"
                 )))
             }
-            Some((_, status)) if status != status_name(RunStatus::Running) => {
+            Some((_, status)) if status != RunStatus::Running.as_str() => {
                 return Err(Error::Conflict(format!(
                     "run {id} of task {task} has already finished ({status})"
                 )))
@@ -1056,7 +1050,7 @@ impl Store for SqliteStore {
         }
         tx.execute(
             r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
-            rusqlite::params![status_name(record.status), record_json(record)?, run_id],
+            rusqlite::params![record.status.as_str(), record_json(record)?, run_id],
         )
         .map_err(at())?;
         if record.status == RunStatus::Succeeded {

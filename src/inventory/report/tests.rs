@@ -983,3 +983,299 @@ fn columnar_file_schemas_are_checked_at_open() {
     let report = open_report(&r.url(), None, &table()).unwrap();
     assert_eq!(report.info.file_format, "ORC");
 }
+
+// ---------------------------------------------------------------- OSS
+
+const OSS_SCHEMA: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, StorageClass, LastModifiedDate, TransitionTime, ETag, IsMultipartUploaded, EncryptionStatus, ObjectAcl, TaggingCount, ObjectType, Crc64";
+
+/// An OSS manifest as OSS writes it: seconds, upper-case MD5, version 2019-09-01.
+fn oss_manifest(r: &Report, schema: &str, files: Vec<serde_json::Value>) {
+    let files: Vec<serde_json::Value> = files
+        .into_iter()
+        .map(|mut f| {
+            let upper = f["MD5checksum"].as_str().unwrap().to_uppercase();
+            f["MD5checksum"] = upper.into();
+            f
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "creationTimestamp": "1709683200",
+        "destinationBucket": "dest-bucket",
+        "fileFormat": "CSV",
+        "fileSchema": schema,
+        "files": files,
+        "sourceBucket": "src-bucket",
+        "version": "2019-09-01",
+    });
+    r.manifest_json(&serde_json::to_string_pretty(&doc).unwrap(), true);
+}
+
+#[test]
+fn oss_report_exact_values() {
+    let r = Report::new();
+    let csv = concat!(
+        "\"src-bucket\",\"dir/a%2Bb+c%E6%97%A5.txt\",\"CAEQ\",\"true\",\"false\",\"42\",\"IA\",",
+        "\"2024-03-05T10:20:30.000Z\",\"2024-04-01T00:00:00.000Z\",\"\"\"5B0E\"\"\",\"false\",",
+        "\"false\",\"default\",\"2\",\"Normal\",\"5476332058845306787\"\n",
+        "\"src-bucket\",\"top\",\"\",\"true\",\"false\",\"0\",\"Standard\",",
+        "\"2024-03-05T10:20:30.000Z\",\"\",\"\",\"true\",\"true\",\"private\",\"0\",\"Appendable\",\"\"\n",
+    );
+    let f = r.data("x.csv.gz", &gzip(csv.as_bytes()));
+    oss_manifest(&r, OSS_SCHEMA, vec![f]);
+    let def = table();
+    let report = open_report(&r.url(), None, &def).unwrap();
+    assert_eq!(report.info.provider, Provider::Oss);
+    assert_eq!(report.info.created_ms, 1_709_683_200_000);
+    assert_eq!(report.info.source_bucket, "src-bucket");
+    let rows = rows_of(report).unwrap();
+    assert_eq!(rows.len(), 2);
+    let want = [
+        ("key", s("dir/a+b c日.txt")),
+        ("prefix", s("dir/")),
+        ("version_id", s("CAEQ")),
+        ("is_latest", Value::Bool(true)),
+        ("size", Value::Int64(42)),
+        ("storage_class", s("IA")),
+        ("last_modified", Value::TimestampMs(1_709_634_030_000)),
+        ("transition_time", Value::TimestampMs(1_711_929_600_000)),
+        ("etag", s("\"5B0E\"")),
+        ("is_multipart_uploaded", Value::Bool(false)),
+        ("encryption_status", s("false")),
+        ("object_acl", s("default")),
+        ("tagging_count", Value::Int64(2)),
+        ("object_type", s("Normal")),
+        ("crc64", s("5476332058845306787")),
+        ("replication_status", Value::Null),
+        ("object_owner", Value::Null),
+    ];
+    for (name, value) in &want {
+        assert_eq!(&col(&rows[0], name), value, "column {name}");
+    }
+    assert_eq!(col(&rows[1], "version_id"), s(""));
+    assert_eq!(col(&rows[1], "transition_time"), Value::Null);
+    assert_eq!(col(&rows[1], "crc64"), Value::Null);
+    assert_eq!(col(&rows[1], "object_type"), s("Appendable"));
+}
+
+#[test]
+fn oss_minimal_schema_other_spellings_and_override() {
+    // Only Bucket and Key are required; CRC64 and TransistionTime (sic) are OSS spellings too.
+    let r = Report::new();
+    let f = r.data(
+        "x.csv.gz",
+        &gzip(b"\"src-bucket\",\"k\",\"123\",\"2024-04-01T00:00:00.000Z\"\n"),
+    );
+    oss_manifest(&r, "Bucket, Key, CRC64, TransistionTime", vec![f.clone()]);
+    let rows = rows_of(open_report(&r.url(), None, &table()).unwrap()).unwrap();
+    assert_eq!(col(&rows[0], "crc64"), s("123"));
+    assert_eq!(
+        col(&rows[0], "transition_time"),
+        Value::TimestampMs(1_711_929_600_000)
+    );
+    assert_eq!(col(&rows[0], "size"), Value::Null);
+
+    // --format s3 reads it by S3's rules, which know no CRC64.
+    let msg = err_text(open_report(&r.url(), Some(Provider::S3), &table()));
+    assert!(msg.contains("fileSchema: unknown field \"CRC64\""), "{msg}");
+
+    // OSS reports are CSV only; a bad TaggingCount names file, line and field.
+    let r = Report::new();
+    let f = r.data("y.csv", b"\"src-bucket\",\"k\",\"two\"\n");
+    oss_manifest(&r, "Bucket, Key, TaggingCount", vec![f]);
+    let msg = err_text(rows_of(open_report(&r.url(), None, &table()).unwrap()));
+    assert!(
+        msg.ends_with("data/y.csv:1: TaggingCount: expected an integer, found \"two\""),
+        "{msg}"
+    );
+}
+
+// ---------------------------------------------------------------- OBS
+
+/// An OBS report folder: data inside the timestamp folder, under files/.
+struct ObsReport {
+    _dir: tempfile::TempDir,
+    folder: PathBuf,
+    manifest: PathBuf,
+}
+
+impl ObsReport {
+    fn new() -> ObsReport {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir
+            .path()
+            .join("dest-bucket/BucketInventory/src-bucket/inv1/2024-03-06T12-28Z");
+        std::fs::create_dir_all(folder.join("files")).unwrap();
+        ObsReport {
+            manifest: folder.join("manifest.json"),
+            _dir: dir,
+            folder,
+        }
+    }
+
+    /// Writes a data file; returns its manifest entry text (percent-encoded key, a trailing
+    /// comma as OBS writes it).
+    fn data(&self, name: &str, bytes: &[u8], records: u64) -> String {
+        std::fs::write(self.folder.join("files").join(name), bytes).unwrap();
+        format!(
+            r#"{{"key":"BucketInventory%2Fsrc-bucket%2Finv1%2F2024-03-06T12-28Z%2Ffiles%2F{name}","size":{},"inventoriedRecord":{records},}}"#,
+            bytes.len()
+        )
+    }
+
+    fn manifest(&self, schema: &str, files: &[String]) {
+        let text = format!(
+            "{{\n\"sourceBucket\":\"src-bucket\",\n\"destinationBucket\":\"dest-bucket\",\n\"version\":\"2019-01-03\",\n\"fileFormat\":\"CSV\",\n\"fileSchema\":\"{schema}\",\n\"files\":[\n{}\n]\n}}",
+            files.join(",\n")
+        );
+        std::fs::write(&self.manifest, text).unwrap();
+    }
+
+    fn url(&self) -> String {
+        self.manifest.display().to_string()
+    }
+}
+
+#[test]
+fn obs_report_exact_values() {
+    let r = ObsReport::new();
+    let csv = concat!(
+        "src-bucket,a%2Fb+c%C3%A9,12,2024-03-05T10:20:30.000Z,abc,STANDARD,false,COMPLETED,SSE-KMS\n",
+        "src-bucket,top,0,2024-03-05T10:20:30.000Z,,,,,\n",
+    );
+    let f1 = r.data("0000016813AF58E6_1.csv", csv.as_bytes(), 2);
+    let f2 = r.data(
+        "0000016813AF58E6_2.csv",
+        b"src-bucket,z,1,2024-03-05T10:20:30.000Z,,,,,\n",
+        1,
+    );
+    r.manifest(
+        "Bucket,Key,Size,LastModifiedDate,ETag,StorageClass,IsMultipartUploaded,ReplicationStatus,EncryptionStatus",
+        &[f1, f2],
+    );
+    let def = table();
+    let report = open_report(&r.url(), None, &def).unwrap();
+    assert_eq!(report.info.provider, Provider::Obs);
+    // No creationTimestamp: dated by the manifest's folder.
+    assert_eq!(report.info.created_ms, 1_709_728_080_000);
+    assert_eq!(report.info.files, 2);
+    let rows = rows_of(report).unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(col(&rows[0], "key"), s("a/b cé"));
+    assert_eq!(col(&rows[0], "prefix"), s("a/"));
+    assert_eq!(col(&rows[0], "size"), Value::Int64(12));
+    assert_eq!(col(&rows[0], "etag"), s("abc"));
+    assert_eq!(col(&rows[0], "replication_status"), s("COMPLETED"));
+    assert_eq!(col(&rows[0], "encryption_status"), s("SSE-KMS"));
+    assert_eq!(col(&rows[0], "version_id"), s(""));
+    assert_eq!(col(&rows[1], "storage_class"), Value::Null);
+    assert_eq!(col(&rows[2], "key"), s("z"));
+}
+
+#[test]
+fn obs_record_counts_and_strictness() {
+    let r = ObsReport::new();
+    let f = r.data("u_1.csv", b"src-bucket,a\nsrc-bucket,b\n", 3);
+    r.manifest("Bucket,Key", &[f]);
+    let msg = err_text(rows_of(open_report(&r.url(), None, &table()).unwrap()));
+    assert!(
+        msg.ends_with("files/u_1.csv: inventoriedRecord: expected 3 rows (manifest), found 2"),
+        "{msg}"
+    );
+
+    // A missing inventoriedRecord is an error for OBS.
+    let r = ObsReport::new();
+    r.data("u_1.csv", b"src-bucket,a\n", 1);
+    r.manifest(
+        "Bucket,Key",
+        &[r#"{"key":"BucketInventory%2Fsrc-bucket%2Finv1%2F2024-03-06T12-28Z%2Ffiles%2Fu_1.csv","size":13}"#.to_string()],
+    );
+    let msg = err_text(open_report(&r.url(), Some(Provider::Obs), &table()));
+    assert!(
+        msg.ends_with("files[0].inventoriedRecord: missing (required field)"),
+        "{msg}"
+    );
+
+    // A size mismatch names the decoded file URL; an MD5, when OBS gives one, is checked.
+    let r = ObsReport::new();
+    let f = r
+        .data("u_1.csv", b"src-bucket,a\n", 1)
+        .replace("\"size\":13", "\"size\":14");
+    r.manifest("Bucket,Key", &[f]);
+    let msg = err_text(rows_of(open_report(&r.url(), None, &table()).unwrap()));
+    assert!(
+        msg.ends_with(
+            "/2024-03-06T12-28Z/files/u_1.csv: size: expected 14 bytes (manifest), found 13"
+        ),
+        "{msg}"
+    );
+    let f = r.data("u_1.csv", b"src-bucket,a\n", 1).replace(
+        "\"size\"",
+        "\"MD5checksum\":\"00000000000000000000000000000000\",\"size\"",
+    );
+    r.manifest("Bucket,Key", &[f]);
+    let msg = err_text(rows_of(open_report(&r.url(), None, &table()).unwrap()));
+    assert!(
+        msg.contains("files/u_1.csv: MD5: expected 00000000000000000000000000000000"),
+        "{msg}"
+    );
+
+    // A manifest folder that is no timestamp cannot date a report without creationTimestamp.
+    let dir = tempfile::tempdir().unwrap();
+    let odd = dir.path().join("some-folder/manifest.json");
+    std::fs::create_dir_all(odd.parent().unwrap()).unwrap();
+    std::fs::write(
+        &odd,
+        r#"{"sourceBucket":"src-bucket","version":"2019-01-03","fileFormat":"CSV","fileSchema":"Bucket,Key","files":[],}"#,
+    )
+    .unwrap();
+    let msg = err_text(open_report(&odd.display().to_string(), None, &table()));
+    assert!(
+        msg.contains("creationTimestamp: missing, and the manifest's folder \"some-folder\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn obs_report_in_a_store() {
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let csv = b"src,k%2B1+2\n".to_vec();
+    let manifest = format!(
+        r#"{{"sourceBucket":"src","destinationBucket":"dest","version":"2019-01-03","fileFormat":"CSV","fileSchema":"Bucket,Key","files":[{{"key":"inv%2Fsrc%2Fid%2F2024-01-02T03-04Z%2Ffiles%2Fu_1.csv","size":{},"inventoriedRecord":1,}}]}}"#,
+        csv.len()
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        store
+            .put(
+                &Path::from("inv/src/id/2024-01-02T03-04Z/files/u_1.csv"),
+                PutPayload::from(csv),
+            )
+            .await
+            .unwrap();
+        store
+            .put(
+                &Path::from("inv/src/id/2024-01-02T03-04Z/manifest.json"),
+                PutPayload::from(manifest.into_bytes()),
+            )
+            .await
+            .unwrap();
+    });
+    let report = open_report_in_store(
+        store,
+        "obs://dest",
+        "inv/src/id/2024-01-02T03-04Z/manifest.json",
+        None,
+        &table(),
+    )
+    .unwrap();
+    assert_eq!(report.info.provider, Provider::Obs);
+    assert_eq!(report.info.created_ms, 1_704_164_640_000);
+    assert_eq!(
+        report.info.manifest_url,
+        "obs://dest/inv/src/id/2024-01-02T03-04Z/manifest.json"
+    );
+    let rows = rows_of(report).unwrap();
+    assert_eq!(col(&rows[0], "key"), s("k+1 2"));
+}

@@ -1279,3 +1279,132 @@ fn obs_report_in_a_store() {
     let rows = rows_of(report).unwrap();
     assert_eq!(col(&rows[0], "key"), s("k+1 2"));
 }
+
+// ---------------------------------------------------------------- ORC
+
+/// An ORC file written with orc-rust's ArrowWriter (arrow 59), in stripes of `batch` rows.
+fn orc_file(batch: &arrow59::record_batch::RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = orc_rust::ArrowWriterBuilder::new(&mut out, batch.schema())
+        .try_build()
+        .unwrap();
+    w.write(batch).unwrap();
+    w.close().unwrap();
+    out
+}
+
+fn orc_batch(bucket: &str, n: usize) -> arrow59::record_batch::RecordBatch {
+    use arrow59::array::{BooleanArray, Int64Array, StringArray, TimestampNanosecondArray};
+    use arrow59::datatypes::{DataType, Field, Schema, TimeUnit};
+    let schema = Schema::new(vec![
+        Field::new("bucket", DataType::Utf8, false),
+        Field::new("key", DataType::Utf8, false),
+        Field::new("version_id", DataType::Utf8, true),
+        Field::new("is_latest", DataType::Boolean, true),
+        Field::new("size", DataType::Int64, true),
+        Field::new(
+            "last_modified_date",
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
+        Field::new("e_tag", DataType::Utf8, true),
+    ]);
+    let keys: Vec<String> = (0..n)
+        .map(|i| {
+            if i == 0 {
+                "d/a+b %2B.txt".into()
+            } else {
+                format!("k/{i:06}")
+            }
+        })
+        .collect();
+    arrow59::record_batch::RecordBatch::try_new(
+        std::sync::Arc::new(schema),
+        vec![
+            std::sync::Arc::new(StringArray::from(vec![bucket; n])),
+            std::sync::Arc::new(StringArray::from(keys)),
+            std::sync::Arc::new(StringArray::from(
+                (0..n).map(|i| (i == 0).then_some("v1")).collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(BooleanArray::from(
+                (0..n).map(|i| (i == 0).then_some(true)).collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            std::sync::Arc::new(TimestampNanosecondArray::from(
+                (0..n)
+                    .map(|i| (i == 0).then_some(1_709_634_030_123_000_000))
+                    .collect::<Vec<_>>(),
+            )),
+            std::sync::Arc::new(StringArray::from(
+                (0..n).map(|i| (i == 0).then_some("e1")).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+const ORC_SCHEMA: &str = "struct<bucket:string,key:string,version_id:string,is_latest:boolean,size:bigint,last_modified_date:timestamp,e_tag:string>";
+
+#[test]
+fn orc_report_exact_values_over_many_batches() {
+    let n = BATCH_ROWS + 5;
+    let r = Report::new();
+    let f = r.data("o.orc", &orc_file(&orc_batch("src-bucket", n)));
+    r.manifest("ORC", ORC_SCHEMA, vec![f]);
+    let def = table();
+    let report = open_report(&r.url(), None, &def).unwrap();
+    assert_eq!(report.info.file_format, "ORC");
+    let rows = rows_of(report).unwrap();
+    assert_eq!(rows.len(), n);
+    // Keys are not decoded; the timestamp arrives in ms.
+    assert_eq!(col(&rows[0], "key"), s("d/a+b %2B.txt"));
+    assert_eq!(col(&rows[0], "prefix"), s("d/"));
+    assert_eq!(col(&rows[0], "version_id"), s("v1"));
+    assert_eq!(col(&rows[0], "is_latest"), Value::Bool(true));
+    assert_eq!(col(&rows[0], "size"), Value::Int64(0));
+    assert_eq!(
+        col(&rows[0], "last_modified"),
+        Value::TimestampMs(1_709_634_030_123)
+    );
+    assert_eq!(col(&rows[0], "etag"), s("e1"));
+    assert_eq!(col(&rows[0], "storage_class"), Value::Null);
+    let last = &rows[n - 1];
+    assert_eq!(col(last, "key"), s(&format!("k/{:06}", n - 1)));
+    assert_eq!(col(last, "version_id"), s(""));
+    assert_eq!(col(last, "size"), Value::Int64(n as i64 - 1));
+    assert_eq!(col(last, "last_modified"), Value::Null);
+}
+
+#[test]
+fn orc_errors_name_file_and_row() {
+    let r = Report::new();
+    let mut batch = orc_batch("src-bucket", 3);
+    let mut cols = batch.columns().to_vec();
+    cols[0] = std::sync::Arc::new(arrow59::array::StringArray::from(vec![
+        "src-bucket",
+        "src-bucket",
+        "nope",
+    ]));
+    batch = arrow59::record_batch::RecordBatch::try_new(batch.schema(), cols).unwrap();
+    let f = r.data("o.orc", &orc_file(&batch));
+    r.manifest("ORC", ORC_SCHEMA, vec![f]);
+    let msg = err_text(r.read_all());
+    assert!(
+        msg.ends_with("data/o.orc: row 3: Bucket: expected \"src-bucket\" (the manifest's sourceBucket), found \"nope\""),
+        "{msg}"
+    );
+
+    let r = Report::new();
+    let whole = orc_file(&orc_batch("src-bucket", 100));
+    let f = r.data("cut.orc", &whole[..whole.len() - 10]);
+    let g = r.data("junk.orc", b"ORC but not really an orc file at all");
+    r.manifest("ORC", ORC_SCHEMA, vec![f]);
+    let msg = err_text(r.read_all());
+    assert!(msg.contains("data/cut.orc: "), "{msg}");
+    r.manifest("ORC", ORC_SCHEMA, vec![g]);
+    let msg = err_text(r.read_all());
+    assert!(
+        msg.contains("data/junk.orc: expected an ORC file, cannot read it"),
+        "{msg}"
+    );
+}

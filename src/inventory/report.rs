@@ -100,8 +100,8 @@ use manifest::{FileFormat, Manifest, ManifestFile};
 /// Rows per Arrow batch read from a Parquet or ORC file.
 pub const BATCH_ROWS: usize = 8192;
 
-/// The cloud whose inventory feature wrote a report.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The cloud whose inventory feature wrote a report (`--format s3|oss|obs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Provider {
     /// Amazon S3 Inventory (CSV, CSV.gz, Parquet, ORC).
     S3,

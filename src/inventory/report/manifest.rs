@@ -260,8 +260,13 @@ fn creation_ms(
         format!("creationTimestamp: expected epoch {unit} (digits), found {found}")
     })?;
     if provider == Provider::Oss {
-        n.checked_mul(1000)
-            .ok_or_else(|| format!("creationTimestamp: expected epoch seconds, found {found}"))
+        // Seconds have at most 11 digits until the year 5138; more is a millisecond value.
+        if !(0..100_000_000_000).contains(&n) {
+            return Err(format!(
+                "creationTimestamp: expected epoch seconds (OSS), found {found}"
+            ));
+        }
+        Ok(n * 1000)
     } else {
         Ok(n)
     }

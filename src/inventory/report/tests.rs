@@ -1078,7 +1078,28 @@ fn oss_minimal_schema_other_spellings_and_override() {
     let msg = err_text(open_report(&r.url(), Some(Provider::S3), &table()));
     assert!(msg.contains("fileSchema: unknown field \"CRC64\""), "{msg}");
 
-    // OSS reports are CSV only; a bad TaggingCount names file, line and field.
+    // OSS times are seconds: a millisecond value is refused rather than misread.
+    let r = Report::new();
+    r.manifest_json(
+        r#"{"sourceBucket":"src-bucket","version":"2019-09-01","creationTimestamp":"1709683200000","fileFormat":"CSV","fileSchema":"Bucket,Key","files":[]}"#,
+        true,
+    );
+    let msg = err_text(open_report(&r.url(), None, &table()));
+    assert!(
+        msg.ends_with("creationTimestamp: expected epoch seconds (OSS), found \"1709683200000\""),
+        "{msg}"
+    );
+    r.manifest_json(
+        r#"{"sourceBucket":"src-bucket","version":"2019-09-01","creationTimestamp":"1","fileFormat":"ORC","fileSchema":"struct<bucket:string,key:string>","files":[]}"#,
+        true,
+    );
+    let msg = err_text(open_report(&r.url(), None, &table()));
+    assert!(
+        msg.ends_with("fileFormat: oss reports are CSV, found \"ORC\""),
+        "{msg}"
+    );
+
+    // A bad TaggingCount names file, line and field.
     let r = Report::new();
     let f = r.data("y.csv", b"\"src-bucket\",\"k\",\"two\"\n");
     oss_manifest(&r, "Bucket, Key, TaggingCount", vec![f]);

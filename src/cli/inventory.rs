@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use crate::cli::{print, to_json, Context};
 use crate::error::{Error, Result};
-use crate::inventory::import::import_s3_report;
-use crate::inventory::s3::read_s3_report_on;
+use crate::inventory::import::import_report;
+use crate::inventory::report::{open_report, Provider};
 use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
 
 /// The table reports and listings go to.
@@ -21,7 +21,7 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum InventoryCommand {
-    /// Apply one inventory report (S3) as the full state of its bucket.
+    /// Apply one inventory report (S3, OSS, OBS) as the full state of its bucket.
     Import(ImportArgs),
 }
 
@@ -30,9 +30,9 @@ enum InventoryCommand {
 struct ImportArgs {
     /// URL of the report's manifest.json (a path, file://, s3://, gs://, az://).
     manifest_url: String,
-    /// Report format, when the manifest should not decide: s3.
-    #[arg(long)]
-    format: Option<String>,
+    /// Report format, when the manifest should not decide.
+    #[arg(long, value_enum)]
+    format: Option<Provider>,
     /// The key prefix the report's inventory rule covers (objects outside it are kept).
     #[arg(long, default_value = "")]
     scope_prefix: String,
@@ -49,28 +49,21 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
 
 /// The declared inventory table.
 pub(crate) fn inventory_table(ctx: &Context) -> Result<TableDef> {
-    ctx.tables()?.remove(INVENTORY_TABLE).ok_or_else(|| {
-        Error::NotFound(format!("table {INVENTORY_TABLE} is not declared"))
-    })
+    ctx.tables()?
+        .remove(INVENTORY_TABLE)
+        .ok_or_else(|| Error::NotFound(format!("table {INVENTORY_TABLE} is not declared")))
 }
 
 async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
-    if let Some(format) = &args.format {
-        if format != "s3" {
-            return Err(Error::InvalidConfig(format!(
-                "--format: expected s3, found {format:?}"
-            )));
-        }
-    }
     let table = inventory_table(ctx)?;
     let store = ctx.store().await?;
     let started = Instant::now();
-    let handle = tokio::runtime::Handle::current();
     let url = args.manifest_url.clone();
     let scope_prefix = args.scope_prefix.clone();
+    let format = args.format;
     let outcome = blocking(move || {
-        let report = read_s3_report_on(handle, &url, &table)?;
-        import_s3_report(store.as_ref(), report, &table.table, &scope_prefix)
+        let report = open_report(&url, format, &table)?;
+        import_report(store.as_ref(), report, &table.table, &scope_prefix)
     })
     .await?;
     report_outcome(&outcome, started, args.json)
@@ -84,10 +77,14 @@ pub(crate) fn report_outcome(outcome: &ImportOutcome, started: Instant, json: bo
         ImportOutcome::AlreadyImported(r) => (r, false),
     };
     if json {
-        let mut value = serde_json::to_value(record)
-            .map_err(|e| Error::Encode(format!("JSON output: {e}")))?;
+        let mut value =
+            serde_json::to_value(record).map_err(|e| Error::Encode(format!("JSON output: {e}")))?;
         if let Some(map) = value.as_object_mut() {
-            let said = if applied { "applied" } else { "already_imported" };
+            let said = if applied {
+                "applied"
+            } else {
+                "already_imported"
+            };
             map.insert("outcome".into(), said.into());
         }
         return print(&to_json(&value)?);
@@ -121,7 +118,10 @@ pub(crate) fn scope(record: &ImportRecord) -> String {
     if record.scope_prefix.is_empty() {
         format!("bucket {}", record.scope_bucket)
     } else {
-        format!("bucket {} prefix {:?}", record.scope_bucket, record.scope_prefix)
+        format!(
+            "bucket {} prefix {:?}",
+            record.scope_bucket, record.scope_prefix
+        )
     }
 }
 

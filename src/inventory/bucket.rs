@@ -28,7 +28,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
-use crate::inventory::s3::parent_folder;
+use crate::inventory::report::parent_folder;
 use crate::sink::destination::Destination;
 use crate::store::{Change, ImportRecord, TableDef, Value};
 
@@ -89,10 +89,7 @@ impl Plan {
         };
         put(Some(self.bucket), Value::String(bucket.to_string()));
         put(self.version_id, Value::String(String::new()));
-        put(
-            self.prefix,
-            Value::String(parent_folder(&key).to_string()),
-        );
+        put(self.prefix, Value::String(parent_folder(&key).to_string()));
         put(
             self.size,
             Value::Int64(i64::try_from(meta.size).unwrap_or(i64::MAX)),
@@ -103,9 +100,9 @@ impl Plan {
         );
         put(
             self.etag,
-            meta.e_tag
-                .as_ref()
-                .map_or(Value::Null, |e| Value::String(e.trim_matches('"').to_string())),
+            meta.e_tag.as_ref().map_or(Value::Null, |e| {
+                Value::String(e.trim_matches('"').to_string())
+            }),
         );
         row[self.key] = Value::String(key);
         row
@@ -232,9 +229,9 @@ impl BucketListing {
             let change = match item {
                 Err(e) => Err(listing_error(&self.url, e)),
                 Ok(meta) => match self.key_of(&meta.location) {
-                    Some(key) if key.starts_with(&self.prefix) => Ok(Change::Upsert(
-                        self.plan.row(&self.bucket, key, &meta),
-                    )),
+                    Some(key) if key.starts_with(&self.prefix) => {
+                        Ok(Change::Upsert(self.plan.row(&self.bucket, key, &meta)))
+                    }
                     _ => continue,
                 },
             };
@@ -249,7 +246,11 @@ impl BucketListing {
     fn key_of(&self, location: &Path) -> Option<String> {
         let parts: Vec<String> = location
             .parts()
-            .map(|p| percent_decode_str(p.as_ref()).decode_utf8_lossy().into_owned())
+            .map(|p| {
+                percent_decode_str(p.as_ref())
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
             .collect();
         (!parts.is_empty()).then(|| parts.join("/"))
     }

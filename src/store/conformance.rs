@@ -19,8 +19,8 @@ use arrow::record_batch::RecordBatch;
 mod imports;
 
 pub(crate) use imports::{
-    snapshot_import_diffs_its_scope, snapshot_import_prefix_scope_and_atomicity,
-    snapshot_import_same_or_older_is_not_applied,
+    snapshot_import_diffs_its_scope, snapshot_import_into_empty_scope_with_repeated_keys,
+    snapshot_import_prefix_scope_and_atomicity, snapshot_import_same_or_older_is_not_applied,
 };
 
 use crate::error::Error;

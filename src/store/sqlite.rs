@@ -615,7 +615,7 @@ impl Applier<'_> {
         Ok(Stored::Same)
     }
 
-    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+    fn bind_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
         let n = values.len();
         for (i, v) in values.iter().enumerate() {
             stmt.raw_bind_parameter(i + 1, Bind(v))
@@ -625,6 +625,11 @@ impl Applier<'_> {
             .map_err(self.err("binding _seq"))?;
         stmt.raw_bind_parameter(n + 2, self.write_time)
             .map_err(self.err("binding _write_time"))?;
+        Ok(())
+    }
+
+    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+        self.bind_row(stmt, values)?;
         stmt.raw_execute().map_err(self.err("writing a row"))?;
         Ok(())
     }
@@ -651,6 +656,27 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Inserts a row whose key the caller believes absent, without looking it up; `false`
+    /// (nothing written) when the key exists after all.
+    fn insert_new(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<bool> {
+        self.t.check_row(values)?;
+        self.seq += 1;
+        self.bind_row(&mut s.insert, values)?;
+        match s.insert.raw_execute() {
+            Ok(_) => {
+                self.out.inserted += 1;
+                Ok(true)
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                self.seq -= 1;
+                Ok(false)
+            }
+            Err(e) => Err(self.err("writing a row")(e)),
+        }
     }
 
     fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
@@ -1501,6 +1527,7 @@ mod tests {
         snapshot_import_diffs_its_scope,
         snapshot_import_same_or_older_is_not_applied,
         snapshot_import_prefix_scope_and_atomicity,
+        snapshot_import_into_empty_scope_with_repeated_keys,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

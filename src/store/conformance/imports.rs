@@ -252,3 +252,41 @@ pub(crate) fn snapshot_import_prefix_scope_and_atomicity(store: &dyn Store) {
     let next = applied(import(store, &draft("b", "", "p5", 4), vec![obj("b", "top", 4)]).unwrap());
     assert_eq!((next.deleted, next.unchanged), (2, 1));
 }
+
+/// A first snapshot of an empty scope that repeats a key: the later row wins, counted as an
+/// update (or unchanged when equal), and `_seq` still takes one value per change.
+pub(crate) fn snapshot_import_into_empty_scope_with_repeated_keys(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let first = applied(
+        import(
+            store,
+            &draft("b", "", "dup", 1),
+            vec![
+                obj("b", "a", 1),
+                obj("b", "b", 2),
+                obj("b", "a", 10),
+                obj("b", "b", 2),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        (
+            first.rows,
+            first.inserted,
+            first.updated,
+            first.unchanged,
+            first.seq
+        ),
+        (4, 2, 1, 1, 3)
+    );
+    let rows = live(store, &def);
+    assert_eq!(
+        rows[&("b".to_string(), "a".to_string())],
+        (Value::Int64(10), 3)
+    );
+    assert_eq!(
+        rows[&("b".to_string(), "b".to_string())],
+        (Value::Int64(2), 2)
+    );
+}

@@ -3,7 +3,9 @@
 //! pipeline logic of their own.
 
 mod ddl;
+mod du;
 mod load;
+mod ls;
 mod run;
 mod status;
 mod tables;
@@ -59,6 +61,10 @@ pub enum Command {
     Ddl(ddl::Args),
     /// Show the last run, live objects, rows and dirty rows of tasks.
     Status(status::Args),
+    /// List a bucket's current objects from the inventory table, like `aws s3 ls`.
+    Ls(ls::Args),
+    /// Count a bucket's current objects and bytes from the inventory table, grouped.
+    Du(du::Args),
 }
 
 /// Runs the parsed command line.
@@ -75,6 +81,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Ddl(args) => ddl::run(&ctx, args).await,
         Command::Status(args) => status::run(&ctx, args).await,
+        Command::Ls(args) => ls::run(&ctx, args).await,
+        Command::Du(args) => du::run(&ctx, args).await,
     }
 }
 

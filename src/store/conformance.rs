@@ -6,6 +6,8 @@
 //! consistent snapshots, run records); it does not test backend specifics such as the file
 //! layout.
 
+pub(super) mod listing;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

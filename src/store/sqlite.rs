@@ -28,6 +28,8 @@
 //! SQLite cannot store a NaN double (it turns it into NULL), so `apply` rejects NaN rather
 //! than change the value silently; a zero double keeps no sign.
 
+mod listing;
+
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -926,7 +928,10 @@ impl Store for SqliteStore {
             .map_err(db(format_args!("declaring table {name}")))?;
         if let Some(stored) = stored_def(&tx, name)? {
             if stored == *def {
-                return Ok(());
+                listing::ensure_index(&tx, def)?;
+                return tx
+                    .commit()
+                    .map_err(db(format_args!("declaring table {name}")));
             }
             return Err(Error::Conflict(format!(
                 "table {name} exists in the store with a different definition: {}",
@@ -942,6 +947,7 @@ impl Store for SqliteStore {
         .map_err(db(format_args!("declaring table {name}")))?;
         tx.execute_batch(&create_table_sql(def))
             .map_err(db(format_args!("creating table {name}")))?;
+        listing::ensure_index(&tx, def)?;
         tx.commit()
             .map_err(db(format_args!("declaring table {name}")))?;
         Ok(())
@@ -1185,6 +1191,19 @@ impl Store for SqliteStore {
 
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         self.imports_impl(limit)
+    }
+
+    fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
+        listing::list_objects(self, q)
+    }
+
+    fn summarize_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        by: crate::store::SummaryBy,
+    ) -> Result<Vec<crate::store::SummaryRow>> {
+        listing::summarize_objects(self, bucket, prefix, by)
     }
 }
 

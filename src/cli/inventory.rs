@@ -41,15 +41,8 @@ struct WatchArgs {
     /// Scan once, import what is complete, and exit (1 when a report failed).
     #[arg(long)]
     once: bool,
-    /// Report format, when the manifests should not decide (obs: every manifest is complete).
-    #[arg(long, value_enum)]
-    format: Option<Provider>,
-    /// The key prefix the reports' inventory rule covers.
-    #[arg(long, default_value = "")]
-    scope_prefix: String,
-    /// Print each import record as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    options: ReportOptions,
 }
 
 /// Parses `60s`, `5m`, `1h`, `500ms` or a plain number of seconds.
@@ -84,13 +77,21 @@ fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
 struct ImportArgs {
     /// URL of the report's manifest.json (a path, file://, s3://, gs://, az://).
     manifest_url: String,
-    /// Report format, when the manifest should not decide.
+    #[command(flatten)]
+    options: ReportOptions,
+}
+
+/// How reports are read and applied (`import` and `watch`).
+#[derive(Debug, clap::Args)]
+struct ReportOptions {
+    /// Report format, when the manifest should not decide (obs: with `watch`, every manifest
+    /// counts as complete).
     #[arg(long, value_enum)]
     format: Option<Provider>,
-    /// The key prefix the report's inventory rule covers (objects outside it are kept).
+    /// The key prefix the reports' inventory rule covers (objects outside it are kept).
     #[arg(long, default_value = "")]
     scope_prefix: String,
-    /// Print the import record as JSON.
+    /// Print each import record as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -114,14 +115,14 @@ async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let store = ctx.store().await?;
     let started = Instant::now();
     let url = args.manifest_url.clone();
-    let scope_prefix = args.scope_prefix.clone();
-    let format = args.format;
+    let scope_prefix = args.options.scope_prefix.clone();
+    let format = args.options.format;
     let outcome = blocking(move || {
         let report = open_report(&url, format, &table)?;
         import_report(store.as_ref(), report, &table.table, &scope_prefix)
     })
     .await?;
-    report_outcome(&outcome, started, args.json)
+    report_outcome(&outcome, started, args.options.json)
 }
 
 /// Prints what an import did: one line, or the record as JSON with an `outcome` field
@@ -204,7 +205,7 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
     let mut announced: HashSet<String> = HashSet::new();
     loop {
         let mut failed = 0usize;
-        match scan(&root, args.format == Some(Provider::Obs)).await {
+        match scan(&root, args.options.format == Some(Provider::Obs)).await {
             Err(e) if !args.once => eprintln!("error: scanning {}: {e}", root.url()),
             Err(e) => return Err(e),
             Ok(found) => {
@@ -220,7 +221,7 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
                     .collect();
                 let opened = {
                     let table = table.clone();
-                    let format = args.format;
+                    let format = args.options.format;
                     blocking(move || {
                         Ok(new
                             .into_iter()
@@ -251,7 +252,7 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
                     let (store, table_name, prefix) = (
                         store.clone(),
                         table.table.clone(),
-                        args.scope_prefix.clone(),
+                        args.options.scope_prefix.clone(),
                     );
                     let started = Instant::now();
                     let outcome = blocking(move || {
@@ -261,7 +262,7 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
                     match outcome {
                         Ok(outcome) => {
                             handled.insert(url);
-                            report_outcome(&outcome, started, args.json)?;
+                            report_outcome(&outcome, started, args.options.json)?;
                         }
                         Err(e) => {
                             failed += 1;

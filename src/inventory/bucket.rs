@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
 use crate::inventory::report::parent_folder;
 use crate::sink::destination::Destination;
-use crate::store::{Change, ImportRecord, TableDef, Value};
+use crate::store::{Change, ImportRecord, ImportScope, TableDef, Value};
 
 /// A bucket (or local folder) about to be listed.
 pub struct BucketListing {
@@ -183,27 +183,21 @@ impl BucketListing {
     /// unique to this listing, so two listings are never "the same snapshot".
     pub fn draft(&self, table: &str, now_ms: i64) -> ImportRecord {
         let id = format!("listing\n{}\n{}\n{now_ms}", self.url, self.prefix);
-        ImportRecord {
-            import_id: 0,
-            table: table.to_string(),
-            scope_bucket: self.bucket.clone(),
-            scope_prefix: self.prefix.clone(),
-            manifest_url: self.url.clone(),
-            manifest_md5: Md5::digest(id.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            provider: "listing".into(),
-            created_ms: now_ms,
-            imported_ms: 0,
-            rows: 0,
-            inserted: 0,
-            updated: 0,
-            deleted: 0,
-            unchanged: 0,
-            duration_ms: 0,
-            seq: 0,
-        }
+        let md5: String = Md5::digest(id.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ImportRecord::draft(
+            table,
+            ImportScope {
+                bucket: self.bucket.clone(),
+                prefix: self.prefix.clone(),
+            },
+            &self.url,
+            &md5,
+            "listing",
+            now_ms,
+        )
     }
 
     /// The listing's rows, read ahead on a thread of their own that runs the object-store

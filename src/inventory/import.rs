@@ -5,30 +5,23 @@
 use crate::error::Result;
 use crate::inventory::read_ahead::{Producer, ReadAhead};
 use crate::inventory::report::Report;
-use crate::store::{ImportOutcome, ImportRecord, Store};
+use crate::store::{ImportOutcome, ImportRecord, ImportScope, Store};
 
 /// The draft record of a report about to be imported into `table`, for the scope of its
 /// source bucket and `scope_prefix`.
 pub fn report_draft(report: &Report, table: &str, scope_prefix: &str) -> ImportRecord {
     let info = &report.info;
-    ImportRecord {
-        import_id: 0,
-        table: table.to_string(),
-        scope_bucket: info.source_bucket.clone(),
-        scope_prefix: scope_prefix.to_string(),
-        manifest_url: info.manifest_url.clone(),
-        manifest_md5: info.manifest_md5.clone(),
-        provider: info.provider.as_str().to_string(),
-        created_ms: info.created_ms,
-        imported_ms: 0,
-        rows: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        unchanged: 0,
-        duration_ms: 0,
-        seq: 0,
-    }
+    ImportRecord::draft(
+        table,
+        ImportScope {
+            bucket: info.source_bucket.clone(),
+            prefix: scope_prefix.to_string(),
+        },
+        &info.manifest_url,
+        &info.manifest_md5,
+        info.provider.as_str(),
+        info.created_ms,
+    )
 }
 
 /// Imports an opened report as the full state of its scope. Blocks: call from a blocking

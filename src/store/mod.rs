@@ -219,6 +219,36 @@ pub struct ImportRecord {
 }
 
 impl ImportRecord {
+    /// A draft record of a snapshot about to be applied: where it comes from, nothing measured
+    /// yet (the store fills in the id, counts, duration and `_seq`).
+    pub fn draft(
+        table: &str,
+        scope: ImportScope,
+        manifest_url: &str,
+        manifest_md5: &str,
+        provider: &str,
+        created_ms: i64,
+    ) -> ImportRecord {
+        ImportRecord {
+            import_id: 0,
+            table: table.to_string(),
+            scope_bucket: scope.bucket,
+            scope_prefix: scope.prefix,
+            manifest_url: manifest_url.to_string(),
+            manifest_md5: manifest_md5.to_string(),
+            provider: provider.to_string(),
+            created_ms,
+            imported_ms: 0,
+            rows: 0,
+            inserted: 0,
+            updated: 0,
+            deleted: 0,
+            unchanged: 0,
+            duration_ms: 0,
+            seq: 0,
+        }
+    }
+
     /// The scope this record covers.
     pub fn scope(&self) -> ImportScope {
         ImportScope {

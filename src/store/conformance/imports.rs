@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{declare, read, s, stats};
 use crate::error::Error;
-use crate::store::{Change, ImportOutcome, ImportRecord, Store, TableDef, Value};
+use crate::store::{Change, ImportOutcome, ImportRecord, ImportScope, Store, TableDef, Value};
 
 /// A table keyed like `object_inventory`: (bucket, key).
 const OBJS: &str = "table: objs
@@ -21,24 +21,12 @@ fn obj(bucket: &str, key: &str, size: i64) -> Change {
 }
 
 fn draft(bucket: &str, prefix: &str, md5: &str, created_ms: i64) -> ImportRecord {
-    ImportRecord {
-        import_id: 0,
-        table: "objs".into(),
-        scope_bucket: bucket.into(),
-        scope_prefix: prefix.into(),
-        manifest_url: format!("file:///reports/{md5}/manifest.json"),
-        manifest_md5: md5.into(),
-        provider: "s3".into(),
-        created_ms,
-        imported_ms: 0,
-        rows: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        unchanged: 0,
-        duration_ms: 0,
-        seq: 0,
-    }
+    let scope = ImportScope {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+    };
+    let url = format!("file:///reports/{md5}/manifest.json");
+    ImportRecord::draft("objs", scope, &url, md5, "s3", created_ms)
 }
 
 fn import(store: &dyn Store, d: &ImportRecord, rows: Vec<Change>) -> crate::Result<ImportOutcome> {

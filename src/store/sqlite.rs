@@ -1581,6 +1581,12 @@ mod tests {
         snapshot_import_same_or_older_is_not_applied,
         snapshot_import_prefix_scope_and_atomicity,
         snapshot_import_into_empty_scope_with_repeated_keys,
+        snapshot_import_sorted_removals,
+        snapshot_import_out_of_order_switch,
+        snapshot_import_repeated_key,
+        snapshot_import_revives_tombstones,
+        snapshot_import_prefix_edges,
+        snapshot_import_versions_in_byte_order,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

@@ -601,7 +601,18 @@ impl Applier<'_> {
         let Some(row) = rows.next().map_err(self.err("looking up a key"))? else {
             return Ok(Stored::Absent);
         };
-        let deleted: i64 = row.get(0).map_err(self.err("looking up a key"))?;
+        self.compare_stored(row, 0, values)
+    }
+
+    /// Compares a stored row whose `_deleted` is column `at`, followed by the other columns
+    /// in table order, with `values` (None: only whether it is live).
+    fn compare_stored(
+        &self,
+        row: &rusqlite::Row<'_>,
+        at: usize,
+        values: Option<&[Value]>,
+    ) -> Result<Stored> {
+        let deleted: i64 = row.get(at).map_err(self.err("looking up a key"))?;
         if deleted != 0 {
             return Ok(Stored::Tombstone);
         }
@@ -609,7 +620,9 @@ impl Applier<'_> {
             return Ok(Stored::Same);
         };
         for (p, &i) in self.t.other_idx.iter().enumerate() {
-            let r = row.get_ref(p + 1).map_err(self.err("looking up a key"))?;
+            let r = row
+                .get_ref(at + p + 1)
+                .map_err(self.err("looking up a key"))?;
             if !same(&values[i], r) {
                 return Ok(Stored::Different);
             }
@@ -639,7 +652,18 @@ impl Applier<'_> {
     fn upsert(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<()> {
         self.t.check_row(values)?;
         let key_idx = &self.t.key_idx;
-        match self.stored(&mut s.lookup, |j| &values[key_idx[j]], Some(values))? {
+        let stored = self.stored(&mut s.lookup, |j| &values[key_idx[j]], Some(values))?;
+        self.write_upsert(s, values, stored)
+    }
+
+    /// Writes a checked upsert given what the store holds for its key.
+    fn write_upsert(
+        &mut self,
+        s: &mut Statements<'_>,
+        values: &[Value],
+        stored: Stored,
+    ) -> Result<()> {
+        match stored {
             Stored::Same => self.out.unchanged += 1,
             Stored::Absent => {
                 self.seq += 1;
@@ -686,21 +710,31 @@ impl Applier<'_> {
         match self.stored(&mut s.lookup, |j| &key[j], None)? {
             Stored::Absent | Stored::Tombstone => self.out.unchanged += 1,
             Stored::Same | Stored::Different => {
-                self.seq += 1;
-                let stmt = &mut s.tombstone;
-                stmt.raw_bind_parameter(1, self.seq)
-                    .map_err(self.err("binding _seq"))?;
-                stmt.raw_bind_parameter(2, self.write_time)
-                    .map_err(self.err("binding _write_time"))?;
-                for (j, v) in key.iter().enumerate() {
-                    stmt.raw_bind_parameter(j + 3, Bind(v))
-                        .map_err(self.err("binding a key"))?;
-                }
-                stmt.raw_execute()
-                    .map_err(self.err("writing a tombstone"))?;
-                self.out.deleted += 1;
+                self.write_tombstone(s, key.iter().map(Bind))?;
             }
         }
+        Ok(())
+    }
+
+    /// Tombstones the live row with `key` (in key order) under the next `_seq`.
+    fn write_tombstone(
+        &mut self,
+        s: &mut Statements<'_>,
+        key: impl IntoIterator<Item = impl ToSql>,
+    ) -> Result<()> {
+        self.seq += 1;
+        let stmt = &mut s.tombstone;
+        stmt.raw_bind_parameter(1, self.seq)
+            .map_err(self.err("binding _seq"))?;
+        stmt.raw_bind_parameter(2, self.write_time)
+            .map_err(self.err("binding _write_time"))?;
+        for (j, v) in key.into_iter().enumerate() {
+            stmt.raw_bind_parameter(j + 3, v)
+                .map_err(self.err("binding a key"))?;
+        }
+        stmt.raw_execute()
+            .map_err(self.err("writing a tombstone"))?;
+        self.out.deleted += 1;
         Ok(())
     }
 }
@@ -1547,6 +1581,12 @@ mod tests {
         snapshot_import_same_or_older_is_not_applied,
         snapshot_import_prefix_scope_and_atomicity,
         snapshot_import_into_empty_scope_with_repeated_keys,
+        snapshot_import_sorted_removals,
+        snapshot_import_out_of_order_switch,
+        snapshot_import_repeated_key,
+        snapshot_import_revives_tombstones,
+        snapshot_import_prefix_edges,
+        snapshot_import_versions_in_byte_order,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

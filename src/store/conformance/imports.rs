@@ -278,3 +278,336 @@ pub(crate) fn snapshot_import_into_empty_scope_with_repeated_keys(store: &dyn St
         (Value::Int64(2), 2)
     );
 }
+
+/// Record counts (rows, inserted, updated, deleted, unchanged).
+fn counts(r: &ImportRecord) -> (u64, u64, u64, u64, u64) {
+    (r.rows, r.inserted, r.updated, r.deleted, r.unchanged)
+}
+
+/// Live keys of bucket `b`, in order.
+fn keys_of(store: &dyn Store, def: &TableDef, b: &str) -> Vec<String> {
+    live(store, def)
+        .into_keys()
+        .filter(|(bucket, _)| bucket == b)
+        .map(|(_, k)| k)
+        .collect()
+}
+
+/// `_seq` of the live row (b, k).
+fn seq_of(store: &dyn Store, def: &TableDef, b: &str, k: &str) -> i64 {
+    live(store, def)[&(b.to_string(), k.to_string())].1
+}
+
+/// An ascending report with rows removed at the start, in the middle and at the end: each
+/// becomes one tombstone, the changes take one `_seq` each, unchanged rows keep theirs.
+pub(crate) fn snapshot_import_sorted_removals(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let rows = keys.iter().map(|k| obj("b", k, 1)).collect();
+    applied(import(store, &draft("b", "", "r1", 1), rows).unwrap());
+    let before = live(store, &def);
+    // Removed: a (start), d and e (middle), h (end); changed: c; added: cc, i.
+    let second = applied(
+        import(
+            store,
+            &draft("b", "", "r2", 2),
+            vec![
+                obj("b", "b", 1),
+                obj("b", "c", 2),
+                obj("b", "cc", 1),
+                obj("b", "f", 1),
+                obj("b", "g", 1),
+                obj("b", "i", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&second), (6, 2, 1, 4, 3));
+    assert_eq!(second.seq, 8 + 3 + 4, "one _seq per change");
+    assert_eq!(
+        keys_of(store, &def, "b"),
+        ["b", "c", "cc", "f", "g", "i"],
+        "absent rows still live"
+    );
+    for k in ["b", "f", "g"] {
+        assert_eq!(
+            seq_of(store, &def, "b", k),
+            before[&("b".into(), k.into())].1
+        );
+    }
+    let st = stats(store, "objs");
+    assert_eq!((st.rows, st.tombstones, st.max_seq), (6, 4, second.seq));
+    // Every row removed at once, and an unchanged re-import that writes nothing.
+    let third = applied(
+        import(
+            store,
+            &draft("b", "", "r3", 3),
+            vec![obj("b", "c", 2), obj("b", "i", 1)],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&third), (2, 0, 0, 4, 2));
+    let same = applied(
+        import(
+            store,
+            &draft("b", "", "r4", 4),
+            vec![obj("b", "c", 2), obj("b", "i", 1)],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&same), (2, 0, 0, 0, 2));
+    assert_eq!(same.seq, third.seq, "an unchanged report took a _seq");
+    let empty = applied(import(store, &draft("b", "", "r5", 5), vec![]).unwrap());
+    assert_eq!(counts(&empty), (0, 0, 0, 2, 0));
+    assert!(keys_of(store, &def, "b").is_empty());
+}
+
+/// A report whose keys go out of order part-way: rows absent before the switch but present
+/// after it are neither tombstoned nor rewritten; absent rows on both sides of the switch
+/// are tombstoned once.
+pub(crate) fn snapshot_import_out_of_order_switch(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let keys = ["a", "b", "c", "d", "e", "f", "g"];
+    let rows = keys.iter().map(|k| obj("b", k, 1)).collect();
+    applied(import(store, &draft("b", "", "o1", 1), rows).unwrap());
+    let before = live(store, &def);
+    // Ascending a, c, e (b and d absent so far), then b goes back: d stays absent (before
+    // the switch), f is changed, g absent (after the switch), h new.
+    let second = applied(
+        import(
+            store,
+            &draft("b", "", "o2", 2),
+            vec![
+                obj("b", "a", 1),
+                obj("b", "c", 1),
+                obj("b", "e", 1),
+                obj("b", "b", 1),
+                obj("b", "h", 1),
+                obj("b", "f", 2),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&second), (6, 1, 1, 2, 4));
+    assert_eq!(second.seq, 7 + 4);
+    assert_eq!(keys_of(store, &def, "b"), ["a", "b", "c", "e", "f", "h"]);
+    for k in ["a", "b", "c", "e"] {
+        assert_eq!(
+            seq_of(store, &def, "b", k),
+            before[&("b".into(), k.into())].1,
+            "{k} rewritten"
+        );
+    }
+    let st = stats(store, "objs");
+    assert_eq!((st.rows, st.tombstones, st.max_seq), (6, 2, second.seq));
+}
+
+/// A repeated key in a report of a stored scope: the later row wins and is counted against
+/// the earlier one; nothing is tombstoned.
+pub(crate) fn snapshot_import_repeated_key(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    applied(
+        import(
+            store,
+            &draft("b", "", "d1", 1),
+            vec![obj("b", "a", 1), obj("b", "b", 1), obj("b", "c", 1)],
+        )
+        .unwrap(),
+    );
+    let second = applied(
+        import(
+            store,
+            &draft("b", "", "d2", 2),
+            vec![
+                obj("b", "a", 1),
+                obj("b", "b", 1),
+                obj("b", "b", 5),
+                obj("b", "c", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&second), (4, 0, 1, 0, 3));
+    let rows = live(store, &def);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[&("b".into(), "b".into())], (Value::Int64(5), 4));
+    assert_eq!(rows[&("b".into(), "c".into())].1, 3);
+}
+
+/// Tombstoned rows that come back are counted as inserts and revived with a new `_seq`;
+/// tombstones the report still lacks stay as they are.
+pub(crate) fn snapshot_import_revives_tombstones(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let all = |sizes: &[(&str, i64)]| -> Vec<Change> {
+        sizes.iter().map(|(k, n)| obj("b", k, *n)).collect()
+    };
+    applied(
+        import(
+            store,
+            &draft("b", "", "t1", 1),
+            all(&[("a", 1), ("b", 1), ("c", 1), ("d", 1), ("e", 1)]),
+        )
+        .unwrap(),
+    );
+    let second = applied(import(store, &draft("b", "", "t2", 2), all(&[("c", 1)])).unwrap());
+    assert_eq!(counts(&second), (1, 0, 0, 4, 1));
+    let third = applied(
+        import(
+            store,
+            &draft("b", "", "t3", 3),
+            all(&[("a", 7), ("c", 1), ("e", 1), ("f", 1)]),
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&third), (4, 3, 0, 0, 1));
+    assert_eq!(third.seq, second.seq + 3);
+    let rows = live(store, &def);
+    assert_eq!(
+        rows[&("b".into(), "a".into())],
+        (Value::Int64(7), i64::try_from(second.seq).unwrap() + 1)
+    );
+    assert_eq!(keys_of(store, &def, "b"), ["a", "c", "e", "f"]);
+    let st = stats(store, "objs");
+    assert_eq!((st.rows, st.tombstones), (4, 2));
+}
+
+/// Prefix scopes next to rows just outside the prefix on both sides (and in neighbouring
+/// buckets): sorted, empty and out-of-order reports change only the scope.
+pub(crate) fn snapshot_import_prefix_edges(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let outside = ["logr", "logs", "logs.", "logs0", "logt"];
+    let inside = ["logs/", "logs/a", "logs/m", "logs/z", "logs/\u{e9}"];
+    for (n, bucket) in ["a", "b", "c"].into_iter().enumerate() {
+        let rows = outside
+            .iter()
+            .chain(&inside)
+            .map(|k| obj(bucket, k, 1))
+            .collect();
+        applied(import(store, &draft(bucket, "", &format!("p{bucket}"), 1), rows).unwrap());
+        assert_eq!(keys_of(store, &def, bucket).len(), 10, "bucket {n}");
+    }
+    let untouched = |store: &dyn Store| -> Vec<((String, String), (Value, i64))> {
+        live(store, &def)
+            .into_iter()
+            .filter(|((b, k), _)| b != "b" || !k.starts_with("logs/"))
+            .collect()
+    };
+    let before = untouched(store);
+
+    // Sorted: the first and last rows of the scope removed, "logs/b" added.
+    let sorted = applied(
+        import(
+            store,
+            &draft("b", "logs/", "s1", 2),
+            vec![
+                obj("b", "logs/a", 1),
+                obj("b", "logs/b", 1),
+                obj("b", "logs/m", 1),
+                obj("b", "logs/z", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&sorted), (4, 1, 0, 2, 3));
+    assert_eq!(untouched(store), before);
+    let in_b = |store: &dyn Store| -> Vec<String> {
+        keys_of(store, &def, "b")
+            .into_iter()
+            .filter(|k| k.starts_with("logs/"))
+            .collect()
+    };
+    assert_eq!(in_b(store), ["logs/a", "logs/b", "logs/m", "logs/z"]);
+
+    // Out of order: "logs/m" absent before the switch, "logs/z" after it.
+    let unsorted = applied(
+        import(
+            store,
+            &draft("b", "logs/", "s2", 3),
+            vec![
+                obj("b", "logs/b", 1),
+                obj("b", "logs/", 2),
+                obj("b", "logs/a", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&unsorted), (3, 1, 0, 2, 2));
+    assert_eq!(untouched(store), before);
+    assert_eq!(in_b(store), ["logs/", "logs/a", "logs/b"]);
+
+    // Empty: every row of the scope, nothing else.
+    let empty = applied(import(store, &draft("b", "logs/", "s3", 4), vec![]).unwrap());
+    assert_eq!(counts(&empty), (0, 0, 0, 3, 0));
+    assert_eq!(untouched(store), before);
+    assert!(in_b(store).is_empty());
+}
+
+/// A key of three string columns (like `object_inventory`'s bucket, key, version): the order
+/// is the key columns' UTF-8 byte order, one column after the other.
+const VERSIONS: &str = "table: objs
+primary_key: [bucket, key, version_id]
+columns:
+  - { name: bucket, type: string }
+  - { name: key, type: string }
+  - { name: version_id, type: string }
+  - { name: size, type: int64 }
+";
+
+/// Versions of a key, keys one a prefix of another and non-ASCII keys in byte order; a
+/// version out of order switches mode without losing a row.
+pub(crate) fn snapshot_import_versions_in_byte_order(store: &dyn Store) {
+    declare(store, VERSIONS);
+    let v =
+        |k: &str, ver: &str, n: i64| Change::Upsert(vec![s("b"), s(k), s(ver), Value::Int64(n)]);
+    let stored = [
+        ("a", ""),
+        ("a", "v1"),
+        ("a", "v2"),
+        ("a/", ""),
+        ("ab", "v1"),
+        ("z", ""),
+        ("\u{e9}", ""),
+        ("\u{e9}t\u{e9}", "v1"),
+    ];
+    let rows = stored.iter().map(|(k, ver)| v(k, ver, 1)).collect();
+    applied(import(store, &draft("b", "", "v1", 1), rows).unwrap());
+    // Ascending in bytes ("z" < "é"): "a"/"v1" and "ab"/"v1" removed, "é"/"x" added.
+    let sorted = applied(
+        import(
+            store,
+            &draft("b", "", "v2", 2),
+            vec![
+                v("a", "", 1),
+                v("a", "v2", 1),
+                v("a/", "", 1),
+                v("z", "", 1),
+                v("\u{e9}", "", 1),
+                v("\u{e9}", "x", 1),
+                v("\u{e9}t\u{e9}", "v1", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&sorted), (7, 1, 0, 2, 6));
+    // A version out of order ("v2" before ""): nothing lost, nothing rewritten.
+    let unsorted = applied(
+        import(
+            store,
+            &draft("b", "", "v3", 3),
+            vec![
+                v("a", "v2", 1),
+                v("a", "", 1),
+                v("a/", "", 1),
+                v("z", "", 1),
+                v("\u{e9}", "", 1),
+                v("\u{e9}", "x", 1),
+                v("\u{e9}t\u{e9}", "v1", 1),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(counts(&unsorted), (7, 0, 0, 0, 7));
+    assert_eq!(unsorted.seq, sorted.seq);
+    let st = stats(store, "objs");
+    assert_eq!((st.rows, st.tombstones), (7, 2));
+}

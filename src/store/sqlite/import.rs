@@ -2,18 +2,33 @@
 //! one write transaction that upserts a snapshot's rows, tombstones the rows of its scope the
 //! snapshot did not hold, and records the import in `_lakeport_imports`.
 //!
-//! The keys the snapshot held are collected in a temporary table (`temp."seen_<table>"`, on
-//! the write connection, spilled to a temp file by SQLite past its cache), so memory does not
-//! grow with the snapshot. After the last row, one `INSERT … SELECT` finds the scope's live
-//! rows absent from it (a range scan of the primary key over the scope) into
-//! `temp."gone_<table>"`, and one `UPDATE … FROM` turns them into tombstones, each with its
-//! own `_seq` in key order.
+//! Rows are matched with the stored ones in one of three modes:
+//! - **fresh**: the scope holds no row at all (not even a tombstone): plain inserts.
+//! - **sorted merge**, while the snapshot's keys strictly ascend (the order of the key columns
+//!   after the first, compared as UTF-8 bytes, SQLite's BINARY order; only when every key
+//!   column is a string), as providers write their reports: per row one seek on the primary
+//!   key for the first stored row of the scope past the previous key. Live stored rows before
+//!   the row's key are absent from the snapshot and tombstoned at once; the equal one is
+//!   compared; none means an insert. After the last row, one range statement tombstones the
+//!   live rows past it.
+//! - **seen**, from the first key that does not ascend (out of order, or repeated): the keys
+//!   are collected in a temporary table (`temp."seen_<table>"`, on the write connection,
+//!   spilled to a temp file by SQLite past its cache), first backfilled with the scope's live
+//!   keys up to the previous one (exactly the snapshot's rows so far), so memory does not grow
+//!   with the snapshot. After the last row, one `INSERT … SELECT` finds the scope's live rows
+//!   absent from it (a range scan of the primary key over the scope) into
+//!   `temp."gone_<table>"`, and one `UPDATE … FROM` turns them into tombstones.
+//!
+//! Either way every tombstone takes its own `_seq`, in key order within each step.
 
 use std::time::Instant;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use std::cmp::Ordering;
 
-use super::{db, non_negative, quote, Applier, SqliteStore, Statements};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
+
+use super::{db, non_negative, quote, Applier, SqliteStore, Statements, Stored};
 use crate::error::{Error, Result};
 use crate::store::{Change, ColumnType, ImportOutcome, ImportRecord, Value};
 
@@ -67,14 +82,44 @@ struct ImportSql {
     any_in_scope: String,
     /// Tombstones the rows in `gone`: `_seq` = `?1` + rank, `_write_time` = `?2`.
     tombstone_gone: String,
+    /// `temp."absent_<table>"`: the rows a sorted merge found absent, tombstoned at its end.
+    absent: String,
+    /// The sorted merge's statements, `None` unless every key column is a string.
+    merge: Option<MergeSql>,
+}
+
+/// SQL of the sorted merge. The seeks select the key columns after the first, `_deleted`,
+/// then the other columns in table order, in key order, from the scope's rows: `?1` bucket.
+/// The tombstone statements set `_seq` = `?1` + rank in key order, `_write_time` = `?2`, on
+/// the live rows of the scope selected with `?3` bucket. When the scope's prefix has an upper
+/// bound it is the last parameter.
+struct MergeSql {
+    /// Rows from the scope's start: `?2` prefix.
+    seek_first: String,
+    /// Rows past a key: `?2..` the key columns after the first.
+    seek_after: String,
+    /// Tombstones every live row of the scope: `?4` prefix.
+    tombstone_all: String,
+    /// Tombstones the live rows past a key: `?4..` the key columns after the first.
+    tombstone_after: String,
+    create_absent: String,
+    /// Lists a key in `absent`, `?1..` in key order.
+    insert_absent: String,
+    /// Tombstones the rows listed in `absent`.
+    tombstone_absent: String,
+    /// Fills `seen` with the scope's live keys up to a key that are not in `absent`: `?1`
+    /// bucket, `?2` prefix, `?3..` the key columns after the first.
+    backfill_seen: String,
 }
 
 impl ImportSql {
-    fn new(t: &super::TableSql) -> ImportSql {
+    /// `bounded`: the scope's prefix has an upper bound (see [`prefix_upper_bound`]).
+    fn new(t: &super::TableSql, bounded: bool) -> ImportSql {
         let table = t.name();
         let data = &t.data;
         let seen = format!("temp.{}", quote(&format!("seen_{table}")));
         let gone = format!("temp.{}", quote(&format!("gone_{table}")));
+        let absent = format!("temp.{}", quote(&format!("absent_{table}")));
         let keys: Vec<String> = t
             .key_idx
             .iter()
@@ -108,7 +153,83 @@ impl ImportSql {
         } else {
             format!("{}, ", nulls.join(", "))
         };
+        let tail = keys[1..].join(", ");
+        let tail_params = |first: usize| {
+            (first..first + keys.len() - 1)
+                .map(|p| format!("?{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let merge = t
+            .key_idx
+            .iter()
+            .all(|&i| t.def.columns[i].ty == ColumnType::String)
+            .then(|| {
+                let others: String = t
+                    .other_idx
+                    .iter()
+                    .map(|&i| format!(", {}", quote(&t.def.columns[i].name)))
+                    .collect();
+                let upper = |p: usize| {
+                    if bounded {
+                        format!(" AND {k2} < ?{p}")
+                    } else {
+                        String::new()
+                    }
+                };
+                let seek = |from: &str, p: usize| {
+                    format!(
+                        "SELECT {tail}, \"_deleted\"{others} FROM {data} \
+                         WHERE {k1} = ?1 AND {from}{} ORDER BY {key_list}",
+                        upper(p)
+                    )
+                };
+                let numbered = |from: &str| {
+                    format!(
+                        "UPDATE {data} SET {sets}\"_seq\" = ?1 + g.n, \"_write_time\" = ?2, \"_deleted\" = 1 \
+                         FROM (SELECT {key_list}, row_number() OVER (ORDER BY {key_list}) AS n \
+                         FROM {from}) AS g WHERE {eq}",
+                        eq = equal(data, "g"),
+                    )
+                };
+                let tombstone = |from: &str, p: usize| {
+                    numbered(&format!(
+                        "{data} WHERE {k1} = ?3 AND {from}{} AND \"_deleted\" = 0",
+                        upper(p)
+                    ))
+                };
+                let n = keys.len();
+                MergeSql {
+                    seek_first: seek(&format!("{k2} >= ?2"), 3),
+                    seek_after: seek(&format!("({tail}) > ({})", tail_params(2)), n + 1),
+                    tombstone_all: tombstone(&format!("{k2} >= ?4"), 5),
+                    tombstone_after: tombstone(
+                        &format!("({tail}) > ({})", tail_params(4)),
+                        n + 3,
+                    ),
+                    create_absent: format!(
+                        "DROP TABLE IF EXISTS {absent}; CREATE TABLE {absent} ({key_list}, PRIMARY KEY ({key_list})) WITHOUT ROWID;"
+                    ),
+                    insert_absent: format!("INSERT INTO {absent} ({key_list}) VALUES ({params})"),
+                    tombstone_absent: numbered(&absent),
+                    backfill_seen: format!(
+                        "INSERT INTO {seen} ({key_list}) SELECT {d} FROM {data} AS d \
+                         WHERE d.{k1} = ?1 AND d.{k2} >= ?2 AND ({dtail}) <= ({}) AND d.\"_deleted\" = 0 \
+                         AND NOT EXISTS (SELECT 1 FROM {absent} AS x WHERE {eq})",
+                        tail_params(3),
+                        d = cols("d"),
+                        dtail = keys[1..]
+                            .iter()
+                            .map(|k| format!("d.{k}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        eq = equal("x", "d"),
+                    ),
+                }
+            });
         ImportSql {
+            absent,
+            merge,
             create_seen: format!(
                 "DROP TABLE IF EXISTS {seen}; CREATE TABLE {seen} ({key_list}, PRIMARY KEY ({key_list})) WITHOUT ROWID;"
             ),
@@ -149,7 +270,8 @@ impl SqliteStore {
         let mut conn = self.lock();
         let t = self.table_sql(&conn, table)?;
         check_scope_columns(&t)?;
-        let sql = ImportSql::new(&t);
+        let upper = prefix_upper_bound(&draft.scope_prefix);
+        let sql = ImportSql::new(&t, upper.is_some());
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db(format_args!("starting an import into table {table}")))?;
@@ -157,19 +279,27 @@ impl SqliteStore {
             return Ok(ImportOutcome::AlreadyImported(earlier));
         }
         refuse_older(&tx, draft)?;
+        let scope = Scope {
+            bucket: &draft.scope_bucket,
+            prefix: &draft.scope_prefix,
+            upper: upper.as_deref(),
+        };
         // A scope with no rows at all (not even tombstones) cannot hold anything to update or
         // tombstone: rows go straight in, without a lookup or a key table.
-        let fresh = scope_is_empty(&tx, &sql, draft)?;
-        if !fresh {
-            tx.execute_batch(&sql.create_seen)
-                .map_err(db("creating the import's key table"))?;
-        }
+        let fresh = scope_is_empty(&tx, &sql, &scope)?;
 
         let mut a = Applier::begin(&tx, &t)?;
         let mut rows = 0u64;
         {
             let mut s = Statements::prepare(&tx, &a)?;
+            let mut merge = match &sql.merge {
+                Some(m) if !fresh => Some(Merge::prepare(&tx, m, t.key_idx.len())?),
+                _ => None,
+            };
             let mut seen = None;
+            if !fresh && merge.is_none() {
+                seen = Some(start_seen(&tx, &sql)?);
+            }
             for change in changes {
                 let values = match change? {
                     Change::Upsert(values) => values,
@@ -190,31 +320,44 @@ impl SqliteStore {
                     }
                     continue;
                 }
-                a.upsert(&mut s, &values)?;
-                let seen = seen.get_or_insert(
-                    tx.prepare_cached(&sql.insert_seen)
-                        .map_err(db("preparing the import's key table"))?,
-                );
-                for (j, &i) in t.key_idx.iter().enumerate() {
-                    seen.raw_bind_parameter(j + 1, super::Bind(&values[i]))
-                        .map_err(db("binding a key"))?;
+                if let Some(m) = &mut merge {
+                    if m.row(&mut a, &mut s, &scope, &values)? {
+                        continue;
+                    }
+                    // The first key that does not ascend: the rows so far are exactly the
+                    // scope's live rows up to the previous key.
+                    seen = Some(start_seen(&tx, &sql)?);
+                    if let Some(sql) = &sql.merge {
+                        m.backfill(&tx, sql, &scope)?;
+                    }
+                    merge = None;
                 }
-                seen.raw_execute()
-                    .map_err(db("recording a key of the import"))?;
+                a.upsert(&mut s, &values)?;
+                if let Some(seen) = &mut seen {
+                    for (j, &i) in t.key_idx.iter().enumerate() {
+                        seen.raw_bind_parameter(j + 1, super::Bind(&values[i]))
+                            .map_err(db("binding a key"))?;
+                    }
+                    seen.raw_execute()
+                        .map_err(db("recording a key of the import"))?;
+                }
+            }
+            if let Some(m) = &mut merge {
+                if let Some(sql) = &sql.merge {
+                    m.finish(&tx, sql, &mut a, &scope)?;
+                }
+            } else if seen.is_some() {
+                drop(seen);
+                let deleted = tombstone_absent(&tx, &sql, &scope, a.seq, a.write_time)?;
+                a.seq += i64::try_from(deleted).unwrap_or(i64::MAX);
+                a.out.deleted += deleted;
             }
         }
-        let deleted = if fresh {
-            0
-        } else {
-            tombstone_absent(&tx, &sql, draft, a.seq, a.write_time)?
-        };
-        a.seq += i64::try_from(deleted).unwrap_or(i64::MAX);
-        a.out.deleted += deleted;
         let write_time = a.write_time;
         let out = a.finish(&tx)?;
         tx.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
-            sql.seen, sql.gone
+            "DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {}; DROP TABLE IF EXISTS {};",
+            sql.seen, sql.gone, sql.absent
         ))
         .map_err(db("dropping the import's key tables"))?;
 
@@ -376,12 +519,11 @@ fn show_ms(ms: i64) -> String {
 }
 
 /// Whether the scope holds no row at all, live or tombstone.
-fn scope_is_empty(conn: &Connection, sql: &ImportSql, draft: &ImportRecord) -> Result<bool> {
-    let upper = prefix_upper_bound(&draft.scope_prefix);
+fn scope_is_empty(conn: &Connection, sql: &ImportSql, scope: &Scope<'_>) -> Result<bool> {
     let any: Option<i64> = conn
         .query_row(
             &sql.any_in_scope,
-            rusqlite::params![draft.scope_bucket, draft.scope_prefix, upper],
+            rusqlite::params![scope.bucket, scope.prefix, scope.upper],
             |r| r.get(0),
         )
         .optional()
@@ -394,17 +536,16 @@ fn scope_is_empty(conn: &Connection, sql: &ImportSql, draft: &ImportRecord) -> R
 fn tombstone_absent(
     conn: &Connection,
     sql: &ImportSql,
-    draft: &ImportRecord,
+    scope: &Scope<'_>,
     seq: i64,
     write_time: i64,
 ) -> Result<u64> {
     conn.execute_batch(&sql.create_gone)
         .map_err(db("creating the import's table of absent rows"))?;
-    let upper = prefix_upper_bound(&draft.scope_prefix);
     let found = conn
         .execute(
             &sql.find_gone,
-            rusqlite::params![draft.scope_bucket, draft.scope_prefix, upper],
+            rusqlite::params![scope.bucket, scope.prefix, scope.upper],
         )
         .map_err(db("finding rows absent from the snapshot"))?;
     if found == 0 {
@@ -419,6 +560,240 @@ fn tombstone_absent(
         )));
     }
     Ok(u64::try_from(found).unwrap_or(u64::MAX))
+}
+
+/// The scope of a snapshot: its bucket, its key prefix and the prefix's upper bound.
+struct Scope<'d> {
+    bucket: &'d str,
+    prefix: &'d str,
+    upper: Option<&'d str>,
+}
+
+/// Creates the import's key table; its insert statement.
+fn start_seen<'c>(conn: &'c Connection, sql: &ImportSql) -> Result<CachedStatement<'c>> {
+    conn.execute_batch(&sql.create_seen)
+        .map_err(db("creating the import's key table"))?;
+    conn.prepare_cached(&sql.insert_seen)
+        .map_err(db("preparing the import's key table"))
+}
+
+/// The state of a sorted merge (see the module documentation).
+struct Merge<'c> {
+    seek_first: CachedStatement<'c>,
+    seek_after: CachedStatement<'c>,
+    /// Lists a stored row absent from the snapshot in `absent`.
+    list_absent: CachedStatement<'c>,
+    /// Rows listed in `absent`.
+    absent: u64,
+    /// The key columns after the first of the last snapshot row; meaningful once `started`.
+    prev: Vec<String>,
+    started: bool,
+}
+
+impl<'c> Merge<'c> {
+    fn prepare(conn: &'c Connection, sql: &MergeSql, key_columns: usize) -> Result<Merge<'c>> {
+        conn.execute_batch(&sql.create_absent)
+            .map_err(db("creating the import's table of absent rows"))?;
+        let prepare = |q: &str| {
+            conn.prepare_cached(q)
+                .map_err(db("preparing the import's seek"))
+        };
+        Ok(Merge {
+            seek_first: prepare(&sql.seek_first)?,
+            seek_after: prepare(&sql.seek_after)?,
+            list_absent: prepare(&sql.insert_absent)?,
+            absent: 0,
+            prev: vec![String::new(); key_columns - 1],
+            started: false,
+        })
+    }
+
+    /// Applies one snapshot row if its key ascends past the previous one; `false` (nothing
+    /// done) when it does not.
+    fn row(
+        &mut self,
+        a: &mut Applier<'_>,
+        s: &mut Statements<'_>,
+        scope: &Scope<'_>,
+        values: &[Value],
+    ) -> Result<bool> {
+        a.t.check_row(values)?;
+        let key_idx = &a.t.key_idx;
+        let tail = |j: usize| match &values[key_idx[j + 1]] {
+            Value::String(v) => Ok(v.as_str()),
+            other => Err(Error::InvalidInput(format!(
+                "column {}: expected a string key, found {other:?}",
+                a.t.def.columns[key_idx[j + 1]].name
+            ))),
+        };
+        if self.started {
+            let mut order = Ordering::Equal;
+            for (j, prev) in self.prev.iter().enumerate() {
+                order = tail(j)?.as_bytes().cmp(prev.as_bytes());
+                if order != Ordering::Equal {
+                    break;
+                }
+            }
+            if order != Ordering::Greater {
+                return Ok(false);
+            }
+        }
+        let stmt = if self.started {
+            let stmt = &mut self.seek_after;
+            for (j, prev) in self.prev.iter().enumerate() {
+                stmt.raw_bind_parameter(j + 2, prev.as_str())
+                    .map_err(db("binding a key"))?;
+            }
+            stmt
+        } else {
+            let stmt = &mut self.seek_first;
+            stmt.raw_bind_parameter(2, scope.prefix)
+                .map_err(db("binding the scope's prefix"))?;
+            stmt
+        };
+        stmt.raw_bind_parameter(1, scope.bucket)
+            .map_err(db("binding the scope's bucket"))?;
+        if let Some(upper) = scope.upper {
+            let last = stmt.parameter_count();
+            stmt.raw_bind_parameter(last, upper)
+                .map_err(db("binding the scope's upper bound"))?;
+        }
+        let at = self.prev.len();
+        let mut found = Stored::Absent;
+        let mut rows = stmt.raw_query();
+        while let Some(row) = rows.next().map_err(db("seeking the next stored row"))? {
+            let mut order = Ordering::Equal;
+            for j in 0..at {
+                order = stored_key(a, row, j)?.cmp(tail(j)?.as_bytes());
+                if order != Ordering::Equal {
+                    break;
+                }
+            }
+            match order {
+                Ordering::Greater => break,
+                Ordering::Equal => {
+                    found = a.compare_stored(row, at, Some(values))?;
+                    break;
+                }
+                Ordering::Less => {
+                    let deleted: i64 = row.get(at).map_err(db("reading a stored row"))?;
+                    if deleted != 0 {
+                        continue;
+                    }
+                    // Live and absent from the snapshot so far; tombstoned at the end, unless
+                    // the snapshot goes out of order and holds it after all.
+                    let list = &mut self.list_absent;
+                    list.raw_bind_parameter(1, scope.bucket)
+                        .map_err(db("binding the scope's bucket"))?;
+                    for j in 0..at {
+                        let key = ToSqlOutput::Borrowed(ValueRef::Text(stored_key(a, row, j)?));
+                        list.raw_bind_parameter(j + 2, key)
+                            .map_err(db("binding a key"))?;
+                    }
+                    list.raw_execute()
+                        .map_err(db("listing a row absent from the snapshot"))?;
+                    self.absent += 1;
+                }
+            }
+        }
+        drop(rows);
+        a.write_upsert(s, values, found)?;
+        for (j, prev) in self.prev.iter_mut().enumerate() {
+            prev.clear();
+            prev.push_str(tail(j)?);
+        }
+        self.started = true;
+        Ok(true)
+    }
+
+    /// Fills the key table with the scope's live keys up to the previous one, when the
+    /// merge stops.
+    fn backfill(&self, conn: &Connection, sql: &MergeSql, scope: &Scope<'_>) -> Result<()> {
+        let mut stmt = conn
+            .prepare_cached(&sql.backfill_seen)
+            .map_err(db("preparing the import's key table"))?;
+        stmt.raw_bind_parameter(1, scope.bucket)
+            .map_err(db("binding the scope's bucket"))?;
+        stmt.raw_bind_parameter(2, scope.prefix)
+            .map_err(db("binding the scope's prefix"))?;
+        for (j, prev) in self.prev.iter().enumerate() {
+            stmt.raw_bind_parameter(j + 3, prev.as_str())
+                .map_err(db("binding a key"))?;
+        }
+        stmt.raw_execute()
+            .map_err(db("filling the import's key table"))?;
+        Ok(())
+    }
+
+    /// Tombstones the scope's live rows past the last key, numbered in key order.
+    fn finish(
+        &self,
+        conn: &Connection,
+        sql: &MergeSql,
+        a: &mut Applier<'_>,
+        scope: &Scope<'_>,
+    ) -> Result<()> {
+        if self.absent > 0 {
+            let changed = conn
+                .prepare_cached(&sql.tombstone_absent)
+                .and_then(|mut stmt| stmt.execute(rusqlite::params![a.seq, a.write_time]))
+                .map_err(db("writing tombstones for rows absent from the snapshot"))?;
+            if u64::try_from(changed).ok() != Some(self.absent) {
+                return Err(Error::Store(format!(
+                    "tombstoning rows absent from the snapshot: listed {}, changed {changed}",
+                    self.absent
+                )));
+            }
+            a.seq += i64::try_from(changed).unwrap_or(i64::MAX);
+            a.out.deleted += self.absent;
+        }
+        let mut stmt = conn
+            .prepare_cached(if self.started {
+                &sql.tombstone_after
+            } else {
+                &sql.tombstone_all
+            })
+            .map_err(db("preparing the tombstones past the snapshot's last key"))?;
+        stmt.raw_bind_parameter(1, a.seq)
+            .map_err(db("binding _seq"))?;
+        stmt.raw_bind_parameter(2, a.write_time)
+            .map_err(db("binding _write_time"))?;
+        stmt.raw_bind_parameter(3, scope.bucket)
+            .map_err(db("binding the scope's bucket"))?;
+        if self.started {
+            for (j, prev) in self.prev.iter().enumerate() {
+                stmt.raw_bind_parameter(j + 4, prev.as_str())
+                    .map_err(db("binding a key"))?;
+            }
+        } else {
+            stmt.raw_bind_parameter(4, scope.prefix)
+                .map_err(db("binding the scope's prefix"))?;
+        }
+        if let Some(upper) = scope.upper {
+            let last = stmt.parameter_count();
+            stmt.raw_bind_parameter(last, upper)
+                .map_err(db("binding the scope's upper bound"))?;
+        }
+        let changed = stmt
+            .raw_execute()
+            .map_err(db("writing tombstones past the snapshot's last key"))?;
+        a.seq += i64::try_from(changed).unwrap_or(i64::MAX);
+        a.out.deleted += u64::try_from(changed).unwrap_or(u64::MAX);
+        Ok(())
+    }
+}
+
+/// The `j`-th selected column of a seek: a stored key column after the first, as bytes.
+fn stored_key<'r>(a: &Applier<'_>, row: &'r rusqlite::Row<'_>, j: usize) -> Result<&'r [u8]> {
+    match row.get_ref(j).map_err(db("reading a stored key"))? {
+        ValueRef::Text(t) => Ok(t),
+        other => Err(Error::Store(format!(
+            "table {}: stored key column {} holds {:?}, not text",
+            a.t.name(),
+            a.t.def.columns[a.t.key_idx[j + 1]].name,
+            other.data_type()
+        ))),
+    }
 }
 
 /// Stores `record` under a new import id (which goes into the stored JSON too); the id.
@@ -451,7 +826,52 @@ fn insert_record(conn: &Connection, record: &ImportRecord) -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_upper_bound;
+    use super::{prefix_upper_bound, ImportSql};
+    use crate::store::schema::OBJECT_INVENTORY_YAML;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Store, TableDef};
+
+    /// The sorted merge seeks and range-tombstones on the primary key, in its order.
+    #[test]
+    fn merge_statements_search_the_primary_key_without_sorting() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+        let def = TableDef::from_yaml(OBJECT_INVENTORY_YAML, "object_inventory").unwrap();
+        store.ensure_table(&def).unwrap();
+        let conn = store.lock();
+        let t = store.table_sql(&conn, "object_inventory").unwrap();
+        for bounded in [false, true] {
+            let sql = ImportSql::new(&t, bounded);
+            let m = sql.merge.as_ref().expect("string keys merge");
+            for q in [
+                &m.seek_first,
+                &m.seek_after,
+                &m.tombstone_all,
+                &m.tombstone_after,
+            ] {
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
+                let mut rows = stmt.raw_query();
+                let mut plan = Vec::new();
+                while let Some(row) = rows.next().unwrap() {
+                    plan.push(row.get::<_, String>(3).unwrap());
+                }
+                let plan = plan.join(" | ");
+                let want = if q == &m.seek_after || q == &m.tombstone_after {
+                    "USING PRIMARY KEY (bucket=? AND (key,version_id)>(?,?)"
+                } else {
+                    "USING PRIMARY KEY (bucket=? AND key>?"
+                };
+                assert!(
+                    plan.contains(&format!("SEARCH data_object_inventory {want}")),
+                    "{q}: {plan}"
+                );
+                assert_eq!(bounded, plan.contains("AND key<?)"), "{q}: {plan}");
+                if q.starts_with("SELECT") {
+                    assert!(!plan.contains("TEMP B-TREE"), "{q}: {plan}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn prefix_upper_bound_is_the_next_string_past_the_prefix() {

@@ -431,7 +431,8 @@ def write_s3(root, objs, fmt="csv.gz", created=dt.datetime(2024, 6, 2, 1, 0,
         fields = list(S3_DEFAULT if fmt.startswith("csv") else S3_COLUMNAR_DEFAULT)
         if not versioned:
             fields = [f for f in fields if f not in VERSION_FIELDS]
-    rng = random.Random(seed)
+    # Data file names differ between reports of the same bucket (S3 never reuses them).
+    rng = random.Random(f"{seed}/{ms_of(created)}/{fmt}/{config_id}")
     base = f"{dest_prefix}/{bucket}/{config_id}" if dest_prefix else f"{bucket}/{config_id}"
     ext = {"csv": "csv", "csv.gz": "csv.gz", "parquet": "parquet", "orc": "orc"}[fmt]
     entries, paths = [], []
@@ -537,7 +538,7 @@ def write_oss(root, objs, created=dt.datetime(2024, 6, 2, 16, 0, tzinfo=dt.timez
         fields = list(OSS_DEFAULT)
         if versioned:
             fields[2:2] = ["VersionId", "IsLatest", "IsDeleteMarker"]
-    rng = random.Random(seed)
+    rng = random.Random(f"{seed}/{ms_of(created)}/{inventory_id}")
     base = f"{dest_prefix}/{bucket}/{inventory_id}" if dest_prefix else f"{bucket}/{inventory_id}"
     entries, paths = [], []
     first = _uuid(rng)

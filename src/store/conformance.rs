@@ -16,6 +16,13 @@ use arrow::array::{
 };
 use arrow::record_batch::RecordBatch;
 
+mod imports;
+
+pub(crate) use imports::{
+    snapshot_import_diffs_its_scope, snapshot_import_prefix_scope_and_atomicity,
+    snapshot_import_same_or_older_is_not_applied,
+};
+
 use crate::error::Error;
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, LiveSet, RunRecord, RunStatus, Store,

@@ -167,6 +167,80 @@ impl RunStatus {
     }
 }
 
+/// The part of a table one snapshot import is the full state of: the rows whose first key
+/// column equals `bucket` and whose second key column starts with `prefix` (`""`: the whole
+/// bucket). Both key columns must be strings (as in `object_inventory`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportScope {
+    /// Value of the first key column (the inventoried bucket).
+    pub bucket: String,
+    /// Prefix of the second key column (the object key); `""` for the whole bucket.
+    pub prefix: String,
+}
+
+/// The record of one snapshot import (an inventory report or a bucket listing), kept in the
+/// store and shown by `lakeport status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRecord {
+    /// Store-assigned id (increasing); 0 in a draft.
+    pub import_id: u64,
+    /// Table the rows went to.
+    pub table: String,
+    /// The scope's bucket.
+    pub scope_bucket: String,
+    /// The scope's key prefix (`""`: whole bucket).
+    pub scope_prefix: String,
+    /// Where the snapshot came from: a manifest URL, or the listed bucket URL.
+    pub manifest_url: String,
+    /// Identity of the snapshot: the hex MD5 of `manifest.json` (a listing has its own).
+    pub manifest_md5: String,
+    /// `s3`, `oss`, `obs`, or `listing`.
+    pub provider: String,
+    /// When the snapshot was taken (report creation time), ms since epoch UTC.
+    pub created_ms: i64,
+    /// When it was applied, ms since epoch UTC (set by the store).
+    pub imported_ms: i64,
+    /// Rows the snapshot held.
+    pub rows: u64,
+    /// Rows that were new (or revived tombstones).
+    pub inserted: u64,
+    /// Rows whose values changed.
+    pub updated: u64,
+    /// Rows of the scope absent from the snapshot, now tombstones.
+    pub deleted: u64,
+    /// Rows equal to what was stored (no write, no `_seq`).
+    pub unchanged: u64,
+    /// Time the store spent applying it, in ms (set by the store).
+    pub duration_ms: u64,
+    /// Highest `_seq` in the store after it (set by the store).
+    pub seq: u64,
+}
+
+impl ImportRecord {
+    /// The scope this record covers.
+    pub fn scope(&self) -> ImportScope {
+        ImportScope {
+            bucket: self.scope_bucket.clone(),
+            prefix: self.scope_prefix.clone(),
+        }
+    }
+
+    /// Rows written: inserted + updated + deleted.
+    pub fn rows_written(&self) -> u64 {
+        self.inserted + self.updated + self.deleted
+    }
+}
+
+/// What [`Store::apply_snapshot`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImportOutcome {
+    /// The snapshot was applied; the stored record.
+    Applied(ImportRecord),
+    /// The same snapshot (same identity, same scope) was applied before: nothing was read or
+    /// written; the earlier record.
+    AlreadyImported(ImportRecord),
+}
+
 /// Runs blocking work (store calls, file parsing) on tokio's blocking threads, never on the
 /// async runtime's own; a panic in `f` becomes an [`Error::Store`].
 pub async fn blocking<T: Send + 'static>(
@@ -308,4 +382,23 @@ pub trait Store: Send + Sync {
 
     /// The newest runs of `task` (or of every task), newest first, at most `limit`.
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>>;
+
+    /// Applies a full snapshot of one scope of `draft.table` in one transaction: the upserts
+    /// `changes` yields (every one inside the scope), then a tombstone for every live row of
+    /// the scope the snapshot did not hold; unchanged rows are not written and take no `_seq`.
+    /// Then stores the import record (the draft's source fields plus what the store measured).
+    ///
+    /// Before reading any change: a snapshot with the same `manifest_md5` already applied to
+    /// the same scope is [`ImportOutcome::AlreadyImported`]; one created before the newest
+    /// applied to the same scope is an [`Error::Conflict`] naming both. A delete among the
+    /// changes, a row outside the scope or any error (from the store or the iterator) leaves
+    /// the store unchanged.
+    fn apply_snapshot(
+        &self,
+        draft: &ImportRecord,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ImportOutcome>;
+
+    /// The newest import records (of every table), newest first, at most `limit`.
+    fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>>;
 }

@@ -10,6 +10,8 @@
 //! - `_lakeport_tables(name, definition)`: every declared table, its [`TableDef`] as JSON.
 //! - `_lakeport_runs(run_id, task, status, started_ms, record)`: [`RunRecord`]s as JSON.
 //! - `_lakeport_tasks(task, state)`: [`TaskState`]s as JSON.
+//! - `_lakeport_imports(import_id, tbl, scope_bucket, scope_prefix, manifest_md5, created_ms,
+//!   record)`: [`ImportRecord`]s as JSON (see the `import` submodule).
 //! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
 //!   epoch ms), then `_seq`, `_write_time`, `_deleted`; primary key = the declared key,
 //!   `WITHOUT ROWID`, with an index on `_seq`. A tombstone is a row with `_deleted = 1` and
@@ -44,8 +46,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader,
-    Snapshot, Store, TableDef, TableStats, TaskState, Value,
+    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, LiveSet,
+    RunRecord, RunStatus, ShardReader, Snapshot, Store, TableDef, TableStats, TaskState, Value,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -71,6 +73,8 @@ CREATE TABLE IF NOT EXISTS "_lakeport_runs" (
 CREATE INDEX IF NOT EXISTS "_lakeport_runs_by_task" ON "_lakeport_runs" ("task", "run_id");
 CREATE TABLE IF NOT EXISTS "_lakeport_tasks" ("task" TEXT PRIMARY KEY, "state" TEXT NOT NULL);
 "#;
+
+mod import;
 
 const READ_SEQ: &str = r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'seq'"#;
 const READ_LAST_WRITE_TIME: &str =
@@ -120,8 +124,11 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        conn.execute_batch(&format!("BEGIN IMMEDIATE;{CREATE_META}COMMIT;"))
-            .map_err(at)?;
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE;{CREATE_META}{}COMMIT;",
+            import::CREATE_IMPORTS
+        ))
+        .map_err(at)?;
         conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
             .map_err(at)?;
         Ok(SqliteStore {
@@ -563,6 +570,8 @@ enum Stored {
 /// Counters of one `apply`.
 struct Applier<'t> {
     t: &'t TableSql,
+    /// `seq` when the write began.
+    start_seq: i64,
     seq: i64,
     write_time: i64,
     out: ApplyOutcome,
@@ -680,21 +689,8 @@ fn apply_in(
     t: &TableSql,
     changes: &mut dyn Iterator<Item = Result<Change>>,
 ) -> Result<ApplyOutcome> {
-    let start_seq = read_meta(conn, READ_SEQ, "seq")?;
-    let last_write_time = read_meta(conn, READ_LAST_WRITE_TIME, "last_write_time")?;
-    let mut a = Applier {
-        t,
-        seq: start_seq,
-        write_time: now_ms().max(last_write_time),
-        out: ApplyOutcome::default(),
-    };
-    let prepare = |sql: &str| conn.prepare_cached(sql).map_err(a.err("preparing"));
-    let mut s = Statements {
-        lookup: prepare(&t.lookup)?,
-        insert: prepare(&t.insert)?,
-        update: prepare(&t.update)?,
-        tombstone: prepare(&t.tombstone)?,
-    };
+    let mut a = Applier::begin(conn, t)?;
+    let mut s = Statements::prepare(conn, &a)?;
     for change in changes {
         match change? {
             Change::Upsert(values) => a.upsert(&mut s, &values)?,
@@ -702,17 +698,49 @@ fn apply_in(
         }
     }
     drop(s);
-    if a.seq != start_seq {
-        let mut w = conn
-            .prepare_cached(WRITE_META)
-            .map_err(db("writing the store's seq"))?;
-        w.execute(rusqlite::params!["seq", a.seq])
-            .map_err(db("writing the store's seq"))?;
-        w.execute(rusqlite::params!["last_write_time", a.write_time])
-            .map_err(db("writing the store's last_write_time"))?;
+    a.finish(conn)
+}
+
+impl<'t> Applier<'t> {
+    /// Starts counting a write to `t` inside the caller's transaction on `conn`.
+    fn begin(conn: &Connection, t: &'t TableSql) -> Result<Applier<'t>> {
+        let start_seq = read_meta(conn, READ_SEQ, "seq")?;
+        let last_write_time = read_meta(conn, READ_LAST_WRITE_TIME, "last_write_time")?;
+        Ok(Applier {
+            t,
+            start_seq,
+            seq: start_seq,
+            write_time: now_ms().max(last_write_time),
+            out: ApplyOutcome::default(),
+        })
     }
-    a.out.seq = non_negative(a.seq, "the store's seq")?;
-    Ok(a.out)
+
+    /// Stores the new `seq` and `last_write_time` when anything changed; the outcome.
+    fn finish(mut self, conn: &Connection) -> Result<ApplyOutcome> {
+        if self.seq != self.start_seq {
+            let mut w = conn
+                .prepare_cached(WRITE_META)
+                .map_err(db("writing the store's seq"))?;
+            w.execute(rusqlite::params!["seq", self.seq])
+                .map_err(db("writing the store's seq"))?;
+            w.execute(rusqlite::params!["last_write_time", self.write_time])
+                .map_err(db("writing the store's last_write_time"))?;
+        }
+        self.out.seq = non_negative(self.seq, "the store's seq")?;
+        Ok(self.out)
+    }
+}
+
+impl<'c> Statements<'c> {
+    fn prepare(conn: &'c Connection, a: &Applier<'_>) -> Result<Statements<'c>> {
+        let prepare = |sql: &str| conn.prepare_cached(sql).map_err(a.err("preparing"));
+        Ok(Statements {
+            lookup: prepare(&a.t.lookup)?,
+            insert: prepare(&a.t.insert)?,
+            update: prepare(&a.t.update)?,
+            tombstone: prepare(&a.t.tombstone)?,
+        })
+    }
 }
 
 /// What differs between the stored and the declared definition of one table.
@@ -1120,6 +1148,18 @@ impl Store for SqliteStore {
         }
         Ok(out)
     }
+
+    fn apply_snapshot(
+        &self,
+        draft: &ImportRecord,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ImportOutcome> {
+        self.apply_snapshot_impl(draft, changes)
+    }
+
+    fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
+        self.imports_impl(limit)
+    }
 }
 
 /// Starts a read transaction on every reader, pinned by a real read, and returns the store's
@@ -1458,6 +1498,9 @@ mod tests {
         snapshot_consistent_under_writer,
         runs_and_task_state,
         tables_are_declared_once,
+        snapshot_import_diffs_its_scope,
+        snapshot_import_same_or_older_is_not_applied,
+        snapshot_import_prefix_scope_and_atomicity,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

@@ -434,25 +434,27 @@ def bad_missing_manifest(rep):
     return rep.manifest, None
 
 
+NOT_FOUND = r"not found|no such|missing|does not exist|cannot (open|read)"
 BAD = {
-    # name: (format of report 2, how to break it)
-    "corrupt-gzip": ("csv.gz", bad_corrupt_gzip),
-    "truncated-gzip": ("csv.gz", bad_truncated_gzip),
-    "wrong-column-count": ("csv", bad_wrong_columns),
-    "bad-number": ("csv", bad_number),
-    "bad-date": ("csv", bad_date),
-    "data-md5-mismatch": ("csv.gz", bad_data_md5),
-    "manifest-checksum-mismatch": ("csv.gz", bad_manifest_checksum),
-    "size-mismatch": ("parquet", bad_size),
-    "unreadable-manifest": ("csv.gz", bad_unreadable_manifest),
-    "missing-data-file": ("orc", bad_missing_data_file),
-    "missing-manifest": ("csv.gz", bad_missing_manifest),
+    # name: (format of report 2, how to break it, what the message must say (regex, any case))
+    "corrupt-gzip": ("csv.gz", bad_corrupt_gzip, r"gzip|deflate|corrupt|invalid|crc"),
+    "truncated-gzip": ("csv.gz", bad_truncated_gzip,
+                       r"truncat|unexpected end|eof|gzip|incomplete"),
+    "wrong-column-count": ("csv", bad_wrong_columns, r"field|column"),
+    "bad-number": ("csv", bad_number, r"Size.*12x"),
+    "bad-date": ("csv", bad_date, r"LastModifiedDate.*2024-13-45"),
+    "data-md5-mismatch": ("csv.gz", bad_data_md5, r"md5|checksum"),
+    "manifest-checksum-mismatch": ("csv.gz", bad_manifest_checksum, r"checksum|md5"),
+    "size-mismatch": ("parquet", bad_size, r"size|bytes"),
+    "unreadable-manifest": ("csv.gz", bad_unreadable_manifest, r"json|eof|parse"),
+    "missing-data-file": ("orc", bad_missing_data_file, NOT_FOUND),
+    "missing-manifest": ("csv.gz", bad_missing_manifest, NOT_FOUND),
 }
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
 def test_bad_input_is_refused_and_changes_nothing(wd, name):
-    fmt, breaker = BAD[name]
+    fmt, breaker, what = BAD[name]
     objs1 = reports.make_objects(90, seed=61, bucket="bad-bucket")
     objs2, _ = reports.mutate(objs1, seed=62, add=5, change=5, remove=5)
     import_json(wd, reports.write_s3(wd.root / "dest", objs1, fmt="csv.gz", created=DAY1))
@@ -465,6 +467,7 @@ def test_bad_input_is_refused_and_changes_nothing(wd, name):
     if line is not None:
         assert re.search(rf"{re.escape(path.name)}:{line}\b", r.err), (
             f"the error must name {path.name}:{line}\n{r}")
+    assert re.search(what, r.err, re.IGNORECASE), f"the error must say what was wrong ({what})\n{r}"
     assert not r.out.startswith("imported"), r
     assert dump_store(wd) == before, "a refused import changed the store"
 

@@ -387,6 +387,13 @@ def bad_truncated_gzip(rep):
     return path, None
 
 
+def bad_truncated_columnar(rep):
+    """A Parquet/ORC file cut short (its footer gone), with a manifest that agrees."""
+    path = rep.files[1]
+    set_data_file(rep, path, path.read_bytes()[: len(path.read_bytes()) // 2])
+    return path, None
+
+
 def bad_wrong_columns(rep):
     return _csv_case(rep, 5, lambda ln: ln.rsplit(",", 1)[0])
 
@@ -408,7 +415,7 @@ def bad_data_md5(rep):
 
 def bad_manifest_checksum(rep):
     (rep.folder / "manifest.checksum").write_text("d41d8cd98f00b204e9800998ecf8427e\n")
-    return rep.manifest.parent / "manifest.checksum", None
+    return Path("manifest"), None       # manifest.json or manifest.checksum may be named
 
 
 def bad_size(rep):
@@ -440,6 +447,8 @@ BAD = {
     "corrupt-gzip": ("csv.gz", bad_corrupt_gzip, r"gzip|deflate|corrupt|invalid|crc"),
     "truncated-gzip": ("csv.gz", bad_truncated_gzip,
                        r"truncat|unexpected end|eof|gzip|incomplete"),
+    "truncated-parquet": ("parquet", bad_truncated_columnar, r"parquet|footer|eof|corrupt|invalid"),
+    "truncated-orc": ("orc", bad_truncated_columnar, r"orc|footer|eof|corrupt|invalid|postscript"),
     "wrong-column-count": ("csv", bad_wrong_columns, r"field|column"),
     "bad-number": ("csv", bad_number, r"Size.*12x"),
     "bad-date": ("csv", bad_date, r"LastModifiedDate.*2024-13-45"),

@@ -529,8 +529,10 @@ def _orc_struct(fields):
 
 def write_oss(root, objs, created=dt.datetime(2024, 6, 2, 16, 0, tzinfo=dt.timezone.utc),
               bucket=None, fields=None, files=2, dest_bucket="oss-inventory-dest",
-              dest_prefix="oss-inv", inventory_id="rule-1", checksum=True, seed=11):
-    """An Alibaba OSS inventory report (CSV.gz only, as OSS writes)."""
+              dest_prefix="oss-inv", inventory_id="rule-1", checksum=True, seed=11,
+              date_style="oss"):
+    """An Alibaba OSS inventory report (CSV.gz only, as OSS writes). Dates as OSS documents
+    them (`2025-04-14T07-06-00Z`), or `date_style="iso"` for `2025-04-14T07:06:00.000Z`."""
     root = Path(root)
     bucket = bucket or (objs[0]["bucket"] if objs else "src-bucket")
     versioned = any(o["version_id"] for o in objs)
@@ -545,7 +547,8 @@ def write_oss(root, objs, created=dt.datetime(2024, 6, 2, 16, 0, tzinfo=dt.timez
     for i, part in enumerate(_split(objs, files, seed)):
         # OSS names the parts uuid.csv.gz, uuid-1.csv.gz, uuid-2.csv.gz, ...
         key = f"{base}/data/{first}{'' if i == 0 else f'-{i}'}.csv.gz"
-        data = gzip.compress(_oss_csv(part, fields), mtime=0)
+        data = gzip.compress(_oss_csv(part, fields, oss_date if date_style == "oss" else iso_ms),
+                             mtime=0)
         path = root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -560,7 +563,7 @@ def write_oss(root, objs, created=dt.datetime(2024, 6, 2, 16, 0, tzinfo=dt.timez
     return Report("oss", "csv.gz", bucket, created, m, paths, rows, len(rows))
 
 
-def _oss_csv(objs, fields):
+def _oss_csv(objs, fields, date=oss_date):
     lines = []
     plan = [(f, *OSS_FIELDS[f]) for f in fields]
     for o in objs:
@@ -569,7 +572,7 @@ def _oss_csv(objs, fields):
             if f == "Bucket":
                 cells.append(o[col])
                 continue
-            v = percent_encode(o[col]) if f == "Key" else _cell(kind, o[col], oss_date)
+            v = percent_encode(o[col]) if f == "Key" else _cell(kind, o[col], date)
             cells.append('"' + v.replace('"', '""') + '"')
         lines.append(",".join(cells) + "\n")
     return "".join(lines).encode("utf-8")

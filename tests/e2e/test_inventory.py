@@ -169,6 +169,7 @@ CASES = {
         "IsMultipartUploaded", "EncryptionStatus", "ObjectAcl", "TaggingCount", "ObjectType",
         "CRC64"]}),
     "oss-only-required": ("oss", "csv.gz", False, {"fields": ["Bucket", "Key"]}),
+    "oss-iso-dates": ("oss", "csv.gz", False, {"date_style": "iso"}),
     "obs": ("obs", "csv", False, {}),
     "obs-versioned": ("obs", "csv", True, {}),
 }

@@ -3,8 +3,10 @@
 //! pipeline logic of their own.
 
 mod ddl;
+mod inventory;
 mod load;
 mod run;
+mod snapshot;
 mod status;
 mod tables;
 mod validate;
@@ -59,6 +61,10 @@ pub enum Command {
     Ddl(ddl::Args),
     /// Show the last run, live objects, rows and dirty rows of tasks.
     Status(status::Args),
+    /// Apply inventory reports to the object_inventory table.
+    Inventory(inventory::Args),
+    /// List a bucket directly into the object_inventory table.
+    Snapshot(snapshot::Args),
 }
 
 /// Runs the parsed command line.
@@ -75,6 +81,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => run::run(&ctx, args).await,
         Command::Ddl(args) => ddl::run(&ctx, args).await,
         Command::Status(args) => status::run(&ctx, args).await,
+        Command::Inventory(args) => inventory::run(&ctx, args).await,
+        Command::Snapshot(args) => snapshot::run(&ctx, args).await,
     }
 }
 

@@ -301,7 +301,7 @@ def test_snapshot_diff(wd, case):
 
 def test_reimport_same_manifest_is_a_noop(wd):
     objs = reports.make_objects(80, seed=31, bucket="again")
-    rep = reports.write_s3(wd.root / "dest", objs, fmt="parquet")
+    rep = reports.write_s3(wd.root / "dest", objs, fmt="csv.gz")
     import_json(wd, rep)
     before = dump_store(wd)
     r = wd.lakeport("inventory", "import", rep.url, expect=0)
@@ -374,10 +374,19 @@ def _field(line, i, value):
 
 
 def bad_corrupt_gzip(rep):
+    """The first deflate block header says BTYPE=11 (reserved): invalid at once."""
     path = rep.files[1]
     data = bytearray(path.read_bytes())
-    for i in range(len(data) // 2, len(data) // 2 + 16):
-        data[i] ^= 0x5A
+    data[10] = 0xFF
+    set_data_file(rep, path, bytes(data))
+    return path, None
+
+
+def bad_gzip_crc(rep):
+    """Every byte inflates fine, but the gzip trailer's CRC-32 does not match."""
+    path = rep.files[2]
+    data = bytearray(path.read_bytes())
+    data[-8] ^= 0xFF
     set_data_file(rep, path, bytes(data))
     return path, None
 
@@ -446,6 +455,7 @@ NOT_FOUND = r"not found|no such|missing|does not exist|cannot (open|read)"
 BAD = {
     # name: (format of report 2, how to break it, what the message must say (regex, any case))
     "corrupt-gzip": ("csv.gz", bad_corrupt_gzip, r"gzip|deflate|corrupt|invalid|crc"),
+    "gzip-crc-mismatch": ("csv.gz", bad_gzip_crc, r"crc|checksum|gzip|corrupt"),
     "truncated-gzip": ("csv.gz", bad_truncated_gzip,
                        r"truncat|unexpected end|eof|gzip|incomplete"),
     "truncated-parquet": ("parquet", bad_truncated_columnar, r"parquet|footer|eof|corrupt|invalid"),
@@ -455,9 +465,9 @@ BAD = {
     "bad-date": ("csv", bad_date, r"LastModifiedDate.*2024-13-45"),
     "data-md5-mismatch": ("csv.gz", bad_data_md5, r"md5|checksum"),
     "manifest-checksum-mismatch": ("csv.gz", bad_manifest_checksum, r"checksum|md5"),
-    "size-mismatch": ("parquet", bad_size, r"size|bytes"),
+    "size-mismatch": ("csv.gz", bad_size, r"size|bytes"),
     "unreadable-manifest": ("csv.gz", bad_unreadable_manifest, r"json|eof|parse"),
-    "missing-data-file": ("orc", bad_missing_data_file, NOT_FOUND),
+    "missing-data-file": ("csv.gz", bad_missing_data_file, NOT_FOUND),
     "missing-manifest": ("csv.gz", bad_missing_manifest, NOT_FOUND),
 }
 
@@ -787,7 +797,7 @@ def test_watch_once_imports_in_creation_order(wd):
 
 def test_import_then_deliver(wd):
     objs = reports.make_objects(500, seed=101, bucket="e2e-bucket", versioned=True)
-    rep = reports.write_s3(wd.root / "dest", objs, fmt="parquet", created=DAY1)
+    rep = reports.write_s3(wd.root / "dest", objs, fmt="csv.gz", created=DAY1)
     rec = import_json(wd, rep)
     assert rec["rows"] == rep.count
     wd.write_task("inv-e2e", destination="lake/inv", prefix="dt=$yyyy-$MM-$dd",

@@ -1,12 +1,15 @@
 //! `lakeport inventory import <manifest-url>` and `lakeport inventory watch <root-url>`: apply
 //! inventory reports to the `object_inventory` table as full snapshots of their scope.
 
-use std::time::Instant;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use crate::cli::{print, to_json, Context};
 use crate::error::{Error, Result};
-use crate::inventory::import::import_s3_report;
-use crate::inventory::s3::read_s3_report_on;
+use crate::inventory::import::import_report;
+use crate::inventory::report::{open_report, Provider, Report};
+use crate::inventory::watch::scan;
+use crate::sink::destination::Destination;
 use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
 
 /// The table reports and listings go to.
@@ -21,8 +24,52 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum InventoryCommand {
-    /// Apply one inventory report (S3) as the full state of its bucket.
+    /// Apply one inventory report (S3, OSS, OBS) as the full state of its bucket.
     Import(ImportArgs),
+    /// Import new reports under a report root as they complete, in creation order.
+    Watch(WatchArgs),
+}
+
+/// Arguments of `inventory watch`.
+#[derive(Debug, clap::Args)]
+struct WatchArgs {
+    /// The report root: a folder or URL under which reports (manifest.json) appear.
+    root_url: String,
+    /// Time between scans: 60s, 5m, 1h, 500ms (a plain number is seconds).
+    #[arg(long, default_value = "60s", value_parser = parse_interval)]
+    interval: Duration,
+    /// Scan once, import what is complete, and exit (1 when a report failed).
+    #[arg(long)]
+    once: bool,
+    #[command(flatten)]
+    options: ReportOptions,
+}
+
+/// Parses `60s`, `5m`, `1h`, `500ms` or a plain number of seconds.
+fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 60s, 5m, 1h or 500ms, found {text:?}"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "expected a unit of ms, s, m or h, found {unit:?} in {text:?}"
+            ))
+        }
+    };
+    if !(0.01..=86_400.0 * 7.0).contains(&seconds) {
+        return Err(format!("expected between 10ms and 7 days, found {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Arguments of `inventory import`.
@@ -30,13 +77,21 @@ enum InventoryCommand {
 struct ImportArgs {
     /// URL of the report's manifest.json (a path, file://, s3://, gs://, az://).
     manifest_url: String,
-    /// Report format, when the manifest should not decide: s3.
-    #[arg(long)]
-    format: Option<String>,
-    /// The key prefix the report's inventory rule covers (objects outside it are kept).
+    #[command(flatten)]
+    options: ReportOptions,
+}
+
+/// How reports are read and applied (`import` and `watch`).
+#[derive(Debug, clap::Args)]
+struct ReportOptions {
+    /// Report format, when the manifest should not decide (obs: with `watch`, every manifest
+    /// counts as complete).
+    #[arg(long, value_enum)]
+    format: Option<Provider>,
+    /// The key prefix the reports' inventory rule covers (objects outside it are kept).
     #[arg(long, default_value = "")]
     scope_prefix: String,
-    /// Print the import record as JSON.
+    /// Print each import record as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -44,36 +99,30 @@ struct ImportArgs {
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     match args.command {
         InventoryCommand::Import(args) => import(ctx, args).await,
+        InventoryCommand::Watch(args) => watch(ctx, args).await,
     }
 }
 
 /// The declared inventory table.
 pub(crate) fn inventory_table(ctx: &Context) -> Result<TableDef> {
-    ctx.tables()?.remove(INVENTORY_TABLE).ok_or_else(|| {
-        Error::NotFound(format!("table {INVENTORY_TABLE} is not declared"))
-    })
+    ctx.tables()?
+        .remove(INVENTORY_TABLE)
+        .ok_or_else(|| Error::NotFound(format!("table {INVENTORY_TABLE} is not declared")))
 }
 
 async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
-    if let Some(format) = &args.format {
-        if format != "s3" {
-            return Err(Error::InvalidConfig(format!(
-                "--format: expected s3, found {format:?}"
-            )));
-        }
-    }
     let table = inventory_table(ctx)?;
     let store = ctx.store().await?;
     let started = Instant::now();
-    let handle = tokio::runtime::Handle::current();
     let url = args.manifest_url.clone();
-    let scope_prefix = args.scope_prefix.clone();
+    let scope_prefix = args.options.scope_prefix.clone();
+    let format = args.options.format;
     let outcome = blocking(move || {
-        let report = read_s3_report_on(handle, &url, &table)?;
-        import_s3_report(store.as_ref(), report, &table.table, &scope_prefix)
+        let report = open_report(&url, format, &table)?;
+        import_report(store.as_ref(), report, &table.table, &scope_prefix)
     })
     .await?;
-    report_outcome(&outcome, started, args.json)
+    report_outcome(&outcome, started, args.options.json)
 }
 
 /// Prints what an import did: one line, or the record as JSON with an `outcome` field
@@ -84,10 +133,14 @@ pub(crate) fn report_outcome(outcome: &ImportOutcome, started: Instant, json: bo
         ImportOutcome::AlreadyImported(r) => (r, false),
     };
     if json {
-        let mut value = serde_json::to_value(record)
-            .map_err(|e| Error::Encode(format!("JSON output: {e}")))?;
+        let mut value =
+            serde_json::to_value(record).map_err(|e| Error::Encode(format!("JSON output: {e}")))?;
         if let Some(map) = value.as_object_mut() {
-            let said = if applied { "applied" } else { "already_imported" };
+            let said = if applied {
+                "applied"
+            } else {
+                "already_imported"
+            };
             map.insert("outcome".into(), said.into());
         }
         return print(&to_json(&value)?);
@@ -121,7 +174,10 @@ pub(crate) fn scope(record: &ImportRecord) -> String {
     if record.scope_prefix.is_empty() {
         format!("bucket {}", record.scope_bucket)
     } else {
-        format!("bucket {} prefix {:?}", record.scope_bucket, record.scope_prefix)
+        format!(
+            "bucket {} prefix {:?}",
+            record.scope_bucket, record.scope_prefix
+        )
     }
 }
 
@@ -130,4 +186,119 @@ pub(crate) fn show_ms(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .unwrap_or_else(|| format!("{ms} ms"))
+}
+
+/// Scans the root every interval and imports complete reports not handled yet, oldest first.
+/// A report that fails for a reason retrying cannot fix (bad input, older than the store's) is
+/// reported and skipped for the rest of the process; other failures are retried next scan.
+async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
+    let table = inventory_table(ctx)?;
+    if !args.root_url.contains("://") && !std::path::Path::new(&args.root_url).is_dir() {
+        return Err(Error::NotFound(format!(
+            "report root {}: no such folder",
+            args.root_url
+        )));
+    }
+    let root = Destination::parse(&args.root_url)?;
+    let store = ctx.store().await?;
+    let mut handled: HashSet<String> = HashSet::new();
+    let mut announced: HashSet<String> = HashSet::new();
+    loop {
+        let mut failed = 0usize;
+        match scan(&root, args.options.format == Some(Provider::Obs)).await {
+            Err(e) if !args.once => eprintln!("error: scanning {}: {e}", root.url()),
+            Err(e) => return Err(e),
+            Ok(found) => {
+                for url in &found.waiting {
+                    if announced.insert(url.clone()) {
+                        eprintln!("waiting for {url} to complete (no manifest.checksum yet)");
+                    }
+                }
+                let new: Vec<String> = found
+                    .complete
+                    .into_iter()
+                    .filter(|u| !handled.contains(u))
+                    .collect();
+                let opened = {
+                    let table = table.clone();
+                    let format = args.options.format;
+                    blocking(move || {
+                        Ok(new
+                            .into_iter()
+                            .map(|url| {
+                                let report = open_report(&url, format, &table);
+                                (url, report)
+                            })
+                            .collect::<Vec<_>>())
+                    })
+                    .await?
+                };
+                let mut reports: Vec<Report> = Vec::new();
+                for (url, report) in opened {
+                    match report {
+                        Ok(r) => reports.push(r),
+                        Err(e) => {
+                            failed += 1;
+                            skip_or_retry(&mut handled, &url, &e);
+                        }
+                    }
+                }
+                reports.sort_by(|a, b| {
+                    (a.info.created_ms, &a.info.manifest_url)
+                        .cmp(&(b.info.created_ms, &b.info.manifest_url))
+                });
+                for report in reports {
+                    let url = report.info.manifest_url.clone();
+                    let (store, table_name, prefix) = (
+                        store.clone(),
+                        table.table.clone(),
+                        args.options.scope_prefix.clone(),
+                    );
+                    let started = Instant::now();
+                    let outcome = blocking(move || {
+                        import_report(store.as_ref(), report, &table_name, &prefix)
+                    })
+                    .await;
+                    match outcome {
+                        Ok(outcome) => {
+                            handled.insert(url);
+                            report_outcome(&outcome, started, args.options.json)?;
+                        }
+                        Err(e) => {
+                            failed += 1;
+                            skip_or_retry(&mut handled, &url, &e);
+                        }
+                    }
+                }
+            }
+        }
+        if args.once {
+            return if failed == 0 {
+                Ok(())
+            } else {
+                Err(Error::InvalidInput(format!(
+                    "{failed} report(s) under {} failed (see above); the others were imported",
+                    root.url()
+                )))
+            };
+        }
+        tokio::select! {
+            () = tokio::time::sleep(args.interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Reports a failed report on stderr; remembers it as handled unless a retry could succeed.
+fn skip_or_retry(handled: &mut HashSet<String>, url: &str, e: &Error) {
+    let permanent = matches!(
+        e,
+        Error::InvalidInput(_) | Error::Conflict(_) | Error::InvalidConfig(_) | Error::NotFound(_)
+    );
+    if permanent {
+        handled.insert(url.to_string());
+        eprintln!("error: {e} (report skipped)");
+    } else {
+        eprintln!("error: {e} (will retry on the next scan)");
+    }
 }

@@ -3,8 +3,10 @@
 //! pipeline logic of their own.
 
 mod ddl;
+mod du;
 mod inventory;
 mod load;
+mod ls;
 mod run;
 mod snapshot;
 mod status;
@@ -65,6 +67,10 @@ pub enum Command {
     Inventory(inventory::Args),
     /// List a bucket directly into the object_inventory table.
     Snapshot(snapshot::Args),
+    /// List a bucket's current objects from the inventory table, like `aws s3 ls`.
+    Ls(ls::Args),
+    /// Count a bucket's current objects and bytes from the inventory table, grouped.
+    Du(du::Args),
 }
 
 /// Runs the parsed command line.
@@ -83,6 +89,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status(args) => status::run(&ctx, args).await,
         Command::Inventory(args) => inventory::run(&ctx, args).await,
         Command::Snapshot(args) => snapshot::run(&ctx, args).await,
+        Command::Ls(args) => ls::run(&ctx, args).await,
+        Command::Du(args) => du::run(&ctx, args).await,
     }
 }
 

@@ -1,12 +1,17 @@
 //! `lakeport status [task]`: per task, the last run (status, rows, objects, bytes, dirty rows
-//! by reason, error) and what is live in the lake.
+//! by reason, error) and what is live in the lake; without a task, also the newest inventory
+//! imports (reports and bucket listings).
 
 use serde::Serialize;
 
+use crate::cli::inventory::{scope, show_ms};
 use crate::cli::{print, to_json, Context};
 use crate::error::{Error, Result};
 use crate::store::blocking;
-use crate::store::RunRecord;
+use crate::store::{ImportRecord, RunRecord};
+
+/// Import records `status` shows (newest first).
+const IMPORTS_SHOWN: usize = 20;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +35,7 @@ struct TaskStatus {
 #[derive(Serialize)]
 struct StatusReport {
     tasks: Vec<TaskStatus>,
+    imports: Vec<ImportRecord>,
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
@@ -44,7 +50,16 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         None => tasks.values().collect(),
     };
     let store = ctx.store().await?;
-    let mut report = StatusReport { tasks: Vec::new() };
+    let imports = if args.task.is_none() {
+        let store = store.clone();
+        blocking(move || store.imports(IMPORTS_SHOWN)).await?
+    } else {
+        Vec::new()
+    };
+    let mut report = StatusReport {
+        tasks: Vec::new(),
+        imports,
+    };
     for task in selected {
         let (store, name) = (store.clone(), task.name.clone());
         let (last, state) = blocking(move || {
@@ -116,6 +131,27 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             "  live: {} objects in {} partitions",
             t.live_objects, t.live_partitions
         ));
+    }
+    if !report.imports.is_empty() {
+        lines.push(format!("imports (newest {} at most)", IMPORTS_SHOWN));
+        for r in &report.imports {
+            lines.push(format!(
+                "  import {} at {}: {} {} ({}, created {}): {} rows, {} inserted, {} updated, {} deleted, {} unchanged in {:.2}s, seq {}",
+                r.import_id,
+                show_ms(r.imported_ms),
+                r.provider,
+                r.manifest_url,
+                scope(r),
+                show_ms(r.created_ms),
+                r.rows,
+                r.inserted,
+                r.updated,
+                r.deleted,
+                r.unchanged,
+                r.duration_ms as f64 / 1000.0,
+                r.seq
+            ));
+        }
     }
     print(&lines.join("\n"))
 }

@@ -28,9 +28,9 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
-use crate::inventory::s3::parent_folder;
+use crate::inventory::report::parent_folder;
 use crate::sink::destination::Destination;
-use crate::store::{Change, ImportRecord, TableDef, Value};
+use crate::store::{Change, ImportRecord, ImportScope, TableDef, Value};
 
 /// A bucket (or local folder) about to be listed.
 pub struct BucketListing {
@@ -89,10 +89,7 @@ impl Plan {
         };
         put(Some(self.bucket), Value::String(bucket.to_string()));
         put(self.version_id, Value::String(String::new()));
-        put(
-            self.prefix,
-            Value::String(parent_folder(&key).to_string()),
-        );
+        put(self.prefix, Value::String(parent_folder(&key).to_string()));
         put(
             self.size,
             Value::Int64(i64::try_from(meta.size).unwrap_or(i64::MAX)),
@@ -103,9 +100,9 @@ impl Plan {
         );
         put(
             self.etag,
-            meta.e_tag
-                .as_ref()
-                .map_or(Value::Null, |e| Value::String(e.trim_matches('"').to_string())),
+            meta.e_tag.as_ref().map_or(Value::Null, |e| {
+                Value::String(e.trim_matches('"').to_string())
+            }),
         );
         row[self.key] = Value::String(key);
         row
@@ -186,27 +183,21 @@ impl BucketListing {
     /// unique to this listing, so two listings are never "the same snapshot".
     pub fn draft(&self, table: &str, now_ms: i64) -> ImportRecord {
         let id = format!("listing\n{}\n{}\n{now_ms}", self.url, self.prefix);
-        ImportRecord {
-            import_id: 0,
-            table: table.to_string(),
-            scope_bucket: self.bucket.clone(),
-            scope_prefix: self.prefix.clone(),
-            manifest_url: self.url.clone(),
-            manifest_md5: Md5::digest(id.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            provider: "listing".into(),
-            created_ms: now_ms,
-            imported_ms: 0,
-            rows: 0,
-            inserted: 0,
-            updated: 0,
-            deleted: 0,
-            unchanged: 0,
-            duration_ms: 0,
-            seq: 0,
-        }
+        let md5: String = Md5::digest(id.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        ImportRecord::draft(
+            table,
+            ImportScope {
+                bucket: self.bucket.clone(),
+                prefix: self.prefix.clone(),
+            },
+            &self.url,
+            &md5,
+            "listing",
+            now_ms,
+        )
     }
 
     /// The listing's rows, read ahead on a thread of their own that runs the object-store
@@ -232,9 +223,9 @@ impl BucketListing {
             let change = match item {
                 Err(e) => Err(listing_error(&self.url, e)),
                 Ok(meta) => match self.key_of(&meta.location) {
-                    Some(key) if key.starts_with(&self.prefix) => Ok(Change::Upsert(
-                        self.plan.row(&self.bucket, key, &meta),
-                    )),
+                    Some(key) if key.starts_with(&self.prefix) => {
+                        Ok(Change::Upsert(self.plan.row(&self.bucket, key, &meta)))
+                    }
                     _ => continue,
                 },
             };
@@ -249,7 +240,11 @@ impl BucketListing {
     fn key_of(&self, location: &Path) -> Option<String> {
         let parts: Vec<String> = location
             .parts()
-            .map(|p| percent_decode_str(p.as_ref()).decode_utf8_lossy().into_owned())
+            .map(|p| {
+                percent_decode_str(p.as_ref())
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
             .collect();
         (!parts.is_empty()).then(|| parts.join("/"))
     }

@@ -4,44 +4,37 @@
 
 use crate::error::Result;
 use crate::inventory::read_ahead::{Producer, ReadAhead};
-use crate::inventory::s3::S3Report;
-use crate::store::{ImportOutcome, ImportRecord, Store};
+use crate::inventory::report::Report;
+use crate::store::{ImportOutcome, ImportRecord, ImportScope, Store};
 
-/// The draft record of an S3 report about to be imported into `table`, for the scope of its
+/// The draft record of a report about to be imported into `table`, for the scope of its
 /// source bucket and `scope_prefix`.
-pub fn s3_draft(report: &S3Report, table: &str, scope_prefix: &str) -> ImportRecord {
-    ImportRecord {
-        import_id: 0,
-        table: table.to_string(),
-        scope_bucket: report.scope_bucket.clone(),
-        scope_prefix: scope_prefix.to_string(),
-        manifest_url: report.manifest_url.clone(),
-        manifest_md5: report.manifest_md5.clone(),
-        provider: "s3".into(),
-        created_ms: report.manifest.creation_timestamp_ms,
-        imported_ms: 0,
-        rows: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        unchanged: 0,
-        duration_ms: 0,
-        seq: 0,
-    }
+pub fn report_draft(report: &Report, table: &str, scope_prefix: &str) -> ImportRecord {
+    let info = &report.info;
+    ImportRecord::draft(
+        table,
+        ImportScope {
+            bucket: info.source_bucket.clone(),
+            prefix: scope_prefix.to_string(),
+        },
+        &info.manifest_url,
+        &info.manifest_md5,
+        info.provider.as_str(),
+        info.created_ms,
+    )
 }
 
-/// Imports an opened S3 report as the full state of its scope. Blocks: call from a blocking
+/// Imports an opened report as the full state of its scope. Blocks: call from a blocking
 /// thread.
-pub fn import_s3_report(
+pub fn import_report(
     store: &dyn Store,
-    report: S3Report,
+    report: Report,
     table: &str,
     scope_prefix: &str,
 ) -> Result<ImportOutcome> {
-    let draft = s3_draft(&report, table, scope_prefix);
+    let draft = report_draft(&report, table, scope_prefix);
     let producer: Producer = Box::new(move |emit| {
-        let mut report = report;
-        for change in report.changes() {
+        for change in report.into_changes() {
             if !emit(change) {
                 break;
             }

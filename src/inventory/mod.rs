@@ -1,5 +1,5 @@
 //! Everything that brings rows into the store: row files (`lakeport load`), inventory reports
-//! (S3 today) and direct bucket listings.
+//! of S3, OSS and OBS ([`report`]) and direct bucket listings ([`bucket`]); [`watch`] finds new reports under a root.
 //!
 //! This stage parses and type-checks input against a [`TableDef`](crate::store::TableDef) and
 //! yields [`Change`](crate::store::Change)s. Row files go to
@@ -11,5 +11,6 @@
 pub mod bucket;
 pub mod import;
 pub mod read_ahead;
+pub mod report;
 pub mod rows;
-pub mod s3;
+pub mod watch;

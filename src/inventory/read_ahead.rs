@@ -152,7 +152,9 @@ mod tests {
         let items = ReadAhead::of_iter(|| {
             (0..10)
                 .map(change)
-                .chain(std::iter::once(Err(Error::InvalidInput("f:11: bad".into()))))
+                .chain(std::iter::once(Err(Error::InvalidInput(
+                    "f:11: bad".into(),
+                ))))
                 .chain((11..20).map(change))
         });
         let got: Vec<Result<Change>> = items.collect();
@@ -173,7 +175,11 @@ mod tests {
             })
         });
         std::thread::sleep(std::time::Duration::from_millis(20));
-        assert_eq!(produced.load(Ordering::SeqCst), 0, "read before the first next()");
+        assert_eq!(
+            produced.load(Ordering::SeqCst),
+            0,
+            "read before the first next()"
+        );
         assert!(items.next().is_some());
         drop(items); // must return: the reader stops once the queue is closed
         let stopped_at = produced.load(Ordering::SeqCst);

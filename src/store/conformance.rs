@@ -6,6 +6,8 @@
 //! consistent snapshots, run records); it does not test backend specifics such as the file
 //! layout.
 
+pub(super) mod listing;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,8 +21,8 @@ use arrow::record_batch::RecordBatch;
 mod imports;
 
 pub(crate) use imports::{
-    snapshot_import_diffs_its_scope, snapshot_import_prefix_scope_and_atomicity,
-    snapshot_import_same_or_older_is_not_applied,
+    snapshot_import_diffs_its_scope, snapshot_import_into_empty_scope_with_repeated_keys,
+    snapshot_import_prefix_scope_and_atomicity, snapshot_import_same_or_older_is_not_applied,
 };
 
 use crate::error::Error;

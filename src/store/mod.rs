@@ -16,6 +16,7 @@
 //!   key that is absent or already deleted changes nothing.
 //! - [`Store::apply`] is one transaction: all changes or none.
 
+pub mod listing;
 pub mod schema;
 pub mod sqlite;
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
 pub use schema::{ColumnDef, ColumnType, TableDef};
 pub use sqlite::SqliteStore;
 
@@ -217,6 +219,36 @@ pub struct ImportRecord {
 }
 
 impl ImportRecord {
+    /// A draft record of a snapshot about to be applied: where it comes from, nothing measured
+    /// yet (the store fills in the id, counts, duration and `_seq`).
+    pub fn draft(
+        table: &str,
+        scope: ImportScope,
+        manifest_url: &str,
+        manifest_md5: &str,
+        provider: &str,
+        created_ms: i64,
+    ) -> ImportRecord {
+        ImportRecord {
+            import_id: 0,
+            table: table.to_string(),
+            scope_bucket: scope.bucket,
+            scope_prefix: scope.prefix,
+            manifest_url: manifest_url.to_string(),
+            manifest_md5: manifest_md5.to_string(),
+            provider: provider.to_string(),
+            created_ms,
+            imported_ms: 0,
+            rows: 0,
+            inserted: 0,
+            updated: 0,
+            deleted: 0,
+            unchanged: 0,
+            duration_ms: 0,
+            seq: 0,
+        }
+    }
+
     /// The scope this record covers.
     pub fn scope(&self) -> ImportScope {
         ImportScope {
@@ -401,4 +433,23 @@ pub trait Store: Send + Sync {
 
     /// The newest import records (of every table), newest first, at most `limit`.
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>>;
+
+    // --- Listing the object-inventory table (semantics: `store::listing`) ---
+
+    /// One page of `object_inventory` listed as S3 lists a bucket: current objects of
+    /// `q.bucket` under `q.prefix` in key-byte order, rolled up into common prefixes when
+    /// `q.delimiter` is set, resuming after `q.continuation_token`. One read transaction per
+    /// page. An unknown bucket gives an empty page; a bad limit or token is
+    /// [`Error::InvalidInput`]; an undeclared `object_inventory` table is [`Error::NotFound`].
+    fn list_objects(&self, q: &ListQuery) -> Result<ListPage>;
+
+    /// Counts and bytes of the current objects of `bucket` under `prefix`, grouped `by`, in
+    /// the group's natural order (see [`SummaryBy`]); empty for an unknown bucket. One read
+    /// transaction. An undeclared `object_inventory` table is [`Error::NotFound`].
+    fn summarize_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        by: SummaryBy,
+    ) -> Result<Vec<SummaryRow>>;
 }

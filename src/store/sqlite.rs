@@ -28,6 +28,8 @@
 //! SQLite cannot store a NaN double (it turns it into NULL), so `apply` rejects NaN rather
 //! than change the value silently; a zero double keeps no sign.
 
+mod listing;
+
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -615,7 +617,7 @@ impl Applier<'_> {
         Ok(Stored::Same)
     }
 
-    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+    fn bind_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
         let n = values.len();
         for (i, v) in values.iter().enumerate() {
             stmt.raw_bind_parameter(i + 1, Bind(v))
@@ -625,6 +627,11 @@ impl Applier<'_> {
             .map_err(self.err("binding _seq"))?;
         stmt.raw_bind_parameter(n + 2, self.write_time)
             .map_err(self.err("binding _write_time"))?;
+        Ok(())
+    }
+
+    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
+        self.bind_row(stmt, values)?;
         stmt.raw_execute().map_err(self.err("writing a row"))?;
         Ok(())
     }
@@ -651,6 +658,27 @@ impl Applier<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Inserts a row whose key the caller believes absent, without looking it up; `false`
+    /// (nothing written) when the key exists after all.
+    fn insert_new(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<bool> {
+        self.t.check_row(values)?;
+        self.seq += 1;
+        self.bind_row(&mut s.insert, values)?;
+        match s.insert.raw_execute() {
+            Ok(_) => {
+                self.out.inserted += 1;
+                Ok(true)
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                self.seq -= 1;
+                Ok(false)
+            }
+            Err(e) => Err(self.err("writing a row")(e)),
+        }
     }
 
     fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
@@ -900,7 +928,10 @@ impl Store for SqliteStore {
             .map_err(db(format_args!("declaring table {name}")))?;
         if let Some(stored) = stored_def(&tx, name)? {
             if stored == *def {
-                return Ok(());
+                listing::ensure_index(&tx, def)?;
+                return tx
+                    .commit()
+                    .map_err(db(format_args!("declaring table {name}")));
             }
             return Err(Error::Conflict(format!(
                 "table {name} exists in the store with a different definition: {}",
@@ -916,6 +947,7 @@ impl Store for SqliteStore {
         .map_err(db(format_args!("declaring table {name}")))?;
         tx.execute_batch(&create_table_sql(def))
             .map_err(db(format_args!("creating table {name}")))?;
+        listing::ensure_index(&tx, def)?;
         tx.commit()
             .map_err(db(format_args!("declaring table {name}")))?;
         Ok(())
@@ -1159,6 +1191,19 @@ impl Store for SqliteStore {
 
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         self.imports_impl(limit)
+    }
+
+    fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
+        listing::list_objects(self, q)
+    }
+
+    fn summarize_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        by: crate::store::SummaryBy,
+    ) -> Result<Vec<crate::store::SummaryRow>> {
+        listing::summarize_objects(self, bucket, prefix, by)
     }
 }
 
@@ -1501,6 +1546,7 @@ mod tests {
         snapshot_import_diffs_its_scope,
         snapshot_import_same_or_older_is_not_applied,
         snapshot_import_prefix_scope_and_atomicity,
+        snapshot_import_into_empty_scope_with_repeated_keys,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use super::{declare, read, s, stats};
 use crate::error::Error;
-use crate::store::{Change, ImportOutcome, ImportRecord, Store, TableDef, Value};
+use crate::store::{Change, ImportOutcome, ImportRecord, ImportScope, Store, TableDef, Value};
 
 /// A table keyed like `object_inventory`: (bucket, key).
 const OBJS: &str = "table: objs
@@ -21,24 +21,12 @@ fn obj(bucket: &str, key: &str, size: i64) -> Change {
 }
 
 fn draft(bucket: &str, prefix: &str, md5: &str, created_ms: i64) -> ImportRecord {
-    ImportRecord {
-        import_id: 0,
-        table: "objs".into(),
-        scope_bucket: bucket.into(),
-        scope_prefix: prefix.into(),
-        manifest_url: format!("file:///reports/{md5}/manifest.json"),
-        manifest_md5: md5.into(),
-        provider: "s3".into(),
-        created_ms,
-        imported_ms: 0,
-        rows: 0,
-        inserted: 0,
-        updated: 0,
-        deleted: 0,
-        unchanged: 0,
-        duration_ms: 0,
-        seq: 0,
-    }
+    let scope = ImportScope {
+        bucket: bucket.into(),
+        prefix: prefix.into(),
+    };
+    let url = format!("file:///reports/{md5}/manifest.json");
+    ImportRecord::draft("objs", scope, &url, md5, "s3", created_ms)
 }
 
 fn import(store: &dyn Store, d: &ImportRecord, rows: Vec<Change>) -> crate::Result<ImportOutcome> {
@@ -251,4 +239,42 @@ pub(crate) fn snapshot_import_prefix_scope_and_atomicity(store: &dyn Store) {
     // The store still takes the next good import (no leftover temp state).
     let next = applied(import(store, &draft("b", "", "p5", 4), vec![obj("b", "top", 4)]).unwrap());
     assert_eq!((next.deleted, next.unchanged), (2, 1));
+}
+
+/// A first snapshot of an empty scope that repeats a key: the later row wins, counted as an
+/// update (or unchanged when equal), and `_seq` still takes one value per change.
+pub(crate) fn snapshot_import_into_empty_scope_with_repeated_keys(store: &dyn Store) {
+    let def = declare(store, OBJS);
+    let first = applied(
+        import(
+            store,
+            &draft("b", "", "dup", 1),
+            vec![
+                obj("b", "a", 1),
+                obj("b", "b", 2),
+                obj("b", "a", 10),
+                obj("b", "b", 2),
+            ],
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        (
+            first.rows,
+            first.inserted,
+            first.updated,
+            first.unchanged,
+            first.seq
+        ),
+        (4, 2, 1, 1, 3)
+    );
+    let rows = live(store, &def);
+    assert_eq!(
+        rows[&("b".to_string(), "a".to_string())],
+        (Value::Int64(10), 3)
+    );
+    assert_eq!(
+        rows[&("b".to_string(), "b".to_string())],
+        (Value::Int64(2), 2)
+    );
 }

@@ -63,6 +63,8 @@ struct ImportSql {
     /// Fills `gone` with the scope's live rows absent from `seen`; `?1` bucket, `?2` prefix,
     /// `?3` upper bound of the prefix (NULL: none).
     find_gone: String,
+    /// One row of the scope (live or tombstone) if there is any; `?1`–`?3` as in `find_gone`.
+    any_in_scope: String,
     /// Tombstones the rows in `gone`: `_seq` = `?1` + rank, `_write_time` = `?2`.
     tombstone_gone: String,
 }
@@ -122,6 +124,9 @@ impl ImportSql {
                 d = cols("d"),
                 eq = equal("s", "d"),
             ),
+            any_in_scope: format!(
+                "SELECT 1 FROM {data} WHERE {k1} = ?1 AND {k2} >= ?2 AND (?3 IS NULL OR {k2} < ?3) LIMIT 1"
+            ),
             tombstone_gone: format!(
                 "UPDATE {data} SET {sets}\"_seq\" = ?1 + g.rowid, \"_write_time\" = ?2, \"_deleted\" = 1 \
                  FROM {gone} AS g WHERE {eq}",
@@ -152,16 +157,19 @@ impl SqliteStore {
             return Ok(ImportOutcome::AlreadyImported(earlier));
         }
         refuse_older(&tx, draft)?;
-        tx.execute_batch(&sql.create_seen)
-            .map_err(db("creating the import's key table"))?;
+        // A scope with no rows at all (not even tombstones) cannot hold anything to update or
+        // tombstone: rows go straight in, without a lookup or a key table.
+        let fresh = scope_is_empty(&tx, &sql, draft)?;
+        if !fresh {
+            tx.execute_batch(&sql.create_seen)
+                .map_err(db("creating the import's key table"))?;
+        }
 
         let mut a = Applier::begin(&tx, &t)?;
         let mut rows = 0u64;
         {
             let mut s = Statements::prepare(&tx, &a)?;
-            let mut seen = tx
-                .prepare_cached(&sql.insert_seen)
-                .map_err(db("preparing the import's key table"))?;
+            let mut seen = None;
             for change in changes {
                 let values = match change? {
                     Change::Upsert(values) => values,
@@ -173,17 +181,33 @@ impl SqliteStore {
                     }
                 };
                 check_in_scope(&t, draft, &values)?;
+                rows += 1;
+                if fresh {
+                    // A key the snapshot repeats is found by the insert's constraint and
+                    // takes the upsert path.
+                    if !a.insert_new(&mut s, &values)? {
+                        a.upsert(&mut s, &values)?;
+                    }
+                    continue;
+                }
                 a.upsert(&mut s, &values)?;
+                let seen = seen.get_or_insert(
+                    tx.prepare_cached(&sql.insert_seen)
+                        .map_err(db("preparing the import's key table"))?,
+                );
                 for (j, &i) in t.key_idx.iter().enumerate() {
                     seen.raw_bind_parameter(j + 1, super::Bind(&values[i]))
                         .map_err(db("binding a key"))?;
                 }
                 seen.raw_execute()
                     .map_err(db("recording a key of the import"))?;
-                rows += 1;
             }
         }
-        let deleted = tombstone_absent(&tx, &sql, draft, a.seq, a.write_time)?;
+        let deleted = if fresh {
+            0
+        } else {
+            tombstone_absent(&tx, &sql, draft, a.seq, a.write_time)?
+        };
         a.seq += i64::try_from(deleted).unwrap_or(i64::MAX);
         a.out.deleted += deleted;
         let write_time = a.write_time;
@@ -349,6 +373,20 @@ fn show_ms(ms: i64) -> String {
         || format!("{ms} ms"),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
+}
+
+/// Whether the scope holds no row at all, live or tombstone.
+fn scope_is_empty(conn: &Connection, sql: &ImportSql, draft: &ImportRecord) -> Result<bool> {
+    let upper = prefix_upper_bound(&draft.scope_prefix);
+    let any: Option<i64> = conn
+        .query_row(
+            &sql.any_in_scope,
+            rusqlite::params![draft.scope_bucket, draft.scope_prefix, upper],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db("looking for rows in the snapshot's scope"))?;
+    Ok(any.is_none())
 }
 
 /// Tombstones the scope's live rows absent from the snapshot, numbering them from `seq + 1`

@@ -1,0 +1,440 @@
+//! How the fields of a report become one row of a table: each provider's field → column
+//! mapping, value parsing for CSV (decoded keys, integers, booleans, ISO 8601 dates), value
+//! reading for Arrow batches (Parquet, ORC), and the derived `prefix`. No I/O here; the
+//! parent module adds `file:line` (or `file: row N`) to the messages.
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
+
+use super::manifest::FileFormat;
+use super::Provider;
+use crate::error::{Error, Result};
+use crate::store::{ColumnType, TableDef, Value};
+
+/// S3 Inventory CSV field names and the `object_inventory` columns they fill.
+pub const S3_FIELDS: &[(&str, &str)] = &[
+    ("Bucket", "bucket"),
+    ("Key", "key"),
+    ("VersionId", "version_id"),
+    ("IsLatest", "is_latest"),
+    ("IsDeleteMarker", "is_delete_marker"),
+    ("Size", "size"),
+    ("LastModifiedDate", "last_modified"),
+    ("ETag", "etag"),
+    ("StorageClass", "storage_class"),
+    ("IsMultipartUploaded", "is_multipart_uploaded"),
+    ("ReplicationStatus", "replication_status"),
+    ("EncryptionStatus", "encryption_status"),
+    ("ObjectLockRetainUntilDate", "object_lock_retain_until_date"),
+    ("ObjectLockMode", "object_lock_mode"),
+    ("ObjectLockLegalHoldStatus", "object_lock_legal_hold_status"),
+    (
+        "IntelligentTieringAccessTier",
+        "intelligent_tiering_access_tier",
+    ),
+    ("BucketKeyStatus", "bucket_key_status"),
+    ("ChecksumAlgorithm", "checksum_algorithm"),
+    ("ObjectAccessControlList", "object_access_control_list"),
+    ("ObjectOwner", "object_owner"),
+    ("LifecycleExpirationDate", "lifecycle_expiration_date"),
+];
+
+/// S3 Inventory Parquet and ORC field names (lower snake case, as in AWS's `fileSchema`
+/// examples: `e_tag`, `last_modified_date`) and the columns they fill.
+pub const S3_COLUMNAR_FIELDS: &[(&str, &str)] = &[
+    ("bucket", "bucket"),
+    ("key", "key"),
+    ("version_id", "version_id"),
+    ("is_latest", "is_latest"),
+    ("is_delete_marker", "is_delete_marker"),
+    ("size", "size"),
+    ("last_modified_date", "last_modified"),
+    ("e_tag", "etag"),
+    ("storage_class", "storage_class"),
+    ("is_multipart_uploaded", "is_multipart_uploaded"),
+    ("replication_status", "replication_status"),
+    ("encryption_status", "encryption_status"),
+    (
+        "object_lock_retain_until_date",
+        "object_lock_retain_until_date",
+    ),
+    ("object_lock_mode", "object_lock_mode"),
+    (
+        "object_lock_legal_hold_status",
+        "object_lock_legal_hold_status",
+    ),
+    (
+        "intelligent_tiering_access_tier",
+        "intelligent_tiering_access_tier",
+    ),
+    ("bucket_key_status", "bucket_key_status"),
+    ("checksum_algorithm", "checksum_algorithm"),
+    ("object_access_control_list", "object_access_control_list"),
+    ("object_owner", "object_owner"),
+    ("lifecycle_expiration_date", "lifecycle_expiration_date"),
+];
+
+/// Alibaba OSS inventory field names and the columns they fill. OSS documents both `Crc64`
+/// and `CRC64`, and `TransistionTime` (sic) beside `TransitionTime`: each spelling is accepted.
+pub const OSS_FIELDS: &[(&str, &str)] = &[
+    ("Bucket", "bucket"),
+    ("Key", "key"),
+    ("VersionId", "version_id"),
+    ("IsLatest", "is_latest"),
+    ("IsDeleteMarker", "is_delete_marker"),
+    ("Size", "size"),
+    ("StorageClass", "storage_class"),
+    ("LastModifiedDate", "last_modified"),
+    ("TransitionTime", "transition_time"),
+    ("TransistionTime", "transition_time"),
+    ("ETag", "etag"),
+    ("IsMultipartUploaded", "is_multipart_uploaded"),
+    ("EncryptionStatus", "encryption_status"),
+    ("ObjectAcl", "object_acl"),
+    ("TaggingCount", "tagging_count"),
+    ("ObjectType", "object_type"),
+    ("Crc64", "crc64"),
+    ("CRC64", "crc64"),
+];
+
+/// Huawei OBS inventory field names and the columns they fill.
+pub const OBS_FIELDS: &[(&str, &str)] = &[
+    ("Bucket", "bucket"),
+    ("Key", "key"),
+    ("VersionId", "version_id"),
+    ("IsLatest", "is_latest"),
+    ("IsDeleteMarker", "is_delete_marker"),
+    ("Size", "size"),
+    ("LastModifiedDate", "last_modified"),
+    ("ETag", "etag"),
+    ("StorageClass", "storage_class"),
+    ("IsMultipartUploaded", "is_multipart_uploaded"),
+    ("ReplicationStatus", "replication_status"),
+    ("EncryptionStatus", "encryption_status"),
+];
+
+/// The field table of a provider's reports in a format.
+pub(super) fn known_fields(
+    provider: Provider,
+    format: FileFormat,
+) -> &'static [(&'static str, &'static str)] {
+    match (provider, format) {
+        (Provider::S3, FileFormat::Csv) => S3_FIELDS,
+        (Provider::S3, _) => S3_COLUMNAR_FIELDS,
+        (Provider::Oss, _) => OSS_FIELDS,
+        (Provider::Obs, _) => OBS_FIELDS,
+    }
+}
+
+/// Where one column of the output row comes from.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// The report field at this index (CSV position, or index into the batch's columns).
+    Field(usize),
+    /// The parent folder of the decoded key.
+    Prefix,
+    /// An empty string (`version_id` when the report is not versioned).
+    EmptyString,
+    /// NULL: the report does not carry this column.
+    Null,
+}
+
+/// One report field: its name and the column it fills.
+#[derive(Debug, Clone)]
+struct FieldPlan {
+    name: String,
+    ty: ColumnType,
+    is_key: bool,
+    /// `Bucket` and `Key`: an empty value is an error.
+    required: bool,
+    /// The key field of a CSV report, form-encoded by every provider.
+    form_encoded: bool,
+}
+
+/// How a report's fields (in order) become rows of the table.
+#[derive(Debug, Clone)]
+pub(super) struct RowPlan {
+    fields: Vec<FieldPlan>,
+    columns: Vec<Source>,
+    key_field: usize,
+}
+
+impl RowPlan {
+    /// Maps the field names `schema` (in order) onto `table` using `known` (a provider's field
+    /// table); `what` names the schema in messages (`url: fileSchema`). `decode_keys` marks the
+    /// key field as form-encoded (CSV reports).
+    pub(super) fn new(
+        schema: &[String],
+        known: &[(&str, &str)],
+        table: &TableDef,
+        what: &str,
+        decode_keys: bool,
+    ) -> Result<RowPlan> {
+        let bad = |m: String| Error::InvalidInput(format!("{what}: {m}"));
+        let column_of = |name: &str| known.iter().find(|(f, _)| *f == name).map(|(_, c)| *c);
+        // Every field table starts with the bucket field, then the key field.
+        let bucket_field = known.first().map_or("Bucket", |(f, _)| *f);
+        let key_name = known.get(1).map_or("Key", |(f, _)| *f);
+        let mut fields = Vec::with_capacity(schema.len());
+        let mut field_of_column = vec![None; table.columns.len()];
+        for (i, name) in schema.iter().enumerate() {
+            let column = column_of(name).ok_or_else(|| {
+                bad(format!(
+                    "unknown field {name:?} (known: {})",
+                    known.iter().map(|(f, _)| *f).collect::<Vec<_>>().join(", ")
+                ))
+            })?;
+            let index = table.column_index(column).ok_or_else(|| {
+                bad(format!(
+                    "field {name} needs column {column}, which table {} does not have",
+                    table.table
+                ))
+            })?;
+            if field_of_column[index].is_some() {
+                return Err(bad(format!("field {name} is listed twice")));
+            }
+            field_of_column[index] = Some(i);
+            let ty = table.columns[index].ty;
+            if !matches!(
+                ty,
+                ColumnType::String | ColumnType::Int64 | ColumnType::Bool | ColumnType::TimestampMs
+            ) {
+                return Err(bad(format!(
+                    "field {name} fills column {column} of type {ty}, which reports cannot fill"
+                )));
+            }
+            fields.push(FieldPlan {
+                name: name.clone(),
+                ty,
+                is_key: table.is_key(column),
+                required: name == bucket_field || name == key_name,
+                form_encoded: decode_keys && name == key_name,
+            });
+        }
+        let field_named = |name: &str| schema.iter().position(|f| f == name);
+        let key_field =
+            field_named(key_name).ok_or_else(|| bad(format!("{key_name} is missing")))?;
+        if field_named(bucket_field).is_none() {
+            return Err(bad(format!("{bucket_field} is missing")));
+        }
+        let mut columns = Vec::with_capacity(table.columns.len());
+        for (index, column) in table.columns.iter().enumerate() {
+            columns.push(match field_of_column[index] {
+                Some(i) => Source::Field(i),
+                None if column.name == "prefix" => Source::Prefix,
+                None if table.is_key(&column.name) && column.ty == ColumnType::String => {
+                    Source::EmptyString
+                }
+                None if table.is_key(&column.name) => {
+                    return Err(bad(format!(
+                        "key column {} of table {} has no field in the report",
+                        column.name, table.table
+                    )))
+                }
+                None => Source::Null,
+            });
+        }
+        Ok(RowPlan {
+            fields,
+            columns,
+            key_field,
+        })
+    }
+
+    /// The row of one CSV record; errors are `Field: expected …, found …`.
+    pub(super) fn row(
+        &self,
+        record: &csv::StringRecord,
+    ) -> std::result::Result<Vec<Value>, String> {
+        if record.len() != self.fields.len() {
+            return Err(format!(
+                "expected {} fields (fileSchema), found {}",
+                self.fields.len(),
+                record.len()
+            ));
+        }
+        let mut values: Vec<Value> = Vec::with_capacity(self.fields.len());
+        for (plan, text) in self.fields.iter().zip(record.iter()) {
+            values.push(parse_value(plan, text).map_err(|e| format!("{}: {e}", plan.name))?);
+        }
+        Ok(self.assemble(values))
+    }
+
+    /// The table row from the field values (in field order).
+    fn assemble(&self, mut values: Vec<Value>) -> Vec<Value> {
+        let prefix = match &values[self.key_field] {
+            Value::String(k) => Value::String(parent_folder(k).to_string()),
+            _ => Value::Null,
+        };
+        self.columns
+            .iter()
+            .map(|s| match *s {
+                Source::Field(i) => std::mem::replace(&mut values[i], Value::Null),
+                Source::Prefix => prefix.clone(),
+                Source::EmptyString => Value::String(String::new()),
+                Source::Null => Value::Null,
+            })
+            .collect()
+    }
+}
+
+fn parse_value(plan: &FieldPlan, text: &str) -> std::result::Result<Value, String> {
+    if text.is_empty() && plan.required {
+        return Err("expected a non-empty value, found \"\"".into());
+    }
+    if text.is_empty() {
+        return Ok(if plan.is_key && plan.ty == ColumnType::String {
+            Value::String(String::new())
+        } else if plan.is_key {
+            return Err(format!("expected a {} value (key), found \"\"", plan.ty));
+        } else {
+            Value::Null
+        });
+    }
+    match plan.ty {
+        ColumnType::String if plan.form_encoded => form_decode(text).map(Value::String),
+        ColumnType::String => Ok(Value::String(text.to_string())),
+        ColumnType::Int64 => text
+            .parse::<i64>()
+            .map(Value::Int64)
+            .map_err(|_| format!("expected an integer, found {text:?}")),
+        ColumnType::Bool => match text {
+            "true" | "TRUE" | "True" => Ok(Value::Bool(true)),
+            "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
+            _ => Err(format!("expected true or false, found {text:?}")),
+        },
+        ColumnType::TimestampMs => chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Value::TimestampMs(t.timestamp_millis()))
+            .map_err(|_| {
+                format!("expected an ISO 8601 date like 2024-03-05T10:20:30.000Z, found {text:?}")
+            }),
+        other => Err(format!("cannot fill a {other} column")),
+    }
+}
+
+/// An Arrow batch (from a Parquet or ORC file) whose columns have been checked and cast to
+/// the column types; rows are read from it one at a time.
+pub(super) struct PlannedBatch {
+    plan: RowPlan,
+    arrays: Vec<ArrayRef>,
+    rows: usize,
+}
+
+impl PlannedBatch {
+    /// Checks `batch`'s columns by name against `known` and casts each to its column's type.
+    /// `what` names the file in messages.
+    pub(super) fn new(
+        batch: &RecordBatch,
+        known: &[(&str, &str)],
+        table: &TableDef,
+        what: &str,
+    ) -> Result<PlannedBatch> {
+        let schema = batch.schema();
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let plan = RowPlan::new(&names, known, table, what, false)?;
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let mut arrays = Vec::with_capacity(names.len());
+        for (field, column) in plan.fields.iter().zip(batch.columns()) {
+            let target = match field.ty {
+                ColumnType::String => DataType::Utf8,
+                ColumnType::Int64 => DataType::Int64,
+                ColumnType::Bool => DataType::Boolean,
+                _ => DataType::Timestamp(TimeUnit::Millisecond, None),
+            };
+            let source = match column.data_type() {
+                // A zone only labels the instant: drop it so the cast keeps the epoch value.
+                DataType::Timestamp(unit, Some(_)) => {
+                    cast_with_options(column, &DataType::Timestamp(*unit, None), &options).ok()
+                }
+                _ => None,
+            };
+            let cast = cast_with_options(source.as_ref().unwrap_or(column), &target, &options)
+                .map_err(|e| {
+                    Error::InvalidInput(format!(
+                        "{what}: {}: expected values for a {} column, found {} ({e})",
+                        field.name,
+                        field.ty,
+                        column.data_type()
+                    ))
+                })?;
+            arrays.push(cast);
+        }
+        Ok(PlannedBatch {
+            plan,
+            arrays,
+            rows: batch.num_rows(),
+        })
+    }
+
+    /// Rows in the batch.
+    pub(super) fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// The table row at `i`; errors are `Field: expected …, found …`.
+    pub(super) fn row(&self, i: usize) -> std::result::Result<Vec<Value>, String> {
+        let mut values = Vec::with_capacity(self.arrays.len());
+        for (field, array) in self.plan.fields.iter().zip(&self.arrays) {
+            let value = if array.is_null(i) {
+                Value::Null
+            } else {
+                match field.ty {
+                    ColumnType::String => Value::String(array.as_string::<i32>().value(i).into()),
+                    ColumnType::Int64 => {
+                        Value::Int64(array.as_primitive::<arrow::datatypes::Int64Type>().value(i))
+                    }
+                    ColumnType::Bool => Value::Bool(array.as_boolean().value(i)),
+                    _ => Value::TimestampMs(
+                        array.as_primitive::<TimestampMillisecondType>().value(i),
+                    ),
+                }
+            };
+            let value = match value {
+                Value::Null | Value::String(_) if field.required => match value {
+                    Value::String(s) if !s.is_empty() => Value::String(s),
+                    other => {
+                        return Err(format!(
+                            "{}: expected a non-empty value, found {}",
+                            field.name,
+                            if other == Value::Null { "null" } else { "\"\"" }
+                        ))
+                    }
+                },
+                Value::Null if field.is_key && field.ty == ColumnType::String => {
+                    Value::String(String::new())
+                }
+                Value::Null if field.is_key => {
+                    return Err(format!(
+                        "{}: expected a {} value (key), found null",
+                        field.name, field.ty
+                    ))
+                }
+                other => other,
+            };
+            values.push(value);
+        }
+        Ok(self.plan.assemble(values))
+    }
+}
+
+/// Decodes an `application/x-www-form-urlencoded` key: `+` is a space, `%XX` a byte, and the
+/// bytes must be UTF-8.
+pub fn form_decode(text: &str) -> std::result::Result<String, String> {
+    let spaced = text.replace('+', " ");
+    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    String::from_utf8(bytes).map_err(|_| {
+        format!("expected form-encoded UTF-8, found {text:?} (not UTF-8 once decoded)")
+    })
+}
+
+/// The key's parent folder including the trailing `/`; `""` for a top-level key.
+pub fn parent_folder(key: &str) -> &str {
+    match key.rfind('/') {
+        Some(i) => &key[..=i],
+        None => "",
+    }
+}

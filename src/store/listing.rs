@@ -1,0 +1,699 @@
+//! Listing and summarising the `object_inventory` table the way S3 lists a bucket: the
+//! request and answer types of [`Store::list_objects`](crate::store::Store::list_objects) and
+//! [`Store::summarize_objects`](crate::store::Store::summarize_objects), the continuation token
+//! and the size buckets. Backends implement the two methods; this module owns what they mean.
+//! It does not read the store itself, and it knows nothing of how the CLI prints a page.
+//!
+//! Semantics every backend keeps (and `conformance/listing.rs` checks):
+//! - **Which rows.** Only rows of the asked bucket whose key starts with the prefix (a plain
+//!   byte prefix, not a folder), that are live (a tombstone is never listed) and *current*:
+//!   `is_latest` is not false and `is_delete_marker` is not true (NULL counts as "not
+//!   versioned": listed). A versioned bucket has several rows per key; a key is listed once,
+//!   from its `is_latest` row when it has one, else from its first current row by
+//!   `version_id`. A key whose latest version is a delete marker is not listed.
+//! - **Order.** Lexicographic by the key's UTF-8 bytes, which is S3's order (and Rust's
+//!   `str` order; SQLite's BINARY collation compares the same bytes with `memcmp`).
+//! - **Delimiter.** With a delimiter (`--non-recursive` uses `/`), a key that has the
+//!   delimiter again after the prefix is rolled up into its *common prefix* (the key up to and
+//!   including that delimiter). Each common prefix is listed once, at its place in key order,
+//!   and only when it holds at least one current object. Having listed one, a backend seeks
+//!   straight past it (to the first key ≥ [`prefix_successor`] of it) instead of reading the
+//!   folder, so a folder of millions of keys costs one index seek.
+//! - **Pages.** At most `limit` entries and common prefixes together (default
+//!   [`DEFAULT_LIST_LIMIT`], at most [`MAX_LIST_LIMIT`], as S3's `max-keys`, except that a
+//!   larger value is refused rather than lowered). `is_truncated` is true exactly when at
+//!   least one more entry or common prefix follows; then `next_continuation_token` is set.
+//! - **Continuation tokens** are opaque to users: base64url (no padding) of a format version
+//!   byte, a kind byte and the last key (`K`) or common prefix (`P`) of the page. The next page
+//!   starts after that position *as the store is at the next call*: keys added or removed
+//!   behind it are not seen, keys ahead of it are; so walking every page returns each key that
+//!   stayed in the bucket throughout exactly once, in order. A token that does not decode,
+//!   has another version, or does not fit the query (its position outside the prefix, a common
+//!   prefix without a delimiter) is an [`Error::InvalidInput`] saying so.
+//! - **Summaries** count current objects (the same rows a recursive listing returns) and sum
+//!   their sizes (a NULL size counts as an object of 0 bytes) in groups: storage class (NULL
+//!   is [`NO_STORAGE_CLASS`]), first folder below the prefix (objects directly at the prefix's
+//!   level are [`FILES_AT_THIS_LEVEL`]), [`SizeBucket`], or month of `last_modified` (UTC,
+//!   `yyyy-MM`; NULL is [`UNKNOWN`]). Rows come in the group's natural order (see
+//!   [`SummaryBy`]).
+//!
+//! An unknown bucket is simply empty, as S3 answers for a bucket with no objects.
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Entries (and common prefixes) per page when the query does not say.
+pub const DEFAULT_LIST_LIMIT: usize = 1000;
+/// The largest page a query may ask for.
+pub const MAX_LIST_LIMIT: usize = 10_000;
+/// Group name of objects with no storage class.
+pub const NO_STORAGE_CLASS: &str = "(none)";
+/// Group name, in a by-prefix summary, of objects directly at the prefix's level.
+pub const FILES_AT_THIS_LEVEL: &str = "(files at this level)";
+/// Group name of objects whose size or modification time is unknown (NULL).
+pub const UNKNOWN: &str = "(unknown)";
+
+/// The delimiter of a non-recursive listing.
+pub const FOLDER_DELIMITER: char = '/';
+
+/// One page request of [`Store::list_objects`](crate::store::Store::list_objects).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// The bucket (the `bucket` column).
+    pub bucket: String,
+    /// Only keys that start with these bytes ("" for all).
+    pub prefix: String,
+    /// Roll keys up into common prefixes at this character after the prefix (`Some('/')` for
+    /// a non-recursive listing); `None` lists every key.
+    pub delimiter: Option<char>,
+    /// Entries and common prefixes per page, 1..=[`MAX_LIST_LIMIT`].
+    pub limit: usize,
+    /// Where to resume: the `next_continuation_token` of the previous page.
+    pub continuation_token: Option<String>,
+}
+
+impl ListQuery {
+    /// A recursive listing of the whole bucket, first page, [`DEFAULT_LIST_LIMIT`] entries.
+    pub fn new(bucket: impl Into<String>) -> ListQuery {
+        ListQuery {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            delimiter: None,
+            limit: DEFAULT_LIST_LIMIT,
+            continuation_token: None,
+        }
+    }
+
+    /// Checks the limit and the token against the query and returns where the page starts:
+    /// the lower bound of the key range (bytes; may be a non-UTF-8 successor) and whether it
+    /// is inclusive. Any problem is an [`Error::InvalidInput`].
+    pub fn start(&self) -> Result<(Vec<u8>, bool)> {
+        if self.limit == 0 || self.limit > MAX_LIST_LIMIT {
+            return Err(Error::InvalidInput(format!(
+                "limit: expected 1 to {MAX_LIST_LIMIT}, found {}",
+                self.limit
+            )));
+        }
+        let Some(token) = &self.continuation_token else {
+            return Ok((self.prefix.as_bytes().to_vec(), true));
+        };
+        let cursor = Cursor::decode(token)?;
+        let bad = |why: &str| {
+            Err(Error::InvalidInput(format!(
+                "continuation token {token:?} does not belong to this listing: {why}"
+            )))
+        };
+        match &cursor {
+            Cursor::AfterKey(k) if !k.starts_with(&self.prefix) => {
+                bad("its key is outside the prefix")
+            }
+            Cursor::AfterKey(k) => Ok((k.as_bytes().to_vec(), false)),
+            Cursor::AfterPrefix(p) => {
+                let Some(d) = self.delimiter else {
+                    return bad("it ends on a common prefix but this listing has no delimiter");
+                };
+                if common_prefix(p, &self.prefix, d) != Some(p.as_str()) {
+                    return bad("its common prefix is not one of this prefix and delimiter");
+                }
+                match prefix_successor(p.as_bytes()) {
+                    Some(next) => Ok((next, true)),
+                    None => bad("its common prefix has no successor"),
+                }
+            }
+        }
+    }
+}
+
+/// One object of a page: its current version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectEntry {
+    /// The object key.
+    pub key: String,
+    /// Version id, or `None` for an unversioned object (stored as "").
+    pub version_id: Option<String>,
+    /// Size in bytes (NULL when the report had no size).
+    pub size: Option<i64>,
+    /// Last modification, ms since the Unix epoch, UTC.
+    pub last_modified_ms: Option<i64>,
+    /// Storage class as the report wrote it.
+    pub storage_class: Option<String>,
+    /// ETag as the report wrote it.
+    pub etag: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ListPage {
+    /// Objects, in key order.
+    pub entries: Vec<ObjectEntry>,
+    /// Common prefixes (each ends with the delimiter), in key order.
+    pub common_prefixes: Vec<String>,
+    /// Pass this as `continuation_token` for the next page; set exactly when truncated.
+    pub next_continuation_token: Option<String>,
+    /// Whether more entries or common prefixes follow.
+    pub is_truncated: bool,
+}
+
+/// How [`Store::summarize_objects`](crate::store::Store::summarize_objects) groups objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SummaryBy {
+    /// By `storage_class`, alphabetically (byte order), [`NO_STORAGE_CLASS`] last.
+    StorageClass,
+    /// By the first folder below the prefix (`prefix` + segment + `/`), in key order, after
+    /// [`FILES_AT_THIS_LEVEL`].
+    Prefix,
+    /// By [`SizeBucket`], smallest first, [`UNKNOWN`] last.
+    SizeBucket,
+    /// By month of `last_modified` (UTC, `yyyy-MM`), oldest first, [`UNKNOWN`] last.
+    Month,
+}
+
+impl SummaryBy {
+    /// The name the CLI uses: `storage_class`, `prefix`, `size_bucket`, `month`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SummaryBy::StorageClass => "storage_class",
+            SummaryBy::Prefix => "prefix",
+            SummaryBy::SizeBucket => "size_bucket",
+            SummaryBy::Month => "month",
+        }
+    }
+}
+
+/// One group of a summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SummaryRow {
+    /// The group's name (see [`SummaryBy`]).
+    pub group: String,
+    /// Current objects in the group.
+    pub objects: u64,
+    /// Sum of their sizes in bytes.
+    pub bytes: u64,
+}
+
+/// The size buckets of a by-size summary. Bucket `i` holds sizes in
+/// `[SIZE_EDGES[i-1], SIZE_EDGES[i])` (bucket 0 is exactly 0 bytes); the last holds
+/// everything from 5 GiB up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SizeBucket(pub usize);
+
+const KIB: i64 = 1024;
+const MIB: i64 = 1024 * KIB;
+const GIB: i64 = 1024 * MIB;
+
+/// Upper (exclusive) edges of the size buckets: 1 B (so bucket 0 is empty objects), 1 KiB,
+/// 1 MiB, 16 MiB, 128 MiB, 1 GiB, 5 GiB (S3's single-PUT limit); the last bucket is open.
+pub const SIZE_EDGES: [i64; 7] = [1, KIB, MIB, 16 * MIB, 128 * MIB, GIB, 5 * GIB];
+
+/// Labels of the size buckets, in order; `a .. b` means `a <= size < b`.
+pub const SIZE_LABELS: [&str; 8] = [
+    "0 B",
+    "1 B .. 1 KiB",
+    "1 KiB .. 1 MiB",
+    "1 MiB .. 16 MiB",
+    "16 MiB .. 128 MiB",
+    "128 MiB .. 1 GiB",
+    "1 GiB .. 5 GiB",
+    ">= 5 GiB",
+];
+
+impl SizeBucket {
+    /// The bucket of a size; `None` for an unknown (NULL) or negative size.
+    pub fn of(size: Option<i64>) -> Option<SizeBucket> {
+        let size = size.filter(|s| *s >= 0)?;
+        Some(SizeBucket(
+            SIZE_EDGES
+                .iter()
+                .position(|&edge| size < edge)
+                .unwrap_or(SIZE_EDGES.len()),
+        ))
+    }
+
+    /// The bucket's label ([`SIZE_LABELS`]), [`UNKNOWN`] past the last.
+    pub fn label(self) -> &'static str {
+        SIZE_LABELS.get(self.0).copied().unwrap_or(UNKNOWN)
+    }
+}
+
+/// Counts and bytes of one group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Acc {
+    objects: u64,
+    bytes: u64,
+}
+
+impl Acc {
+    fn add(&mut self, size: Option<i64>) {
+        self.objects += 1;
+        self.bytes = self
+            .bytes
+            .saturating_add(size.and_then(|s| u64::try_from(s).ok()).unwrap_or(0));
+    }
+
+    fn merge(&mut self, other: Acc) {
+        self.objects += other.objects;
+        self.bytes = self.bytes.saturating_add(other.bytes);
+    }
+
+    fn row(self, group: impl Into<String>) -> SummaryRow {
+        SummaryRow {
+            group: group.into(),
+            objects: self.objects,
+            bytes: self.bytes,
+        }
+    }
+}
+
+/// Folds current objects into the groups of a summary, one object at a time, in memory
+/// proportional to the number of groups (not of objects). Backends stream the rows of
+/// [`Store::summarize_objects`](crate::store::Store::summarize_objects) through it, so every
+/// backend groups, names and orders alike. Rows may come in any order (key order is fastest
+/// for [`SummaryBy::Prefix`]: one folder lookup per run of keys).
+#[derive(Debug)]
+pub struct Summarizer {
+    by: SummaryBy,
+    prefix: String,
+    /// Storage classes and folders.
+    named: std::collections::BTreeMap<String, Acc>,
+    /// Months as `year * 12 + month0`.
+    months: std::collections::BTreeMap<i64, Acc>,
+    sizes: [Acc; SIZE_LABELS.len()],
+    /// No storage class, unknown size or time; or files at the prefix's level.
+    other: Acc,
+    /// The folder of the last key (Prefix) and what it gathered since.
+    current: Option<(String, Acc)>,
+}
+
+impl Summarizer {
+    /// An empty summary of the objects under `prefix`, grouped `by`.
+    pub fn new(by: SummaryBy, prefix: &str) -> Summarizer {
+        Summarizer {
+            by,
+            prefix: prefix.to_string(),
+            named: Default::default(),
+            months: Default::default(),
+            sizes: Default::default(),
+            other: Acc::default(),
+            current: None,
+        }
+    }
+
+    /// Adds one current object. `key` must start with the prefix (only `Prefix` reads it);
+    /// a NULL or negative `size` counts as 0 bytes (and an unknown size bucket).
+    pub fn add(
+        &mut self,
+        key: &str,
+        size: Option<i64>,
+        storage_class: Option<&str>,
+        last_modified_ms: Option<i64>,
+    ) {
+        match self.by {
+            SummaryBy::StorageClass => match storage_class {
+                Some(c) => match self.named.get_mut(c) {
+                    Some(acc) => acc.add(size),
+                    None => self.named.entry(c.to_string()).or_default().add(size),
+                },
+                None => self.other.add(size),
+            },
+            SummaryBy::SizeBucket => match SizeBucket::of(size) {
+                Some(b) => self.sizes[b.0].add(size),
+                None => self.other.add(size),
+            },
+            SummaryBy::Month => {
+                use chrono::Datelike as _;
+                match last_modified_ms.and_then(chrono::DateTime::from_timestamp_millis) {
+                    Some(t) => {
+                        let month = i64::from(t.year()) * 12 + i64::from(t.month0());
+                        self.months.entry(month).or_default().add(size);
+                    }
+                    None => self.other.add(size),
+                }
+            }
+            SummaryBy::Prefix => {
+                if let Some((folder, acc)) = &mut self.current {
+                    if key.starts_with(folder.as_str()) {
+                        acc.add(size);
+                        return;
+                    }
+                }
+                self.flush_folder();
+                match common_prefix(key, &self.prefix, FOLDER_DELIMITER) {
+                    Some(folder) => {
+                        let mut acc = Acc::default();
+                        acc.add(size);
+                        self.current = Some((folder.to_string(), acc));
+                    }
+                    None => self.other.add(size),
+                }
+            }
+        }
+    }
+
+    fn flush_folder(&mut self) {
+        if let Some((folder, acc)) = self.current.take() {
+            self.named.entry(folder).or_default().merge(acc);
+        }
+    }
+
+    /// The groups in the order [`SummaryBy`] documents; empty groups are left out.
+    pub fn finish(mut self) -> Vec<SummaryRow> {
+        self.flush_folder();
+        let other = (self.other.objects > 0).then_some(self.other);
+        let mut out = Vec::new();
+        match self.by {
+            SummaryBy::StorageClass => {
+                out.extend(self.named.into_iter().map(|(g, a)| a.row(g)));
+                out.extend(other.map(|a| a.row(NO_STORAGE_CLASS)));
+            }
+            SummaryBy::Prefix => {
+                out.extend(other.map(|a| a.row(FILES_AT_THIS_LEVEL)));
+                out.extend(self.named.into_iter().map(|(g, a)| a.row(g)));
+            }
+            SummaryBy::SizeBucket => {
+                out.extend(
+                    self.sizes
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.objects > 0)
+                        .map(|(i, a)| a.row(SizeBucket(i).label())),
+                );
+                out.extend(other.map(|a| a.row(UNKNOWN)));
+            }
+            SummaryBy::Month => {
+                out.extend(self.months.into_iter().map(|(m, a)| {
+                    let (year, month0) = (m.div_euclid(12), m.rem_euclid(12));
+                    a.row(format!("{year:04}-{:02}", month0 + 1))
+                }));
+                out.extend(other.map(|a| a.row(UNKNOWN)));
+            }
+        }
+        out
+    }
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`: `prefix`
+/// with its last byte below 0xFF incremented and what follows it dropped. `None` for an
+/// empty prefix or one of only 0xFF bytes (no upper bound). UTF-8 text never contains 0xFF,
+/// so a non-empty key prefix always has one (which may not be valid UTF-8 itself).
+pub fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let last = prefix.iter().rposition(|&b| b != 0xFF)?;
+    let mut out = prefix[..=last].to_vec();
+    out[last] += 1;
+    Some(out)
+}
+
+/// The common prefix `key` rolls up into under `prefix` and `delimiter`: `key` up to and
+/// including the first `delimiter` after `prefix`, or `None` when there is none (or `key`
+/// does not start with `prefix`).
+pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: char) -> Option<&'k str> {
+    let rest = key.strip_prefix(prefix)?;
+    let at = rest.find(delimiter)?;
+    Some(&key[..prefix.len() + at + delimiter.len_utf8()])
+}
+
+/// Version of the token layout below.
+const TOKEN_VERSION: u8 = 1;
+
+/// The position a continuation token stands for: the last item of the page it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cursor {
+    /// The page ended on this key; the next starts at the first key after it.
+    AfterKey(String),
+    /// The page ended on this common prefix; the next starts after every key below it.
+    AfterPrefix(String),
+}
+
+impl Cursor {
+    /// The opaque token: base64url without padding of `[version, b'K' | b'P', text…]`.
+    pub fn encode(&self) -> String {
+        let (kind, text) = match self {
+            Cursor::AfterKey(k) => (b'K', k),
+            Cursor::AfterPrefix(p) => (b'P', p),
+        };
+        let mut raw = Vec::with_capacity(2 + text.len());
+        raw.push(TOKEN_VERSION);
+        raw.push(kind);
+        raw.extend_from_slice(text.as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Reads a token made by [`Cursor::encode`]; anything else is an [`Error::InvalidInput`]
+    /// naming the token and what is wrong with it.
+    pub fn decode(token: &str) -> Result<Cursor> {
+        let bad = |why: &str| {
+            Error::InvalidInput(format!(
+                "continuation token {token:?} is not valid: {why}; pass the next_continuation_token of the previous page unchanged"
+            ))
+        };
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad("not base64url"))?;
+        let (version, kind, text) = match raw.as_slice() {
+            [version, kind, text @ ..] => (*version, *kind, text),
+            _ => return Err(bad("too short")),
+        };
+        if version != TOKEN_VERSION {
+            return Err(bad(&format!(
+                "format version {version}, expected {TOKEN_VERSION}"
+            )));
+        }
+        let text = String::from_utf8(text.to_vec()).map_err(|_| bad("its key is not UTF-8"))?;
+        match kind {
+            b'K' if !text.is_empty() => Ok(Cursor::AfterKey(text)),
+            b'P' if !text.is_empty() => Ok(Cursor::AfterPrefix(text)),
+            b'K' | b'P' => Err(bad("its position is empty")),
+            _ => Err(bad("unknown kind")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_are_url_safe() {
+        for c in [
+            Cursor::AfterKey("a".into()),
+            Cursor::AfterKey("photos/été 2024/+%2B?&=.jpg".into()),
+            Cursor::AfterPrefix("日本語/".into()),
+            Cursor::AfterKey("\u{10FFFF}".into()),
+        ] {
+            let t = c.encode();
+            assert!(
+                t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+                "{t}"
+            );
+            assert_eq!(Cursor::decode(&t).unwrap(), c);
+        }
+        assert_ne!(
+            Cursor::AfterKey("a/".into()).encode(),
+            Cursor::AfterPrefix("a/".into()).encode()
+        );
+    }
+
+    #[test]
+    fn bad_tokens_are_invalid_input_saying_why() {
+        let b64 = |raw: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        for (token, why) in [
+            ("not a token!".to_string(), "not base64url"),
+            (String::new(), "too short"),
+            (b64(&[1]), "too short"),
+            (b64(&[2, b'K', b'a']), "format version 2, expected 1"),
+            (b64(&[1, b'X', b'a']), "unknown kind"),
+            (b64(&[1, b'K']), "position is empty"),
+            (b64(&[1, b'K', 0xFF]), "not UTF-8"),
+        ] {
+            let err = Cursor::decode(&token).unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+            assert!(err.to_string().contains(why), "{token}: {err}");
+            assert!(err.to_string().contains("continuation token"), "{err}");
+        }
+    }
+
+    #[test]
+    fn start_checks_limit_and_token_against_the_query() {
+        let mut q = ListQuery::new("b");
+        q.prefix = "a/".into();
+        assert_eq!(q.start().unwrap(), (b"a/".to_vec(), true));
+        q.continuation_token = Some(Cursor::AfterKey("a/x".into()).encode());
+        assert_eq!(q.start().unwrap(), (b"a/x".to_vec(), false));
+        q.continuation_token = Some(Cursor::AfterKey("b/x".into()).encode());
+        assert!(q
+            .start()
+            .unwrap_err()
+            .to_string()
+            .contains("outside the prefix"));
+
+        q.continuation_token = Some(Cursor::AfterPrefix("a/x/".into()).encode());
+        let err = q.start().unwrap_err().to_string();
+        assert!(err.contains("no delimiter"), "{err}");
+        q.delimiter = Some('/');
+        assert_eq!(q.start().unwrap(), (b"a/x0".to_vec(), true));
+        q.continuation_token = Some(Cursor::AfterPrefix("a/x/y/".into()).encode());
+        assert!(q.start().unwrap_err().to_string().contains("not one of"));
+
+        for bad in [0, MAX_LIST_LIMIT + 1] {
+            q.limit = bad;
+            let err = q.start().unwrap_err();
+            assert!(matches!(err, Error::InvalidInput(_)));
+            assert!(err.to_string().contains("expected 1 to 10000"), "{err}");
+        }
+        q.limit = MAX_LIST_LIMIT;
+        q.continuation_token = None;
+        assert!(q.start().is_ok());
+    }
+
+    #[test]
+    fn size_buckets_have_the_documented_edges() {
+        let cases = [
+            (0, 0),
+            (1, 1),
+            (1023, 1),
+            (1024, 2),
+            (MIB - 1, 2),
+            (MIB, 3),
+            (16 * MIB - 1, 3),
+            (16 * MIB, 4),
+            (128 * MIB - 1, 4),
+            (128 * MIB, 5),
+            (GIB - 1, 5),
+            (GIB, 6),
+            (5 * GIB - 1, 6),
+            (5 * GIB, 7),
+            (i64::MAX, 7),
+        ];
+        for (size, bucket) in cases {
+            assert_eq!(
+                SizeBucket::of(Some(size)),
+                Some(SizeBucket(bucket)),
+                "{size}"
+            );
+        }
+        assert_eq!(SizeBucket::of(None), None);
+        assert_eq!(SizeBucket::of(Some(-1)), None);
+        assert_eq!(SizeBucket(0).label(), "0 B");
+        assert_eq!(SizeBucket(7).label(), ">= 5 GiB");
+        assert_eq!(SizeBucket(8).label(), UNKNOWN);
+    }
+
+    #[test]
+    fn successors_and_common_prefixes() {
+        assert_eq!(prefix_successor(b"a/b/"), Some(b"a/b0".to_vec()));
+        assert_eq!(prefix_successor(b""), None);
+        assert_eq!(prefix_successor(&[b'a', 0xFF, 0xFF]), Some(b"b".to_vec()));
+        assert_eq!(prefix_successor(&[0xFF]), None);
+        // Every key below "a/" sorts before the successor, and "a0" not below it.
+        let succ = prefix_successor(b"a/").unwrap();
+        for below in ["a/", "a/\u{10FFFF}\u{10FFFF}", "a/zzz"] {
+            assert!(below.as_bytes() < succ.as_slice(), "{below}");
+        }
+        assert!("a0".as_bytes() >= succ.as_slice());
+
+        assert_eq!(common_prefix("a/b/c", "", '/'), Some("a/"));
+        assert_eq!(common_prefix("a/b/c", "a/", '/'), Some("a/b/"));
+        assert_eq!(common_prefix("a/b", "a/", '/'), None);
+        assert_eq!(common_prefix("a/b/", "a/", '/'), Some("a/b/"));
+        assert_eq!(common_prefix("ab/c", "a", '/'), Some("ab/"));
+        assert_eq!(common_prefix("x/b/c", "a/", '/'), None);
+        assert_eq!(common_prefix("été→x→y", "été", '→'), Some("été→"));
+    }
+
+    /// Key, size, storage class, last modified.
+    type TestObj<'a> = (&'a str, Option<i64>, Option<&'a str>, Option<i64>);
+
+    fn summary(by: SummaryBy, prefix: &str, objs: &[TestObj<'_>]) -> Vec<(String, u64, u64)> {
+        let mut s = Summarizer::new(by, prefix);
+        for (key, size, class, ms) in objs {
+            s.add(key, *size, *class, *ms);
+        }
+        s.finish()
+            .into_iter()
+            .map(|r| (r.group, r.objects, r.bytes))
+            .collect()
+    }
+
+    fn owned(rows: &[(&str, u64, u64)]) -> Vec<(String, u64, u64)> {
+        rows.iter()
+            .map(|(g, o, b)| (g.to_string(), *o, *b))
+            .collect()
+    }
+
+    #[test]
+    fn months_are_utc_and_ordered() {
+        // 2024-03-31T23:59:59.999Z and the next millisecond; -1 ms is December 1969.
+        let objs = [
+            ("a", Some(1), None, Some(1_711_929_600_000)),
+            ("b", Some(2), None, Some(1_711_929_599_999)),
+            ("c", Some(4), None, Some(-1)),
+            ("d", Some(8), None, Some(0)),
+            ("e", Some(16), None, None),
+            ("f", None, None, Some(0)),
+        ];
+        assert_eq!(
+            summary(SummaryBy::Month, "", &objs),
+            owned(&[
+                ("1969-12", 1, 4),
+                ("1970-01", 2, 8),
+                ("2024-03", 1, 2),
+                ("2024-04", 1, 1),
+                ("(unknown)", 1, 16),
+            ])
+        );
+    }
+
+    #[test]
+    fn folders_gather_in_any_order() {
+        let objs = [
+            ("p/a/1", Some(1), None, None),
+            ("p/x", Some(2), None, None),
+            ("p/a/2", Some(4), None, None),
+            ("p/b/c/3", Some(8), None, None),
+            ("p/a/b/4", Some(16), None, None),
+            ("p/y", Some(-5), None, None),
+        ];
+        assert_eq!(
+            summary(SummaryBy::Prefix, "p/", &objs),
+            owned(&[
+                ("(files at this level)", 2, 2),
+                ("p/a/", 3, 21),
+                ("p/b/", 1, 8),
+            ])
+        );
+        assert_eq!(
+            summary(SummaryBy::Prefix, "p/a", &objs[..1]),
+            owned(&[("p/a/", 1, 1)])
+        );
+        assert!(summary(SummaryBy::Prefix, "", &[]).is_empty());
+    }
+
+    #[test]
+    fn classes_and_sizes_name_their_missing_groups() {
+        let objs = [
+            ("a", Some(0), Some("STANDARD"), None),
+            ("b", Some(1024), None, None),
+            ("c", None, Some("GLACIER"), None),
+            ("d", Some(5 * GIB), Some("STANDARD"), None),
+        ];
+        assert_eq!(
+            summary(SummaryBy::StorageClass, "", &objs),
+            owned(&[
+                ("GLACIER", 1, 0),
+                ("STANDARD", 2, 5 * GIB as u64),
+                ("(none)", 1, 1024),
+            ])
+        );
+        assert_eq!(
+            summary(SummaryBy::SizeBucket, "", &objs),
+            owned(&[
+                ("0 B", 1, 0),
+                ("1 KiB .. 1 MiB", 1, 1024),
+                (">= 5 GiB", 1, 5 * GIB as u64),
+                ("(unknown)", 1, 0),
+            ])
+        );
+    }
+}

@@ -14,11 +14,35 @@ store with `lakeport load`, then deliver the store twice, timed:
 Both outputs are counted back with DuckDB (each must hold N rows). Prints rows/s of each, the
 ratio lakeport/DuckDB, lakeport's peak RSS, objects per partition of each, and a table.
 
+Ingest case (issue 3): tests/reports.py writes an S3 Inventory CSV.gz report of N objects
+(BENCH_INGEST_ROWS, default 1,000,000) in 10 files; then, timed in the same run:
+
+  (a) lakeport: `lakeport inventory import <manifest> --json` into a fresh SQLite store;
+      wall time including start-up, and the process's peak RSS;
+  (b) Python baseline: read the same manifest, check each file's MD5, gunzip + csv module,
+      form-decode the keys (urllib.parse.unquote_plus), parse sizes, booleans and dates, and
+      `sqlite3.executemany` every row into a fresh SQLite file holding a table of the same shape
+      as lakeport's (same columns and types, _seq/_write_time/_deleted, the same primary key,
+      WITHOUT ROWID, the _seq index; WAL, synchronous=NORMAL, the same cache), one commit;
+  (c) lakeport again on the unchanged next-day report (the same data files under a new
+      manifest with a later creation time): its rows/s, the rows it wrote
+      (inserted + updated + deleted from --json) and its speed-up over (a).
+
+Prints PASS/FAIL beside each target: (a) >= 3x (b); peak RSS <= 256 MB; (c) writes 0 rows and
+is >= 2x faster than (a). Both stores are counted back (N live rows each).
+
     .venv/bin/python scripts/bench.py --bin target/release/lakeport      # BENCH_ROWS=1000000
+    BENCH_CASE=ingest .venv/bin/python scripts/bench.py                   # only the ingest case
 """
 
 import argparse
+import csv
+import gzip
+import hashlib
 import importlib.metadata
+import io
+import sqlite3
+import urllib.parse
 import json
 import os
 import re
@@ -35,6 +59,9 @@ import duckdb
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+import reports  # noqa: E402  (tests/reports.py: the inventory report generator)
+
 TASK = "bench-daily"
 SUMMARY_RE = re.compile(r"^(?P<task>\S+): (?P<rows>\d+) rows, (?P<objects>\d+) objects, "
                         r"(?P<bytes>\d+) bytes, (?P<partitions>\d+) partitions, "
@@ -120,7 +147,8 @@ def describe(c):
 
 
 def main():
-    ap = argparse.ArgumentParser(description="lakeport vs DuckDB delivery benchmark")
+    ap = argparse.ArgumentParser(description="lakeport benchmarks: delivery vs DuckDB, "
+                                             "inventory ingest vs Python sqlite3")
     ap.add_argument("--bin", default=str(REPO / "target" / "release" / "lakeport"),
                     help="lakeport binary (default target/release/lakeport)")
     ap.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", 1_000_000)),
@@ -131,11 +159,29 @@ def main():
                     help="work folder, emptied first (env BENCH_DIR, default bench-out/)")
     ap.add_argument("--threads", type=int, default=0,
                     help="DuckDB threads (default: DuckDB's own choice)")
+    ap.add_argument("--case", default=os.environ.get("BENCH_CASE", "all"),
+                    choices=["all", "delivery", "ingest"],
+                    help="which benchmark (env BENCH_CASE, default all: delivery then ingest)")
+    ap.add_argument("--ingest-rows", type=int,
+                    default=int(os.environ.get("BENCH_INGEST_ROWS", 1_000_000)),
+                    help="objects in the ingest report (env BENCH_INGEST_ROWS, default 1000000)")
     a = ap.parse_args()
 
     lakeport = Path(a.bin).resolve()
     if not lakeport.is_file():
         sys.exit(f"bench: no lakeport binary at {lakeport} (cargo build --release)")
+    code = 0
+    if a.case in ("all", "delivery"):
+        code |= delivery(a, lakeport)
+    if a.case in ("all", "ingest"):
+        if a.case == "all":
+            print()
+        code |= ingest(a, lakeport)
+    return code
+
+
+def delivery(a, lakeport):
+    """The delivery case: lakeport run vs DuckDB COPY over the same store."""
     work = Path(a.dir).resolve()
     shutil.rmtree(work, ignore_errors=True)
     (work / "pipelines").mkdir(parents=True)
@@ -273,6 +319,180 @@ def main():
     for p in problems:
         print(f"bench: PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0
+
+
+# -- ingest case ----------------------------------------------------------------------------
+
+SQL_TYPES = {"string": "TEXT", "int64": "INTEGER", "bool": "INTEGER", "timestamp_ms": "INTEGER",
+             "double": "REAL", "binary": "BLOB"}
+
+
+def baseline_table_sql():
+    """The data table lakeport's SQLite store creates for object_inventory (see
+    create_table_sql in src/store/sqlite.rs): same columns, types, key and index."""
+    doc = yaml.safe_load((REPO / "schemas" / "object_inventory.yaml").read_text())
+    pk = doc["primary_key"]
+    cols = [f'"{c["name"]}" {SQL_TYPES[c["type"]]}{" NOT NULL" if c["name"] in pk else ""}'
+            for c in doc["columns"]]
+    cols += ['"_seq" INTEGER NOT NULL', '"_write_time" INTEGER NOT NULL',
+             '"_deleted" INTEGER NOT NULL DEFAULT 0']
+    key = ", ".join(f'"{k}"' for k in pk)
+    return ([c["name"] for c in doc["columns"]],
+            f'CREATE TABLE "data_object_inventory" ({", ".join(cols)}, PRIMARY KEY ({key})) '
+            f'WITHOUT ROWID;\nCREATE INDEX "data_object_inventory_by_seq" ON '
+            f'"data_object_inventory" ("_seq");')
+
+
+def python_import(manifest, root, db):
+    """The baseline: one report into a fresh SQLite file with sqlite3.executemany, one
+    commit. Returns the number of rows inserted."""
+    columns, ddl = baseline_table_sql()
+    doc = json.loads(Path(manifest).read_text())
+    fields = [f.strip() for f in doc["fileSchema"].split(",")]
+    plan = []
+    for f in fields:
+        _, col, kind = reports.S3_BY_FIELD[f]
+        plan.append((columns.index(col), kind, f == "Key"))
+    key_i = columns.index("key")
+    prefix_i = columns.index("prefix")
+    version_i = columns.index("version_id")
+    ncols = len(columns)
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA cache_size=-32768")
+    con.executescript(ddl)
+    now = int(time.time() * 1000)
+    unquote_plus = urllib.parse.unquote_plus
+    fromiso = __import__("datetime").datetime.fromisoformat
+
+    def ms(text):
+        return int(fromiso(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+    def rows():
+        seq = 0
+        for e in doc["files"]:
+            data = (Path(root) / e["key"]).read_bytes()
+            if len(data) != e["size"] or hashlib.md5(data).hexdigest() != e["MD5checksum"]:
+                sys.exit(f"bench: baseline: {e['key']}: size or MD5 mismatch")
+            text = gzip.decompress(data).decode("utf-8")
+            for rec in csv.reader(io.StringIO(text)):
+                row = [None] * ncols
+                row[version_i] = ""
+                for (i, kind, is_key), v in zip(plan, rec):
+                    if is_key:
+                        v = unquote_plus(v)
+                    elif v == "":
+                        v = None
+                    elif kind == "int":
+                        v = int(v)
+                    elif kind == "bool":
+                        v = 1 if v == "true" else 0
+                    elif kind == "ts":
+                        v = ms(v)
+                    row[i] = v
+                k = row[key_i]
+                row[prefix_i] = k[: k.rfind("/") + 1]
+                seq += 1
+                yield (*row, seq, now)
+
+    placeholders = ", ".join("?" * (ncols + 2))
+    names = ", ".join(f'"{c}"' for c in columns)
+    con.execute("BEGIN")
+    con.executemany(f'INSERT INTO "data_object_inventory" ({names}, "_seq", "_write_time") '
+                    f"VALUES ({placeholders})", rows())
+    con.execute("COMMIT")
+    n = con.execute('SELECT count(*) FROM "data_object_inventory"').fetchone()[0]
+    con.close()
+    return n
+
+
+def live_rows(db):
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return con.execute('SELECT count(*) FROM "data_object_inventory" WHERE _deleted = 0'
+                           ).fetchone()[0]
+    finally:
+        con.close()
+
+
+def verdict(ok):
+    return "PASS" if ok else "FAIL"
+
+
+def ingest(a, lakeport):
+    """The ingest case: lakeport inventory import vs a Python sqlite3 baseline, then an
+    unchanged next-day re-import."""
+    n = a.ingest_rows
+    work = Path(a.dir).resolve() / "ingest"
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "pipelines").mkdir(parents=True)
+    (work / "schemas").mkdir()
+    root = work / "reports"
+    store = work / "lakeport.db"
+    base_db = work / "baseline.db"
+    base = [str(lakeport), "--store", f"sqlite:{store}", "--pipelines", "pipelines",
+            "--schemas", "schemas"]
+    env = dict(os.environ)
+    env.pop("LAKEPORT_STORE", None)
+
+    print(f"bench ingest: {n:,} objects, S3 CSV.gz in 10 files, in {work}", flush=True)
+    t0 = time.perf_counter()
+    rep = reports.write_s3_big(root, n=n, files=10)
+    gen_s = time.perf_counter() - t0
+    mb = sum(p.stat().st_size for p in rep.files) / 1e6
+    print(f"generated {mb:,.0f} MB of CSV.gz in {gen_s:.1f}s", flush=True)
+
+    # (a) lakeport, first import into a fresh store
+    lp_s, lp_rss, out = timed([*base, "inventory", "import", rep.url, "--json"], work, env)
+    rec1 = json.loads(out)
+    print(f"lakeport import: {counts_text(rec1)} in {lp_s:.2f}s", flush=True)
+
+    # (b) Python baseline over the same files
+    t0 = time.perf_counter()
+    py_n = python_import(rep.manifest, root, base_db)
+    py_s = time.perf_counter() - t0
+    print(f"python baseline: {py_n:,} rows in {py_s:.2f}s", flush=True)
+
+    # (c) the unchanged next-day report
+    nxt = reports.next_day_manifest(rep, root)
+    re_s, re_rss, out = timed([*base, "inventory", "import", nxt.url, "--json"], work, env)
+    rec2 = json.loads(out)
+    print(f"lakeport re-import: {counts_text(rec2)} in {re_s:.2f}s", flush=True)
+
+    lp_rate, py_rate, re_rate = n / lp_s, n / py_s, n / re_s
+    ratio = lp_rate / py_rate
+    written = rec2["inserted"] + rec2["updated"] + rec2["deleted"]
+    speedup = lp_s / re_s
+    rss_mb = max(lp_rss, re_rss) / 1024
+    print()
+    print(f"lakeport import   : {lp_rate:12,.0f} rows/s  ({lp_s:.2f}s wall incl. start-up)")
+    print(f"python executemany: {py_rate:12,.0f} rows/s  ({py_s:.2f}s)")
+    print(f"ratio lakeport/python: {ratio:.2f}x   (target >= 3x)  {verdict(ratio >= 3)}")
+    print(f"lakeport peak RSS: {rss_mb:.0f} MB   (target <= 256 MB)  {verdict(rss_mb <= 256)}")
+    print(f"unchanged re-import: {re_rate:12,.0f} rows/s  ({re_s:.2f}s), {written} rows written "
+          f"(target 0)  {verdict(written == 0)}")
+    print(f"re-import speed-up over the first import: {speedup:.2f}x   (target >= 2x)  "
+          f"{verdict(speedup >= 2)}")
+
+    problems = []
+    if rec1["rows"] != n or rec1["inserted"] != n:
+        problems.append(f"first import: {counts_text(rec1)}, expected {n} inserted")
+    if rec2["rows"] != n or rec2["unchanged"] != n:
+        problems.append(f"re-import: {counts_text(rec2)}, expected {n} unchanged")
+    if py_n != n:
+        problems.append(f"baseline stored {py_n} rows, expected {n}")
+    live = live_rows(store)
+    if live != n:
+        problems.append(f"lakeport store has {live} live rows, expected {n}")
+    for p in problems:
+        print(f"bench: PROBLEM: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+def counts_text(rec):
+    return (f"{rec.get('rows')} rows ({rec.get('inserted')} inserted, {rec.get('updated')} "
+            f"updated, {rec.get('deleted')} deleted, {rec.get('unchanged')} unchanged)")
 
 
 def _inventory_types():

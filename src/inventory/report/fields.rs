@@ -304,13 +304,30 @@ fn parse_value(plan: &FieldPlan, text: &str) -> std::result::Result<Value, Strin
             "false" | "FALSE" | "False" => Ok(Value::Bool(false)),
             _ => Err(format!("expected true or false, found {text:?}")),
         },
-        ColumnType::TimestampMs => chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Value::TimestampMs(t.timestamp_millis()))
-            .map_err(|_| {
-                format!("expected an ISO 8601 date like 2024-03-05T10:20:30.000Z, found {text:?}")
-            }),
+        ColumnType::TimestampMs => {
+            parse_report_time(text)
+                .map(Value::TimestampMs)
+                .ok_or_else(|| {
+                    format!(
+                        "expected an ISO 8601 date like 2024-03-05T10:20:30.000Z (or OSS's \
+                 2024-03-05T10-20-30Z), found {text:?}"
+                    )
+                })
+        }
         other => Err(format!("cannot fill a {other} column")),
     }
+}
+
+/// A report date in epoch ms: RFC 3339 (`2024-03-05T10:20:30.000Z`, as S3 and OBS write it),
+/// or the form OSS documents for its CSV reports, with `-` between the time fields
+/// (`2024-03-05T10-20-30Z`, UTC).
+fn parse_report_time(text: &str) -> Option<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(t.timestamp_millis());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H-%M-%S%.fZ")
+        .ok()
+        .map(|t| t.and_utc().timestamp_millis())
 }
 
 /// An Arrow batch (from a Parquet or ORC file) whose columns have been checked and cast to
@@ -436,5 +453,24 @@ pub fn parent_folder(key: &str) -> &str {
     match key.rfind('/') {
         Some(i) => &key[..=i],
         None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_report_time;
+
+    #[test]
+    fn report_times_in_iso_and_oss_forms() {
+        let want = Some(1_709_634_030_000);
+        assert_eq!(parse_report_time("2024-03-05T10:20:30.000Z"), want);
+        assert_eq!(parse_report_time("2024-03-05T10:20:30Z"), want);
+        assert_eq!(parse_report_time("2024-03-05T10-20-30Z"), want);
+        assert_eq!(
+            parse_report_time("2024-03-05T10-20-30.250Z"),
+            Some(1_709_634_030_250)
+        );
+        assert_eq!(parse_report_time("2024-03-05T10-20-30"), None);
+        assert_eq!(parse_report_time("2024-03-05 10:20"), None);
     }
 }

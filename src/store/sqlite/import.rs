@@ -569,8 +569,15 @@ struct Scope<'d> {
     upper: Option<&'d str>,
 }
 
+/// Page cache of the temporary schema (the key table), in KiB: about a million keys of
+/// inventory size fit before SQLite spills to its temp file, which random-order inserts would
+/// otherwise read and write page by page.
+const TEMP_CACHE_KIB: i64 = 96 * 1024;
+
 /// Creates the import's key table; its insert statement.
 fn start_seen<'c>(conn: &'c Connection, sql: &ImportSql) -> Result<CachedStatement<'c>> {
+    conn.pragma_update(Some("temp"), "cache_size", -TEMP_CACHE_KIB)
+        .map_err(db("sizing the cache of the import's key table"))?;
     conn.execute_batch(&sql.create_seen)
         .map_err(db("creating the import's key table"))?;
     conn.prepare_cached(&sql.insert_seen)

@@ -3,14 +3,16 @@
 //! snapshot did not hold, and records the import in `_lakeport_imports`.
 //!
 //! Rows are matched with the stored ones in one of three modes:
-//! - **fresh**: the scope holds no row at all (not even a tombstone): plain inserts.
+//! - **fresh**: the scope holds no row at all (not even a tombstone): rows are staged in a
+//!   temporary table as they come and copied into the data table in key order by one
+//!   statement (see [`Staging`]): no lookups, and the table and its indexes grow by appends.
 //! - **sorted merge**, while the snapshot's keys strictly ascend (the order of the key columns
 //!   after the first, compared as UTF-8 bytes, SQLite's BINARY order; only when every key
 //!   column is a string), as providers write their reports: per row one seek on the primary
 //!   key for the first stored row of the scope past the previous key. Live stored rows before
-//!   the row's key are absent from the snapshot and tombstoned at once; the equal one is
-//!   compared; none means an insert. After the last row, one range statement tombstones the
-//!   live rows past it.
+//!   the row's key are absent from the snapshot and listed (`temp."absent_<table>"`); the
+//!   equal one is compared; none means an insert. After the last row the listed rows, then
+//!   the live rows past the last key, become tombstones.
 //! - **seen**, from the first key that does not ascend (out of order, or repeated): the keys
 //!   are collected in a temporary table (`temp."seen_<table>"`, on the write connection,
 //!   spilled to a temp file by SQLite past its cache), first backfilled with the scope's live
@@ -21,9 +23,8 @@
 //!
 //! Either way every tombstone takes its own `_seq`, in key order within each step.
 
-use std::time::Instant;
-
 use std::cmp::Ordering;
+use std::time::Instant;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
@@ -296,6 +297,11 @@ impl SqliteStore {
                 Some(m) if !fresh => Some(Merge::prepare(&tx, m, t.key_idx.len())?),
                 _ => None,
             };
+            let mut staged = if fresh {
+                Some(Staging::start(&tx, &t)?)
+            } else {
+                None
+            };
             let mut seen = None;
             if !fresh && merge.is_none() {
                 seen = Some(start_seen(&tx, &sql)?);
@@ -312,12 +318,9 @@ impl SqliteStore {
                 };
                 check_in_scope(&t, draft, &values)?;
                 rows += 1;
-                if fresh {
-                    // A key the snapshot repeats is found by the insert's constraint and
-                    // takes the upsert path.
-                    if !a.insert_new(&mut s, &values)? {
-                        a.upsert(&mut s, &values)?;
-                    }
+                if let Some(staging) = &mut staged {
+                    t.check_row(&values)?;
+                    staging.push(&values)?;
                     continue;
                 }
                 if let Some(m) = &mut merge {
@@ -342,7 +345,9 @@ impl SqliteStore {
                         .map_err(db("recording a key of the import"))?;
                 }
             }
-            if let Some(m) = &mut merge {
+            if let Some(staging) = staged {
+                staging.finish(&tx, &t, &mut a, &mut s)?;
+            } else if let Some(m) = &mut merge {
                 if let Some(sql) = &sql.merge {
                     m.finish(&tx, sql, &mut a, &scope)?;
                 }
@@ -567,6 +572,140 @@ struct Scope<'d> {
     bucket: &'d str,
     prefix: &'d str,
     upper: Option<&'d str>,
+}
+
+/// The first snapshot of an empty scope, staged: rows are appended to a temporary table as
+/// they arrive (in report order, cheap), then copied into the data table in one
+/// `INSERT … SELECT … ORDER BY <key>`, so that the table and its indexes are built in key
+/// order (appends, not random inserts) and `_seq` follows the key. A key the snapshot repeats
+/// fails that statement (SQLite undoes just the statement); the staged rows are then applied
+/// one by one in report order, the later row of a key winning as in any other import.
+struct Staging<'c> {
+    insert: CachedStatement<'c>,
+}
+
+impl<'c> Staging<'c> {
+    fn start(conn: &'c Connection, t: &super::TableSql) -> Result<Staging<'c>> {
+        let staging = staging_table(t);
+        let columns = column_list(t);
+        conn.pragma_update(Some("temp"), "cache_size", -TEMP_CACHE_KIB)
+            .map_err(db("sizing the cache of the import's staging table"))?;
+        conn.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {staging}; CREATE TABLE {staging} ({columns});"
+        ))
+        .map_err(db("creating the import's staging table"))?;
+        let params = (1..=t.def.columns.len())
+            .map(|p| format!("?{p}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let insert = conn
+            .prepare_cached(&format!(
+                "INSERT INTO {staging} ({columns}) VALUES ({params})"
+            ))
+            .map_err(db("preparing the import's staging table"))?;
+        Ok(Staging { insert })
+    }
+
+    fn push(&mut self, values: &[Value]) -> Result<()> {
+        for (i, v) in values.iter().enumerate() {
+            self.insert
+                .raw_bind_parameter(i + 1, super::Bind(v))
+                .map_err(db("binding a staged value"))?;
+        }
+        self.insert
+            .raw_execute()
+            .map_err(db("staging a row of the import"))?;
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        conn: &Connection,
+        t: &super::TableSql,
+        a: &mut Applier<'_>,
+        s: &mut Statements<'_>,
+    ) -> Result<()> {
+        drop(self.insert);
+        let staging = staging_table(t);
+        let columns = column_list(t);
+        let copy = format!(
+            "INSERT INTO {data} ({columns}, \"_seq\", \"_write_time\", \"_deleted\") \
+             SELECT {columns}, ?1 + row_number() OVER (ORDER BY {key}), ?2, 0 \
+             FROM {staging} ORDER BY {key}",
+            data = t.data,
+            key = t.key_list,
+        );
+        match conn.execute(&copy, rusqlite::params![a.seq, a.write_time]) {
+            Ok(n) => {
+                let n = u64::try_from(n).unwrap_or(u64::MAX);
+                a.seq += i64::try_from(n).unwrap_or(i64::MAX);
+                a.out.inserted += n;
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                let mut read = conn
+                    .prepare(&format!("SELECT {columns} FROM {staging} ORDER BY rowid"))
+                    .map_err(db("reading the import's staging table"))?;
+                let mut rows = read
+                    .query([])
+                    .map_err(db("reading the import's staging table"))?;
+                while let Some(row) = rows
+                    .next()
+                    .map_err(db("reading the import's staging table"))?
+                {
+                    let values = row_values(t, row)?;
+                    if !a.insert_new(s, &values)? {
+                        a.upsert(s, &values)?;
+                    }
+                }
+            }
+            Err(e) => return Err(db("copying the staged rows into the table")(e)),
+        }
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
+            .map_err(db("dropping the import's staging table"))
+    }
+}
+
+/// `temp."staged_<table>"`.
+fn staging_table(t: &super::TableSql) -> String {
+    format!("temp.{}", quote(&format!("staged_{}", t.name())))
+}
+
+/// Every declared column, quoted, in table order.
+fn column_list(t: &super::TableSql) -> String {
+    t.def
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A stored row read back as values of the declared columns.
+fn row_values(t: &super::TableSql, row: &rusqlite::Row<'_>) -> Result<Vec<Value>> {
+    use rusqlite::types::ValueRef;
+    let at = |e: rusqlite::Error| Error::Store(format!("reading a staged row: {e}"));
+    t.def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let v = row.get_ref(i).map_err(at)?;
+            Ok(match (v, c.ty) {
+                (ValueRef::Null, _) => Value::Null,
+                (ValueRef::Integer(n), ColumnType::Bool) => Value::Bool(n != 0),
+                (ValueRef::Integer(n), ColumnType::TimestampMs) => Value::TimestampMs(n),
+                (ValueRef::Integer(n), _) => Value::Int64(n),
+                (ValueRef::Real(f), _) => Value::Double(f),
+                (ValueRef::Text(b), _) => Value::String(
+                    String::from_utf8(b.to_vec())
+                        .map_err(|e| Error::Store(format!("reading a staged row: {e}")))?,
+                ),
+                (ValueRef::Blob(b), _) => Value::Binary(b.to_vec()),
+            })
+        })
+        .collect()
 }
 
 /// Page cache of the temporary schema (the key table), in KiB: about a million keys of

@@ -1564,6 +1564,22 @@ mod tests {
         };
     }
 
+    /// The listing suite (`store::conformance::listing`), run here like the rest.
+    mod listing {
+        use super::with_store;
+        use crate::store::conformance::listing as conformance;
+
+        conformance_tests!(
+            paging_returns_every_key_once_in_byte_order,
+            versions_and_tombstones,
+            delimiter_rolls_up_common_prefixes_across_pages,
+            pages_resume_after_concurrent_changes,
+            limits_and_bad_tokens,
+            unknown_bucket_is_empty,
+            summaries_group_exactly,
+        );
+    }
+
     conformance_tests!(
         seq_is_store_wide,
         unchanged_upsert_takes_no_seq,

@@ -343,35 +343,7 @@ pub(super) fn summarize_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::conformance::listing as conformance;
     use crate::store::Store;
-
-    fn with_store(test: fn(&dyn Store)) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
-        test(&store);
-    }
-
-    macro_rules! conformance_tests {
-        ($($name:ident),* $(,)?) => {
-            $(
-                #[test]
-                fn $name() {
-                    with_store(conformance::$name);
-                }
-            )*
-        };
-    }
-
-    conformance_tests!(
-        paging_returns_every_key_once_in_byte_order,
-        versions_and_tombstones,
-        delimiter_rolls_up_common_prefixes_across_pages,
-        pages_resume_after_concurrent_changes,
-        limits_and_bad_tokens,
-        unknown_bucket_is_empty,
-        summaries_group_exactly,
-    );
 
     fn plan(conn: &Connection, sql: &str) -> String {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();

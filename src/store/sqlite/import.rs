@@ -2,18 +2,22 @@
 //! one write transaction that upserts a snapshot's rows, tombstones the rows of its scope the
 //! snapshot did not hold, and records the import in `_lakeport_imports`.
 //!
-//! Rows are matched with the stored ones in one of three modes:
-//! - **fresh**: the scope holds no row at all (not even a tombstone): rows are staged in a
-//!   temporary table as they come and copied into the data table in key order by one
-//!   statement (see [`Staging`]): no lookups, and the table and its indexes grow by appends.
-//! - **sorted merge**, while the snapshot's keys strictly ascend (the order of the key columns
-//!   after the first, compared as UTF-8 bytes, SQLite's BINARY order; only when every key
-//!   column is a string), as providers write their reports: per row one seek on the primary
-//!   key for the first stored row of the scope past the previous key. Live stored rows before
-//!   the row's key are absent from the snapshot and listed (`temp."absent_<table>"`); the
-//!   equal one is compared; none means an insert. After the last row the listed rows, then
-//!   the live rows past the last key, become tombstones.
-//! - **seen**, from the first key that does not ascend (out of order, or repeated): the keys
+//! Every row is checked (types, scope) as it arrives and appended to a temporary staging
+//! table (`temp."staged_<table>"`, see [`Staging`]); appends cost little whatever the report's
+//! order, and SQLite's sorter then hands the rows back in key order. They are matched with the
+//! stored ones in one of three modes:
+//! - **fresh**: the scope holds no row at all (not even a tombstone): the staged rows are
+//!   copied into the data table in key order by one statement: no lookups, and the table and
+//!   its indexes grow by appends.
+//! - **sorted merge**, while the keys strictly ascend (the order of the key columns after the
+//!   first, compared as UTF-8 bytes, SQLite's BINARY order; only when every key column is a
+//!   string): per row one seek on the primary key for the first stored row of the scope past
+//!   the previous key, on pages the previous seek just read. Live stored rows before the row's
+//!   key are absent from the snapshot and listed (`temp."absent_<table>"`); the equal one is
+//!   compared; none means an insert. After the last row the listed rows, then the live rows
+//!   past the last key, become tombstones.
+//! - **seen**, from the first key that does not ascend (a repeated key; or any key when the
+//!   key columns are not all strings, in which case rows are not staged): the keys
 //!   are collected in a temporary table (`temp."seen_<table>"`, on the write connection,
 //!   spilled to a temp file by SQLite past its cache), first backfilled with the scope's live
 //!   keys up to the previous one (exactly the snapshot's rows so far), so memory does not grow
@@ -297,7 +301,10 @@ impl SqliteStore {
                 Some(m) if !fresh => Some(Merge::prepare(&tx, m, t.key_idx.len())?),
                 _ => None,
             };
-            let mut staged = if fresh {
+            // An empty scope is staged and bulk-copied in key order; any other scope whose
+            // keys allow a merge is staged too and then read back in key order, so that the
+            // merge takes one sequential seek per row whatever order the report came in.
+            let mut staged = if fresh || merge.is_some() {
                 Some(Staging::start(&tx, &t)?)
             } else {
                 None
@@ -323,26 +330,17 @@ impl SqliteStore {
                     staging.push(&values)?;
                     continue;
                 }
-                if let Some(m) = &mut merge {
-                    if m.row(&mut a, &mut s, &scope, &values)? {
-                        continue;
-                    }
-                    // The first key that does not ascend: the rows so far are exactly the
-                    // scope's live rows up to the previous key.
-                    seen = Some(start_seen(&tx, &sql)?);
-                    if let Some(sql) = &sql.merge {
-                        m.backfill(&tx, sql, &scope)?;
-                    }
-                    merge = None;
-                }
-                a.upsert(&mut s, &values)?;
-                if let Some(seen) = &mut seen {
-                    for (j, &i) in t.key_idx.iter().enumerate() {
-                        seen.raw_bind_parameter(j + 1, super::Bind(&values[i]))
-                            .map_err(db("binding a key"))?;
-                    }
-                    seen.raw_execute()
-                        .map_err(db("recording a key of the import"))?;
+                match_row(
+                    &tx, &sql, &scope, &mut a, &mut s, &mut merge, &mut seen, &values,
+                )?;
+            }
+            if !fresh {
+                if let Some(staging) = staged.take() {
+                    staging.for_each_in_key_order(&tx, &t, &mut |values| {
+                        match_row(
+                            &tx, &sql, &scope, &mut a, &mut s, &mut merge, &mut seen, &values,
+                        )
+                    })?;
                 }
             }
             if let Some(staging) = staged {
@@ -574,12 +572,13 @@ struct Scope<'d> {
     upper: Option<&'d str>,
 }
 
-/// The first snapshot of an empty scope, staged: rows are appended to a temporary table as
-/// they arrive (in report order, cheap), then copied into the data table in one
-/// `INSERT … SELECT … ORDER BY <key>`, so that the table and its indexes are built in key
-/// order (appends, not random inserts) and `_seq` follows the key. A key the snapshot repeats
-/// fails that statement (SQLite undoes just the statement); the staged rows are then applied
-/// one by one in report order, the later row of a key winning as in any other import.
+/// A snapshot's rows, staged: appended to a temporary table as they arrive (in report order,
+/// cheap), then read back in key order. For an empty scope they are copied into the data table
+/// in one `INSERT … SELECT … ORDER BY <key>` ([`Staging::finish`]), so that the table and its
+/// indexes are built by appends and `_seq` follows the key; a key the snapshot repeats fails
+/// that statement (SQLite undoes just the statement) and the staged rows are then applied one
+/// by one in report order, the later row of a key winning as in any other import. For other
+/// scopes [`Staging::for_each_in_key_order`] feeds the sorted merge.
 struct Staging<'c> {
     insert: CachedStatement<'c>,
 }
@@ -616,6 +615,38 @@ impl<'c> Staging<'c> {
             .raw_execute()
             .map_err(db("staging a row of the import"))?;
         Ok(())
+    }
+
+    /// Hands every staged row to `each` in key order (rows of one key in arrival order), then
+    /// drops the staging table.
+    fn for_each_in_key_order(
+        self,
+        conn: &Connection,
+        t: &super::TableSql,
+        each: &mut dyn FnMut(Vec<Value>) -> Result<()>,
+    ) -> Result<()> {
+        drop(self.insert);
+        let staging = staging_table(t);
+        let columns = column_list(t);
+        {
+            let mut read = conn
+                .prepare(&format!(
+                    "SELECT {columns} FROM {staging} ORDER BY {}, rowid",
+                    t.key_list
+                ))
+                .map_err(db("reading the import's staging table"))?;
+            let mut rows = read
+                .query([])
+                .map_err(db("reading the import's staging table"))?;
+            while let Some(row) = rows
+                .next()
+                .map_err(db("reading the import's staging table"))?
+            {
+                each(row_values(t, row)?)?;
+            }
+        }
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
+            .map_err(db("dropping the import's staging table"))
     }
 
     fn finish(
@@ -665,6 +696,43 @@ impl<'c> Staging<'c> {
         conn.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
             .map_err(db("dropping the import's staging table"))
     }
+}
+
+/// Matches one snapshot row with the stored one: by the sorted merge while keys ascend, then
+/// (from the first key that does not) by lookup, recording the key for the delete pass.
+#[allow(clippy::too_many_arguments)]
+fn match_row<'c>(
+    tx: &'c Connection,
+    sql: &ImportSql,
+    scope: &Scope<'_>,
+    a: &mut Applier<'_>,
+    s: &mut Statements<'_>,
+    merge: &mut Option<Merge<'c>>,
+    seen: &mut Option<CachedStatement<'c>>,
+    values: &[Value],
+) -> Result<()> {
+    if let Some(m) = merge {
+        if m.row(a, s, scope, values)? {
+            return Ok(());
+        }
+        // The first key that does not ascend: the rows so far are exactly the scope's live
+        // rows up to the previous key.
+        *seen = Some(start_seen(tx, sql)?);
+        if let Some(merge_sql) = &sql.merge {
+            m.backfill(tx, merge_sql, scope)?;
+        }
+        *merge = None;
+    }
+    a.upsert(s, values)?;
+    if let Some(seen) = seen {
+        for (j, &i) in a.t.key_idx.iter().enumerate() {
+            seen.raw_bind_parameter(j + 1, super::Bind(&values[i]))
+                .map_err(db("binding a key"))?;
+        }
+        seen.raw_execute()
+            .map_err(db("recording a key of the import"))?;
+    }
+    Ok(())
 }
 
 /// `temp."staged_<table>"`.

@@ -97,9 +97,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             None => lines.push("  never ran".to_string()),
             Some(r) => {
                 let status = r.status.as_str();
-                let when = chrono::DateTime::from_timestamp_millis(r.started_ms)
-                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                    .unwrap_or_default();
+                let when = show_ms(r.started_ms);
                 let secs = r
                     .ended_ms
                     .map(|e| (e - r.started_ms) as f64 / 1000.0)

@@ -3,7 +3,7 @@
 //! against the scope in one transaction ([`Store::apply_snapshot`]).
 
 use crate::error::Result;
-use crate::inventory::read_ahead::{Producer, ReadAhead};
+use crate::inventory::read_ahead::ReadAhead;
 use crate::inventory::report::Report;
 use crate::store::{ImportOutcome, ImportRecord, ImportScope, Store};
 
@@ -33,14 +33,11 @@ pub fn import_report(
     scope_prefix: &str,
 ) -> Result<ImportOutcome> {
     let draft = report_draft(&report, table, scope_prefix);
-    let producer: Producer = Box::new(move |emit| {
-        for change in report.into_changes() {
-            if !emit(change) {
-                break;
-            }
-        }
-    });
-    import_snapshot(store, &draft, ReadAhead::new(producer))
+    import_snapshot(
+        store,
+        &draft,
+        ReadAhead::of_iter(move || report.into_changes()),
+    )
 }
 
 /// Applies the rows `changes` yields as the full state of `draft`'s scope.

@@ -248,19 +248,6 @@ impl ImportRecord {
             seq: 0,
         }
     }
-
-    /// The scope this record covers.
-    pub fn scope(&self) -> ImportScope {
-        ImportScope {
-            bucket: self.scope_bucket.clone(),
-            prefix: self.scope_prefix.clone(),
-        }
-    }
-
-    /// Rows written: inserted + updated + deleted.
-    pub fn rows_written(&self) -> u64 {
-        self.inserted + self.updated + self.deleted
-    }
 }
 
 /// What [`Store::apply_snapshot`] did.

@@ -626,27 +626,8 @@ impl<'c> Staging<'c> {
         each: &mut dyn FnMut(Vec<Value>) -> Result<()>,
     ) -> Result<()> {
         drop(self.insert);
-        let staging = staging_table(t);
-        let columns = column_list(t);
-        {
-            let mut read = conn
-                .prepare(&format!(
-                    "SELECT {columns} FROM {staging} ORDER BY {}, rowid",
-                    t.key_list
-                ))
-                .map_err(db("reading the import's staging table"))?;
-            let mut rows = read
-                .query([])
-                .map_err(db("reading the import's staging table"))?;
-            while let Some(row) = rows
-                .next()
-                .map_err(db("reading the import's staging table"))?
-            {
-                each(row_values(t, row)?)?;
-            }
-        }
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
-            .map_err(db("dropping the import's staging table"))
+        read_staged(conn, t, &format!("{}, rowid", t.key_list), each)?;
+        drop_staging(conn, t)
     }
 
     fn finish(
@@ -675,27 +656,44 @@ impl<'c> Staging<'c> {
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
             {
-                let mut read = conn
-                    .prepare(&format!("SELECT {columns} FROM {staging} ORDER BY rowid"))
-                    .map_err(db("reading the import's staging table"))?;
-                let mut rows = read
-                    .query([])
-                    .map_err(db("reading the import's staging table"))?;
-                while let Some(row) = rows
-                    .next()
-                    .map_err(db("reading the import's staging table"))?
-                {
-                    let values = row_values(t, row)?;
+                read_staged(conn, t, "rowid", &mut |values| {
                     if !a.insert_new(s, &values)? {
                         a.upsert(s, &values)?;
                     }
-                }
+                    Ok(())
+                })?;
             }
             Err(e) => return Err(db("copying the staged rows into the table")(e)),
         }
-        conn.execute_batch(&format!("DROP TABLE IF EXISTS {staging};"))
-            .map_err(db("dropping the import's staging table"))
+        drop_staging(conn, t)
     }
+}
+
+/// Hands every staged row to `each`, ordered by `order` (an `ORDER BY` list).
+fn read_staged(
+    conn: &Connection,
+    t: &super::TableSql,
+    order: &str,
+    each: &mut dyn FnMut(Vec<Value>) -> Result<()>,
+) -> Result<()> {
+    let at = || db("reading the import's staging table");
+    let mut read = conn
+        .prepare(&format!(
+            "SELECT {} FROM {} ORDER BY {order}",
+            column_list(t),
+            staging_table(t)
+        ))
+        .map_err(at())?;
+    let mut rows = read.query([]).map_err(at())?;
+    while let Some(row) = rows.next().map_err(at())? {
+        each(row_values(t, row)?)?;
+    }
+    Ok(())
+}
+
+fn drop_staging(conn: &Connection, t: &super::TableSql) -> Result<()> {
+    conn.execute_batch(&format!("DROP TABLE IF EXISTS {};", staging_table(t)))
+        .map_err(db("dropping the import's staging table"))
 }
 
 /// Matches one snapshot row with the stored one: by the sorted merge while keys ascend, then

@@ -442,17 +442,22 @@ def ingest(a, lakeport):
     gen_s = time.perf_counter() - t0
     mb = sum(p.stat().st_size for p in rep.files) / 1e6
     print(f"generated {mb:,.0f} MB of CSV.gz in {gen_s:.1f}s", flush=True)
+    # Each timed step starts with the disk quiet: what the previous step left to write back
+    # (the generated files, the other contender's database) is flushed first, untimed.
+    os.sync()
 
     # (a) lakeport, first import into a fresh store
     lp_s, lp_rss, out = timed([*base, "inventory", "import", rep.url, "--json"], work, env)
     rec1 = json.loads(out)
     print(f"lakeport import: {counts_text(rec1)} in {lp_s:.2f}s", flush=True)
+    os.sync()
 
     # (b) Python baseline over the same files
     t0 = time.perf_counter()
     py_n = python_import(rep.manifest, root, base_db)
     py_s = time.perf_counter() - t0
     print(f"python baseline: {py_n:,} rows in {py_s:.2f}s", flush=True)
+    os.sync()
 
     # (c) the unchanged next-day report
     nxt = reports.next_day_manifest(rep, root)

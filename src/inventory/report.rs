@@ -563,7 +563,11 @@ type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// The rows of one open data file.
 enum Rows {
-    Csv(csv::StringRecordsIntoIter<Box<dyn Read + Send>>),
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        /// The record being read, reused from row to row.
+        record: csv::StringRecord,
+    },
     Columnar {
         batches: Batches,
         batch: Option<PlannedBatch>,
@@ -617,13 +621,13 @@ impl Report {
                 } else {
                     Box::new(buffered)
                 };
-                Rows::Csv(
-                    csv::ReaderBuilder::new()
+                Rows::Csv {
+                    reader: csv::ReaderBuilder::new()
                         .has_headers(false)
                         .flexible(true)
-                        .from_reader(reader)
-                        .into_records(),
-                )
+                        .from_reader(reader),
+                    record: csv::StringRecord::new(),
+                }
             }
             FileFormat::Parquet => Rows::Columnar {
                 batches: parquet_batches(local, &url)?,
@@ -731,14 +735,15 @@ impl Changes {
                 }
                 continue;
             };
+            // Where the row is, for a message: a CSV line or a row number.
             let (row, place) = match &mut open.rows {
-                Rows::Csv(records) => match records.next() {
-                    None => None,
-                    Some(Err(e)) => return Some(Err(csv_error(&open.url, &e))),
-                    Some(Ok(record)) => {
+                Rows::Csv { reader, record } => match reader.read_record(record) {
+                    Ok(false) => None,
+                    Err(e) => return Some(Err(csv_error(&open.url, &e))),
+                    Ok(true) => {
                         let line = record.position().map_or(0, |p| p.line());
                         let plan = self.report.csv_plan.as_ref()?;
-                        Some((plan.row(&record), format!("{}:{line}", open.url)))
+                        Some((plan.row(record), Place::Line(line)))
                     }
                 },
                 Rows::Columnar {
@@ -775,11 +780,11 @@ impl Changes {
                         let b = batch.as_ref()?;
                         let i = *next;
                         *next += 1;
-                        Some((b.row(i), format!("{}: row {}", open.url, open.count + 1)))
+                        Some((b.row(i), Place::Row(open.count + 1)))
                     }
                 }
             }
-            .map_or((None, String::new()), |(r, p)| (Some(r), p));
+            .map_or((None, Place::Row(0)), |(r, p)| (Some(r), p));
             let Some(row) = row else {
                 // The file is done: check OBS's row count, then go on with the next file.
                 if let Some(expected) = open.expected {
@@ -795,13 +800,22 @@ impl Changes {
             };
             open.count += 1;
             let checked = row.and_then(|r| self.report.check_bucket(&r).map(|()| r));
-            return Some(
-                checked
-                    .map(Change::Upsert)
-                    .map_err(|m| Error::InvalidInput(format!("{place}: {m}"))),
-            );
+            return Some(checked.map(Change::Upsert).map_err(|m| {
+                let at = match place {
+                    Place::Line(line) => format!("{}:{line}", open.url),
+                    Place::Row(n) => format!("{}: row {n}", open.url),
+                };
+                Error::InvalidInput(format!("{at}: {m}"))
+            }));
         }
     }
+}
+
+/// Where a row is in its file: a CSV line, or a row number of a columnar file.
+#[derive(Clone, Copy)]
+enum Place {
+    Line(u64),
+    Row(u64),
 }
 
 impl Iterator for Changes {

@@ -22,10 +22,11 @@ mod imports;
 
 pub(crate) use imports::{
     snapshot_import_diffs_its_scope, snapshot_import_into_empty_scope_with_repeated_keys,
-    snapshot_import_out_of_order_switch, snapshot_import_prefix_edges,
-    snapshot_import_prefix_scope_and_atomicity, snapshot_import_repeated_key,
-    snapshot_import_revives_tombstones, snapshot_import_same_or_older_is_not_applied,
-    snapshot_import_sorted_removals, snapshot_import_versions_in_byte_order,
+    snapshot_import_matches_a_model, snapshot_import_out_of_order_switch,
+    snapshot_import_prefix_edges, snapshot_import_prefix_scope_and_atomicity,
+    snapshot_import_repeated_key, snapshot_import_revives_tombstones,
+    snapshot_import_same_or_older_is_not_applied, snapshot_import_sorted_removals,
+    snapshot_import_versions_in_byte_order,
 };
 
 use crate::error::Error;

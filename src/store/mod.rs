@@ -17,7 +17,9 @@
 //! - [`Store::apply`] is one transaction: all changes or none.
 
 pub mod listing;
+pub(crate) mod row_bytes;
 pub mod schema;
+pub(crate) mod sorter;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -630,25 +630,6 @@ impl Applier<'_> {
         Ok(Stored::Same)
     }
 
-    fn bind_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
-        let n = values.len();
-        for (i, v) in values.iter().enumerate() {
-            stmt.raw_bind_parameter(i + 1, Bind(v))
-                .map_err(self.err("binding a value"))?;
-        }
-        stmt.raw_bind_parameter(n + 1, self.seq)
-            .map_err(self.err("binding _seq"))?;
-        stmt.raw_bind_parameter(n + 2, self.write_time)
-            .map_err(self.err("binding _write_time"))?;
-        Ok(())
-    }
-
-    fn write_row(&self, stmt: &mut rusqlite::Statement<'_>, values: &[Value]) -> Result<()> {
-        self.bind_row(stmt, values)?;
-        stmt.raw_execute().map_err(self.err("writing a row"))?;
-        Ok(())
-    }
-
     fn upsert(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<()> {
         self.t.check_row(values)?;
         let key_idx = &self.t.key_idx;
@@ -663,46 +644,48 @@ impl Applier<'_> {
         values: &[Value],
         stored: Stored,
     ) -> Result<()> {
-        match stored {
-            Stored::Same => self.out.unchanged += 1,
-            Stored::Absent => {
-                self.seq += 1;
-                self.write_row(&mut s.insert, values)?;
-                self.out.inserted += 1;
+        let table = self.t.name();
+        self.write_upsert_with(s, stored, |stmt| {
+            for (i, v) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Bind(v))
+                    .map_err(|e| Error::Store(format!("binding a value in table {table}: {e}")))?;
             }
-            Stored::Tombstone => {
-                self.seq += 1;
-                self.write_row(&mut s.update, values)?;
-                self.out.inserted += 1;
-            }
-            Stored::Different => {
-                self.seq += 1;
-                self.write_row(&mut s.update, values)?;
-                self.out.updated += 1;
-            }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
-    /// Inserts a row whose key the caller believes absent, without looking it up; `false`
-    /// (nothing written) when the key exists after all.
-    fn insert_new(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<bool> {
-        self.t.check_row(values)?;
-        self.seq += 1;
-        self.bind_row(&mut s.insert, values)?;
-        match s.insert.raw_execute() {
-            Ok(_) => {
-                self.out.inserted += 1;
-                Ok(true)
+    /// Writes an upsert given what the store holds for its key; `bind` binds the row's
+    /// columns to the insert or update statement (column i at `?i+1`).
+    fn write_upsert_with(
+        &mut self,
+        s: &mut Statements<'_>,
+        stored: Stored,
+        bind: impl FnOnce(&mut rusqlite::Statement<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let (stmt, counter) = match stored {
+            Stored::Same => {
+                self.out.unchanged += 1;
+                return Ok(());
             }
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                self.seq -= 1;
-                Ok(false)
-            }
-            Err(e) => Err(self.err("writing a row")(e)),
-        }
+            Stored::Absent => (&mut s.insert, &mut self.out.inserted),
+            Stored::Tombstone => (&mut s.update, &mut self.out.inserted),
+            Stored::Different => (&mut s.update, &mut self.out.updated),
+        };
+        let table = self.t.name();
+        let at = |what: &'static str| {
+            move |e: rusqlite::Error| Error::Store(format!("{what} in table {table}: {e}"))
+        };
+        let seq = self.seq + 1;
+        let n = self.t.def.columns.len();
+        bind(stmt)?;
+        stmt.raw_bind_parameter(n + 1, seq)
+            .map_err(at("binding _seq"))?;
+        stmt.raw_bind_parameter(n + 2, self.write_time)
+            .map_err(at("binding _write_time"))?;
+        stmt.raw_execute().map_err(at("writing a row"))?;
+        *counter += 1;
+        self.seq = seq;
+        Ok(())
     }
 
     fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
@@ -1603,6 +1586,7 @@ mod tests {
         snapshot_import_revives_tombstones,
         snapshot_import_prefix_edges,
         snapshot_import_versions_in_byte_order,
+        snapshot_import_matches_a_model,
     );
 
     const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";

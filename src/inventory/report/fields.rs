@@ -130,8 +130,8 @@ pub(super) fn known_fields(
 /// Where one column of the output row comes from.
 #[derive(Debug, Clone, Copy)]
 enum Source {
-    /// The report field at this index (CSV position, or index into the batch's columns).
-    Field(usize),
+    /// A report field (see `RowPlan::column_of_field`).
+    Field,
     /// The parent folder of the decoded key.
     Prefix,
     /// An empty string (`version_id` when the report is not versioned).
@@ -157,7 +157,10 @@ struct FieldPlan {
 pub(super) struct RowPlan {
     fields: Vec<FieldPlan>,
     columns: Vec<Source>,
-    key_field: usize,
+    /// The table column each field fills, in field order.
+    column_of_field: Vec<usize>,
+    /// The table column of the key.
+    key_column: usize,
 }
 
 impl RowPlan {
@@ -221,7 +224,7 @@ impl RowPlan {
         let mut columns = Vec::with_capacity(table.columns.len());
         for (index, column) in table.columns.iter().enumerate() {
             columns.push(match field_of_column[index] {
-                Some(i) => Source::Field(i),
+                Some(_) => Source::Field,
                 None if column.name == "prefix" => Source::Prefix,
                 None if table.is_key(&column.name) && column.ty == ColumnType::String => {
                     Source::EmptyString
@@ -235,10 +238,17 @@ impl RowPlan {
                 None => Source::Null,
             });
         }
+        let mut column_of_field = vec![0; fields.len()];
+        for (c, f) in field_of_column.iter().enumerate() {
+            if let Some(i) = f {
+                column_of_field[*i] = c;
+            }
+        }
         Ok(RowPlan {
             fields,
             columns,
-            key_field,
+            key_column: column_of_field[key_field],
+            column_of_field,
         })
     }
 
@@ -254,28 +264,39 @@ impl RowPlan {
                 record.len()
             ));
         }
-        let mut values: Vec<Value> = Vec::with_capacity(self.fields.len());
-        for (plan, text) in self.fields.iter().zip(record.iter()) {
-            values.push(parse_value(plan, text).map_err(|e| format!("{}: {e}", plan.name))?);
+        let mut row = self.blank_row();
+        for ((plan, text), &c) in self
+            .fields
+            .iter()
+            .zip(record.iter())
+            .zip(&self.column_of_field)
+        {
+            row[c] = parse_value(plan, text).map_err(|e| format!("{}: {e}", plan.name))?;
         }
-        Ok(self.assemble(values))
+        self.complete(&mut row);
+        Ok(row)
     }
 
-    /// The table row from the field values (in field order).
-    fn assemble(&self, mut values: Vec<Value>) -> Vec<Value> {
-        let prefix = match &values[self.key_field] {
-            Value::String(k) => Value::String(parent_folder(k).to_string()),
-            _ => Value::Null,
-        };
-        self.columns
-            .iter()
-            .map(|s| match *s {
-                Source::Field(i) => std::mem::replace(&mut values[i], Value::Null),
-                Source::Prefix => prefix.clone(),
-                Source::EmptyString => Value::String(String::new()),
-                Source::Null => Value::Null,
-            })
-            .collect()
+    /// A table row with every column NULL, for the fields to fill.
+    fn blank_row(&self) -> Vec<Value> {
+        vec![Value::Null; self.columns.len()]
+    }
+
+    /// Fills the columns no field fills (the key's parent folder, empty key strings) once the
+    /// fields are in place.
+    fn complete(&self, row: &mut [Value]) {
+        for (c, source) in self.columns.iter().enumerate() {
+            match source {
+                Source::Prefix => {
+                    row[c] = match &row[self.key_column] {
+                        Value::String(k) => Value::String(parent_folder(k).to_string()),
+                        _ => Value::Null,
+                    }
+                }
+                Source::EmptyString => row[c] = Value::String(String::new()),
+                Source::Field | Source::Null => {}
+            }
+        }
     }
 }
 
@@ -394,8 +415,14 @@ impl PlannedBatch {
 
     /// The table row at `i`; errors are `Field: expected …, found …`.
     pub(super) fn row(&self, i: usize) -> std::result::Result<Vec<Value>, String> {
-        let mut values = Vec::with_capacity(self.arrays.len());
-        for (field, array) in self.plan.fields.iter().zip(&self.arrays) {
+        let mut row = self.plan.blank_row();
+        for ((field, array), &c) in self
+            .plan
+            .fields
+            .iter()
+            .zip(&self.arrays)
+            .zip(&self.plan.column_of_field)
+        {
             let value = if array.is_null(i) {
                 Value::Null
             } else {
@@ -432,17 +459,26 @@ impl PlannedBatch {
                 }
                 other => other,
             };
-            values.push(value);
+            row[c] = value;
         }
-        Ok(self.plan.assemble(values))
+        self.plan.complete(&mut row);
+        Ok(row)
     }
 }
 
 /// Decodes an `application/x-www-form-urlencoded` key: `+` is a space, `%XX` a byte, and the
 /// bytes must be UTF-8.
 pub fn form_decode(text: &str) -> std::result::Result<String, String> {
-    let spaced = text.replace('+', " ");
-    let bytes: Vec<u8> = percent_encoding::percent_decode_str(&spaced).collect();
+    if !text.contains(['+', '%']) {
+        return Ok(text.to_string());
+    }
+    let mut bytes = Vec::with_capacity(text.len());
+    for (i, part) in text.split('+').enumerate() {
+        if i > 0 {
+            bytes.push(b' ');
+        }
+        bytes.extend(percent_encoding::percent_decode_str(part));
+    }
     String::from_utf8(bytes).map_err(|_| {
         format!("expected form-encoded UTF-8, found {text:?} (not UTF-8 once decoded)")
     })

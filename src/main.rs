@@ -8,11 +8,11 @@ use clap::Parser;
 use lakeport::cli::{self, Cli};
 use lakeport::Error;
 
-/// mimalloc rather than the system allocator: an import frees on the store's thread the
+/// jemalloc rather than the system allocator: an import frees on the store's thread the
 /// values its parser thread allocated, millions of small strings, which glibc's allocator
 /// handles slowly across threads.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -422,10 +422,12 @@ fn check_task(
     };
 
     let mode = field::<Mode>(&map, "mode", "mode", problems).unwrap_or(Mode::Full);
-    if mode != Mode::Full {
+    if mode == Mode::Differential {
         problems.push(
             "mode",
-            format!("{}: this version delivers full mode only (incremental and differential are not built yet)", mode.as_str()),
+            "differential: not built yet (full and incremental are); until then run the task \
+             in full mode once, then switch it to incremental: it continues from the full \
+             run's sequence",
         );
     }
 

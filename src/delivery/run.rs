@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{
@@ -21,7 +21,7 @@ use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use tokio::runtime::Handle;
 
 use crate::convert::row_json;
-use crate::delivery::config::{PartitionTime, Task};
+use crate::delivery::config::{Mode, PartitionTime, Task};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
@@ -31,6 +31,12 @@ use crate::store::{
     DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, SEQ_COLUMN,
     WRITE_TIME_COLUMN,
 };
+
+/// How long a run may go unheard before a later run of its task takes it over.
+pub const RUN_LEASE: Duration = Duration::from_secs(60);
+
+/// How often a running run renews its lease.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 65_536;
@@ -115,7 +121,25 @@ pub async fn run_task(
 
     let table = task.source.table.clone();
     let shards = task.concurrency;
-    let snapshot = blocking(&store, move |s| s.snapshot(&table, shards)).await?;
+    let incremental = task.mode == Mode::Incremental;
+    // An incremental run delivers the changes above the task's checkpoint, up to the store's
+    // sequence when it starts; a full run the whole table as of then.
+    let seq_from = if incremental {
+        let name = task.name.clone();
+        blocking(&store, move |s| s.task_state(&name))
+            .await?
+            .map_or(0, |state| state.checkpoint)
+    } else {
+        0
+    };
+    let snapshot = blocking(&store, move |s| {
+        if incremental {
+            s.changes(&table, seq_from, shards)
+        } else {
+            s.snapshot(&table, shards)
+        }
+    })
+    .await?;
     let plan = RunRecord {
         run_id: 0,
         task: task.name.clone(),
@@ -123,7 +147,7 @@ pub async fn run_task(
         mode: task.mode.as_str().to_string(),
         started_ms,
         ended_ms: None,
-        seq_from: 0,
+        seq_from,
         seq_to: snapshot.seq,
         first_object_seq: 0,
         next_object_seq: 0,
@@ -133,9 +157,21 @@ pub async fn run_task(
         objects: Vec::new(),
         dirty: BTreeMap::new(),
         error: None,
+        heartbeat_ms: None,
     };
     observer.planned(snapshot.rows);
-    let mut record = blocking(&store, move |s| s.start_run(&plan)).await?;
+    let started = blocking(&store, move |s| s.start_run(&plan, RUN_LEASE)).await?;
+    let mut record = started.run;
+    if !started.interrupted.is_empty() {
+        let ids: Vec<String> = started
+            .interrupted
+            .iter()
+            .map(|r| r.run_id.to_string())
+            .collect();
+        tracing::warn!(task = %task.name, runs = %ids.join(", "),
+            "took over runs that stopped without finishing; removing what they wrote");
+        remove_run_objects(&dest, &record).await;
+    }
     tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
         shards = record.shards, "run planned");
 
@@ -152,6 +188,7 @@ pub async fn run_task(
         };
         handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
     }
+    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id));
     let mut outcomes = Vec::new();
     let mut failure: Option<Error> = None;
     for handle in handles {
@@ -166,6 +203,7 @@ pub async fn run_task(
         }
     }
 
+    heart.abort();
     record.ended_ms = Some(now_ms());
     if let Some(error) = failure {
         record.status = RunStatus::Failed;
@@ -193,6 +231,7 @@ pub async fn run_task(
     record.objects.sort_by(|a, b| a.path.cmp(&b.path));
     record.status = RunStatus::Succeeded;
     let live = match task.partition_time {
+        _ if incremental => LiveSet::Append,
         PartitionTime::RunTime => LiveSet::Append,
         _ => LiveSet::Replace,
     };
@@ -204,6 +243,19 @@ pub async fn run_task(
         seconds: clock.elapsed().as_secs_f64(),
         dirty_objects,
     })
+}
+
+/// Renews a run's lease every [`HEARTBEAT`] until aborted. A heartbeat that fails is logged;
+/// if the run was taken over meanwhile, committing it fails too.
+async fn keep_alive(store: Arc<dyn Store>, run_id: u64) {
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if let Err(e) = blocking(&store, move |s| s.heartbeat(run_id)).await {
+            tracing::error!(run_id, "cannot renew the run's lease: {e}");
+        }
+    }
 }
 
 /// Removes objects a previous run replaced, then forgets them. Safe to repeat.
@@ -223,8 +275,10 @@ async fn remove_pending(store: &Arc<dyn Store>, task: &str, dest: &Destination) 
     blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
 }
 
-/// Deletes every object a failed run may have written: names are `<task>_<cid>_<seq>.parquet`
-/// with `seq` from the run's first object sequence id on, so they are found by name.
+/// Deletes every object a failed or interrupted run may have written: names are
+/// `<task>_<cid>_<seq>.parquet` with `seq` from the run's first object sequence id on (no live
+/// object is numbered that high: a committed run moves the task's next id past its objects),
+/// so they are found by name, whatever the shard count of the run that wrote them.
 async fn remove_run_objects(dest: &Destination, run: &RunRecord) {
     let listed = match dest.list("").await {
         Ok(listed) => listed,
@@ -235,7 +289,7 @@ async fn remove_run_objects(dest: &Destination, run: &RunRecord) {
     };
     for (path, _) in listed {
         let file = path.rsplit('/').next().unwrap_or(&path);
-        if written_by_run(file, &run.task, run.shards, run.first_object_seq) {
+        if written_by_run(file, &run.task, run.first_object_seq) {
             if let Err(e) = dest.delete(&path).await {
                 tracing::error!(task = %run.task, "cannot remove {path} of the failed run: {e}");
             }
@@ -243,8 +297,9 @@ async fn remove_run_objects(dest: &Destination, run: &RunRecord) {
     }
 }
 
-/// Whether an object file name is one a run with these parameters would write.
-fn written_by_run(file: &str, task: &str, shards: u32, first_seq: u64) -> bool {
+/// Whether an object file name is one a run of `task` numbering its objects from `first_seq`
+/// would write.
+fn written_by_run(file: &str, task: &str, first_seq: u64) -> bool {
     let Some(rest) = file.strip_prefix(task).and_then(|r| r.strip_prefix('_')) else {
         return false;
     };
@@ -254,7 +309,7 @@ fn written_by_run(file: &str, task: &str, shards: u32, first_seq: u64) -> bool {
     let Some((cid, seq)) = rest.split_once('_') else {
         return false;
     };
-    matches!((cid.parse::<u32>(), seq.parse::<u64>()), (Ok(c), Ok(s)) if c < shards && s >= first_seq)
+    matches!((cid.parse::<u32>(), seq.parse::<u64>()), (Ok(_), Ok(s)) if s >= first_seq)
 }
 
 /// What one shard delivered.
@@ -505,11 +560,12 @@ mod tests {
 
     #[test]
     fn failed_run_objects_are_found_by_name() {
-        assert!(written_by_run("daily_0_7.parquet", "daily", 2, 7));
-        assert!(written_by_run("daily_1_9.parquet", "daily", 2, 7));
-        assert!(!written_by_run("daily_0_6.parquet", "daily", 2, 7));
-        assert!(!written_by_run("daily_2_7.parquet", "daily", 2, 7));
-        assert!(!written_by_run("daily-x_0_7.parquet", "daily", 2, 7));
-        assert!(!written_by_run("daily_0_7.parquet.tmp", "daily", 2, 7));
+        assert!(written_by_run("daily_0_7.parquet", "daily", 7));
+        assert!(written_by_run("daily_1_9.parquet", "daily", 7));
+        assert!(written_by_run("daily_5_7.parquet", "daily", 7));
+        assert!(!written_by_run("daily_0_6.parquet", "daily", 7));
+        assert!(!written_by_run("daily-x_0_7.parquet", "daily", 7));
+        assert!(!written_by_run("daily_0_7.parquet.tmp", "daily", 7));
+        assert!(!written_by_run("daily_x_7.parquet", "daily", 7));
     }
 }

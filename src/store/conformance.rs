@@ -668,7 +668,17 @@ fn planned(task: &str) -> RunRecord {
         objects: Vec::new(),
         dirty: BTreeMap::new(),
         error: None,
+        heartbeat_ms: None,
     }
+}
+
+/// Starts a run of `task` that takes nothing over.
+fn start(store: &dyn Store, task: &str) -> RunRecord {
+    let started = store
+        .start_run(&planned(task), Duration::from_secs(60))
+        .unwrap();
+    assert!(started.interrupted.is_empty());
+    started.run
 }
 
 fn finished(
@@ -692,7 +702,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert_eq!(store.task_state("daily").unwrap(), None);
     assert!(store.runs(None, 10).unwrap().is_empty());
 
-    let r1 = store.start_run(&planned("daily")).unwrap();
+    let r1 = start(store, "daily");
     assert!(r1.run_id > 0);
     assert_eq!((r1.status, r1.first_object_seq), (RunStatus::Running, 0));
     assert_eq!((r1.seq_to, r1.shards), (42, 2));
@@ -718,10 +728,14 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     let st = store.task_state("daily").unwrap().unwrap();
     assert_eq!(st.task, "daily");
     assert_eq!(st.next_object_seq, 2);
+    assert_eq!(
+        st.checkpoint, 42,
+        "a succeeded run delivered up to its seq_to"
+    );
     assert_eq!(st.live_objects, [a.clone(), b.clone()]);
     assert!(st.pending_removal.is_empty());
 
-    let r2 = store.start_run(&planned("daily")).unwrap();
+    let r2 = start(store, "daily");
     assert!(r2.run_id > r1.run_id);
     assert_eq!(r2.first_object_seq, 2);
     let f2 = finished(r2.clone(), RunStatus::Succeeded, vec![c.clone()], 3);
@@ -737,7 +751,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     let st = store.task_state("daily").unwrap().unwrap();
     assert_eq!(st.pending_removal, std::slice::from_ref(&b));
 
-    let r3 = store.start_run(&planned("daily")).unwrap();
+    let r3 = start(store, "daily");
     assert_eq!(r3.first_object_seq, 3);
     let f3 = finished(r3.clone(), RunStatus::Succeeded, vec![d.clone()], 4);
     store.finish_run(&f3, LiveSet::Append).unwrap();
@@ -747,7 +761,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert_eq!(st.pending_removal, std::slice::from_ref(&b));
 
     // A failed run only stores its record.
-    let r4 = store.start_run(&planned("daily")).unwrap();
+    let r4 = start(store, "daily");
     assert_eq!(r4.first_object_seq, 4);
     let mut f4 = finished(r4.clone(), RunStatus::Failed, vec![object("x", 1)], 9);
     f4.error = Some("permission denied".into());
@@ -757,7 +771,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert!(store.finish_run(&f4, LiveSet::Replace).is_err());
 
     // Another task has its own numbering.
-    let other = store.start_run(&planned("other")).unwrap();
+    let other = start(store, "other");
     assert_eq!(other.first_object_seq, 0);
 
     let daily = store.runs(Some("daily"), 10).unwrap();
@@ -767,6 +781,135 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert_eq!(store.runs(None, 2).unwrap(), [other, f4]);
     assert_eq!(store.runs(Some("daily"), 1).unwrap().len(), 1);
     assert!(store.runs(Some("nope"), 10).unwrap().is_empty());
+}
+
+/// Runs of one task never overlap: a second start is refused while the first is heard from
+/// within its lease; once it is silent longer, the next start takes it over (recorded
+/// failed, its object numbers reused), and the taken-over run can neither heartbeat nor
+/// commit.
+pub(crate) fn runs_of_a_task_never_overlap(store: &dyn Store) {
+    let lease = Duration::from_secs(60);
+    let first = start(store, "hourly");
+    match store.start_run(&planned("hourly"), lease) {
+        Err(Error::Conflict(m)) => {
+            assert!(
+                m.contains(&format!("run {} is still running", first.run_id)),
+                "{m}"
+            );
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    store.heartbeat(first.run_id).unwrap();
+    // Another task is not held up.
+    start(store, "daily");
+
+    let taken = store.start_run(&planned("hourly"), Duration::ZERO).unwrap();
+    assert_eq!(taken.interrupted.len(), 1);
+    let old = &taken.interrupted[0];
+    assert_eq!((old.run_id, old.status), (first.run_id, RunStatus::Failed));
+    assert!(
+        old.error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("interrupted"),
+        "{old:?}"
+    );
+    assert_eq!(taken.run.first_object_seq, first.first_object_seq);
+    assert!(matches!(
+        store.heartbeat(first.run_id),
+        Err(Error::Conflict(_))
+    ));
+    let late = finished(first.clone(), RunStatus::Succeeded, vec![object("a", 1)], 1);
+    assert!(matches!(
+        store.finish_run(&late, LiveSet::Append),
+        Err(Error::Conflict(_))
+    ));
+    assert_eq!(
+        store.task_state("hourly").unwrap(),
+        None,
+        "nothing committed"
+    );
+    let runs = store.runs(Some("hourly"), 10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[0].status, RunStatus::Running);
+    assert_eq!(&runs[1], old);
+    assert!(matches!(store.heartbeat(999_999), Err(Error::NotFound(_))));
+}
+
+/// The rows of every shard of `changes(table, after, shards)`, shard by shard.
+fn read_changes(
+    store: &dyn Store,
+    def: &TableDef,
+    after: u64,
+    shards: usize,
+) -> crate::Result<Read> {
+    let mut snap = store.changes(&def.table, after, shards)?;
+    let mut out = Vec::new();
+    for reader in &mut snap.shards {
+        let mut rows = Vec::new();
+        let n = reader.read(2, &mut |b| {
+            rows.extend(batch_rows(def, &b));
+            Ok(())
+        })?;
+        assert_eq!(n, rows.len() as u64);
+        out.push(rows);
+    }
+    Ok(Read {
+        seq: snap.seq,
+        rows: snap.rows,
+        shards: out,
+    })
+}
+
+/// `changes` after a checkpoint: exactly the live rows whose `_seq` is above it, up to the
+/// snapshot's `seq`, in `_seq` order, split into contiguous `_seq` ranges; tombstones and
+/// unchanged rows are not there; a checkpoint from the future is a conflict.
+pub(crate) fn changes_after_a_checkpoint(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    apply(store, "items", (1..=10).map(|i| item(i, "a", i)).collect()).unwrap();
+    let base = stats(store, "items").max_seq;
+
+    let all = read_changes(store, &items, 0, 3).unwrap();
+    assert_eq!((all.seq, all.rows, all.shards.len()), (base, 10, 3));
+    let seqs: Vec<i64> = all.shards.iter().flatten().map(|r| r.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(seqs.len(), 10);
+    assert!(all.shards.iter().all(|s| !s.is_empty()));
+
+    // One update, one delete, one insert, one unchanged upsert.
+    apply(
+        store,
+        "items",
+        vec![item(3, "b", 3), del(5), item(11, "a", 11), item(1, "a", 1)],
+    )
+    .unwrap();
+    let after = read_changes(store, &items, base, 2).unwrap();
+    let ids: Vec<Value> = after
+        .shards
+        .iter()
+        .flatten()
+        .map(|r| r.values[0].clone())
+        .collect();
+    assert_eq!(ids, [Value::Int64(3), Value::Int64(11)]);
+    assert_eq!(
+        (after.seq, after.rows, after.shards.len()),
+        (base + 3, 2, 2)
+    );
+    assert_eq!(after.shards[1][0].seq, i64::try_from(base).unwrap() + 3);
+
+    let fewer = read_changes(store, &items, base, 8).unwrap();
+    assert_eq!(fewer.shards.len(), 2, "no more shards than rows");
+    let none = read_changes(store, &items, base + 3, 4).unwrap();
+    assert_eq!((none.seq, none.rows, none.shards.len()), (base + 3, 0, 0));
+
+    match read_changes(store, &items, base + 100, 1) {
+        Err(Error::Conflict(m)) => assert!(m.contains("above the store's newest _seq"), "{m}"),
+        other => panic!("expected a conflict, got {:?}", other.map(|r| r.rows)),
+    }
+    assert!(matches!(
+        store.changes("nope", 0, 1),
+        Err(Error::NotFound(_))
+    ));
 }
 
 /// `ensure_table` is idempotent, refuses a changed definition with a `Conflict` naming the

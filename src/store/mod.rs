@@ -28,6 +28,7 @@ mod conformance;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
@@ -321,6 +322,11 @@ pub struct RunRecord {
     pub dirty: BTreeMap<String, u64>,
     /// Error text when the run failed.
     pub error: Option<String>,
+    /// Last sign of life of a running run (its start, then each heartbeat), ms since epoch
+    /// UTC by the store's clock; None in records written before leases existed, whose start
+    /// then counts.
+    #[serde(default)]
+    pub heartbeat_ms: Option<i64>,
 }
 
 impl RunRecord {
@@ -349,6 +355,19 @@ pub struct TaskState {
     pub live_objects: Vec<DeliveredObject>,
     /// Objects replaced by a later run and not yet removed from the lake.
     pub pending_removal: Vec<DeliveredObject>,
+    /// Every change up to this `_seq` has been delivered: the highest `seq_to` of the task's
+    /// succeeded runs (0 before the first). An incremental run starts above it.
+    #[serde(default)]
+    pub checkpoint: u64,
+}
+
+/// A run just recorded by [`Store::start_run`], and the runs of its task it took over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartedRun {
+    /// The new run, `Running`.
+    pub run: RunRecord,
+    /// Runs that were still `Running` but silent past their lease, now `Failed`.
+    pub interrupted: Vec<RunRecord>,
 }
 
 /// How a finished run changes the task's live set.
@@ -384,9 +403,31 @@ pub trait Store: Send + Sync {
     /// while writers commit. Unknown table: [`Error::NotFound`].
     fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot>;
 
+    /// Opens one consistent snapshot of `table`'s live rows changed after `after_seq`: every
+    /// live row whose `_seq` is above it, up to the snapshot's `seq` (the bound an
+    /// incremental run fixes when it starts). The rows are split into at most `shards`
+    /// `_seq` ranges of about equal size, each read in `_seq` order. Tombstones are not
+    /// included. A checkpoint above the store's newest `_seq` is an [`Error::Conflict`]
+    /// (the store is not the one the checkpoint came from); unknown table:
+    /// [`Error::NotFound`].
+    fn changes(&self, table: &str, after_seq: u64, shards: usize) -> Result<Snapshot>;
+
     /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
-    /// (the task's `next_object_seq`). Returns the stored record.
-    fn start_run(&self, record: &RunRecord) -> Result<RunRecord>;
+    /// (the task's `next_object_seq`). Two runs of one task never overlap: while another run
+    /// of the task is `Running` and was heard from (its start or last [`Store::heartbeat`])
+    /// less than `lease` ago, this is an [`Error::Conflict`] naming it. A `Running` run
+    /// silent for longer is taken over in the same transaction: recorded `Failed`
+    /// ("interrupted") and returned in [`StartedRun::interrupted`]. It never committed, so
+    /// every object it may have written is named at or past the new run's
+    /// `first_object_seq`, which the new run rewrites or removes. An `incremental` run
+    /// must be planned from the task's checkpoint (`seq_from`): one that another run moved
+    /// meanwhile is an [`Error::Conflict`].
+    fn start_run(&self, record: &RunRecord, lease: Duration) -> Result<StartedRun>;
+
+    /// Records that a running run is alive, renewing its lease. A run that is no longer
+    /// `Running` (finished, or taken over after its lease ran out) is an [`Error::Conflict`]:
+    /// its process must stop writing.
+    fn heartbeat(&self, run_id: u64) -> Result<()>;
 
     /// Commits a finished run in one transaction: stores the record and, when it succeeded,
     /// updates the task's state (`next_object_seq` past every object the run named, the live

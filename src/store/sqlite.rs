@@ -49,7 +49,8 @@ use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, LiveSet,
-    RunRecord, RunStatus, ShardReader, Snapshot, Store, TableDef, TableStats, TaskState, Value,
+    RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef, TableStats,
+    TaskState, Value,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -883,6 +884,56 @@ fn to_i64(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
 
+fn decode_run(id: i64, json: &str) -> Result<RunRecord> {
+    serde_json::from_str(json)
+        .map_err(|e| Error::Store(format!("the stored record of run {id} is not valid: {e}")))
+}
+
+/// The status and record of run `id`, if the store holds it.
+fn stored_run(conn: &Connection, id: i64) -> Result<Option<(String, RunRecord)>> {
+    let stored: Option<(String, String)> = conn
+        .query_row(
+            r#"SELECT "status", "record" FROM "_lakeport_runs" WHERE "run_id" = ?1"#,
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db(format!("reading run {id}")))?;
+    stored
+        .map(|(status, json)| Ok((status, decode_run(id, &json)?)))
+        .transpose()
+}
+
+/// The task's runs recorded as `Running`.
+fn running_runs(conn: &Connection, task: &str) -> Result<Vec<RunRecord>> {
+    let at = || db(format!("reading the running runs of task {task}"));
+    let mut stmt = conn
+        .prepare_cached(
+            r#"SELECT "run_id", "record" FROM "_lakeport_runs"
+               WHERE "task" = ?1 AND "status" = 'running' ORDER BY "run_id""#,
+        )
+        .map_err(at())?;
+    let rows = stmt
+        .query_map([task], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(at())?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, json) = row.map_err(at())?;
+        out.push(decode_run(id, &json)?);
+    }
+    Ok(out)
+}
+
+/// An epoch-ms time as RFC 3339 UTC (the number itself when out of range).
+fn show_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}
+
 fn record_json(r: &RunRecord) -> Result<String> {
     serde_json::to_string(r)
         .map_err(|e| Error::Store(format!("encoding run {} of {}: {e}", r.run_id, r.task)))
@@ -922,6 +973,7 @@ fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
 /// The task state after a successful run.
 fn advance_state(state: &mut TaskState, run: &RunRecord, live: LiveSet) {
     state.next_object_seq = state.next_object_seq.max(run.next_object_seq);
+    state.checkpoint = state.checkpoint.max(run.seq_to);
     let is_new = |o: &DeliveredObject| run.objects.iter().any(|n| n.path == o.path);
     state.pending_removal.retain(|o| !is_new(o));
     match live {
@@ -1058,18 +1110,136 @@ impl Store for SqliteStore {
         })
     }
 
-    fn start_run(&self, record: &RunRecord) -> Result<RunRecord> {
+    fn changes(&self, table: &str, after_seq: u64, shards: usize) -> Result<Snapshot> {
+        let shards = shards.max(1);
+        let readers = (0..shards)
+            .map(|_| connect(&self.path))
+            .collect::<Result<Vec<_>>>()?;
+        let t = self.table_sql(&readers[0], table)?;
+        let at = |what: &str| {
+            db(format!(
+                "changes of table {table} after _seq {after_seq}: {what}"
+            ))
+        };
+        let seq = self.pin_snapshot(&readers)?;
+        if after_seq > seq {
+            return Err(Error::Conflict(format!(
+                "changes of table {table}: the checkpoint _seq {after_seq} is above the store's \
+                 newest _seq {seq}; was the store replaced by an older one?"
+            )));
+        }
+        // Shard s reads `_seq` in [starts[s], starts[s + 1]).
+        let first = to_i64(after_seq, "a checkpoint")? + 1;
+        let end = to_i64(seq, "the store's seq")? + 1;
+        let live_in_range = format!(
+            "FROM {} WHERE \"_deleted\" = 0 AND \"_seq\" >= ?1 AND \"_seq\" < ?2",
+            t.data
+        );
+        let count: i64 = readers[0]
+            .query_row(
+                &format!("SELECT count(*) {live_in_range}"),
+                [first, end],
+                |r| r.get(0),
+            )
+            .map_err(at("counting rows"))?;
+        let rows = non_negative(count, "a row count")?;
+        let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
+        let mut starts = vec![first];
+        {
+            let mut nth = readers[0]
+                .prepare(&format!(
+                    "SELECT \"_seq\" {live_in_range} ORDER BY \"_seq\" LIMIT 1 OFFSET ?3"
+                ))
+                .map_err(at("finding shard bounds"))?;
+            for s in 1..used {
+                let offset = (u128::from(rows) * s as u128 / used as u128) as i64;
+                let bound: i64 = nth
+                    .query_row([first, end, offset], |r| r.get(0))
+                    .map_err(at("finding shard bounds"))?;
+                starts.push(bound);
+            }
+        }
+        starts.push(end);
+        let sql = format!("SELECT {} {live_in_range} ORDER BY \"_seq\"", t.select_list);
+        let out = readers
+            .into_iter()
+            .take(used)
+            .enumerate()
+            .map(|(s, conn)| {
+                Box::new(SqliteShard {
+                    sql: sql.clone(),
+                    conn,
+                    t: Arc::clone(&t),
+                    lower: Some(vec![SqlValue::Integer(starts[s])]),
+                    upper: Some(vec![SqlValue::Integer(starts[s + 1])]),
+                }) as Box<dyn ShardReader>
+            })
+            .collect();
+        Ok(Snapshot {
+            seq,
+            rows,
+            shards: out,
+        })
+    }
+
+    fn start_run(&self, record: &RunRecord, lease: Duration) -> Result<StartedRun> {
         let task = &record.task;
         let mut conn = self.lock();
         let at = || db(format!("starting a run of task {task}"));
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(at())?;
-        let next = load_task_state(&tx, task)?.map_or(0, |s| s.next_object_seq);
+        let now = now_ms();
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let mut interrupted = Vec::new();
+        for mut other in running_runs(&tx, task)? {
+            let heard = other.heartbeat_ms.unwrap_or(other.started_ms);
+            let silent_ms = now.saturating_sub(heard);
+            if silent_ms < lease_ms {
+                return Err(Error::Conflict(format!(
+                    "task {task}: run {} is still running (started {}, last heard from {:.1} s \
+                     ago); runs of a task never overlap, so this one did not start. If no \
+                     lakeport process is running it, it is taken over once silent for {:.0} s",
+                    other.run_id,
+                    show_ms(other.started_ms),
+                    silent_ms as f64 / 1000.0,
+                    lease.as_secs_f64()
+                )));
+            }
+            other.status = RunStatus::Failed;
+            other.ended_ms = Some(now);
+            other.error = Some(format!(
+                "interrupted: no sign of life for {:.1} s (lease {:.0} s); taken over by a \
+                 later run, which removes what it wrote",
+                silent_ms as f64 / 1000.0,
+                lease.as_secs_f64()
+            ));
+            tx.execute(
+                r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
+                rusqlite::params![
+                    other.status.as_str(),
+                    record_json(&other)?,
+                    to_i64(other.run_id, "run id")?
+                ],
+            )
+            .map_err(at())?;
+            interrupted.push(other);
+        }
+        let state = load_task_state(&tx, task)?;
+        let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
+        if record.mode == "incremental" && record.seq_from != checkpoint {
+            return Err(Error::Conflict(format!(
+                "task {task}: this run was planned from _seq {} but the task's checkpoint is \
+                 now {checkpoint} (another run finished meanwhile); run it again",
+                record.seq_from
+            )));
+        }
+        let next = state.map_or(0, |s| s.next_object_seq);
         let mut run = record.clone();
         run.status = RunStatus::Running;
         run.first_object_seq = next;
         run.next_object_seq = next;
+        run.heartbeat_ms = Some(now);
         tx.execute(
             r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
                VALUES (?1, ?2, ?3, '{}')"#,
@@ -1083,7 +1253,36 @@ impl Store for SqliteStore {
         )
         .map_err(at())?;
         tx.commit().map_err(at())?;
-        Ok(run)
+        Ok(StartedRun { run, interrupted })
+    }
+
+    fn heartbeat(&self, run_id: u64) -> Result<()> {
+        let mut conn = self.lock();
+        let at = || db(format!("recording a heartbeat of run {run_id}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        let id = to_i64(run_id, "run id")?;
+        let Some((status, mut run)) = stored_run(&tx, id)? else {
+            return Err(Error::NotFound(format!("run {run_id} is not in the store")));
+        };
+        if status != RunStatus::Running.as_str() {
+            return Err(Error::Conflict(format!(
+                "run {run_id} of task {} is no longer running ({status}{}); stop writing",
+                run.task,
+                run.error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
+            )));
+        }
+        run.heartbeat_ms = Some(now_ms());
+        tx.execute(
+            r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
+            rusqlite::params![record_json(&run)?, id],
+        )
+        .map_err(at())?;
+        tx.commit().map_err(at())
     }
 
     fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()> {
@@ -1099,14 +1298,7 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(at())?;
         let run_id = to_i64(id, "run id")?;
-        let stored: Option<(String, String)> = tx
-            .query_row(
-                r#"SELECT "task", "status" FROM "_lakeport_runs" WHERE "run_id" = ?1"#,
-                [run_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(at())?;
+        let stored = stored_run(&tx, run_id)?.map(|(status, run)| (run.task, status));
         match stored {
             None => {
                 return Err(Error::NotFound(format!(
@@ -1190,10 +1382,7 @@ impl Store for SqliteStore {
         let mut out = Vec::new();
         for row in rows {
             let (id, json) = row.map_err(at())?;
-            let rec: RunRecord = serde_json::from_str(&json).map_err(|e| {
-                Error::Store(format!("the stored record of run {id} is not valid: {e}"))
-            })?;
-            out.push(rec);
+            out.push(decode_run(id, &json)?);
         }
         Ok(out)
     }
@@ -1575,6 +1764,8 @@ mod tests {
         snapshot_with_more_shards_than_rows,
         snapshot_consistent_under_writer,
         runs_and_task_state,
+        changes_after_a_checkpoint,
+        runs_of_a_task_never_overlap,
         tables_are_declared_once,
         snapshot_import_diffs_its_scope,
         snapshot_import_same_or_older_is_not_applied,

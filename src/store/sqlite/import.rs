@@ -29,7 +29,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{db, non_negative, quote, Applier, Bind, SqliteStore, Statements, Stored};
+use super::{db, non_negative, quote, show_ms, Applier, Bind, SqliteStore, Statements, Stored};
 use crate::error::{Error, Result};
 use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::RowSorter;
@@ -391,14 +391,6 @@ fn refuse_older(conn: &Connection, draft: &ImportRecord) -> Result<()> {
         newest.manifest_url,
         newest.import_id
     )))
-}
-
-/// An epoch-ms time as RFC 3339 UTC (the number itself when out of range).
-fn show_ms(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || format!("{ms} ms"),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
 }
 
 /// The scope of a snapshot: its bucket, its key prefix and the prefix's upper bound.

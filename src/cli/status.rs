@@ -1,6 +1,7 @@
 //! `lakeport status [task]`: per task, the last run (status, rows, objects, bytes, dirty rows
-//! by reason, error) and what is live in the lake; without a task, also the newest inventory
-//! imports (reports and bucket listings).
+//! by reason, error), what is live in the lake and the lag (checkpoint, the source table's
+//! newest `_seq`, rows behind, age of the oldest undelivered change); without a task, also the
+//! newest inventory imports (reports and bucket listings).
 
 use serde::Serialize;
 
@@ -8,7 +9,7 @@ use crate::cli::inventory::{scope, show_ms};
 use crate::cli::{print, to_json, Context};
 use crate::error::{Error, Result};
 use crate::store::blocking;
-use crate::store::{ImportRecord, RunRecord};
+use crate::store::{ImportRecord, Lag, RunRecord};
 
 /// Import records `status` shows (newest first).
 const IMPORTS_SHOWN: usize = 20;
@@ -30,6 +31,13 @@ struct TaskStatus {
     last_run: Option<RunRecord>,
     live_objects: usize,
     live_partitions: usize,
+    /// Every change up to this `_seq` has been delivered.
+    checkpoint: u64,
+    /// How far the source table has moved past the checkpoint (None: the table is not in the
+    /// store yet).
+    lag: Option<Lag>,
+    /// Age of the oldest undelivered change, in seconds, when there is one.
+    lag_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -62,11 +70,24 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     };
     for task in selected {
         let (store, name) = (store.clone(), task.name.clone());
-        let (last, state) = blocking(move || {
+        let table = task.source.table.clone();
+        let (last, state, lag) = blocking(move || {
             let last = store.runs(Some(&name), 1)?.into_iter().next();
-            Ok((last, store.task_state(&name)?))
+            let state = store.task_state(&name)?;
+            let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
+            let lag = match store.lag(&table, checkpoint) {
+                Ok(lag) => Some(lag),
+                Err(Error::NotFound(_)) => None,
+                Err(e) => return Err(e),
+            };
+            Ok((last, state, lag))
         })
         .await?;
+        let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
+        let now = chrono::Utc::now().timestamp_millis();
+        let lag_seconds = lag
+            .and_then(|l| l.oldest_write_ms)
+            .map(|ms| (now - ms).max(0) as f64 / 1000.0);
         let (live_objects, live_partitions) = state
             .map(|s| {
                 let mut parts: Vec<_> = s
@@ -85,6 +106,9 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             last_run: last,
             live_objects,
             live_partitions,
+            checkpoint,
+            lag,
+            lag_seconds,
         });
     }
     if args.json {
@@ -129,6 +153,20 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             "  live: {} objects in {} partitions",
             t.live_objects, t.live_partitions
         ));
+        lines.push(match (&t.lag, t.lag_seconds) {
+            (None, _) => format!(
+                "  lag: checkpoint seq {}, source table not in the store yet",
+                t.checkpoint
+            ),
+            (Some(l), Some(age)) => format!(
+                "  lag: checkpoint seq {}, table at seq {}, {} rows behind, oldest undelivered change {age:.1}s old",
+                t.checkpoint, l.newest_seq, l.rows_behind
+            ),
+            (Some(l), None) => format!(
+                "  lag: checkpoint seq {}, table at seq {}, up to date",
+                t.checkpoint, l.newest_seq
+            ),
+        });
     }
     if !report.imports.is_empty() {
         lines.push(format!("imports (newest {} at most)", IMPORTS_SHOWN));

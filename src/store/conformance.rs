@@ -31,7 +31,7 @@ pub(crate) use imports::{
 
 use crate::error::Error;
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, LiveSet, RunRecord, RunStatus, Store,
+    ApplyOutcome, Change, ColumnType, DeliveredObject, Lag, LiveSet, RunRecord, RunStatus, Store,
     TableDef, TableStats, Value,
 };
 
@@ -896,6 +896,19 @@ pub(crate) fn changes_after_a_checkpoint(store: &dyn Store) {
         (base + 3, 2, 2)
     );
     assert_eq!(after.shards[1][0].seq, i64::try_from(base).unwrap() + 3);
+
+    let lag = store.lag("items", base).unwrap();
+    assert_eq!((lag.newest_seq, lag.rows_behind), (base + 3, 2));
+    assert_eq!(lag.oldest_write_ms, Some(after.shards[0][0].write_time));
+    assert_eq!(
+        store.lag("items", base + 3).unwrap(),
+        Lag {
+            newest_seq: base + 3,
+            rows_behind: 0,
+            oldest_write_ms: None
+        }
+    );
+    assert_eq!(store.lag("items", 0).unwrap().rows_behind, 10);
 
     let fewer = read_changes(store, &items, base, 8).unwrap();
     assert_eq!(fewer.shards.len(), 2, "no more shards than rows");

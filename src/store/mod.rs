@@ -361,6 +361,18 @@ pub struct TaskState {
     pub checkpoint: u64,
 }
 
+/// How far a table has moved past a task's checkpoint ([`Store::lag`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lag {
+    /// The highest `_seq` in the table (rows and tombstones; 0 when empty).
+    pub newest_seq: u64,
+    /// Live rows whose `_seq` is above the checkpoint: what the next incremental run
+    /// delivers (deletes are not delivered, so tombstones do not count).
+    pub rows_behind: u64,
+    /// `_write_time` of the oldest of those rows (ms since epoch UTC), if any.
+    pub oldest_write_ms: Option<i64>,
+}
+
 /// A run just recorded by [`Store::start_run`], and the runs of its task it took over.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StartedRun {
@@ -411,6 +423,11 @@ pub trait Store: Send + Sync {
     /// (the store is not the one the checkpoint came from); unknown table:
     /// [`Error::NotFound`].
     fn changes(&self, table: &str, after_seq: u64, shards: usize) -> Result<Snapshot>;
+
+    /// How far `table` has moved past a checkpoint: its newest `_seq`, the live rows above
+    /// the checkpoint and the write time of the oldest of them. Unknown table:
+    /// [`Error::NotFound`].
+    fn lag(&self, table: &str, after_seq: u64) -> Result<Lag>;
 
     /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
     /// (the task's `next_object_seq`). Two runs of one task never overlap: while another run

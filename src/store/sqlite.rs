@@ -48,7 +48,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, LiveSet,
+    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef, TableStats,
     TaskState, Value,
 };
@@ -1179,6 +1179,38 @@ impl Store for SqliteStore {
             seq,
             rows,
             shards: out,
+        })
+    }
+
+    fn lag(&self, table: &str, after_seq: u64) -> Result<Lag> {
+        let conn = connect(&self.path)?;
+        let t = self.table_sql(&conn, table)?;
+        let at = |what: &str| db(format!("lag of table {table}: {what}"));
+        let after = to_i64(after_seq, "a checkpoint")?;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(at("starting a read"))?;
+        let newest: Option<i64> = tx
+            .query_row(&format!("SELECT max(\"_seq\") FROM {}", t.data), [], |r| {
+                r.get(0)
+            })
+            .map_err(at("reading the newest _seq"))?;
+        let behind = format!("FROM {} WHERE \"_deleted\" = 0 AND \"_seq\" > ?1", t.data);
+        let rows: i64 = tx
+            .query_row(&format!("SELECT count(*) {behind}"), [after], |r| r.get(0))
+            .map_err(at("counting rows behind"))?;
+        let oldest: Option<i64> = tx
+            .query_row(
+                &format!("SELECT \"_write_time\" {behind} ORDER BY \"_seq\" LIMIT 1"),
+                [after],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(at("reading the oldest change"))?;
+        Ok(Lag {
+            newest_seq: non_negative(newest.unwrap_or(0), "a _seq")?,
+            rows_behind: non_negative(rows, "a row count")?,
+            oldest_write_ms: oldest,
         })
     }
 

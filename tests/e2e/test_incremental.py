@@ -67,8 +67,15 @@ def test_incremental_runs_deliver_each_change_once(wd):
             + rows(range(20, 25), "a", 1))
     wd.ok("load", "items", "--delete", wd.write_ndjson("in/del.ndjson",
                                                        [{"id": 30}, {"id": 31}, {"id": 32}]))
+    st = wd.status("inc")
+    assert st["checkpoint"] == run1["seq_to"] and st["lag"]["rows_behind"] == 15, st
+    assert st["lag"]["newest_seq"] > run1["seq_to"] and st["lag_seconds"] >= 0, st
     _, second = wd.run("inc")
     run2 = last_run(wd)
+    st = wd.status("inc")
+    assert st["checkpoint"] == run2["seq_to"] == st["lag"]["newest_seq"], (st, run2)
+    assert st["lag"]["rows_behind"] == 0 and st["lag_seconds"] is None, st
+    assert "up to date" in wd.ok("status", "inc").out
     assert run2["seq_from"] == run1["seq_to"], (run1, run2)
     files2 = set(wd.objects("inc")) - files1
     got2 = delivered(wd, files2)

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::cli::{print, to_json, Context};
+use crate::delivery::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
 use crate::inventory::report::{open_report, Provider, Report};
@@ -36,40 +37,13 @@ struct WatchArgs {
     /// The report root: a folder or URL under which reports (manifest.json) appear.
     root_url: String,
     /// Time between scans: 60s, 5m, 1h, 500ms (a plain number is seconds).
-    #[arg(long, default_value = "60s", value_parser = parse_interval)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     interval: Duration,
     /// Scan once, import what is complete, and exit (1 when a report failed).
     #[arg(long)]
     once: bool,
     #[command(flatten)]
     options: ReportOptions,
-}
-
-/// Parses `60s`, `5m`, `1h`, `500ms` or a plain number of seconds.
-fn parse_interval(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => t.split_at(i),
-        None => (t, "s"),
-    };
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("expected a duration such as 60s, 5m, 1h or 500ms, found {text:?}"))?;
-    let seconds = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(format!(
-                "expected a unit of ms, s, m or h, found {unit:?} in {text:?}"
-            ))
-        }
-    };
-    if !(0.01..=86_400.0 * 7.0).contains(&seconds) {
-        return Err(format!("expected between 10ms and 7 days, found {text:?}"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Arguments of `inventory import`.

@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -117,6 +118,9 @@ pub struct Task {
     pub dirty_keep: bool,
     /// The catalog table the DDL creates.
     pub catalog: CatalogTarget,
+    /// How long a run may go unheard before a later run takes it over (it renews its lease
+    /// six times as often).
+    pub lease: Duration,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -133,6 +137,7 @@ const TOP_KEYS: &[&str] = &[
     "deletes",
     "dirty",
     "catalog",
+    "lease",
 ];
 const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
 const PARQUET_KEYS: &[&str] = &[
@@ -562,6 +567,28 @@ fn check_task(
         }
     }
 
+    let lease = match field::<Yaml>(&map, "lease", "lease", problems) {
+        None => Some(DEFAULT_LEASE),
+        Some(v) => {
+            let text = match &v {
+                Yaml::String(t) => t.clone(),
+                Yaml::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            match parse_duration(&text) {
+                Ok(d) if d >= Duration::from_secs(1) => Some(d),
+                Ok(_) => {
+                    problems.push("lease", format!("{text:?}: expected at least 1s"));
+                    None
+                }
+                Err(e) => {
+                    problems.push("lease", e);
+                    None
+                }
+            }
+        }
+    };
+
     Some(Task {
         name: name?,
         file: path.to_path_buf(),
@@ -581,7 +608,39 @@ fn check_task(
             database,
             table: catalog_table,
         },
+        lease: lease?,
     })
+}
+
+/// How long a run may go unheard before a later run of its task takes it over, unless the
+/// task says otherwise (`lease`).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// Parses `60s`, `5m`, `1h`, `500ms` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 60s, 5m, 1h or 500ms, found {text:?}"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "expected a unit of ms, s, m or h, found {unit:?} in {text:?}"
+            ))
+        }
+    };
+    if !(0.01..=86_400.0 * 7.0).contains(&seconds) {
+        return Err(format!("expected between 10ms and 7 days, found {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// A path relative to the project folder, or as given when absolute.
@@ -670,6 +729,18 @@ mod tests {
         assert_eq!(parse_size(&Yaml::String("64MB".into())), Ok(64_000_000));
         assert_eq!(parse_size(&Yaml::Number(1024.into())), Ok(1024));
         assert!(parse_size(&Yaml::String("big".into())).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "s", "1d", "-1s", "8h0", "30 days"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

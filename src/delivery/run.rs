@@ -32,12 +32,6 @@ use crate::store::{
     WRITE_TIME_COLUMN,
 };
 
-/// How long a run may go unheard before a later run of its task takes it over.
-pub const RUN_LEASE: Duration = Duration::from_secs(60);
-
-/// How often a running run renews its lease.
-const HEARTBEAT: Duration = Duration::from_secs(10);
-
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 65_536;
 
@@ -160,7 +154,8 @@ pub async fn run_task(
         heartbeat_ms: None,
     };
     observer.planned(snapshot.rows);
-    let started = blocking(&store, move |s| s.start_run(&plan, RUN_LEASE)).await?;
+    let lease = task.lease;
+    let started = blocking(&store, move |s| s.start_run(&plan, lease)).await?;
     let mut record = started.run;
     if !started.interrupted.is_empty() {
         let ids: Vec<String> = started
@@ -188,7 +183,7 @@ pub async fn run_task(
         };
         handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
     }
-    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id));
+    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
     let mut outcomes = Vec::new();
     let mut failure: Option<Error> = None;
     for handle in handles {
@@ -245,10 +240,10 @@ pub async fn run_task(
     })
 }
 
-/// Renews a run's lease every [`HEARTBEAT`] until aborted. A heartbeat that fails is logged;
-/// if the run was taken over meanwhile, committing it fails too.
-async fn keep_alive(store: Arc<dyn Store>, run_id: u64) {
-    let mut ticks = tokio::time::interval(HEARTBEAT);
+/// Renews a run's lease `every` so often until aborted. A heartbeat that fails is logged; if
+/// the run was taken over meanwhile, committing it fails too.
+async fn keep_alive(store: Arc<dyn Store>, run_id: u64, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
     ticks.tick().await;
     loop {
         ticks.tick().await;

@@ -540,6 +540,13 @@ fn check_task(
     }
 
     let deletes = field::<Deletes>(&map, "deletes", "deletes", problems).unwrap_or(Deletes::Ignore);
+    if deletes == Deletes::Emit && mode == Mode::Incremental {
+        problems.push(
+            "deletes",
+            "emit: not built yet for incremental runs (deletes are ignored until it is); \
+             use deletes: ignore",
+        );
+    }
     let dirty = section(&map, "dirty", DIRTY_KEYS, problems);
     let dirty_keep = field::<bool>(&dirty, "keep", "dirty.keep", problems).unwrap_or(false);
 

@@ -8,6 +8,13 @@
 //! store transaction. The previous run's objects are removed after that commit (so for a moment
 //! readers can see both the old and the new snapshot; see the README). A run that fails removes
 //! every object it wrote, records the failure and leaves the live set as it was.
+//!
+//! Incremental mode: the same, over the live rows whose `_seq` is above the task's checkpoint
+//! (split into `_seq` ranges rather than key ranges); its objects are added to the live set and
+//! the commit moves the checkpoint to the run's `seq_to`.
+//!
+//! Either way the run holds its task's lease from the moment it is recorded, renewing it while
+//! it writes; a run that takes over an interrupted one first removes what that one wrote.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,7 +109,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Delivers `task` once (full mode) and returns the committed run.
+/// Delivers `task` once (full or incremental mode) and returns the committed run.
 pub async fn run_task(
     store: Arc<dyn Store>,
     task: Arc<Task>,
@@ -157,6 +164,7 @@ pub async fn run_task(
     let lease = task.lease;
     let started = blocking(&store, move |s| s.start_run(&plan, lease)).await?;
     let mut record = started.run;
+    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
     if !started.interrupted.is_empty() {
         let ids: Vec<String> = started
             .interrupted
@@ -183,7 +191,6 @@ pub async fn run_task(
         };
         handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
     }
-    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
     let mut outcomes = Vec::new();
     let mut failure: Option<Error> = None;
     for handle in handles {

@@ -71,7 +71,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     for task in selected {
         let (store, name) = (store.clone(), task.name.clone());
         let table = task.source.table.clone();
-        let (last, state, lag) = blocking(move || {
+        let (last, state, checkpoint, lag) = blocking(move || {
             let last = store.runs(Some(&name), 1)?.into_iter().next();
             let state = store.task_state(&name)?;
             let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
@@ -80,10 +80,9 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
                 Err(Error::NotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            Ok((last, state, lag))
+            Ok((last, state, checkpoint, lag))
         })
         .await?;
-        let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
         let now = chrono::Utc::now().timestamp_millis();
         let lag_seconds = lag
             .and_then(|l| l.oldest_write_ms)

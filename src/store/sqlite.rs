@@ -906,15 +906,26 @@ fn stored_run(conn: &Connection, id: i64) -> Result<Option<(String, RunRecord)>>
 
 /// The task's runs recorded as `Running`.
 fn running_runs(conn: &Connection, task: &str) -> Result<Vec<RunRecord>> {
-    let at = || db(format!("reading the running runs of task {task}"));
-    let mut stmt = conn
-        .prepare_cached(
-            r#"SELECT "run_id", "record" FROM "_lakeport_runs"
-               WHERE "task" = ?1 AND "status" = 'running' ORDER BY "run_id""#,
-        )
-        .map_err(at())?;
+    read_runs(
+        conn,
+        r#"SELECT "run_id", "record" FROM "_lakeport_runs"
+           WHERE "task" = ?1 AND "status" = 'running' ORDER BY "run_id""#,
+        [task],
+        &format!("reading the running runs of task {task}"),
+    )
+}
+
+/// The run records `sql` selects as (`run_id`, `record`) rows; `what` names the read in errors.
+fn read_runs(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    what: &str,
+) -> Result<Vec<RunRecord>> {
+    let at = || db(what);
+    let mut stmt = conn.prepare_cached(sql).map_err(at())?;
     let rows = stmt
-        .query_map([task], |r| {
+        .query_map(params, |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
         })
         .map_err(at())?;
@@ -1394,7 +1405,6 @@ impl Store for SqliteStore {
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
         let conn = self.lock();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let at = || db("reading run records");
         let sql = match task {
             Some(_) => {
                 r#"SELECT "run_id", "record" FROM "_lakeport_runs" WHERE "task" = ?1
@@ -1405,18 +1415,12 @@ impl Store for SqliteStore {
                    ORDER BY "run_id" DESC LIMIT ?2"#
             }
         };
-        let mut stmt = conn.prepare_cached(sql).map_err(at())?;
-        let rows = stmt
-            .query_map(rusqlite::params![task, limit], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(at())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, json) = row.map_err(at())?;
-            out.push(decode_run(id, &json)?);
-        }
-        Ok(out)
+        read_runs(
+            &conn,
+            sql,
+            rusqlite::params![task, limit],
+            "reading run records",
+        )
     }
 
     fn apply_snapshot(
@@ -1751,6 +1755,17 @@ mod tests {
     use crate::store::conformance;
     use crate::store::open_store;
 
+    /// `EXPLAIN QUERY PLAN` of `sql`, its detail lines joined by ` | `.
+    pub(super) fn query_plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut plan = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get::<_, String>(3).unwrap());
+        }
+        plan.join(" | ")
+    }
+
     fn with_store(test: fn(&dyn Store)) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
@@ -1972,13 +1987,7 @@ mod tests {
             t.range_sql(false, true),
             t.lookup.clone(),
         ] {
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let mut rows = stmt.raw_query();
-            let mut plan = Vec::new();
-            while let Some(row) = rows.next().unwrap() {
-                plan.push(row.get::<_, String>(3).unwrap());
-            }
-            let plan = plan.join(" | ");
+            let plan = query_plan(&conn, &sql);
             assert!(
                 plan.contains("SEARCH") && plan.contains("PRIMARY KEY"),
                 "{sql}: {plan}"

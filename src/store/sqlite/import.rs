@@ -598,6 +598,7 @@ fn insert_record(conn: &Connection, record: &ImportRecord) -> Result<u64> {
 mod tests {
     use super::{prefix_upper_bound, ScanSql};
     use crate::store::schema::OBJECT_INVENTORY_YAML;
+    use crate::store::sqlite::tests::query_plan;
     use crate::store::sqlite::SqliteStore;
     use crate::store::{Store, TableDef};
 
@@ -619,13 +620,7 @@ mod tests {
                     "USING PRIMARY KEY (bucket=? AND (key,version_id)>(?,?)",
                 ),
             ] {
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {q}")).unwrap();
-                let mut rows = stmt.raw_query();
-                let mut plan = Vec::new();
-                while let Some(row) = rows.next().unwrap() {
-                    plan.push(row.get::<_, String>(3).unwrap());
-                }
-                let plan = plan.join(" | ");
+                let plan = query_plan(&conn, q);
                 assert!(
                     plan.contains(&format!("SEARCH data_object_inventory {want}")),
                     "{q}: {plan}"

@@ -343,17 +343,8 @@ pub(super) fn summarize_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sqlite::tests::query_plan as plan;
     use crate::store::Store;
-
-    fn plan(conn: &Connection, sql: &str) -> String {
-        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        let mut rows = stmt.raw_query();
-        let mut plan = Vec::new();
-        while let Some(row) = rows.next().unwrap() {
-            plan.push(row.get::<_, String>(3).unwrap());
-        }
-        plan.join(" | ")
-    }
 
     fn inventory_store(dir: &std::path::Path) -> SqliteStore {
         let store = SqliteStore::open(&dir.join("s.db")).unwrap();

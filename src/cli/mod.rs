@@ -10,6 +10,7 @@ mod ls;
 mod run;
 mod snapshot;
 mod status;
+mod store;
 mod tables;
 mod validate;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Ls(ls::Args),
     /// Count a bucket's current objects and bytes from the inventory table, grouped.
     Du(du::Args),
+    /// Maintain the metadata store (`store compact`: purge delivered tombstones).
+    Store(store::Args),
 }
 
 /// Runs the parsed command line.
@@ -91,6 +94,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Snapshot(args) => snapshot::run(&ctx, args).await,
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Du(args) => du::run(&ctx, args).await,
+        Command::Store(args) => store::run(&ctx, args).await,
     }
 }
 

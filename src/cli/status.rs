@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::cli::inventory::{scope, show_ms};
 use crate::cli::{print, to_json, Context};
+use crate::delivery::Deletes;
 use crate::error::{Error, Result};
 use crate::store::blocking;
 use crate::store::{ImportRecord, Lag, RunRecord};
@@ -71,11 +72,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     for task in selected {
         let (store, name) = (store.clone(), task.name.clone());
         let table = task.source.table.clone();
+        let deletes = task.deletes == Deletes::Emit;
         let (last, state, checkpoint, lag) = blocking(move || {
             let last = store.runs(Some(&name), 1)?.into_iter().next();
             let state = store.task_state(&name)?;
             let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
-            let lag = match store.lag(&table, checkpoint) {
+            let lag = match store.lag(&table, checkpoint, deletes) {
                 Ok(lag) => Some(lag),
                 Err(Error::NotFound(_)) => None,
                 Err(e) => return Err(e),

@@ -35,13 +35,13 @@ mod values;
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BooleanArray};
+use arrow::array::{ArrayRef, BooleanArray, StringArray};
 use arrow::compute::filter_record_batch;
 use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::store::{ColumnType, TableDef, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 pub use json::row_json;
 pub use types::{can_hold, LakeType, MAX_DECIMAL_PRECISION};
@@ -60,13 +60,19 @@ pub struct LakeColumn {
     pub nullable: bool,
 }
 
+/// Name of the lake column of a task that delivers deletes: `upsert` or `delete`.
+pub const OP_COLUMN: &str = "_op";
+
 /// Where a lake column's values come from in a store batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Source {
-    /// Column index in [`TableDef::arrow_schema`].
+    /// Column index in [`TableDef::arrow_schema`] (or, for `_op`, of `_deleted` in
+    /// [`TableDef::arrow_schema_with_deleted`]).
     index: usize,
     /// Store type of that column.
     ty: ColumnType,
+    /// Whether this is `_op`, spelled out from the `_deleted` flag.
+    op: bool,
 }
 
 /// The lake columns of a delivery and how to fill them from store batches. Build it with
@@ -129,6 +135,7 @@ impl LakeSchema {
             sources.push(Source {
                 index,
                 ty: store_ty,
+                op: false,
             });
             columns.push(LakeColumn {
                 source,
@@ -144,6 +151,52 @@ impl LakeSchema {
             input,
             schema: Arc::new(Schema::new(fields)),
         }
+    }
+
+    /// This schema with a last lake column [`OP_COLUMN`] (string, never NULL): `delete` for
+    /// a row of a store batch whose [`DELETED_COLUMN`] is true (a tombstone: its key, `_seq`
+    /// and `_write_time`, every other column NULL), else `upsert`. It converts batches of
+    /// [`TableDef::arrow_schema_with_deleted`] (changes with deletes).
+    pub fn with_op_column(&self) -> LakeSchema {
+        let mut out = self.clone();
+        let deleted_index = self.input.fields().len();
+        let mut fields: Vec<Field> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(OP_COLUMN, LakeType::String.arrow_type(), false));
+        let mut input: Vec<Field> = self
+            .input
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        input.push(Field::new(
+            DELETED_COLUMN,
+            arrow::datatypes::DataType::Boolean,
+            false,
+        ));
+        out.columns.push(LakeColumn {
+            source: DELETED_COLUMN.to_string(),
+            name: OP_COLUMN.to_string(),
+            ty: LakeType::String,
+            nullable: false,
+        });
+        out.sources.push(Source {
+            index: deleted_index,
+            ty: ColumnType::Bool,
+            op: true,
+        });
+        out.input = Arc::new(Schema::new(input));
+        out.schema = Arc::new(Schema::new(fields));
+        out
+    }
+
+    /// Whether batches it converts carry [`DELETED_COLUMN`] (see [`LakeSchema::with_op_column`]).
+    pub fn has_op_column(&self) -> bool {
+        self.sources.iter().any(|s| s.op)
     }
 
     /// The store table this schema reads.
@@ -171,6 +224,10 @@ impl LakeSchema {
         let mut dirty = values::DirtySet::new();
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.columns.len());
         for (column, source) in self.columns.iter().zip(&self.sources) {
+            if source.op {
+                arrays.push(op_array(batch.column(source.index))?);
+                continue;
+            }
             arrays.push(values::convert_column(
                 batch.column(source.index),
                 source.ty,
@@ -226,6 +283,19 @@ impl LakeSchema {
         }
         Ok(())
     }
+}
+
+/// `delete` where the `_deleted` flags are true, else `upsert`.
+fn op_array(deleted: &ArrayRef) -> Result<ArrayRef> {
+    let flags = deleted
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| Error::Encode(format!("convert: {DELETED_COLUMN} is not Boolean")))?;
+    let ops: StringArray = flags
+        .iter()
+        .map(|d| Some(if d == Some(true) { "delete" } else { "upsert" }))
+        .collect();
+    Ok(Arc::new(ops))
 }
 
 /// Index of store column `name` (declared, `_seq` or `_write_time`) in

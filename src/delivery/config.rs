@@ -13,7 +13,8 @@
 //! [zstd], `target_file_size` [128MiB], `row_group_rows` [1048576], `encoding`: dictionary |
 //! plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
 //! together [256MiB]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
-//! `continuous`; checked for shape here, run by `serve`), `deletes` [ignore], `dirty`
+//! `continuous`; checked for shape here, run by `serve`), `deletes` [ignore] or `emit` (adds
+//! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}.
 
@@ -30,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::sink::parquet::{parse_compression, ParquetOptions};
 use crate::sink::template::PrefixTemplate;
 use crate::store::schema::{is_identifier, yaml_error_text, yaml_files};
-use crate::store::{ColumnType, TableDef, WRITE_TIME_COLUMN};
+use crate::store::{ColumnType, TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 /// How rows are assigned their partition time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,15 +428,6 @@ fn check_task(
     };
 
     let mode = field::<Mode>(&map, "mode", "mode", problems).unwrap_or(Mode::Full);
-    if mode == Mode::Differential {
-        problems.push(
-            "mode",
-            "differential: not built yet (full and incremental are); until then run the task \
-             in full mode once, then switch it to incremental: it continues from the full \
-             run's sequence",
-        );
-    }
-
     let schema_ref: String =
         field(&map, "schema", "schema", problems).unwrap_or_else(|| "auto".into());
     let schema = match &source {
@@ -540,13 +532,32 @@ fn check_task(
     }
 
     let deletes = field::<Deletes>(&map, "deletes", "deletes", problems).unwrap_or(Deletes::Ignore);
-    if deletes == Deletes::Emit && mode == Mode::Incremental {
-        problems.push(
-            "deletes",
-            "emit: not built yet for incremental runs (deletes are ignored until it is); \
-             use deletes: ignore",
-        );
-    }
+    let schema = match schema {
+        Some(schema) if deletes == Deletes::Emit => {
+            let carried = |source: &str| schema.columns().iter().any(|c| c.source == source);
+            let mut missing: Vec<&str> = source
+                .iter()
+                .flat_map(|def| def.primary_key.iter().map(String::as_str))
+                .chain([SEQ_COLUMN])
+                .filter(|c| !carried(c))
+                .collect();
+            missing.dedup();
+            if missing.is_empty() {
+                Some(schema.with_op_column())
+            } else {
+                problems.push(
+                    "deletes",
+                    format!(
+                        "emit: a delete is delivered as its key and _seq, but the lake schema \
+                         does not carry {}; add them to the schema file",
+                        missing.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+        other => other,
+    };
     let dirty = section(&map, "dirty", DIRTY_KEYS, problems);
     let dirty_keep = field::<bool>(&dirty, "keep", "dirty.keep", problems).unwrap_or(false);
 

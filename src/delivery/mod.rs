@@ -6,6 +6,7 @@
 //! the [`sink`](crate::sink), and commits the run only after every object is complete. It does
 //! not encode Parquet, render prefixes or talk to object storage itself.
 
+pub mod compact;
 pub mod config;
 pub mod ddl;
 pub mod run;

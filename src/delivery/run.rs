@@ -11,7 +11,13 @@
 //!
 //! Incremental mode: the same, over the live rows whose `_seq` is above the task's checkpoint
 //! (split into `_seq` ranges rather than key ranges); its objects are added to the live set and
-//! the commit moves the checkpoint to the run's `seq_to`.
+//! the commit moves the checkpoint to the run's `seq_to`. A task that emits deletes reads the
+//! tombstones in that range too and delivers them as rows with `_op = 'delete'`, placed by the
+//! time they were deleted.
+//!
+//! Differential mode: the task's first run is a full snapshot at the store's sequence S
+//! (recorded with mode `differential`), whose commit sets the checkpoint to S; every later run
+//! is incremental.
 //!
 //! Either way the run holds its task's lease from the moment it is recorded, renewing it while
 //! it writes; a run that takes over an interrupted one first removes what that one wrote.
@@ -20,7 +26,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use arrow::compute::kernels::zip::zip;
 use arrow::compute::{
     filter, filter_record_batch, is_not_null, sort_to_indices, take_record_batch,
 };
@@ -28,14 +35,14 @@ use arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use tokio::runtime::Handle;
 
 use crate::convert::row_json;
-use crate::delivery::config::{Mode, PartitionTime, Task};
+use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
 use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
 use crate::store::{
-    DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, SEQ_COLUMN,
+    DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, DELETED_COLUMN, SEQ_COLUMN,
     WRITE_TIME_COLUMN,
 };
 
@@ -109,7 +116,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Delivers `task` once (full or incremental mode) and returns the committed run.
+/// Delivers `task` once (full, incremental or differential mode) and returns the committed run.
 pub async fn run_task(
     store: Arc<dyn Store>,
     task: Arc<Task>,
@@ -122,30 +129,27 @@ pub async fn run_task(
 
     let table = task.source.table.clone();
     let shards = task.concurrency;
-    let incremental = task.mode == Mode::Incremental;
+    let name = task.name.clone();
+    let state = blocking(&store, move |s| s.task_state(&name)).await?;
+    let phase = Phase::of(task.mode, state.is_some());
     // An incremental run delivers the changes above the task's checkpoint, up to the store's
-    // sequence when it starts; a full run the whole table as of then.
-    let seq_from = if incremental {
-        let name = task.name.clone();
-        blocking(&store, move |s| s.task_state(&name))
-            .await?
-            .map_or(0, |state| state.checkpoint)
-    } else {
-        0
+    // sequence when it starts; a full (or a differential task's first) run the whole table as
+    // of then.
+    let seq_from = match phase {
+        Phase::Incremental => state.map_or(0, |state| state.checkpoint),
+        Phase::Full | Phase::FirstSnapshot => 0,
     };
-    let snapshot = blocking(&store, move |s| {
-        if incremental {
-            s.changes(&table, seq_from, shards)
-        } else {
-            s.snapshot(&table, shards)
-        }
+    let deletes = task.deletes == Deletes::Emit;
+    let snapshot = blocking(&store, move |s| match phase {
+        Phase::Incremental => s.changes(&table, seq_from, shards, deletes),
+        Phase::Full | Phase::FirstSnapshot => s.snapshot(&table, shards),
     })
     .await?;
     let plan = RunRecord {
         run_id: 0,
         task: task.name.clone(),
         status: RunStatus::Running,
-        mode: task.mode.as_str().to_string(),
+        mode: phase.as_str().to_string(),
         started_ms,
         ended_ms: None,
         seq_from,
@@ -233,7 +237,7 @@ pub async fn run_task(
     record.objects.sort_by(|a, b| a.path.cmp(&b.path));
     record.status = RunStatus::Succeeded;
     let live = match task.partition_time {
-        _ if incremental => LiveSet::Append,
+        _ if phase == Phase::Incremental => LiveSet::Append,
         PartitionTime::RunTime => LiveSet::Append,
         _ => LiveSet::Replace,
     };
@@ -245,6 +249,39 @@ pub async fn run_task(
         seconds: clock.elapsed().as_secs_f64(),
         dirty_objects,
     })
+}
+
+/// What one run of a task does, by the task's mode and whether it has delivered before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// A consistent snapshot of the whole table (mode `full`).
+    Full,
+    /// A differential task's first run: a snapshot at the store's sequence S, which becomes
+    /// the checkpoint its incremental runs continue from.
+    FirstSnapshot,
+    /// The changes above the checkpoint (mode `incremental`, and a differential task once its
+    /// snapshot is delivered).
+    Incremental,
+}
+
+impl Phase {
+    fn of(mode: Mode, delivered_before: bool) -> Phase {
+        match mode {
+            Mode::Full => Phase::Full,
+            Mode::Incremental => Phase::Incremental,
+            Mode::Differential if delivered_before => Phase::Incremental,
+            Mode::Differential => Phase::FirstSnapshot,
+        }
+    }
+
+    /// The mode recorded in the run record (and checked by [`Store::start_run`]).
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Full => "full",
+            Phase::FirstSnapshot => "differential",
+            Phase::Incremental => "incremental",
+        }
+    }
 }
 
 /// Renews a run's lease `every` so often until aborted. A heartbeat that fails is logged; if
@@ -437,8 +474,16 @@ impl BatchDelivery<'_> {
             PartitionTime::RunTime => None,
         };
         let mut batch = batch.clone();
+        if self.task.schema.has_op_column() && column_of(&batch, DELETED_COLUMN).is_none() {
+            // A snapshot holds no deletes: every row is an upsert.
+            batch = with_column(
+                &batch,
+                DELETED_COLUMN,
+                Arc::new(BooleanArray::from(vec![false; batch.num_rows()])),
+            )?;
+        }
         if let Some(name) = time_column {
-            let times = column(&batch, name)?;
+            let times = partition_times(&batch, name)?;
             if times.null_count() > 0 {
                 for row in (0..batch.num_rows()).filter(|&r| times.is_null(r)) {
                     let detail = format!("partition time column {name} is NULL");
@@ -479,7 +524,7 @@ impl BatchDelivery<'_> {
                 return writer.write_owned(self.partitioner.prefix(id), clean);
             }
             Some(name) => {
-                let times = column(&batch, name)?;
+                let times = partition_times(&batch, name)?;
                 let times = match &converted.kept {
                     Some(mask) => filter(times.as_ref(), mask)?,
                     None => times,
@@ -516,6 +561,42 @@ impl BatchDelivery<'_> {
         }
         Ok(())
     }
+}
+
+/// The partition times of a batch's rows: column `name`, except for deletes (rows flagged in
+/// [`DELETED_COLUMN`]), which have no values but their key and are placed by the time they were
+/// deleted (`_write_time`).
+fn partition_times(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
+    let times = column(batch, name)?;
+    let Some(deleted) = column_of(batch, DELETED_COLUMN) else {
+        return Ok(times);
+    };
+    if name == WRITE_TIME_COLUMN || deleted.as_boolean().true_count() == 0 {
+        return Ok(times);
+    }
+    let write_times = column(batch, WRITE_TIME_COLUMN)?;
+    Ok(zip(deleted.as_boolean(), &write_times, &times)?)
+}
+
+/// `batch` with one more column, last.
+fn with_column(
+    batch: &RecordBatch,
+    name: &str,
+    values: arrow::array::ArrayRef,
+) -> Result<RecordBatch> {
+    let mut fields: Vec<arrow::datatypes::FieldRef> =
+        batch.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        name,
+        values.data_type().clone(),
+        false,
+    )));
+    let mut columns = batch.columns().to_vec();
+    columns.push(values);
+    Ok(RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )?)
 }
 
 fn column_of(batch: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray,
+    Array, AsArray, BinaryArray, BooleanArray, Float64Array, Int64Array, StringArray,
     TimestampMillisecondArray,
 };
 use arrow::record_batch::RecordBatch;
@@ -32,7 +32,7 @@ pub(crate) use imports::{
 use crate::error::Error;
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, Lag, LiveSet, RunRecord, RunStatus, Store,
-    TableDef, TableStats, Value,
+    TableDef, TableStats, Value, DELETED_COLUMN,
 };
 
 /// A table with one column of every type, keyed by `id`.
@@ -843,7 +843,7 @@ fn read_changes(
     after: u64,
     shards: usize,
 ) -> crate::Result<Read> {
-    let mut snap = store.changes(&def.table, after, shards)?;
+    let mut snap = store.changes(&def.table, after, shards, false)?;
     let mut out = Vec::new();
     for reader in &mut snap.shards {
         let mut rows = Vec::new();
@@ -897,18 +897,18 @@ pub(crate) fn changes_after_a_checkpoint(store: &dyn Store) {
     );
     assert_eq!(after.shards[1][0].seq, i64::try_from(base).unwrap() + 3);
 
-    let lag = store.lag("items", base).unwrap();
+    let lag = store.lag("items", base, false).unwrap();
     assert_eq!((lag.newest_seq, lag.rows_behind), (base + 3, 2));
     assert_eq!(lag.oldest_write_ms, Some(after.shards[0][0].write_time));
     assert_eq!(
-        store.lag("items", base + 3).unwrap(),
+        store.lag("items", base + 3, false).unwrap(),
         Lag {
             newest_seq: base + 3,
             rows_behind: 0,
             oldest_write_ms: None
         }
     );
-    assert_eq!(store.lag("items", 0).unwrap().rows_behind, 10);
+    assert_eq!(store.lag("items", 0, false).unwrap().rows_behind, 10);
 
     let fewer = read_changes(store, &items, base, 8).unwrap();
     assert_eq!(fewer.shards.len(), 2, "no more shards than rows");
@@ -920,7 +920,70 @@ pub(crate) fn changes_after_a_checkpoint(store: &dyn Store) {
         other => panic!("expected a conflict, got {:?}", other.map(|r| r.rows)),
     }
     assert!(matches!(
-        store.changes("nope", 0, 1),
+        store.changes("nope", 0, 1, false),
+        Err(Error::NotFound(_))
+    ));
+}
+
+/// `changes` with deletes: the tombstones above the checkpoint come too, flagged in a last
+/// `_deleted` column with their key and `_seq` (other columns NULL); `lag` counts them; purging
+/// removes tombstones up to a `_seq` and nothing else, and leaves the store's sequence alone.
+pub(crate) fn changes_with_deletes_and_purging(store: &dyn Store) {
+    let items = declare(store, ITEMS);
+    apply(store, "items", (1..=6).map(|i| item(i, "a", i)).collect()).unwrap();
+    let base = stats(store, "items").max_seq;
+    apply(store, "items", vec![del(2), item(3, "b", 3), del(5)]).unwrap();
+    apply(store, "items", vec![del(6)]).unwrap();
+
+    let mut snap = store.changes("items", base, 2, true).unwrap();
+    assert_eq!((snap.seq, snap.rows), (base + 4, 4));
+    let mut seen = Vec::new();
+    for reader in &mut snap.shards {
+        reader
+            .read(3, &mut |b| {
+                let n = items.columns.len();
+                assert_eq!(b.num_columns(), n + 3);
+                assert_eq!(b.schema().field(n + 2).name(), DELETED_COLUMN);
+                let deleted = b.column(n + 2).as_boolean().clone();
+                let without = b.project(&(0..n + 2).collect::<Vec<_>>()).unwrap();
+                for (r, row) in batch_rows(&items, &without).into_iter().enumerate() {
+                    seen.push((
+                        row.values[0].clone(),
+                        row.seq,
+                        deleted.value(r),
+                        row.values[1].clone(),
+                    ));
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let seq = |k: u64| i64::try_from(base + k).unwrap();
+    assert_eq!(
+        seen,
+        [
+            (Value::Int64(2), seq(1), true, Value::Null),
+            (Value::Int64(3), seq(2), false, Value::String("b".into())),
+            (Value::Int64(5), seq(3), true, Value::Null),
+            (Value::Int64(6), seq(4), true, Value::Null),
+        ]
+    );
+    assert_eq!(store.lag("items", base, true).unwrap().rows_behind, 4);
+    assert_eq!(store.lag("items", base, false).unwrap().rows_behind, 1);
+
+    assert_eq!(store.purge_tombstones("items", base + 3).unwrap(), 2);
+    assert_eq!(store.purge_tombstones("items", base + 3).unwrap(), 0);
+    let left = store.changes("items", base, 1, true).unwrap();
+    assert_eq!(left.rows, 2, "key 3 and the tombstone of key 6 are left");
+    assert_eq!(
+        left.seq,
+        base + 4,
+        "purging does not move the store's sequence"
+    );
+    let after = stats(store, "items");
+    assert_eq!((after.rows, after.tombstones), (3, 1));
+    assert!(matches!(
+        store.purge_tombstones("nope", 1),
         Err(Error::NotFound(_))
     ));
 }

@@ -66,6 +66,9 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
 pub const SEQ_COLUMN: &str = "_seq";
 /// Name of the write-time column every snapshot batch carries (Timestamp(ms, UTC)).
 pub const WRITE_TIME_COLUMN: &str = "_write_time";
+/// Name of the Boolean column that batches of [`Store::changes`] with deletes carry last: true
+/// for a delete (a tombstone: its key, `_seq` and `_write_time`, every other column NULL).
+pub const DELETED_COLUMN: &str = "_deleted";
 
 /// One typed value of a table column. `Null` fits any nullable column.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,13 +364,38 @@ pub struct TaskState {
     pub checkpoint: u64,
 }
 
+/// Checks a run's plan against its task's state as the store holds it when the run takes the
+/// task's lease (every backend calls this in [`Store::start_run`]): an `incremental` run must
+/// start at the checkpoint, and a `differential` run (a differential task's first snapshot)
+/// only while the task has delivered nothing. Either way another run finished between
+/// planning and starting, and the plan is stale: [`Error::Conflict`].
+pub(crate) fn check_plan(record: &RunRecord, state: Option<&TaskState>) -> Result<()> {
+    let task = &record.task;
+    let checkpoint = state.map_or(0, |s| s.checkpoint);
+    if record.mode == "incremental" && record.seq_from != checkpoint {
+        return Err(Error::Conflict(format!(
+            "task {task}: this run was planned from _seq {} but the task's checkpoint is \
+             now {checkpoint} (another run finished meanwhile); run it again",
+            record.seq_from
+        )));
+    }
+    if record.mode == "differential" && state.is_some() {
+        return Err(Error::Conflict(format!(
+            "task {task}: this run was planned as the task's first snapshot, but another run \
+             has delivered one meanwhile (checkpoint {checkpoint}); run it again to continue \
+             incrementally"
+        )));
+    }
+    Ok(())
+}
+
 /// How far a table has moved past a task's checkpoint ([`Store::lag`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lag {
     /// The highest `_seq` in the table (rows and tombstones; 0 when empty).
     pub newest_seq: u64,
-    /// Live rows whose `_seq` is above the checkpoint: what the next incremental run
-    /// delivers (deletes are not delivered, so tombstones do not count).
+    /// Changes whose `_seq` is above the checkpoint: what the next incremental run delivers
+    /// (live rows; tombstones only when the task delivers deletes).
     pub rows_behind: u64,
     /// `_write_time` of the oldest of those rows (ms since epoch UTC), if any.
     pub oldest_write_ms: Option<i64>,
@@ -418,16 +446,28 @@ pub trait Store: Send + Sync {
     /// Opens one consistent snapshot of `table`'s live rows changed after `after_seq`: every
     /// live row whose `_seq` is above it, up to the snapshot's `seq` (the bound an
     /// incremental run fixes when it starts). The rows are split into at most `shards`
-    /// `_seq` ranges of about equal size, each read in `_seq` order. Tombstones are not
-    /// included. A checkpoint above the store's newest `_seq` is an [`Error::Conflict`]
-    /// (the store is not the one the checkpoint came from); unknown table:
-    /// [`Error::NotFound`].
-    fn changes(&self, table: &str, after_seq: u64, shards: usize) -> Result<Snapshot>;
+    /// `_seq` ranges of about equal size, each read in `_seq` order. With `deletes`, the
+    /// tombstones in that range are included too and every batch carries a last column
+    /// [`DELETED_COLUMN`]; without, tombstones are left out and batches have the table's
+    /// schema. A checkpoint above the store's newest `_seq` is an [`Error::Conflict`] (the
+    /// store is not the one the checkpoint came from); unknown table: [`Error::NotFound`].
+    fn changes(
+        &self,
+        table: &str,
+        after_seq: u64,
+        shards: usize,
+        deletes: bool,
+    ) -> Result<Snapshot>;
 
-    /// How far `table` has moved past a checkpoint: its newest `_seq`, the live rows above
-    /// the checkpoint and the write time of the oldest of them. Unknown table:
-    /// [`Error::NotFound`].
-    fn lag(&self, table: &str, after_seq: u64) -> Result<Lag>;
+    /// How far `table` has moved past a checkpoint: its newest `_seq`, the changes above the
+    /// checkpoint (live rows, and tombstones too with `deletes`) and the write time of the
+    /// oldest of them. Unknown table: [`Error::NotFound`].
+    fn lag(&self, table: &str, after_seq: u64, deletes: bool) -> Result<Lag>;
+
+    /// Removes `table`'s tombstones whose `_seq` is at most `up_to_seq` (every task that
+    /// delivers deletes has delivered past them) and returns how many. Live rows and the
+    /// store's sequence are untouched. Unknown table: [`Error::NotFound`].
+    fn purge_tombstones(&self, table: &str, up_to_seq: u64) -> Result<u64>;
 
     /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
     /// (the task's `next_object_seq`). Two runs of one task never overlap: while another run

@@ -11,11 +11,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::store::{DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 /// The YAML of the built-in object-inventory table.
 pub const OBJECT_INVENTORY_YAML: &str = include_str!("../../schemas/object_inventory.yaml");
@@ -198,6 +198,19 @@ impl TableDef {
             ColumnType::TimestampMs.arrow_type(),
             false,
         ));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The Arrow schema of batches of changes with deletes: [`TableDef::arrow_schema`], then
+    /// a non-null Boolean [`DELETED_COLUMN`].
+    pub fn arrow_schema_with_deleted(&self) -> SchemaRef {
+        let plain = self.arrow_schema();
+        let mut fields: Vec<FieldRef> = plain.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            DELETED_COLUMN,
+            DataType::Boolean,
+            false,
+        )));
         Arc::new(Schema::new(fields))
     }
 

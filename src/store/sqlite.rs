@@ -48,9 +48,9 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
-    RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef, TableStats,
-    TaskState, Value,
+    check_plan, ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord,
+    Lag, LiveSet, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
+    TableStats, TaskState, Value,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -289,6 +289,8 @@ fn data_table(table: &str) -> String {
 struct TableSql {
     def: TableDef,
     schema: SchemaRef,
+    /// `schema` with a last, non-null Boolean [`DELETED_COLUMN`].
+    schema_with_deleted: SchemaRef,
     /// Column indexes of the key, in key order.
     key_idx: Vec<usize>,
     /// Column indexes of the other columns, in table order.
@@ -381,6 +383,7 @@ impl TableSql {
         let select_list = format!("{all}, \"_seq\", \"_write_time\"");
         TableSql {
             schema: def.arrow_schema(),
+            schema_with_deleted: def.arrow_schema_with_deleted(),
             is_key: (0..n).map(|i| key_idx.contains(&i)).collect(),
             def,
             key_idx,
@@ -1112,6 +1115,7 @@ impl Store for SqliteStore {
                 t: Arc::clone(&t),
                 lower,
                 upper,
+                deletes: false,
             }));
         }
         Ok(Snapshot {
@@ -1121,7 +1125,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn changes(&self, table: &str, after_seq: u64, shards: usize) -> Result<Snapshot> {
+    fn changes(
+        &self,
+        table: &str,
+        after_seq: u64,
+        shards: usize,
+        deletes: bool,
+    ) -> Result<Snapshot> {
         let shards = shards.max(1);
         let readers = (0..shards)
             .map(|_| connect(&self.path))
@@ -1143,8 +1153,9 @@ impl Store for SqliteStore {
         let first = to_i64(after_seq, "a checkpoint")? + 1;
         let end = to_i64(seq, "the store's seq")? + 1;
         let live_in_range = format!(
-            "FROM {} WHERE \"_deleted\" = 0 AND \"_seq\" >= ?1 AND \"_seq\" < ?2",
-            t.data
+            "FROM {} WHERE {}\"_seq\" >= ?1 AND \"_seq\" < ?2",
+            t.data,
+            if deletes { "" } else { "\"_deleted\" = 0 AND " }
         );
         let count: i64 = readers[0]
             .query_row(
@@ -1171,7 +1182,11 @@ impl Store for SqliteStore {
             }
         }
         starts.push(end);
-        let sql = format!("SELECT {} {live_in_range} ORDER BY \"_seq\"", t.select_list);
+        let sql = format!(
+            "SELECT {}{} {live_in_range} ORDER BY \"_seq\"",
+            t.select_list,
+            if deletes { ", \"_deleted\"" } else { "" }
+        );
         let out = readers
             .into_iter()
             .take(used)
@@ -1183,6 +1198,7 @@ impl Store for SqliteStore {
                     t: Arc::clone(&t),
                     lower: Some(vec![SqlValue::Integer(starts[s])]),
                     upper: Some(vec![SqlValue::Integer(starts[s + 1])]),
+                    deletes,
                 }) as Box<dyn ShardReader>
             })
             .collect();
@@ -1193,7 +1209,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn lag(&self, table: &str, after_seq: u64) -> Result<Lag> {
+    fn lag(&self, table: &str, after_seq: u64, deletes: bool) -> Result<Lag> {
         let conn = connect(&self.path)?;
         let t = self.table_sql(&conn, table)?;
         let at = |what: &str| db(format!("lag of table {table}: {what}"));
@@ -1206,7 +1222,11 @@ impl Store for SqliteStore {
                 r.get(0)
             })
             .map_err(at("reading the newest _seq"))?;
-        let behind = format!("FROM {} WHERE \"_deleted\" = 0 AND \"_seq\" > ?1", t.data);
+        let behind = format!(
+            "FROM {} WHERE {}\"_seq\" > ?1",
+            t.data,
+            if deletes { "" } else { "\"_deleted\" = 0 AND " }
+        );
         let rows: i64 = tx
             .query_row(&format!("SELECT count(*) {behind}"), [after], |r| r.get(0))
             .map_err(at("counting rows behind"))?;
@@ -1223,6 +1243,21 @@ impl Store for SqliteStore {
             rows_behind: non_negative(rows, "a row count")?,
             oldest_write_ms: oldest,
         })
+    }
+
+    fn purge_tombstones(&self, table: &str, up_to_seq: u64) -> Result<u64> {
+        let conn = self.lock();
+        let t = self.table_sql(&conn, table)?;
+        let purged = conn
+            .execute(
+                &format!(
+                    "DELETE FROM {} WHERE \"_deleted\" = 1 AND \"_seq\" <= ?1",
+                    t.data
+                ),
+                [i64::try_from(up_to_seq).unwrap_or(i64::MAX)],
+            )
+            .map_err(db(format!("purging tombstones of table {table}")))?;
+        Ok(purged as u64)
     }
 
     fn start_run(&self, record: &RunRecord, lease: Duration) -> Result<StartedRun> {
@@ -1269,14 +1304,7 @@ impl Store for SqliteStore {
             interrupted.push(other);
         }
         let state = load_task_state(&tx, task)?;
-        let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
-        if record.mode == "incremental" && record.seq_from != checkpoint {
-            return Err(Error::Conflict(format!(
-                "task {task}: this run was planned from _seq {} but the task's checkpoint is \
-                 now {checkpoint} (another run finished meanwhile); run it again",
-                record.seq_from
-            )));
-        }
+        check_plan(record, state.as_ref())?;
         let next = state.map_or(0, |s| s.next_object_seq);
         let mut run = record.clone();
         run.status = RunStatus::Running;
@@ -1520,6 +1548,8 @@ struct SqliteShard {
     sql: String,
     lower: Option<Vec<SqlValue>>,
     upper: Option<Vec<SqlValue>>,
+    /// Whether rows end with `_deleted` (read into a last `_deleted` column).
+    deletes: bool,
 }
 
 impl ShardReader for SqliteShard {
@@ -1542,7 +1572,7 @@ impl ShardReader for SqliteShard {
                 .map_err(at("binding a shard bound"))?;
         }
         let mut rows = stmt.raw_query();
-        let mut b = Builders::new(t, batch_rows);
+        let mut b = Builders::new(t, batch_rows, self.deletes);
         let mut total = 0u64;
         while let Some(row) = rows.next().map_err(at("stepping"))? {
             b.append(t, row)?;
@@ -1567,11 +1597,13 @@ enum ColumnBuilder {
     Timestamp(TimestampMillisecondBuilder),
 }
 
-/// Arrow builders of one batch: the declared columns, `_seq`, `_write_time`.
+/// Arrow builders of one batch: the declared columns, `_seq`, `_write_time` and, for changes
+/// with deletes, `_deleted`.
 struct Builders {
     columns: Vec<ColumnBuilder>,
     seq: Int64Builder,
     write_time: TimestampMillisecondBuilder,
+    deleted: Option<BooleanBuilder>,
     len: usize,
 }
 
@@ -1580,7 +1612,7 @@ fn timestamp_builder(capacity: usize) -> TimestampMillisecondBuilder {
 }
 
 impl Builders {
-    fn new(t: &TableSql, rows: usize) -> Builders {
+    fn new(t: &TableSql, rows: usize, deletes: bool) -> Builders {
         let columns = t
             .def
             .columns
@@ -1604,6 +1636,7 @@ impl Builders {
             columns,
             seq: Int64Builder::with_capacity(rows),
             write_time: timestamp_builder(rows),
+            deleted: deletes.then(|| BooleanBuilder::with_capacity(rows)),
             len: 0,
         }
     }
@@ -1665,6 +1698,10 @@ impl Builders {
         let write_time: i64 = row.get(n + 1).map_err(read_failed(t))?;
         self.seq.append_value(seq);
         self.write_time.append_value(write_time);
+        if let Some(deleted) = &mut self.deleted {
+            let flag: i64 = row.get(n + 2).map_err(read_failed(t))?;
+            deleted.append_value(flag != 0);
+        }
         self.len += 1;
         Ok(())
     }
@@ -1687,7 +1724,14 @@ impl Builders {
         arrays.push(Arc::new(self.seq.finish()));
         arrays.push(Arc::new(self.write_time.finish()));
         self.len = 0;
-        Ok(RecordBatch::try_new(Arc::clone(&t.schema), arrays)?)
+        let schema = match &mut self.deleted {
+            None => Arc::clone(&t.schema),
+            Some(deleted) => {
+                arrays.push(Arc::new(deleted.finish()));
+                Arc::clone(&t.schema_with_deleted)
+            }
+        };
+        Ok(RecordBatch::try_new(schema, arrays)?)
     }
 }
 
@@ -1812,6 +1856,7 @@ mod tests {
         snapshot_consistent_under_writer,
         runs_and_task_state,
         changes_after_a_checkpoint,
+        changes_with_deletes_and_purging,
         runs_of_a_task_never_overlap,
         tables_are_declared_once,
         snapshot_import_diffs_its_scope,

@@ -123,19 +123,6 @@ def test_switching_from_full_to_incremental_continues_from_the_full_run(wd):
     assert set(wd.objects("inc")) >= before
 
 
-def test_differential_mode_is_refused_with_the_way_round(wd):
-    setup(wd, mode="differential")
-    r = wd.lakeport("run", "inc", expect=2)
-    assert "differential: not built yet" in r.err and "switch it to incremental" in r.err, r
-
-
-def test_emitting_deletes_is_refused_until_built(wd):
-    setup(wd)
-    wd.write_task("inc", source="items", mode="incremental", deletes="emit")
-    r = wd.lakeport("validate", expect=2)
-    assert "deletes" in r.err and "emit: not built yet" in r.err, r
-
-
 def fake_running_run(wd, heartbeat_ms):
     """Records a run of task inc as still running, heard from at `heartbeat_ms`, as a killed
     process would leave it (its plan copied from the last run); returns (run id, the object

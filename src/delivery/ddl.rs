@@ -7,6 +7,56 @@ use crate::delivery::config::Task;
 /// `CREATE EXTERNAL TABLE IF NOT EXISTS` for `task`, then one `ALTER TABLE … ADD IF NOT EXISTS
 /// PARTITION` per delivered partition (sorted), for a lake rooted at `destination_url`.
 pub fn statements(task: &Task, destination_url: &str, partitions: &[String]) -> Vec<String> {
+    let mut out = vec![create_table(&hive_table(task, destination_url).table())];
+    out.extend(partition_statements(task, destination_url, partitions));
+    out
+}
+
+/// One `ALTER TABLE … ADD IF NOT EXISTS PARTITION` per partition (sorted, once each); none
+/// when the task's prefix has no partition columns.
+pub fn partition_statements(
+    task: &Task,
+    destination_url: &str,
+    partitions: &[String],
+) -> Vec<String> {
+    let parts = hive_table(task, destination_url);
+    if parts.partition_columns.is_empty() {
+        return Vec::new();
+    }
+    let table = parts.table();
+    let mut partitions = partitions.to_vec();
+    partitions.sort();
+    partitions.dedup();
+    partitions
+        .iter()
+        .map(|p| {
+            let values = task.prefix.partition_values(p);
+            add_partition(&table, &values, &join_url(destination_url, p))
+        })
+        .collect()
+}
+
+/// What a task's [`HiveTable`] borrows.
+struct TableParts<'a> {
+    task: &'a Task,
+    columns: Vec<HiveColumn>,
+    partition_columns: Vec<String>,
+    location: String,
+}
+
+impl TableParts<'_> {
+    fn table(&self) -> HiveTable<'_> {
+        HiveTable {
+            database: self.task.catalog.database.as_deref(),
+            table: &self.task.catalog.table,
+            columns: &self.columns,
+            partition_columns: &self.partition_columns,
+            location: &self.location,
+        }
+    }
+}
+
+fn hive_table<'a>(task: &'a Task, destination_url: &str) -> TableParts<'a> {
     let columns: Vec<HiveColumn> = task
         .schema
         .columns()
@@ -16,31 +66,12 @@ pub fn statements(task: &Task, destination_url: &str, partitions: &[String]) -> 
             hive_type: c.ty.hive_type(),
         })
         .collect();
-    let partition_columns = task.prefix.partition_columns();
-    let fixed = task.prefix.fixed_prefix();
-    let location = join_url(destination_url, &fixed);
-    let table = HiveTable {
-        database: task.catalog.database.as_deref(),
-        table: &task.catalog.table,
-        columns: &columns,
-        partition_columns: &partition_columns,
-        location: &location,
-    };
-    let mut out = vec![create_table(&table)];
-    if !partition_columns.is_empty() {
-        let mut partitions = partitions.to_vec();
-        partitions.sort();
-        partitions.dedup();
-        for p in partitions {
-            let values = task.prefix.partition_values(&p);
-            out.push(add_partition(
-                &table,
-                &values,
-                &join_url(destination_url, &p),
-            ));
-        }
+    TableParts {
+        task,
+        columns,
+        partition_columns: task.prefix.partition_columns(),
+        location: join_url(destination_url, &task.prefix.fixed_prefix()),
     }
-    out
 }
 
 fn join_url(base: &str, rel: &str) -> String {

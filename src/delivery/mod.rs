@@ -9,6 +9,7 @@
 pub mod compact;
 pub mod config;
 pub mod ddl;
+pub mod manifest;
 pub mod run;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};

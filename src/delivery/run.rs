@@ -22,7 +22,7 @@
 //! Either way the run holds its task's lease from the moment it is recorded, renewing it while
 //! it writes; a run that takes over an interrupted one first removes what that one wrote.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ use tokio::runtime::Handle;
 
 use crate::convert::row_json;
 use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
+use crate::delivery::manifest::{manifest_path, Manifest};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
@@ -163,6 +164,7 @@ pub async fn run_task(
         dirty: BTreeMap::new(),
         error: None,
         heartbeat_ms: None,
+        new_partitions: Vec::new(),
     };
     observer.planned(snapshot.rows);
     let lease = task.lease;
@@ -178,7 +180,16 @@ pub async fn run_task(
         tracing::warn!(task = %task.name, runs = %ids.join(", "),
             "took over runs that stopped without finishing; removing what they wrote");
         remove_run_objects(&dest, &record).await;
+        for run in &started.interrupted {
+            remove_manifest(&dest, run).await;
+        }
     }
+    // Read under the lease: no other run of the task commits until this one ends.
+    let name = task.name.clone();
+    let live_before: BTreeSet<String> = blocking(&store, move |s| s.task_state(&name))
+        .await?
+        .map(|s| s.live_objects.into_iter().map(|o| o.partition).collect())
+        .unwrap_or_default();
     tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
         shards = record.shards, "run planned");
 
@@ -209,12 +220,39 @@ pub async fn run_task(
         }
     }
 
+    let mut dirty_objects = Vec::new();
+    if failure.is_none() {
+        for outcome in outcomes {
+            record.rows += outcome.rows;
+            record.bytes += outcome.objects.iter().map(|o| o.bytes).sum::<u64>();
+            record.objects.extend(outcome.objects);
+            record.next_object_seq = record.next_object_seq.max(outcome.next_seq);
+            for (reason, n) in outcome.dirty {
+                *record.dirty.entry(reason).or_default() += n;
+            }
+            dirty_objects.extend(outcome.dirty_object.map(|o| o.path));
+        }
+        record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
+        record.objects.sort_by(|a, b| a.path.cmp(&b.path));
+        record.new_partitions = record
+            .partitions()
+            .into_iter()
+            .filter(|p| !live_before.contains(p))
+            .collect();
+        // Every object is complete: the manifest names them before the run commits.
+        if let Err(e) = write_manifest(&dest, &record).await {
+            failure = Some(e);
+        }
+    }
+
     heart.abort();
     record.ended_ms = Some(now_ms());
     if let Some(error) = failure {
         record.status = RunStatus::Failed;
         record.error = Some(error.to_string());
+        record.objects.clear();
         remove_run_objects(&dest, &record).await;
+        remove_manifest(&dest, &record).await;
         let failed = record.clone();
         if let Err(e) = blocking(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
             tracing::error!(task = %task.name, "could not record the failed run: {e}");
@@ -222,19 +260,6 @@ pub async fn run_task(
         return Err(error);
     }
 
-    let mut dirty_objects = Vec::new();
-    for outcome in outcomes {
-        record.rows += outcome.rows;
-        record.bytes += outcome.objects.iter().map(|o| o.bytes).sum::<u64>();
-        record.objects.extend(outcome.objects);
-        record.next_object_seq = record.next_object_seq.max(outcome.next_seq);
-        for (reason, n) in outcome.dirty {
-            *record.dirty.entry(reason).or_default() += n;
-        }
-        dirty_objects.extend(outcome.dirty_object.map(|o| o.path));
-    }
-    record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
-    record.objects.sort_by(|a, b| a.path.cmp(&b.path));
     record.status = RunStatus::Succeeded;
     let live = match task.partition_time {
         _ if phase == Phase::Incremental => LiveSet::Append,
@@ -312,6 +337,24 @@ async fn remove_pending(store: &Arc<dyn Store>, task: &str, dest: &Destination) 
     let name = task.to_string();
     let removed = state.pending_removal;
     blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
+}
+
+/// Writes the run's manifest ([`manifest_path`]) in one put.
+async fn write_manifest(dest: &Destination, run: &RunRecord) -> Result<()> {
+    let manifest = Manifest::of(run, dest.url());
+    let mut json = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| Error::Encode(format!("run manifest: {e}")))?;
+    json.push(b'\n');
+    dest.put_bytes(&manifest_path(&run.task, run.run_id), json)
+        .await
+}
+
+/// Deletes the manifest a failed or interrupted run may have written (logged on failure).
+async fn remove_manifest(dest: &Destination, run: &RunRecord) {
+    let path = manifest_path(&run.task, run.run_id);
+    if let Err(e) = dest.delete(&path).await {
+        tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {e}");
+    }
 }
 
 /// Deletes every object a failed or interrupted run may have written: names are
@@ -405,6 +448,14 @@ impl Shard {
             metadata,
             self.runtime.clone(),
         )?;
+        if let Some(seq) = task
+            .schema
+            .columns()
+            .iter()
+            .find(|c| c.source == SEQ_COLUMN)
+        {
+            writer = writer.with_seq_column(&seq.name);
+        }
         let mut dirty_file = if task.dirty_keep {
             let rel = format!(
                 "_dirty/{}/run-{}_{}.ndjson",

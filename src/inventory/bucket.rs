@@ -29,7 +29,7 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
 use crate::inventory::report::parent_folder;
-use crate::sink::destination::Destination;
+use crate::sink::destination::{hex, Destination};
 use crate::store::{Change, ImportRecord, ImportScope, TableDef, Value};
 
 /// A bucket (or local folder) about to be listed.
@@ -183,10 +183,7 @@ impl BucketListing {
     /// unique to this listing, so two listings are never "the same snapshot".
     pub fn draft(&self, table: &str, now_ms: i64) -> ImportRecord {
         let id = format!("listing\n{}\n{}\n{now_ms}", self.url, self.prefix);
-        let md5: String = Md5::digest(id.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let md5 = hex(&Md5::digest(id.as_bytes()));
         ImportRecord::draft(
             table,
             ImportScope {

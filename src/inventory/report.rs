@@ -91,7 +91,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
+use crate::sink::destination::{hex, Destination};
 use crate::store::{Change, TableDef, Value};
 
 use fields::{known_fields, PlannedBatch, RowPlan};
@@ -501,10 +501,6 @@ fn local_bucket_root(anchor: &FsPath, key: &str) -> Option<PathBuf> {
 }
 
 /// Lowercase hex of `bytes` (MD5 digests).
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Reads a small object whole; `None` when it does not exist.
 async fn get_small(dest: &Destination, rel: &str) -> Result<Option<Vec<u8>>> {
     let url = dest.object_url(rel);

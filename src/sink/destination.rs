@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use md5::{Digest, Md5};
 use object_store::local::LocalFileSystem;
 use object_store::path::{Path, PathPart};
 use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, WriteMultipart};
@@ -173,21 +174,27 @@ impl Destination {
 
     /// Uploads the local file `local` as `rel`, streaming it in [`UPLOAD_CHUNK`] pieces: one
     /// put when it fits in a chunk, else a multipart upload (aborted on error). The object
-    /// appears only when complete. Returns the bytes uploaded.
-    pub async fn upload_file(&self, local: &std::path::Path, rel: &str) -> Result<u64> {
+    /// appears only when complete. Returns its size and the MD5 of its bytes, computed as they
+    /// are read.
+    pub async fn upload_file(&self, local: &std::path::Path, rel: &str) -> Result<Uploaded> {
         let location = self.path(rel);
         let mut file = tokio::fs::File::open(local)
             .await
             .map_err(|e| Error::io("open for upload", local, e))?;
+        let mut md5 = Md5::new();
 
         let first = read_chunk(&mut file, local).await?;
+        md5.update(&first);
         if first.len() < UPLOAD_CHUNK {
             let len = first.len() as u64;
             self.store
                 .put(&location, PutPayload::from(first))
                 .await
                 .map_err(|e| self.error("upload", rel, e))?;
-            return Ok(len);
+            return Ok(Uploaded {
+                bytes: len,
+                md5: hex(&md5.finalize()),
+            });
         }
 
         let upload = self
@@ -204,6 +211,7 @@ impl Destination {
                 if chunk.is_empty() {
                     return Ok(());
                 }
+                md5.update(&chunk);
                 total += chunk.len() as u64;
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)
@@ -220,7 +228,10 @@ impl Destination {
                     .finish()
                     .await
                     .map_err(|e| self.error("complete upload of", rel, e))?;
-                Ok(total)
+                Ok(Uploaded {
+                    bytes: total,
+                    md5: hex(&md5.finalize()),
+                })
             }
             Err(e) => {
                 if let Err(abort) = writer.abort().await {
@@ -230,6 +241,15 @@ impl Destination {
                 Err(e)
             }
         }
+    }
+
+    /// Writes the small object `rel` in one put (it appears whole or not at all).
+    pub async fn put_bytes(&self, rel: &str, data: Vec<u8>) -> Result<()> {
+        self.store
+            .put(&self.path(rel), PutPayload::from(data))
+            .await
+            .map_err(|e| self.error("write", rel, e))?;
+        Ok(())
     }
 
     /// Deletes `rel`; an absent object is fine.
@@ -274,6 +294,20 @@ impl Destination {
             other => other,
         }
     }
+}
+
+/// What [`Destination::upload_file`] uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    /// Size in bytes.
+    pub bytes: u64,
+    /// MD5 of the bytes, lowercase hex.
+    pub md5: String,
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `url` without trailing `/`, except the one of an empty authority (`memory:///` → `memory://`).
@@ -424,17 +458,18 @@ mod tests {
         // small file: single put
         let small = dir.path().join("small");
         std::fs::write(&small, b"hello").unwrap();
-        assert_eq!(d.upload_file(&small, "p=1/small.txt").await.unwrap(), 5);
+        let up = d.upload_file(&small, "p=1/small.txt").await.unwrap();
+        assert_eq!(up.bytes, 5);
+        assert_eq!(up.md5, "5d41402abc4b2a76b9719d911017c592", "MD5 of hello");
         // larger than one chunk: multipart, contents must survive byte for byte
         let big = dir.path().join("big");
         let data: Vec<u8> = (0..UPLOAD_CHUNK * 2 + 12345)
             .map(|i| (i % 251) as u8)
             .collect();
         std::fs::write(&big, &data).unwrap();
-        assert_eq!(
-            d.upload_file(&big, "p=2/big.bin").await.unwrap(),
-            data.len() as u64
-        );
+        let up = d.upload_file(&big, "p=2/big.bin").await.unwrap();
+        assert_eq!(up.bytes, data.len() as u64);
+        assert_eq!(up.md5, hex(&Md5::digest(&data)));
         let got = d
             .store()
             .get(&d.path("p=2/big.bin"))

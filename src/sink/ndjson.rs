@@ -100,7 +100,7 @@ impl NdjsonWriter {
             .map_err(|e| e.into_error())
             .and_then(|mut f| f.flush())
             .map_err(|e| Error::io("write spool file", &path, e))?;
-        let bytes = self
+        let uploaded = self
             .runtime
             .block_on(self.dest.upload_file(&path, &self.rel_path))?;
         if let Err(e) = path.close() {
@@ -110,7 +110,9 @@ impl NdjsonWriter {
             path: self.rel_path,
             partition: String::new(),
             rows: self.lines,
-            bytes,
+            bytes: uploaded.bytes,
+            md5: Some(uploaded.md5),
+            seq_range: None,
         }))
     }
 }

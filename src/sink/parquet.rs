@@ -38,9 +38,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::UInt32Array;
+use arrow::array::{AsArray, Int64Array, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
@@ -139,6 +139,18 @@ pub fn parse_compression(s: &str) -> Result<Compression, String> {
     })
 }
 
+/// `range` widened to cover the non-null values of `values` (negative values are ignored:
+/// `_seq` never is).
+fn widen(range: Option<(u64, u64)>, values: &Int64Array) -> Option<(u64, u64)> {
+    let lo = arrow::compute::min(values).and_then(|v| u64::try_from(v).ok());
+    let hi = arrow::compute::max(values).and_then(|v| u64::try_from(v).ok());
+    match (range, lo, hi) {
+        (Some((a, b)), Some(lo), Some(hi)) => Some((a.min(lo), b.max(hi))),
+        (None, Some(lo), Some(hi)) => Some((lo, hi)),
+        (range, _, _) => range,
+    }
+}
+
 /// What object names are made of: `<prefix>/<task>_<concurrent_id>_<seq>.parquet`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectNaming {
@@ -202,6 +214,8 @@ struct OpenObject {
     spool: TempPath,
     /// Rows encoded into the object so far.
     rows: u64,
+    /// Lowest and highest value of the sequence column among them (when tracked).
+    seq_range: Option<(u64, u64)>,
     /// Rows waiting to be encoded, in arrival order.
     pending: Vec<RecordBatch>,
     pending_rows: usize,
@@ -243,6 +257,9 @@ pub struct PartitionedWriter {
     started: Vec<String>,
     spool_dir: PathBuf,
     runtime: Handle,
+    /// Index of the Int64 column whose range each object records (see
+    /// [`PartitionedWriter::with_seq_column`]).
+    seq_column: Option<usize>,
 }
 
 impl std::fmt::Debug for PartitionedWriter {
@@ -315,7 +332,20 @@ impl PartitionedWriter {
             started: Vec::new(),
             spool_dir: default_spool_dir(),
             runtime,
+            seq_column: None,
         })
+    }
+
+    /// Records, for every object, the lowest and highest value of the Int64 column `name`
+    /// (delivery's `_seq`) among its rows ([`DeliveredObject::seq_range`]). A name the schema
+    /// lacks, or whose type is not Int64, is ignored: objects then carry no range.
+    pub fn with_seq_column(mut self, name: &str) -> Self {
+        self.seq_column = self
+            .schema
+            .index_of(name)
+            .ok()
+            .filter(|&i| self.schema.field(i).data_type() == &DataType::Int64);
+        self
     }
 
     /// Puts spool files into `dir` (created when missing) instead of the default.
@@ -395,6 +425,10 @@ impl PartitionedWriter {
                 };
                 obj.writer.write(&slice)?;
                 obj.rows += len as u64;
+                if let Some(i) = self.seq_column {
+                    obj.seq_range =
+                        widen(obj.seq_range, slice.column(i).as_primitive::<Int64Type>());
+                }
                 if obj.encoded_size() >= self.options.target_file_size {
                     if let Some(obj) = self.open.remove(partition) {
                         let delivered = self.complete(obj)?;
@@ -492,6 +526,7 @@ impl PartitionedWriter {
             writer,
             spool,
             rows: 0,
+            seq_range: None,
             pending: Vec::new(),
             pending_rows: 0,
             pending_bytes: 0,
@@ -506,6 +541,7 @@ impl PartitionedWriter {
             writer,
             spool,
             rows,
+            seq_range,
             pending_bytes,
             ..
         } = obj;
@@ -514,18 +550,21 @@ impl PartitionedWriter {
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
         self.started.push(rel_path.clone());
-        let bytes = self
+        let uploaded = self
             .runtime
             .block_on(self.dest.upload_file(&spool, &rel_path))?;
         if let Err(e) = spool.close() {
             tracing::warn!(error = %e, "could not remove a spool file");
         }
-        tracing::debug!(object = %self.dest.object_url(&rel_path), rows, bytes, "object delivered");
+        tracing::debug!(object = %self.dest.object_url(&rel_path), rows, bytes = uploaded.bytes,
+            "object delivered");
         Ok(DeliveredObject {
             path: rel_path,
             partition,
             rows,
-            bytes,
+            bytes: uploaded.bytes,
+            md5: Some(uploaded.md5),
+            seq_range,
         })
     }
 

@@ -647,6 +647,7 @@ fn object(path: &str, rows: u64) -> DeliveredObject {
         partition: path.split('/').next().unwrap_or("").into(),
         rows,
         bytes: rows * 100,
+        ..DeliveredObject::default()
     }
 }
 
@@ -669,6 +670,7 @@ fn planned(task: &str) -> RunRecord {
         dirty: BTreeMap::new(),
         error: None,
         heartbeat_ms: None,
+        new_partitions: Vec::new(),
     }
 }
 

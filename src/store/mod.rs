@@ -277,7 +277,7 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 /// One object a run wrote, as recorded in the store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveredObject {
     /// Path relative to the task's destination, e.g. `dt=2024-01-01/daily_0_7.parquet`.
     pub path: String,
@@ -287,6 +287,12 @@ pub struct DeliveredObject {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
+    /// MD5 of the object's bytes (lowercase hex), computed as it was uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
+    /// The lowest and highest `_seq` of its rows, when the lake schema carries `_seq`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq_range: Option<(u64, u64)>,
 }
 
 /// The record of one delivery run, kept in the store and shown by `lakeport status`.
@@ -330,6 +336,10 @@ pub struct RunRecord {
     /// then counts.
     #[serde(default)]
     pub heartbeat_ms: Option<i64>,
+    /// Partitions the run added to the task's live set (none of its live objects were under
+    /// them before), sorted: the ones a catalog has to be told about.
+    #[serde(default)]
+    pub new_partitions: Vec<String>,
 }
 
 impl RunRecord {

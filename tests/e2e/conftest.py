@@ -6,7 +6,9 @@ and SQLite store, and checks the results with software lakeport did not write: P
 for the store, DuckDB and pyarrow for the Parquet objects, Spark SQL for the DDL.
 
 `Workdir` runs commands and writes files; `verify_delivery` is the one thorough check of a
-finished full-mode run (names, status record, footer metadata, types, values, partitions).
+finished full-mode run (names, status record, footer metadata, types, values, partitions);
+the helpers at the end read a task's run records, stored state and lake files (incremental
+delivery, runs started in the background with `Workdir.spawn`).
 """
 
 import datetime as dt
@@ -18,6 +20,7 @@ import sqlite3
 import struct
 import subprocess
 import textwrap
+import time
 import zoneinfo
 from collections import Counter
 from pathlib import Path
@@ -139,13 +142,24 @@ class Workdir:
         self.tasks = {}
 
     # -- running the binary ---------------------------------------------------------------
-    def lakeport(self, *args, expect=None, timeout=600):
-        """Runs `lakeport --store ... --pipelines pipelines --schemas schemas ARGS` here."""
+    def command(self, *args):
+        """argv (without the binary) and environment of `lakeport --store ... ARGS` here."""
         argv = ["--store", "sqlite:lakeport.db", "--pipelines", "pipelines",
                 "--schemas", "schemas", *map(str, args)]
         env = dict(os.environ)
         env.pop("LAKEPORT_STORE", None)
         env.setdefault("RUST_BACKTRACE", "1")
+        return argv, env
+
+    def spawn(self, *args, **popen):
+        """Starts `lakeport ARGS` here without waiting for it (a `subprocess.Popen`; the caller
+        waits for it or kills it)."""
+        argv, env = self.command(*args)
+        return subprocess.Popen([str(self.binary), *argv], cwd=self.root, env=env, **popen)
+
+    def lakeport(self, *args, expect=None, timeout=600):
+        """Runs `lakeport --store ... --pipelines pipelines --schemas schemas ARGS` here."""
+        argv, env = self.command(*args)
         p = subprocess.run([str(self.binary), *argv], cwd=self.root, capture_output=True,
                            text=True, timeout=timeout, env=env)
         r = Result(argv, p.returncode, p.stdout, p.stderr)
@@ -496,3 +510,87 @@ def verify_delivery(wd, task, summary=None):
         rows_by_partition[part] += 1
     return {"files": files, "run": run, "rows_by_partition": rows_by_partition,
             "partitions": partitions}
+
+
+# -- runs, task state and the lake of a task (incremental delivery) ----------------------
+
+def delivered(wd, files):
+    """(id, name, _seq, dt partition) of every row of the given objects, by `_seq`."""
+    if not files:
+        return []
+    con = duck()
+    try:
+        got = con.execute(
+            "SELECT id, name, _seq, regexp_extract(filename, 'dt=([0-9-]+)', 1) FROM "
+            "read_parquet(?, filename = true) ORDER BY _seq", [[str(f) for f in files]]).fetchall()
+    finally:
+        con.close()
+    return [tuple(r) for r in got]
+
+
+def store_connection(wd):
+    """A read-only sqlite3 connection to the test's store (waits for writers' locks)."""
+    return sqlite3.connect(f"file:{wd.store_path}?mode=ro", uri=True, timeout=10)
+
+
+def newest_run_id(wd, running=False, task="inc"):
+    """The highest run id of `task` (only runs recorded as running if `running`), else 0."""
+    con = store_connection(wd)
+    try:
+        where = " AND status = 'running'" if running else ""
+        (n,) = con.execute("SELECT coalesce(max(run_id), 0) FROM _lakeport_runs "
+                           f"WHERE task = ?{where}", [task]).fetchone()
+        return n
+    finally:
+        con.close()
+
+
+def wait_for_running_run(wd, process, after, task="inc", timeout=60):
+    """Waits until `task` has a run newer than `after` recorded as running (True), or the
+    process ends (False)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if newest_run_id(wd, running=True, task=task) > after:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def run_records(wd, task):
+    """Every run record of `task` as stored (dicts, by run id), with the row's own status."""
+    con = store_connection(wd)
+    try:
+        rows = con.execute("SELECT run_id, status, record FROM _lakeport_runs WHERE task = ? "
+                           "ORDER BY run_id", [task]).fetchall()
+    finally:
+        con.close()
+    out = []
+    for run_id, status, record in rows:
+        r = json.loads(record)
+        assert r["run_id"] == run_id and r["status"] == status, (run_id, status, record)
+        out.append(r)
+    return out
+
+
+def task_state(wd, task):
+    """The stored state of `task` (checkpoint, next_object_seq, live_objects, ...), or None."""
+    con = store_connection(wd)
+    try:
+        row = con.execute("SELECT state FROM _lakeport_tasks WHERE task = ?", [task]).fetchone()
+    finally:
+        con.close()
+    return json.loads(row[0]) if row else None
+
+
+def lake_files(wd, task):
+    """Every file under a task's destination (relative POSIX paths), whatever its name, except
+    lakeport's own folders (`_dirty/`, `_lakeport/`): what a reader of the lake would find.
+    Safe while a run writes or removes objects (a folder that vanishes meanwhile is skipped)."""
+    dest = wd.destination(task)
+    out = set()
+    for folder, subfolders, names in os.walk(dest):
+        rel = Path(folder).relative_to(dest)
+        if rel == Path("."):
+            subfolders[:] = [d for d in subfolders if d not in ("_dirty", "_lakeport")]
+        out.update((rel / n).as_posix() for n in names)
+    return out

@@ -3,17 +3,15 @@ is above the task's checkpoint, up to the store's sequence when it started, into
 of each row's own time; the union of every run's objects is the store's change history as the
 runs saw it (no gap, no duplicate); deletes are ignored; a task switched from full to
 incremental continues from the full run's sequence; a run left running by a killed process
-holds the task until its lease runs out, then is taken over and what it wrote is removed."""
+holds the task until its lease runs out, then is taken over and what it wrote is removed.
+Runs killed at random moments, racing runs and a random model of changes are in
+test_exactly_once.py."""
 
 import json
-import os
-import random
-import signal
 import sqlite3
-import subprocess
 import time
 
-from conftest import duck, utc_date
+from conftest import delivered, utc_date
 
 COLUMNS = [("id", "int64"), ("name", "string"), ("size", "int64"), ("at", "timestamp_ms")]
 
@@ -27,17 +25,6 @@ def setup(wd, mode="incremental"):
     wd.write_table("items", ["id"], COLUMNS)
     wd.write_task("inc", source="items", mode=mode, prefix="dt=$yyyy-$MM-$dd",
                   partition_time={"from": "column", "column": "at", "timezone": "UTC"})
-
-
-def delivered(wd, files):
-    """(id, name, _seq, dt partition) of every row of the given objects."""
-    if not files:
-        return []
-    con = duck()
-    got = con.execute(
-        "SELECT id, name, _seq, regexp_extract(filename, 'dt=([0-9-]+)', 1) FROM "
-        "read_parquet(?, filename = true) ORDER BY _seq", [[str(f) for f in files]]).fetchall()
-    return [tuple(r) for r in got]
 
 
 def store_changes(wd, after, upto):
@@ -189,79 +176,3 @@ def test_a_run_left_running_is_taken_over_and_its_objects_removed(wd):
         "SELECT status, record FROM _lakeport_runs WHERE run_id = ?", [dead]).fetchone()
     con.close()
     assert status == "failed" and json.loads(record)["error"].startswith("interrupted"), record
-
-
-def newest_run_id(wd, running=False):
-    con = sqlite3.connect(f"file:{wd.store_path}?mode=ro", uri=True, timeout=10)
-    try:
-        where = " AND status = 'running'" if running else ""
-        (n,) = con.execute("SELECT coalesce(max(run_id), 0) FROM _lakeport_runs "
-                           f"WHERE task = 'inc'{where}").fetchone()
-        return n
-    finally:
-        con.close()
-
-
-def wait_for_running_run(wd, process, after):
-    """Waits until task inc has a run newer than `after` recorded as running (True), or the
-    process ends."""
-    deadline = time.time() + 60
-    while time.time() < deadline and process.poll() is None:
-        if newest_run_id(wd, running=True) > after:
-            return True
-        time.sleep(0.005)
-    return False
-
-
-def test_runs_killed_at_random_deliver_every_change_exactly_once(wd):
-    """Runs killed with SIGKILL at random moments of their writing, rows changing between
-    them (in partitions that move from loop to loop, so a run that takes over numbers its
-    objects differently from the one it replaces): after the loop and one last clean run,
-    every (id, _seq) in the lake is unique, every object is readable, and the lake's newest
-    version of every row is the store's."""
-    wd.write_table("items", ["id"], COLUMNS)
-    wd.write_task("inc", source="items", mode="incremental", prefix="dt=$yyyy-$MM-$dd",
-                  partition_time={"from": "column", "column": "at", "timezone": "UTC"},
-                  concurrency=2, lease="1s")
-    rng = random.Random(11)
-    killed = finished = 0
-    for loop in range(10):
-        ids = rng.sample(range(1, 5000), 2000)
-        wd.load("items", [{"id": i, "name": f"v{loop}-{i}", "size": loop,
-                           "at": f"2024-{1 + loop % 4:02d}-{1 + i % 9:02d}T00:00:00Z"}
-                          for i in ids])
-        env = {k: v for k, v in os.environ.items() if k != "LAKEPORT_STORE"}
-        before = newest_run_id(wd)
-        p = subprocess.Popen([str(wd.binary), "--store", "sqlite:lakeport.db", "--pipelines",
-                              "pipelines", "--schemas", "schemas", "run", "inc"],
-                             cwd=wd.root, env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        # Most runs are killed once they have recorded their plan, at a random moment of
-        # their writing; every third one is left to finish.
-        if loop % 3 != 2 and wait_for_running_run(wd, p, before):
-            time.sleep(rng.uniform(0.0, 0.15))
-            if p.poll() is None:
-                p.send_signal(signal.SIGKILL)
-                killed += 1
-        p.wait(timeout=120)
-        finished += p.returncode == 0
-        time.sleep(1.1)  # past the lease of a killed run
-    wd.run("inc")
-
-    union = delivered(wd, wd.objects("inc"))
-    keys = [(i, s) for i, _, s, _ in union]
-    assert len(keys) == len(set(keys)), "a change was delivered twice"
-    live = {r["id"]: (r["_seq"], r["name"]) for r in wd.store_rows("items")}
-    newest = {}
-    for i, name, s, _ in union:
-        if s > newest.get(i, (0, ""))[0]:
-            newest[i] = (s, name)
-    assert newest == live, "the lake's newest versions are not the store's"
-    st = wd.status("inc")
-    assert st["lag"]["rows_behind"] == 0, st
-    con = sqlite3.connect(wd.store_path)
-    errors = [json.loads(r)["error"] or "" for (r,) in con.execute(
-        "SELECT record FROM _lakeport_runs WHERE task = 'inc'")]
-    con.close()
-    taken_over = sum(e.startswith("interrupted") for e in errors)
-    assert taken_over >= 1, f"no kill landed mid-run ({killed} killed, {finished} finished)"

@@ -42,6 +42,7 @@ use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
 use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
+use crate::sink::spool::{default_spool_dir, remove_stale_spool_files};
 use crate::store::{
     DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, DELETED_COLUMN, SEQ_COLUMN,
     WRITE_TIME_COLUMN,
@@ -126,6 +127,16 @@ pub async fn run_task(
     let clock = Instant::now();
     let started_ms = now_ms();
     let dest = Arc::new(Destination::parse(&task.destination)?);
+    let spool = default_spool_dir();
+    let stale = tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
+        .await
+        .unwrap_or(0);
+    if stale > 0 {
+        tracing::info!(
+            files = stale,
+            "removed spool files of lakeport processes that ended without cleaning up"
+        );
+    }
     remove_pending(&store, &task.name, &dest).await?;
 
     let table = task.source.table.clone();
@@ -179,10 +190,8 @@ pub async fn run_task(
             .collect();
         tracing::warn!(task = %task.name, runs = %ids.join(", "),
             "took over runs that stopped without finishing; removing what they wrote");
-        remove_run_objects(&dest, &record).await;
-        for run in &started.interrupted {
-            remove_manifest(&dest, run).await;
-        }
+        let unfinished: Vec<u64> = started.interrupted.iter().map(|r| r.run_id).collect();
+        remove_run_objects(&dest, &record, &unfinished).await;
     }
     // Read under the lease: no other run of the task commits until this one ends.
     let name = task.name.clone();
@@ -251,8 +260,7 @@ pub async fn run_task(
         record.status = RunStatus::Failed;
         record.error = Some(error.to_string());
         record.objects.clear();
-        remove_run_objects(&dest, &record).await;
-        remove_manifest(&dest, &record).await;
+        remove_run_objects(&dest, &record, &[record.run_id]).await;
         let failed = record.clone();
         if let Err(e) = blocking(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
             tracing::error!(task = %task.name, "could not record the failed run: {e}");
@@ -349,34 +357,53 @@ async fn write_manifest(dest: &Destination, run: &RunRecord) -> Result<()> {
         .await
 }
 
-/// Deletes the manifest a failed or interrupted run may have written (logged on failure).
-async fn remove_manifest(dest: &Destination, run: &RunRecord) {
-    let path = manifest_path(&run.task, run.run_id);
-    if let Err(e) = dest.delete(&path).await {
-        tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {e}");
+/// Deletes everything failed or interrupted runs may have written: their objects, named
+/// `<task>_<cid>_<seq>.parquet` with `seq` from the run's first object sequence id on (no live
+/// object is numbered that high: a committed run moves the task's next id past its objects,
+/// so they are found by name, whatever the shard count of the run that wrote them); the
+/// manifests and dirty-row files of the runs `unfinished`; and the staging files of uploads a
+/// killed process left half-done in a local destination. Failures are logged: what is left
+/// is removed by the next run that fails or takes over.
+async fn remove_run_objects(dest: &Destination, run: &RunRecord, unfinished: &[u64]) {
+    let task = run.task.clone();
+    let first_seq = run.first_object_seq;
+    let ids: BTreeSet<u64> = unfinished.iter().copied().collect();
+    let left_by_run = move |rel: &str| {
+        let file = rel.rsplit('/').next().unwrap_or(rel);
+        written_by_run(file, &task, first_seq)
+            || ids
+                .iter()
+                .any(|&id| rel == manifest_path(&task, id) || is_dirty_file(rel, &task, id))
+    };
+    match dest.list("").await {
+        Ok(listed) => {
+            for (path, _) in listed.into_iter().filter(|(p, _)| left_by_run(p)) {
+                if let Err(e) = dest.delete(&path).await {
+                    tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {e}");
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(task = %run.task, "cannot list the destination to clean up an unfinished run: {e}");
+        }
+    }
+    match dest.remove_staged(left_by_run).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(task = %run.task, files = n, "removed half-written uploads"),
+        Err(e) => tracing::error!(task = %run.task, "cannot remove half-written uploads: {e}"),
     }
 }
 
-/// Deletes every object a failed or interrupted run may have written: names are
-/// `<task>_<cid>_<seq>.parquet` with `seq` from the run's first object sequence id on (no live
-/// object is numbered that high: a committed run moves the task's next id past its objects),
-/// so they are found by name, whatever the shard count of the run that wrote them.
-async fn remove_run_objects(dest: &Destination, run: &RunRecord) {
-    let listed = match dest.list("").await {
-        Ok(listed) => listed,
-        Err(e) => {
-            tracing::error!(task = %run.task, "cannot list the destination to clean up a failed run: {e}");
-            return;
-        }
-    };
-    for (path, _) in listed {
-        let file = path.rsplit('/').next().unwrap_or(&path);
-        if written_by_run(file, &run.task, run.first_object_seq) {
-            if let Err(e) = dest.delete(&path).await {
-                tracing::error!(task = %run.task, "cannot remove {path} of the failed run: {e}");
-            }
-        }
-    }
+/// The dirty-row file of run `run_id`'s shard (see [`Shard::deliver`]).
+fn dirty_file_path(task: &str, run_id: u64, concurrent_id: u32) -> String {
+    format!("_dirty/{task}/run-{run_id}_{concurrent_id}.ndjson")
+}
+
+/// Whether `rel` is a dirty-row file of run `run_id` of `task`, any shard.
+fn is_dirty_file(rel: &str, task: &str, run_id: u64) -> bool {
+    rel.strip_prefix(&format!("_dirty/{task}/run-{run_id}_"))
+        .and_then(|r| r.strip_suffix(".ndjson"))
+        .is_some_and(|cid| cid.parse::<u32>().is_ok())
 }
 
 /// Whether an object file name is one a run of `task` numbering its objects from `first_seq`
@@ -457,10 +484,7 @@ impl Shard {
             writer = writer.with_seq_column(&seq.name);
         }
         let mut dirty_file = if task.dirty_keep {
-            let rel = format!(
-                "_dirty/{}/run-{}_{}.ndjson",
-                task.name, self.run.run_id, self.concurrent_id
-            );
+            let rel = dirty_file_path(&task.name, self.run.run_id, self.concurrent_id);
             Some(NdjsonWriter::new(
                 Arc::clone(&self.dest),
                 rel,
@@ -701,5 +725,14 @@ mod tests {
         assert!(!written_by_run("daily-x_0_7.parquet", "daily", 7));
         assert!(!written_by_run("daily_0_7.parquet.tmp", "daily", 7));
         assert!(!written_by_run("daily_x_7.parquet", "daily", 7));
+    }
+
+    #[test]
+    fn dirty_files_of_a_run_are_found_by_name() {
+        let path = dirty_file_path("daily", 12, 3);
+        assert!(is_dirty_file(&path, "daily", 12));
+        assert!(!is_dirty_file(&path, "daily", 1));
+        assert!(!is_dirty_file(&path, "dail", 12));
+        assert!(!is_dirty_file("_dirty/daily/run-12_x.ndjson", "daily", 12));
     }
 }

@@ -39,6 +39,8 @@ pub struct Destination {
     url: String,
     store: Arc<dyn ObjectStore>,
     base: Path,
+    /// The folder, when the destination is a local one.
+    local_root: Option<PathBuf>,
 }
 
 impl Destination {
@@ -102,6 +104,7 @@ impl Destination {
             url: trim_url(trimmed),
             store: Arc::from(store),
             base,
+            local_root: None,
         })
     }
 
@@ -112,6 +115,7 @@ impl Destination {
             url: trim_url(url),
             store,
             base: Path::default(),
+            local_root: None,
         }
     }
 
@@ -139,6 +143,7 @@ impl Destination {
             url: trim_url(url.as_str()),
             store: Arc::new(store),
             base: Path::default(),
+            local_root: Some(root),
         })
     }
 
@@ -260,6 +265,25 @@ impl Destination {
         }
     }
 
+    /// Removes the upload staging files that a killed process left in a local destination
+    /// for objects whose relative path `matches`, and returns how many. object_store's local
+    /// store writes `<object>#<n>` and renames it into place when complete; a process killed
+    /// in between leaves the staging file, which listings do not show (so readers of the
+    /// store never see it) but a reader of the folder would. Cloud stores need nothing here:
+    /// an upload that never completed is no object (an S3 bucket's incomplete multipart
+    /// uploads are aborted by its lifecycle rule, see the README).
+    pub async fn remove_staged(
+        &self,
+        matches: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<usize> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(0);
+        };
+        tokio::task::spawn_blocking(move || remove_staged_in(&root, &matches))
+            .await
+            .map_err(|e| Error::Store(format!("staged-file cleanup panicked: {e}")))?
+    }
+
     /// Every object under the folder `rel_prefix` (whole path segments; `""` for all), as
     /// paths relative to the root with their sizes, sorted by path.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>> {
@@ -294,6 +318,59 @@ impl Destination {
             other => other,
         }
     }
+}
+
+/// Walks `root` and removes every `<object>#<digits>` file whose object path (relative to
+/// `root`, `/`-separated) `matches`.
+fn remove_staged_in(root: &std::path::Path, matches: &dyn Fn(&str) -> bool) -> Result<usize> {
+    let mut removed = 0;
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        let entries = match std::fs::read_dir(&folder) {
+            Ok(entries) => entries,
+            // A folder removed meanwhile (its last object deleted) has nothing left.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("list folder", &folder, e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list folder", &folder, e))?;
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                folders.push(path);
+                continue;
+            }
+            let Some((object, n)) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.rsplit_once('#'))
+                .map(|(o, n)| (o.to_string(), n.to_string()))
+            else {
+                continue;
+            };
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                continue;
+            }
+            let Ok(rel) = path
+                .with_file_name(&object)
+                .strip_prefix(root)
+                .map(|p| p.to_path_buf())
+            else {
+                continue;
+            };
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if matches(&rel.join("/")) {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("remove staged upload", &path, e)),
+                }
+            }
+        }
+    }
+    Ok(removed)
 }
 
 /// What [`Destination::upload_file`] uploaded.
@@ -368,6 +445,33 @@ mod tests {
             .enable_all()
             .build()
             .unwrap()
+    }
+
+    #[test]
+    fn staged_uploads_of_matching_objects_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = Destination::parse(dir.path().to_str().unwrap()).unwrap();
+        for f in [
+            "a/x.parquet#1",
+            "a/x.parquet#",
+            "a/y.parquet#2",
+            "b/x.parquet",
+            "x.parquet#3",
+        ] {
+            let p = dir.path().join(f);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, b"half").unwrap();
+        }
+        let rt = runtime();
+        let removed = rt
+            .block_on(d.remove_staged(|rel| rel.ends_with("x.parquet")))
+            .unwrap();
+        assert_eq!(removed, 2);
+        let left = |f: &str| dir.path().join(f).exists();
+        assert!(!left("a/x.parquet#1") && !left("x.parquet#3"));
+        assert!(left("a/x.parquet#") && left("a/y.parquet#2") && left("b/x.parquet"));
+        let memory = Destination::from_store(Arc::new(InMemory::new()), "memory://");
+        assert_eq!(rt.block_on(memory.remove_staged(|_| true)).unwrap(), 0);
     }
 
     #[test]

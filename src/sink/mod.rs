@@ -15,6 +15,7 @@ pub mod destination;
 pub mod ndjson;
 pub mod parquet;
 pub mod partition;
+pub mod spool;
 pub mod template;
 
 pub use self::destination::Destination;

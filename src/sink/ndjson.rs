@@ -10,7 +10,7 @@ use tempfile::TempPath;
 use tokio::runtime::Handle;
 
 use super::destination::Destination;
-use super::parquet::default_spool_dir;
+use super::spool::{default_spool_dir, spool_file};
 use crate::error::{Error, Result};
 use crate::store::DeliveredObject;
 
@@ -68,12 +68,7 @@ impl NdjsonWriter {
         let (file, path) = match &mut self.spool {
             Some(spool) => spool,
             none => {
-                let (file, path) = tempfile::Builder::new()
-                    .prefix("lakeport-")
-                    .suffix(".ndjson.spool")
-                    .tempfile_in(&self.spool_dir)
-                    .map_err(|e| Error::io("create spool file in", &self.spool_dir, e))?
-                    .into_parts();
+                let (file, path) = spool_file(&self.spool_dir, ".ndjson.spool")?.into_parts();
                 none.insert((BufWriter::new(file), path))
             }
         };

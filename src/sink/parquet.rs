@@ -50,22 +50,12 @@ use tempfile::TempPath;
 use tokio::runtime::Handle;
 
 use super::destination::Destination;
+use super::spool::{default_spool_dir, spool_file};
 use crate::error::{Error, Result};
 use crate::store::DeliveredObject;
 
 /// Rows handed to the encoder at a time, so rotation is checked at a fine grain.
 const WRITE_SLICE_ROWS: usize = 4096;
-
-/// Environment variable naming the folder for spool files.
-pub const SPOOL_DIR_ENV: &str = "LAKEPORT_SPOOL_DIR";
-
-/// The spool folder: `LAKEPORT_SPOOL_DIR` when set, else the system temp folder.
-pub fn default_spool_dir() -> PathBuf {
-    match std::env::var_os(SPOOL_DIR_ENV) {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => std::env::temp_dir(),
-    }
-}
 
 /// How objects are encoded and cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -506,12 +496,7 @@ impl PartitionedWriter {
     }
 
     fn open_object(&mut self, partition: &str) -> Result<OpenObject> {
-        let spool = tempfile::Builder::new()
-            .prefix("lakeport-")
-            .suffix(".parquet.spool")
-            .tempfile_in(&self.spool_dir)
-            .map_err(|e| Error::io("create spool file in", &self.spool_dir, e))?
-            .into_temp_path();
+        let spool = spool_file(&self.spool_dir, ".parquet.spool")?.into_temp_path();
         let file = SpoolFile {
             path: spool.to_path_buf(),
             file: None,

@@ -8,11 +8,10 @@ time it was deleted; `lakeport store compact` purges only tombstones every such 
 delivered past."""
 
 import json
-import sqlite3
 import subprocess
 import threading
 
-from conftest import duck, utc_date
+from conftest import duck, run_records, utc_date
 
 COLUMNS = [("id", "int64"), ("name", "string"), ("size", "int64"), ("at", "timestamp_ms")]
 
@@ -37,16 +36,6 @@ def read(files, columns="id, name, _seq"):
         [[str(f) for f in files]]).fetchall()]
 
 
-def runs(wd):
-    """Every run record of task diff, oldest first."""
-    con = sqlite3.connect(wd.store_path)
-    try:
-        return [json.loads(rec) for (rec,) in con.execute(
-            "SELECT record FROM _lakeport_runs WHERE task = 'diff' ORDER BY run_id")]
-    finally:
-        con.close()
-
-
 def test_differential_switches_to_incremental_without_gap_or_duplicate(wd):
     setup(wd, concurrency=2)
     n = 60_000
@@ -65,9 +54,7 @@ def test_differential_switches_to_incremental_without_gap_or_duplicate(wd):
             loads.append(k)
 
     t = threading.Thread(target=writer)
-    run = subprocess.Popen([str(wd.binary), "--store", "sqlite:lakeport.db", "--pipelines",
-                            "pipelines", "--schemas", "schemas", "run", "diff"],
-                           cwd=wd.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = wd.spawn("run", "diff", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t.start()
     try:
         out, err = run.communicate(timeout=300)
@@ -76,7 +63,7 @@ def test_differential_switches_to_incremental_without_gap_or_duplicate(wd):
         stop.set()
         t.join()
     assert run.returncode == 0, err
-    first = runs(wd)[-1]
+    first = run_records(wd, "diff")[-1]
     assert (first["mode"], first["seq_from"]) == ("differential", 0), first
     snapshot_files = set(wd.objects("diff"))
     snap = read(snapshot_files)
@@ -88,7 +75,7 @@ def test_differential_switches_to_incremental_without_gap_or_duplicate(wd):
     wd.load("items", rows(range(n + 1, n + 11), "new", 3))
     wd.run("diff")
     wd.run("diff")
-    later = runs(wd)[-2:]
+    later = run_records(wd, "diff")[-2:]
     assert [r["mode"] for r in later] == ["incremental", "incremental"], later
     assert later[0]["seq_from"] == first["seq_to"], (first, later)
     inc = read(set(wd.objects("diff")) - snapshot_files)
@@ -127,7 +114,7 @@ def test_deletes_are_emitted_as_rows_and_compaction_waits_for_them(wd):
     assert (items["purged"], items["tombstones_left"], items["held_by"]) == (0, 3, "diff"), items
 
     wd.run("diff")
-    run = runs(wd)[-1]
+    run = run_records(wd, "diff")[-1]
     new = read(set(wd.objects("diff")) - before,
                "id, name, _seq, _op, size, epoch_ms(\"at\"), epoch_ms(_write_time), "
                "regexp_extract(filename, 'dt=([0-9-]+)', 1)")

@@ -427,7 +427,14 @@ def test_runs_killed_at_random_while_rows_change_deliver_each_change_once(wd, mo
     assert not writer.failures, writer.failures
     assert not failed, f"runs that failed on their own: {failed}"
     assert writer.loads["upsert"] >= 10 and writer.loads["delete"] >= 3, writer.loads
+    spooled = list((wd.root / "spool").iterdir())
     wd.run("inc")
+    # The clean run removed the spool files the killed runs left; each succeeded run has its
+    # manifest, no other run has one.
+    assert not list((wd.root / "spool").iterdir()), f"spool files left ({len(spooled)} before)"
+    manifests = wd.destination("inc") / "_lakeport" / "inc" / "runs"
+    assert sorted(p.name for p in manifests.iterdir()) == sorted(
+        f"{r['run_id']}.json" for r in run_records(wd, "inc") if r["status"] == "succeeded")
 
     # Every run either succeeded or was taken over; some were taken over.
     runs = run_records(wd, "inc")

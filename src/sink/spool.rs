@@ -1,0 +1,98 @@
+//! Spool files: where an object is encoded before it is uploaded whole.
+//!
+//! They live in `LAKEPORT_SPOOL_DIR` (default the system temp folder), are named
+//! `lakeport-<pid>-<random><suffix>` and are removed once uploaded or when their writer is
+//! dropped. A process killed mid-run cannot remove its own, so every run first removes the
+//! spool files of lakeport processes that are no longer running (by the PID in the name, on
+//! systems with `/proc`; elsewhere nothing is removed).
+
+use std::path::{Path, PathBuf};
+
+use tempfile::NamedTempFile;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the folder for spool files.
+pub const SPOOL_DIR_ENV: &str = "LAKEPORT_SPOOL_DIR";
+
+/// Start of every spool file's name.
+const PREFIX: &str = "lakeport-";
+
+/// The spool folder: `LAKEPORT_SPOOL_DIR` when set, else the system temp folder.
+pub fn default_spool_dir() -> PathBuf {
+    match std::env::var_os(SPOOL_DIR_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => std::env::temp_dir(),
+    }
+}
+
+/// A new spool file in `dir`, named for this process, ending in `suffix`.
+pub fn spool_file(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .suffix(suffix)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("create spool file in", dir, e))
+}
+
+/// Removes the spool files in `dir` whose process is no longer running and returns how many.
+/// Files it cannot read or remove are left alone (a folder shared with other users).
+pub fn remove_stale_spool_files(dir: &Path) -> usize {
+    if !Path::new("/proc/self").exists() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(spool_pid) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The PID in a spool file's name (`lakeport-<pid>-<random>.<kind>.spool`).
+fn spool_pid(name: &str) -> Option<u32> {
+    if !name.ends_with(".spool") {
+        return None;
+    }
+    let (pid, _) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    pid.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pids_are_read_from_spool_names() {
+        assert_eq!(spool_pid("lakeport-123-abc.parquet.spool"), Some(123));
+        assert_eq!(spool_pid("lakeport-abc.parquet.spool"), None);
+        assert_eq!(spool_pid("lakeport-123-abc.parquet"), None);
+        assert_eq!(spool_pid("other-123-abc.parquet.spool"), None);
+    }
+
+    #[test]
+    fn only_files_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = spool_file(dir.path(), ".parquet.spool").unwrap();
+        // A child that has exited and been reaped: its PID names no process any more.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!("lakeport-{dead}-x.parquet.spool"));
+        std::fs::write(&stale, b"half").unwrap();
+        let other = dir.path().join("notes.txt");
+        std::fs::write(&other, b"keep").unwrap();
+        assert_eq!(remove_stale_spool_files(dir.path()), 1);
+        assert!(!stale.exists() && other.exists() && mine.path().exists());
+    }
+}

@@ -80,6 +80,11 @@ impl From<parquet::errors::ParquetError> for Error {
 }
 
 impl From<object_store::Error> for Error {
+    /// Refusals (not found, access denied, bad credentials, unsupported, bad path) are
+    /// permanent, and so is a local file system's failure (a full disk or a read-only folder
+    /// does not heal by retrying) unless it timed out or was interrupted; everything else
+    /// (timeouts, 5xx and throttling that outlasted the client's own retries, broken
+    /// connections) is transient.
     fn from(e: object_store::Error) -> Self {
         use object_store::Error as E;
         match &e {
@@ -89,7 +94,27 @@ impl From<object_store::Error> for Error {
             | E::NotSupported { .. }
             | E::NotImplemented { .. }
             | E::InvalidPath { .. } => Error::Permanent(e.to_string()),
+            E::Generic { store, source } if *store == "LocalFileSystem" => {
+                match io_kind(source.as_ref()) {
+                    Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
+                        Error::Transient(e.to_string())
+                    }
+                    _ => Error::Permanent(e.to_string()),
+                }
+            }
             _ => Error::Transient(e.to_string()),
         }
     }
+}
+
+/// The kind of the first I/O error in `e`'s source chain.
+pub(crate) fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        next = e.source();
+    }
+    None
 }

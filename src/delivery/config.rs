@@ -16,7 +16,8 @@
 //! `continuous`; checked for shape here, run by `serve`), `deletes` [ignore] or `emit` (adds
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
-//! `database`}.
+//! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
+//! `max_elapsed` [120s]}.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::convert::LakeSchema;
 use crate::error::{Error, Result};
+use crate::sink::destination::RetryPolicy;
 use crate::sink::parquet::{parse_compression, ParquetOptions};
 use crate::sink::template::PrefixTemplate;
 use crate::store::schema::{is_identifier, yaml_error_text, yaml_files};
@@ -122,6 +124,8 @@ pub struct Task {
     /// How long a run may go unheard before a later run takes it over (it renews its lease
     /// six times as often).
     pub lease: Duration,
+    /// How transient object-store failures are retried.
+    pub retry: RetryPolicy,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -139,6 +143,7 @@ const TOP_KEYS: &[&str] = &[
     "dirty",
     "catalog",
     "lease",
+    "retry",
 ];
 const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
 const PARQUET_KEYS: &[&str] = &[
@@ -149,6 +154,7 @@ const PARQUET_KEYS: &[&str] = &[
 ];
 const DIRTY_KEYS: &[&str] = &["keep"];
 const CATALOG_KEYS: &[&str] = &["dialect", "table", "database"];
+const RETRY_KEYS: &[&str] = &["initial", "max_interval", "max_elapsed"];
 
 /// Reads and checks every task file under `pipelines`, against the declared `tables`.
 /// Returns the tasks by name, or every problem found, one per line.
@@ -585,27 +591,26 @@ fn check_task(
         }
     }
 
-    let lease = match field::<Yaml>(&map, "lease", "lease", problems) {
-        None => Some(DEFAULT_LEASE),
-        Some(v) => {
-            let text = match &v {
-                Yaml::String(t) => t.clone(),
-                Yaml::Number(n) => n.to_string(),
-                _ => String::new(),
-            };
-            match parse_duration(&text) {
-                Ok(d) if d >= Duration::from_secs(1) => Some(d),
-                Ok(_) => {
-                    problems.push("lease", format!("{text:?}: expected at least 1s"));
-                    None
-                }
-                Err(e) => {
-                    problems.push("lease", e);
-                    None
-                }
-            }
+    let lease = duration_field(&map, "lease", "lease", Duration::from_secs(1), problems)
+        .unwrap_or(DEFAULT_LEASE);
+    let retry_map = section(&map, "retry", RETRY_KEYS, problems);
+    let mut retry = RetryPolicy::default();
+    let ms = Duration::from_millis(1);
+    for (key, slot) in [
+        ("initial", &mut retry.initial),
+        ("max_interval", &mut retry.max_interval),
+        ("max_elapsed", &mut retry.max_elapsed),
+    ] {
+        if let Some(d) = duration_field(&retry_map, key, &format!("retry.{key}"), ms, problems) {
+            *slot = d;
         }
-    };
+    }
+    if retry.initial > retry.max_interval {
+        problems.push(
+            "retry.initial",
+            "is longer than retry.max_interval; expected at most that",
+        );
+    }
 
     Some(Task {
         name: name?,
@@ -626,8 +631,37 @@ fn check_task(
             database,
             table: catalog_table,
         },
-        lease: lease?,
+        lease,
+        retry,
     })
+}
+
+/// A duration key (`60s`, `5m`, `500ms`, a number of seconds) of at least `at_least`; `None`
+/// when absent or wrong (then a problem says why).
+fn duration_field(
+    map: &Mapping,
+    key: &str,
+    path: &str,
+    at_least: Duration,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    let value = field::<Yaml>(map, key, path, problems)?;
+    let text = match &value {
+        Yaml::String(t) => t.clone(),
+        Yaml::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match parse_duration(&text) {
+        Ok(d) if d >= at_least => Some(d),
+        Ok(_) => {
+            problems.push(path, format!("{text:?}: expected at least {at_least:?}"));
+            None
+        }
+        Err(e) => {
+            problems.push(path, e);
+            None
+        }
+    }
 }
 
 /// How long a run may go unheard before a later run of its task takes it over, unless the

@@ -13,4 +13,4 @@ pub mod manifest;
 pub mod run;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};
-pub use run::{run_task, Quiet, RunObserver, RunSummary};
+pub use run::{run_task, run_task_with, Quiet, RunObserver, RunSummary};

@@ -124,9 +124,20 @@ pub async fn run_task(
     task: Arc<Task>,
     observer: Arc<dyn RunObserver>,
 ) -> Result<RunSummary> {
+    let dest = Destination::parse(&task.destination)?.with_retry(task.retry);
+    run_task_with(store, task, Arc::new(dest), observer).await
+}
+
+/// [`run_task`] into a destination given by the caller instead of the task's URL (the same
+/// lake reached through another object store, e.g. one that injects faults in tests).
+pub async fn run_task_with(
+    store: Arc<dyn Store>,
+    task: Arc<Task>,
+    dest: Arc<Destination>,
+    observer: Arc<dyn RunObserver>,
+) -> Result<RunSummary> {
     let clock = Instant::now();
     let started_ms = now_ms();
-    let dest = Arc::new(Destination::parse(&task.destination)?);
     let spool = default_spool_dir();
     let stale = tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
         .await

@@ -10,12 +10,19 @@
 //! `IDENTITY_ENDPOINT`).
 //!
 //! Paths handed to a destination are relative to its root and use `/`. Errors are crate
-//! [`Error::Permanent`] or [`Error::Transient`] (as object_store classifies them) and name the
-//! object's URL; retrying transient ones is the caller's policy (the cloud clients already
-//! retry requests internally). This module knows nothing of Parquet or partitions.
+//! [`Error::Permanent`] or [`Error::Transient`] and name the object's URL; a permanent one
+//! also says what to fix (bucket missing, access denied, credentials refused, local folder
+//! not writable or full). Every operation retries transient failures with exponential backoff
+//! and jitter ([`RetryPolicy`], the `backoff` crate) until its total time is spent, on top of
+//! the cloud clients' own per-request retries; an upload is retried whole from its local
+//! spool file. This module knows nothing of Parquet or partitions.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
+
+use backoff::ExponentialBackoffBuilder;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -41,6 +48,32 @@ pub struct Destination {
     base: Path,
     /// The folder, when the destination is a local one.
     local_root: Option<PathBuf>,
+    /// How transient failures are retried.
+    retry: RetryPolicy,
+}
+
+/// How a destination retries an operation that failed transiently: exponential backoff with
+/// jitter (the `backoff` crate: each wait drawn from ±50% around a base that starts at
+/// `initial` and grows 1.5× up to `max_interval`), given up once `max_elapsed` has passed since
+/// the first attempt. Permanent failures are never retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first wait.
+    pub initial: Duration,
+    /// The longest wait.
+    pub max_interval: Duration,
+    /// Total time after which the last error is returned.
+    pub max_elapsed: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_millis(200),
+            max_interval: Duration::from_secs(15),
+            max_elapsed: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Destination {
@@ -105,6 +138,7 @@ impl Destination {
             store: Arc::from(store),
             base,
             local_root: None,
+            retry: RetryPolicy::default(),
         })
     }
 
@@ -116,6 +150,7 @@ impl Destination {
             store,
             base: Path::default(),
             local_root: None,
+            retry: RetryPolicy::default(),
         }
     }
 
@@ -144,6 +179,57 @@ impl Destination {
             store: Arc::new(store),
             base: Path::default(),
             local_root: Some(root),
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    /// This destination with transient failures retried by `policy`.
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Destination {
+        self.retry = policy;
+        self
+    }
+
+    /// Runs `op` until it succeeds, fails permanently, or the retry policy's total time has
+    /// passed (the last error then says how many attempts were made). Each transient failure
+    /// is logged with the wait before the next attempt.
+    async fn retrying<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let policy = ExponentialBackoffBuilder::new()
+            .with_initial_interval(self.retry.initial)
+            .with_max_interval(self.retry.max_interval)
+            .with_max_elapsed_time(Some(self.retry.max_elapsed))
+            .build();
+        let attempts = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let outcome = backoff::future::retry_notify(
+            policy,
+            || {
+                attempts.fetch_add(1, Ordering::Relaxed);
+                let attempt = op();
+                async move {
+                    attempt.await.map_err(|e| match e {
+                        Error::Transient(_) => backoff::Error::transient(e),
+                        e => backoff::Error::permanent(e),
+                    })
+                }
+            },
+            |e: Error, wait: Duration| {
+                tracing::warn!(destination = %self.url, error = %e,
+                    "transient object-store failure; retrying in {:.1}s", wait.as_secs_f64());
+            },
+        )
+        .await;
+        outcome.map_err(|e| match e {
+            Error::Transient(m) => Error::Transient(format!(
+                "{m} (gave up after {} attempts in {:.0}s; the task key retry.max_elapsed sets \
+                 how long to keep trying)",
+                attempts.load(Ordering::Relaxed),
+                started.elapsed().as_secs_f64()
+            )),
+            other => other,
         })
     }
 
@@ -182,6 +268,10 @@ impl Destination {
     /// appears only when complete. Returns its size and the MD5 of its bytes, computed as they
     /// are read.
     pub async fn upload_file(&self, local: &std::path::Path, rel: &str) -> Result<Uploaded> {
+        self.retrying(|| self.upload_file_once(local, rel)).await
+    }
+
+    async fn upload_file_once(&self, local: &std::path::Path, rel: &str) -> Result<Uploaded> {
         let location = self.path(rel);
         let mut file = tokio::fs::File::open(local)
             .await
@@ -250,19 +340,26 @@ impl Destination {
 
     /// Writes the small object `rel` in one put (it appears whole or not at all).
     pub async fn put_bytes(&self, rel: &str, data: Vec<u8>) -> Result<()> {
-        self.store
-            .put(&self.path(rel), PutPayload::from(data))
-            .await
-            .map_err(|e| self.error("write", rel, e))?;
-        Ok(())
+        let data = Bytes::from(data);
+        self.retrying(|| async {
+            self.store
+                .put(&self.path(rel), PutPayload::from(data.clone()))
+                .await
+                .map_err(|e| self.error("write", rel, e))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes `rel`; an absent object is fine.
     pub async fn delete(&self, rel: &str) -> Result<()> {
-        match self.store.delete(&self.path(rel)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error("delete", rel, e)),
-        }
+        self.retrying(|| async {
+            match self.store.delete(&self.path(rel)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.error("delete", rel, e)),
+            }
+        })
+        .await
     }
 
     /// Removes the upload staging files that a killed process left in a local destination
@@ -287,6 +384,10 @@ impl Destination {
     /// Every object under the folder `rel_prefix` (whole path segments; `""` for all), as
     /// paths relative to the root with their sizes, sorted by path.
     pub async fn list(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>> {
+        self.retrying(|| self.list_once(rel_prefix)).await
+    }
+
+    async fn list_once(&self, rel_prefix: &str) -> Result<Vec<(String, u64)>> {
         let prefix = self.path(rel_prefix);
         let metas: Vec<object_store::ObjectMeta> = self
             .store
@@ -310,13 +411,51 @@ impl Destination {
     }
 
     /// Converts an object_store error, naming the operation and the object's URL.
+    /// A permanent failure also says what to fix.
     fn error(&self, action: &str, rel: &str, e: object_store::Error) -> Error {
         let what = format!("{action} {}", self.object_url(rel));
+        let fix = self.fix_for(&e);
         match Error::from(e) {
-            Error::Permanent(m) => Error::Permanent(format!("{what}: {m}")),
+            Error::Permanent(m) => Error::Permanent(match fix {
+                Some(fix) => format!("{what}: {fix} ({m})"),
+                None => format!("{what}: {m}"),
+            }),
             Error::Transient(m) => Error::Transient(format!("{what}: {m}")),
             other => other,
         }
+    }
+
+    /// What the operator has to do about a refusal of the store, if it says.
+    fn fix_for(&self, e: &object_store::Error) -> Option<String> {
+        use object_store::Error as E;
+        let root = &self.url;
+        Some(match e {
+            E::NotFound { .. } if self.local_root.is_none() => format!(
+                "bucket or container of {root} does not exist: create it, or fix the task's \
+                 destination"
+            ),
+            E::PermissionDenied { .. } => format!(
+                "access denied: the credentials in use may not write, list or delete objects \
+                 under {root}; grant that, or use other credentials"
+            ),
+            E::Unauthenticated { .. } => format!(
+                "the store refused the credentials for {root}: check the AWS_*, GOOGLE_* or \
+                 AZURE_* settings lakeport runs with"
+            ),
+            E::Generic { store, source } if *store == "LocalFileSystem" => {
+                match crate::error::io_kind(source.as_ref())? {
+                    std::io::ErrorKind::PermissionDenied => format!(
+                        "permission denied: the user running lakeport may not write to {root}"
+                    ),
+                    std::io::ErrorKind::StorageFull => format!("no space left under {root}"),
+                    std::io::ErrorKind::ReadOnlyFilesystem => {
+                        format!("{root} is on a read-only file system")
+                    }
+                    _ => return None,
+                }
+            }
+            _ => return None,
+        })
     }
 }
 

@@ -4,7 +4,8 @@
 #                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
 #                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark)
-#   make bench   lakeport vs DuckDB delivering the same store (BENCH_ROWS, default 1,000,000)
+#   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
+#                continuous-delivery latency (BENCH_CASE=delivery|ingest|latency)
 #   make lint    rustfmt check, clippy, Python syntax check
 #
 # CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone).
@@ -36,7 +37,7 @@ PYTEST_ARGS ?=
 .PHONY: help run test bench lint venv e2e demo-clean
 
 help:
-	@sed -n '3,9p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).

@@ -6,6 +6,8 @@ store with `lakeport load`, then deliver the store twice, timed:
 
   (a) lakeport: `lakeport run` of a full-mode task, daily partitions `dt=$yyyy-$MM-$dd` on
       last_modified (UTC), zstd, concurrency 2, schema auto; peak RSS of that process.
+  (a') lakeport, incremental: the same task in incremental mode from checkpoint 0 (every row
+      is a change), one run; rows/s printed beside (a).
   (b) DuckDB: the sqlite extension from the PyPI package duckdb-ext-sqlite scans the same
       store file (`sqlite_scan(..., 'data_object_inventory') WHERE _deleted = 0`) and
       `COPY ... TO (FORMAT parquet, PARTITION_BY (dt), COMPRESSION zstd)` with the same columns
@@ -30,6 +32,8 @@ Ingest case (issue 3): tests/reports.py writes an S3 Inventory CSV.gz report of 
 
 Prints PASS/FAIL beside each target: (a) >= 3x (b); peak RSS <= 256 MB; (c) writes 0 rows and
 is >= 2x faster than (a). Both stores are counted back (N live rows each).
+
+Latency case (issue 4): see scripts/bench_latency.py (BENCH_CASE=latency).
 
     .venv/bin/python scripts/bench.py --bin target/release/lakeport      # BENCH_ROWS=1000000
     BENCH_CASE=ingest .venv/bin/python scripts/bench.py                   # only the ingest case
@@ -61,8 +65,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py: the inventory report generator)
+from bench_latency import latency  # noqa: E402  (scripts/bench_latency.py)
 
 TASK = "bench-daily"
+TASK_INC = "bench-inc"
 SUMMARY_RE = re.compile(r"^(?P<task>\S+): (?P<rows>\d+) rows, (?P<objects>\d+) objects, "
                         r"(?P<bytes>\d+) bytes, (?P<partitions>\d+) partitions, "
                         r"(?P<dirty>\d+) dirty rows in")
@@ -160,8 +166,9 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="DuckDB threads (default: DuckDB's own choice)")
     ap.add_argument("--case", default=os.environ.get("BENCH_CASE", "all"),
-                    choices=["all", "delivery", "ingest"],
-                    help="which benchmark (env BENCH_CASE, default all: delivery then ingest)")
+                    choices=["all", "delivery", "ingest", "latency"],
+                    help="which benchmark (env BENCH_CASE, default all: delivery, ingest, "
+                         "latency)")
     ap.add_argument("--ingest-rows", type=int,
                     default=int(os.environ.get("BENCH_INGEST_ROWS", 1_000_000)),
                     help="objects in the ingest report (env BENCH_INGEST_ROWS, default 1000000)")
@@ -177,6 +184,12 @@ def main():
         if a.case == "all":
             print()
         code |= ingest(a, lakeport)
+    if a.case in ("all", "latency"):
+        if a.case == "all":
+            print()
+        code |= latency(lakeport, Path(a.dir) / "latency",
+                        int(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
+                        int(os.environ.get("BENCH_LATENCY_RATE", 1000)))
     return code
 
 
@@ -215,6 +228,17 @@ def delivery(a, lakeport):
     m = SUMMARY_RE.match(summary)
     status = json.loads(subprocess.run([*base, "status", TASK, "--json"], cwd=work, env=env,
                                        capture_output=True, text=True, check=True).stdout)
+
+    # (a') lakeport, incremental: a task whose checkpoint is 0 delivers every row as a change
+    # since then, in one run (the same table, partitions, codec and shards).
+    lake_inc = work / "lake-incremental"
+    (work / "pipelines" / f"{TASK_INC}.yaml").write_text(
+        TASK_YAML.format(task=TASK_INC, dest=lake_inc).replace("mode: full", "mode: incremental")
+        .replace("table: bench_daily", "table: bench_incremental"))
+    inc_s, inc_rss, out = timed([*base, "run", TASK_INC], work, env)
+    inc_summary = out.strip().splitlines()[-1] if out.strip() else ""
+    print(inc_summary, flush=True)
+    m_inc = SUMMARY_RE.match(inc_summary)
 
     # (b) DuckDB over the same store file
     con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
@@ -255,6 +279,7 @@ def delivery(a, lakeport):
     # Verify: both lakes hold every row, with the same columns and types.
     n_lp = count_rows(con, lake_lp)
     n_duck = count_rows(con, lake_duck)
+    n_inc = count_rows(con, lake_inc)
     schema_lp = describe_lake(con, lake_lp)
     schema_duck = describe_lake(con, lake_duck)
     live = con.execute(f"SELECT count(*) FROM sqlite_scan('{store}', 'data_object_inventory') "
@@ -274,6 +299,8 @@ def delivery(a, lakeport):
     print(f"lakeport load : {a.rows / load_s:12,.0f} rows/s  ({load_s:.2f}s, peak RSS "
           f"{load_rss / 1024:.0f} MB)")
     print(f"lakeport run  : {lp_rate:12,.0f} rows/s  ({lp_s:.2f}s wall incl. start-up)")
+    print(f"lakeport run, incremental (all {a.rows:,} rows changed): {a.rows / inc_s:12,.0f} "
+          f"rows/s  ({inc_s:.2f}s, peak RSS {inc_rss / 1024:.0f} MB) beside full {lp_rate:,.0f}")
     print(f"DuckDB COPY   : {duck_rate:12,.0f} rows/s  ({duck_s:.2f}s)")
     print(f"ratio lakeport/DuckDB: {ratio:.2f}x   (target >= 1.5x)")
     print(f"lakeport peak RSS: {lp_rss / 1024:.0f} MB   (target <= 512 MB at 10M rows)")
@@ -301,6 +328,9 @@ def delivery(a, lakeport):
     problems = []
     if n_lp != a.rows:
         problems.append(f"lakeport lake has {n_lp} rows, expected {a.rows}")
+    if n_inc != a.rows or not m_inc or int(m_inc["rows"]) != a.rows:
+        problems.append(f"the incremental run delivered {n_inc} rows ({inc_summary!r}), "
+                        f"expected {a.rows}")
     if n_duck != a.rows:
         problems.append(f"DuckDB lake has {n_duck} rows, expected {a.rows}")
     if [r[:2] for r in schema_lp] != [r[:2] for r in schema_duck]:

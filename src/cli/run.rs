@@ -1,19 +1,34 @@
 //! `lakeport run <task>`: one delivery run, with a progress bar on a terminal and a one-line
-//! summary at the end.
+//! summary at the end; or, with `--follow` (the default for a task with `schedule:
+//! continuous`), continuous delivery until SIGINT or SIGTERM, one summary line per run that
+//! delivered something. The first signal lets a run in flight finish; a second exits at once
+//! (exit 130), which is safe: the next run takes the interrupted one over.
 
 use std::sync::Arc;
 
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
 use crate::cli::{print, Context};
-use crate::delivery::{run_task, RunObserver};
+use crate::delivery::{follow, run_task, Quiet, RunObserver, Task};
 use crate::error::Result;
+use crate::sink::destination::Destination;
+use crate::store::Store;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Task name (from the pipelines folder).
     task: String,
+    /// Keep delivering changes as they come (incremental and differential tasks) until
+    /// SIGINT or SIGTERM; the task key max_delay bounds how long a change waits.
+    #[arg(long, conflicts_with = "once")]
+    follow: bool,
+    /// One run even when the task's schedule is continuous.
+    #[arg(long)]
+    once: bool,
 }
 
 /// A progress bar on stderr; indicatif hides it when stderr is not a terminal.
@@ -31,6 +46,10 @@ impl RunObserver for Bar {
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let task = ctx.task(&args.task)?;
     let store = ctx.store().await?;
+    let continuous = task.schedule.as_deref() == Some("continuous");
+    if args.follow || (continuous && !args.once) {
+        return follow_task(store, task).await;
+    }
     let bar = ProgressBar::new(0);
     let style = ProgressStyle::with_template(
         "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} rows ({rate} rows/s, eta {eta})",
@@ -50,4 +69,53 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         tracing::warn!("dirty rows written to {path}");
     }
     print(&summary.line())
+}
+
+/// `run --follow`: continuous delivery until a signal.
+async fn follow_task(store: Arc<dyn Store>, task: Arc<Task>) -> Result<()> {
+    let dest = Arc::new(Destination::parse(&task.destination)?.with_retry(task.retry));
+    let (stop_tx, stop) = watch::channel(false);
+    let signals = tokio::spawn(async move {
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                return;
+            }
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            if n == 0 {
+                tracing::warn!(
+                    "stopping: a run in flight is finished first (signal again to stop at once)"
+                );
+                let _ = stop_tx.send(true);
+            } else {
+                eprintln!("stopped at once; the next run of the task takes this one over");
+                std::process::exit(130);
+            }
+        }
+    });
+    let outcome = follow(
+        store,
+        Arc::clone(&task),
+        dest,
+        Arc::new(Quiet),
+        stop,
+        |run| {
+            if let Err(e) = print(&run.line()) {
+                tracing::warn!("cannot print a run summary: {e}");
+            }
+        },
+    )
+    .await;
+    signals.abort();
+    let summary = outcome?;
+    print(&format!(
+        "{}: stopped after {} runs: {} rows, {} objects ({} failed runs retried)",
+        task.name, summary.runs, summary.rows, summary.objects, summary.failed_runs
+    ))
 }

@@ -17,7 +17,7 @@
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
-//! `max_elapsed` [120s]}.
+//! `max_elapsed` [120s]}, `max_delay` [60s, at least 1s: continuous mode's longest wait].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -126,6 +126,8 @@ pub struct Task {
     pub lease: Duration,
     /// How transient object-store failures are retried.
     pub retry: RetryPolicy,
+    /// Continuous mode: the longest a committed change waits before a run delivers it.
+    pub max_delay: Duration,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -144,6 +146,7 @@ const TOP_KEYS: &[&str] = &[
     "catalog",
     "lease",
     "retry",
+    "max_delay",
 ];
 const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
 const PARQUET_KEYS: &[&str] = &[
@@ -593,6 +596,21 @@ fn check_task(
 
     let lease = duration_field(&map, "lease", "lease", Duration::from_secs(1), problems)
         .unwrap_or(DEFAULT_LEASE);
+    let max_delay = duration_field(
+        &map,
+        "max_delay",
+        "max_delay",
+        Duration::from_secs(1),
+        problems,
+    )
+    .unwrap_or(DEFAULT_MAX_DELAY);
+    if schedule.as_deref() == Some("continuous") && mode == Mode::Full {
+        problems.push(
+            "schedule",
+            "continuous: needs mode incremental or differential (a full run delivers the \
+             whole table each time)",
+        );
+    }
     let retry_map = section(&map, "retry", RETRY_KEYS, problems);
     let mut retry = RetryPolicy::default();
     let ms = Duration::from_millis(1);
@@ -633,6 +651,7 @@ fn check_task(
         },
         lease,
         retry,
+        max_delay,
     })
 }
 
@@ -663,6 +682,10 @@ fn duration_field(
         }
     }
 }
+
+/// Continuous mode's longest wait for a committed change, unless the task says otherwise
+/// (`max_delay`).
+pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 
 /// How long a run may go unheard before a later run of its task takes it over, unless the
 /// task says otherwise (`lease`).

@@ -9,8 +9,10 @@
 pub mod compact;
 pub mod config;
 pub mod ddl;
+pub mod follow;
 pub mod manifest;
 pub mod run;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};
+pub use follow::{follow, FollowSummary};
 pub use run::{run_task, run_task_with, Quiet, RunObserver, RunSummary};

@@ -456,7 +456,9 @@ pub trait Store: Send + Sync {
     /// Opens one consistent snapshot of `table`'s live rows changed after `after_seq`: every
     /// live row whose `_seq` is above it, up to the snapshot's `seq` (the bound an
     /// incremental run fixes when it starts). The rows are split into at most `shards`
-    /// `_seq` ranges of about equal size, each read in `_seq` order. With `deletes`, the
+    /// ranges, each read in order: `_seq` ranges of about equal size, or, when the changes
+    /// are a large part of the table (a backend's choice), key ranges read in key order. With
+    /// `deletes`, the
     /// tombstones in that range are included too and every batch carries a last column
     /// [`DELETED_COLUMN`]; without, tombstones are left out and batches have the table's
     /// schema. A checkpoint above the store's newest `_seq` is an [`Error::Conflict`] (the

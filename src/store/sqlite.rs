@@ -84,6 +84,10 @@ const READ_LAST_WRITE_TIME: &str =
     r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'last_write_time'"#;
 const WRITE_META: &str = r#"UPDATE "_lakeport_meta" SET "value" = ?2 WHERE "key" = ?1"#;
 
+/// Changes of at least this many rows are read by key ranges when they are a quarter of the
+/// table or more: one pass over the table in key order beats a `_seq`-index lookup per row.
+const KEY_SCAN_MIN_ROWS: u64 = 50_000;
+
 /// The SQLite metadata store. Writes go through one connection (serialised by a mutex);
 /// each snapshot shard reads on a connection of its own.
 pub struct SqliteStore {
@@ -92,6 +96,9 @@ pub struct SqliteStore {
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
     /// Optimistic attempts of a snapshot before it holds off writers.
     optimistic_pins: usize,
+    /// Changes of at least this many rows that are a quarter of the table or more are read
+    /// by key ranges rather than through the `_seq` index (see [`Store::changes`]).
+    key_scan_min_rows: u64,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -139,6 +146,7 @@ impl SqliteStore {
             conn: Mutex::new(conn),
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: OPTIMISTIC_PINS,
+            key_scan_min_rows: KEY_SCAN_MIN_ROWS,
         })
     }
 
@@ -460,9 +468,12 @@ impl TableSql {
         Ok(())
     }
 
-    /// `SELECT` of live rows in key order within optional bounds. The lower bound binds at
-    /// `?1..?k`, the upper at the next `k` parameters.
-    fn range_sql(&self, lower: bool, upper: bool) -> String {
+    /// `SELECT` in key order within optional key bounds: the live rows, or with `changes`
+    /// the rows (and tombstones when `changes` says so, with `_deleted` last) whose `_seq` is
+    /// in a range. Parameters: the lower bound at `?1..?k`, the upper at the next `k`, then the
+    /// range's first `_seq` and the one past its end. The `_seq` test is written `+"_seq"` so
+    /// that SQLite walks the primary key rather than the `_seq` index.
+    fn range_sql(&self, lower: bool, upper: bool, changes: Option<bool>) -> String {
         let k = self.key_idx.len();
         let params = |first: usize| {
             (first..first + k)
@@ -470,9 +481,13 @@ impl TableSql {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let deletes = changes == Some(true);
         let mut sql = format!(
-            "SELECT {} FROM {} WHERE \"_deleted\" = 0",
-            self.select_list, self.data
+            "SELECT {}{} FROM {} WHERE {}",
+            self.select_list,
+            if deletes { ", \"_deleted\"" } else { "" },
+            self.data,
+            if deletes { "1" } else { "\"_deleted\" = 0" }
         );
         let mut next = 1;
         if lower {
@@ -481,6 +496,14 @@ impl TableSql {
         }
         if upper {
             let _ = write!(sql, " AND ({}) < ({})", self.key_list, params(next));
+            next += k;
+        }
+        if changes.is_some() {
+            let _ = write!(
+                sql,
+                " AND +\"_seq\" >= ?{next} AND +\"_seq\" < ?{}",
+                next + 1
+            );
         }
         let _ = write!(sql, " ORDER BY {}", self.key_list);
         sql
@@ -877,10 +900,40 @@ fn create_table_sql(def: &TableDef) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     format!(
-        "CREATE TABLE {data} ({}, PRIMARY KEY ({key})) WITHOUT ROWID;\nCREATE INDEX {} ON {data} (\"_seq\");",
+        "CREATE TABLE {data} ({}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
         cols.join(", "),
-        quote(&format!("data_{}_by_seq", def.table))
+        seq_index_sql(def)
     )
+}
+
+/// The `_seq` index: it carries `_deleted` too, so counting the changes above a checkpoint
+/// (`changes`, `lag`) reads the index alone.
+fn seq_index_sql(def: &TableDef) -> String {
+    format!(
+        "CREATE INDEX {} ON {} (\"_seq\", \"_deleted\");",
+        quote(&format!("data_{}_by_seq", def.table)),
+        data_table(&def.table)
+    )
+}
+
+/// Rebuilds the `_seq` index of a table made before it carried `_deleted` (once per store).
+fn upgrade_seq_index(conn: &Connection, def: &TableDef) -> Result<()> {
+    let at = || db(format!("upgrading the _seq index of table {}", def.table));
+    let name = format!("data_{}_by_seq", def.table);
+    let columns: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_index_info(?1)", [&name], |r| {
+            r.get(0)
+        })
+        .map_err(at())?;
+    if columns == 1 {
+        conn.execute_batch(&format!(
+            "DROP INDEX {};\n{}",
+            quote(&name),
+            seq_index_sql(def)
+        ))
+        .map_err(at())?;
+    }
+    Ok(())
 }
 
 fn to_i64(v: u64, what: &str) -> Result<i64> {
@@ -1012,6 +1065,7 @@ impl Store for SqliteStore {
         if let Some(stored) = stored_def(&tx, name)? {
             if stored == *def {
                 listing::ensure_index(&tx, def)?;
+                upgrade_seq_index(&tx, def)?;
                 return tx
                     .commit()
                     .map_err(db(format_args!("declaring table {name}")));
@@ -1110,11 +1164,10 @@ impl Store for SqliteStore {
             let lower = s.checked_sub(1).map(|p| bounds[p].clone());
             let upper = bounds.get(s).cloned();
             out.push(Box::new(SqliteShard {
-                sql: t.range_sql(lower.is_some(), upper.is_some()),
+                sql: t.range_sql(lower.is_some(), upper.is_some(), None),
                 conn,
                 t: Arc::clone(&t),
-                lower,
-                upper,
+                params: lower.into_iter().chain(upper).flatten().collect(),
                 deletes: false,
             }));
         }
@@ -1166,6 +1219,51 @@ impl Store for SqliteStore {
             .map_err(at("counting rows"))?;
         let rows = non_negative(count, "a row count")?;
         let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
+        if rows >= self.key_scan_min_rows.max(1) {
+            let live: i64 = readers[0]
+                .query_row(
+                    &format!("SELECT count(*) FROM {} WHERE \"_deleted\" = 0", t.data),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(at("counting the table's rows"))?;
+            let live = non_negative(live, "a row count")?;
+            if rows.saturating_mul(4) >= live && live >= used as u64 {
+                // A large share of the table: one pass in key order, split by key ranges.
+                let bounds = shard_bounds(&readers[0], &t, live, used)
+                    .map_err(at("finding shard bounds"))?;
+                let sql_of = |s: usize| {
+                    (
+                        s.checked_sub(1).map(|p| bounds[p].clone()),
+                        bounds.get(s).cloned(),
+                    )
+                };
+                let out = readers
+                    .into_iter()
+                    .take(used)
+                    .enumerate()
+                    .map(|(s, conn)| {
+                        let (lower, upper) = sql_of(s);
+                        let sql = t.range_sql(lower.is_some(), upper.is_some(), Some(deletes));
+                        let mut params: Vec<SqlValue> =
+                            lower.into_iter().chain(upper).flatten().collect();
+                        params.extend([SqlValue::Integer(first), SqlValue::Integer(end)]);
+                        Box::new(SqliteShard {
+                            sql,
+                            conn,
+                            t: Arc::clone(&t),
+                            params,
+                            deletes,
+                        }) as Box<dyn ShardReader>
+                    })
+                    .collect();
+                return Ok(Snapshot {
+                    seq,
+                    rows,
+                    shards: out,
+                });
+            }
+        }
         let mut starts = vec![first];
         {
             let mut nth = readers[0]
@@ -1196,8 +1294,10 @@ impl Store for SqliteStore {
                     sql: sql.clone(),
                     conn,
                     t: Arc::clone(&t),
-                    lower: Some(vec![SqlValue::Integer(starts[s])]),
-                    upper: Some(vec![SqlValue::Integer(starts[s + 1])]),
+                    params: vec![
+                        SqlValue::Integer(starts[s]),
+                        SqlValue::Integer(starts[s + 1]),
+                    ],
                     deletes,
                 }) as Box<dyn ShardReader>
             })
@@ -1546,8 +1646,8 @@ struct SqliteShard {
     conn: Connection,
     t: Arc<TableSql>,
     sql: String,
-    lower: Option<Vec<SqlValue>>,
-    upper: Option<Vec<SqlValue>>,
+    /// Parameters of `sql`, in order.
+    params: Vec<SqlValue>,
     /// Whether rows end with `_deleted` (read into a last `_deleted` column).
     deletes: bool,
 }
@@ -1566,8 +1666,7 @@ impl ShardReader for SqliteShard {
         };
         let batch_rows = batch_rows.max(1);
         let mut stmt = self.conn.prepare(&self.sql).map_err(at("preparing"))?;
-        let bounds = self.lower.iter().chain(self.upper.iter()).flatten();
-        for (p, v) in bounds.enumerate() {
+        for (p, v) in self.params.iter().enumerate() {
             stmt.raw_bind_parameter(p + 1, v)
                 .map_err(at("binding a shard bound"))?;
         }
@@ -1881,6 +1980,39 @@ mod tests {
         (store, def)
     }
 
+    /// A store made when the `_seq` index held `_seq` alone gets the covering one on the next
+    /// declaration of the table, and the count of changes reads the index only.
+    #[test]
+    fn an_old_seq_index_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, def) = t_store(dir.path());
+        let index_columns = |store: &SqliteStore| -> i64 {
+            store
+                .lock()
+                .query_row(
+                    "SELECT count(*) FROM pragma_index_info('data_t_by_seq')",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        assert_eq!(index_columns(&store), 2);
+        store
+            .lock()
+            .execute_batch(
+                r#"DROP INDEX "data_t_by_seq"; CREATE INDEX "data_t_by_seq" ON "data_t" ("_seq");"#,
+            )
+            .unwrap();
+        assert_eq!(index_columns(&store), 1);
+        store.ensure_table(&def).unwrap();
+        assert_eq!(index_columns(&store), 2);
+        let plan = query_plan(
+            &store.lock(),
+            r#"SELECT count(*) FROM "data_t" WHERE "_deleted" = 0 AND "_seq" >= 1 AND "_seq" < 9"#,
+        );
+        assert!(plan.contains("COVERING INDEX data_t_by_seq"), "{plan}");
+    }
+
     fn upsert(store: &SqliteStore, k: &str, n: Value, f: Value) -> Result<ApplyOutcome> {
         let row = Change::Upsert(vec![Value::String(k.into()), n, f, Value::Bool(true)]);
         store.apply("t", &mut std::iter::once(Ok(row)))
@@ -1893,6 +2025,20 @@ mod tests {
             n += s.read(10, &mut |_| Ok(()))?;
         }
         Ok(n)
+    }
+
+    /// The changes tests again, with every change set read by key ranges.
+    #[test]
+    fn changes_read_by_key_ranges() {
+        for test in [
+            conformance::changes_after_a_checkpoint,
+            conformance::changes_with_deletes_and_purging,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+            store.key_scan_min_rows = 0;
+            test(&store);
+        }
     }
 
     /// The consistency test again, with snapshots always holding off writers while they pin.
@@ -2028,8 +2174,11 @@ mod tests {
         let t = TableSql::new(def);
         let conn = store.lock();
         for sql in [
-            t.range_sql(true, true),
-            t.range_sql(false, true),
+            t.range_sql(true, true, None),
+            t.range_sql(false, true, None),
+            // Changes read by key ranges walk the key, not the _seq index.
+            t.range_sql(true, true, Some(false)),
+            t.range_sql(false, true, Some(true)),
             t.lookup.clone(),
         ] {
             let plan = query_plan(&conn, &sql);

@@ -408,8 +408,8 @@ fn transient_faults_are_retried_and_every_change_is_delivered_once() {
         assert_eq!(newest.get(id), Some(version), "row {id}");
     }
     // No orphan: the lake holds the live set, a manifest per run, nothing else.
-    let state = p.store.task_state("inc").unwrap().unwrap();
-    let mut expected: Vec<String> = state.live_objects.iter().map(|o| o.path.clone()).collect();
+    let live = p.store.live_objects("inc").unwrap();
+    let mut expected: Vec<String> = live.iter().map(|o| o.path.clone()).collect();
     let runs = p.store.runs(Some("inc"), 100).unwrap();
     expected.extend(
         runs.iter()

@@ -56,10 +56,11 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         }
         partition_statements(&task, dest.url(), &run.new_partitions)
     } else {
-        let state = blocking(move || store.task_state(&name)).await?;
-        let partitions: Vec<String> = state
-            .map(|s| s.live_objects.into_iter().map(|o| o.partition).collect())
-            .unwrap_or_default();
+        let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
+            .await?
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         statements(&task, dest.url(), &partitions)
     };
     let text: Vec<String> = text.into_iter().map(|s| format!("{s};")).collect();

@@ -73,34 +73,24 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         let (store, name) = (store.clone(), task.name.clone());
         let table = task.source.table.clone();
         let deletes = task.deletes == Deletes::Emit;
-        let (last, state, checkpoint, lag) = blocking(move || {
+        let (last, partitions, checkpoint, lag) = blocking(move || {
             let last = store.runs(Some(&name), 1)?.into_iter().next();
-            let state = store.task_state(&name)?;
-            let checkpoint = state.as_ref().map_or(0, |s| s.checkpoint);
+            let checkpoint = store.task_state(&name)?.map_or(0, |s| s.checkpoint);
+            let partitions = store.live_partitions(&name)?;
             let lag = match store.lag(&table, checkpoint, deletes) {
                 Ok(lag) => Some(lag),
                 Err(Error::NotFound(_)) => None,
                 Err(e) => return Err(e),
             };
-            Ok((last, state, checkpoint, lag))
+            Ok((last, partitions, checkpoint, lag))
         })
         .await?;
         let now = chrono::Utc::now().timestamp_millis();
         let lag_seconds = lag
             .and_then(|l| l.oldest_write_ms)
             .map(|ms| (now - ms).max(0) as f64 / 1000.0);
-        let (live_objects, live_partitions) = state
-            .map(|s| {
-                let mut parts: Vec<_> = s
-                    .live_objects
-                    .iter()
-                    .map(|o| o.partition.as_str())
-                    .collect();
-                parts.sort_unstable();
-                parts.dedup();
-                (s.live_objects.len(), parts.len())
-            })
-            .unwrap_or((0, 0));
+        let live_objects = partitions.iter().map(|(_, n)| *n as usize).sum();
+        let live_partitions = partitions.len();
         report.tasks.push(TaskStatus {
             task: task.name.clone(),
             mode: task.mode.as_str().to_string(),

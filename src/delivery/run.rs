@@ -206,10 +206,11 @@ pub async fn run_task_with(
     }
     // Read under the lease: no other run of the task commits until this one ends.
     let name = task.name.clone();
-    let live_before: BTreeSet<String> = blocking(&store, move |s| s.task_state(&name))
+    let live_before: BTreeSet<String> = blocking(&store, move |s| s.live_partitions(&name))
         .await?
-        .map(|s| s.live_objects.into_iter().map(|o| o.partition).collect())
-        .unwrap_or_default();
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
     tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
         shards = record.shards, "run planned");
 

@@ -734,7 +734,11 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
         st.checkpoint, 42,
         "a succeeded run delivered up to its seq_to"
     );
-    assert_eq!(st.live_objects, [a.clone(), b.clone()]);
+    assert_eq!(store.live_objects("daily").unwrap(), [a.clone(), b.clone()]);
+    assert_eq!(
+        store.live_partitions("daily").unwrap(),
+        [("dt=1".to_string(), 2)]
+    );
     assert!(st.pending_removal.is_empty());
 
     let r2 = start(store, "daily");
@@ -744,7 +748,10 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     store.finish_run(&f2, LiveSet::Replace).unwrap();
     let st = store.task_state("daily").unwrap().unwrap();
     assert_eq!(st.next_object_seq, 3);
-    assert_eq!(st.live_objects, std::slice::from_ref(&c));
+    assert_eq!(
+        store.live_objects("daily").unwrap(),
+        std::slice::from_ref(&c)
+    );
     assert_eq!(st.pending_removal, [a.clone(), b.clone()]);
 
     store
@@ -759,7 +766,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     store.finish_run(&f3, LiveSet::Append).unwrap();
     let st = store.task_state("daily").unwrap().unwrap();
     assert_eq!(st.next_object_seq, 4);
-    assert_eq!(st.live_objects, [c.clone(), d.clone()]);
+    assert_eq!(store.live_objects("daily").unwrap(), [c.clone(), d.clone()]);
     assert_eq!(st.pending_removal, std::slice::from_ref(&b));
 
     // A failed run only stores its record.

@@ -357,15 +357,15 @@ impl RunRecord {
     }
 }
 
-/// What a task has in the lake right now, kept by the store between runs.
+/// Where a task stands, kept by the store between runs. The objects that make up its output
+/// in the lake (its live set, which grows with every incremental run) are kept apart:
+/// [`Store::live_objects`], [`Store::live_partitions`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskState {
     /// Task name.
     pub task: String,
     /// Next object sequence id to use (object names never repeat within a task).
     pub next_object_seq: u64,
-    /// Objects that make up the task's current output in the lake.
-    pub live_objects: Vec<DeliveredObject>,
     /// Objects replaced by a later run and not yet removed from the lake.
     pub pending_removal: Vec<DeliveredObject>,
     /// Every change up to this `_seq` has been delivered: the highest `seq_to` of the task's
@@ -510,6 +510,13 @@ pub trait Store: Send + Sync {
 
     /// The task's state, or `None` when it never ran.
     fn task_state(&self, task: &str) -> Result<Option<TaskState>>;
+
+    /// The objects that make up the task's current output in the lake, sorted by path.
+    fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>>;
+
+    /// The partitions of the task's live objects, sorted, each with how many live objects
+    /// it holds (no object is read).
+    fn live_partitions(&self, task: &str) -> Result<Vec<(String, u64)>>;
 
     /// The newest runs of `task` (or of every task), newest first, at most `limit`.
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>>;

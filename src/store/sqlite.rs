@@ -9,12 +9,16 @@
 //! - `_lakeport_meta(key, value)`: `seq` (highest `_seq` in the store) and `last_write_time`.
 //! - `_lakeport_tables(name, definition)`: every declared table, its [`TableDef`] as JSON.
 //! - `_lakeport_runs(run_id, task, status, started_ms, record)`: [`RunRecord`]s as JSON.
-//! - `_lakeport_tasks(task, state)`: [`TaskState`]s as JSON.
+//! - `_lakeport_tasks(task, state)`: [`TaskState`]s as JSON (checkpoint, next object id,
+//!   objects waiting for removal).
+//! - `_lakeport_live(task, path, partition, object)`: every task's live objects, one row
+//!   each ([`DeliveredObject`] as JSON), so that a run appends its objects without rewriting
+//!   the task's whole live set (an incremental task's grows with every run).
 //! - `_lakeport_imports(import_id, tbl, scope_bucket, scope_prefix, manifest_md5, created_ms,
 //!   record)`: [`ImportRecord`]s as JSON (see the `import` submodule).
 //! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
 //!   epoch ms), then `_seq`, `_write_time`, `_deleted`; primary key = the declared key,
-//!   `WITHOUT ROWID`, with an index on `_seq`. A tombstone is a row with `_deleted = 1` and
+//!   `WITHOUT ROWID`, with an index on (`_seq`, `_deleted`). A tombstone is a row with `_deleted = 1` and
 //!   its non-key columns NULL.
 //!
 //! A snapshot opens one connection per shard and pins a WAL read snapshot on each (`BEGIN` and
@@ -75,6 +79,14 @@ CREATE TABLE IF NOT EXISTS "_lakeport_runs" (
 );
 CREATE INDEX IF NOT EXISTS "_lakeport_runs_by_task" ON "_lakeport_runs" ("task", "run_id");
 CREATE TABLE IF NOT EXISTS "_lakeport_tasks" ("task" TEXT PRIMARY KEY, "state" TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS "_lakeport_live" (
+    "task" TEXT NOT NULL,
+    "path" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "object" TEXT NOT NULL,
+    PRIMARY KEY ("task", "path")
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "_lakeport_live_by_partition" ON "_lakeport_live" ("task", "partition");
 "#;
 
 mod import;
@@ -139,6 +151,7 @@ impl SqliteStore {
             import::CREATE_IMPORTS
         ))
         .map_err(at)?;
+        move_live_objects_out_of_task_states(&conn)?;
         conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
             .map_err(at)?;
         Ok(SqliteStore {
@@ -1027,6 +1040,86 @@ fn save_task_state(conn: &Connection, state: &TaskState) -> Result<()> {
     Ok(())
 }
 
+/// Stores made when a task's live objects were kept in its state's JSON get them moved into
+/// `_lakeport_live` (once; a task's state then stays small however many objects it has).
+fn move_live_objects_out_of_task_states(conn: &Connection) -> Result<()> {
+    let at = || db("moving live objects out of task states");
+    let tx = conn.unchecked_transaction().map_err(at())?;
+    let old: Vec<(String, String)> = tx
+        .prepare(r#"SELECT "task", "state" FROM "_lakeport_tasks" WHERE "state" LIKE '%"live_objects":%'"#)
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(at())?;
+    if old.is_empty() {
+        return Ok(());
+    }
+    for (task, json) in old {
+        let mut state: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
+            Error::Store(format!("the stored state of task {task} is not valid: {e}"))
+        })?;
+        let objects = state
+            .as_object_mut()
+            .and_then(|m| m.remove("live_objects"))
+            .unwrap_or_default();
+        let objects: Vec<DeliveredObject> = serde_json::from_value(objects).map_err(|e| {
+            Error::Store(format!(
+                "the live objects of task {task} are not valid: {e}"
+            ))
+        })?;
+        put_live(&tx, &task, &objects)?;
+        tx.execute(
+            r#"UPDATE "_lakeport_tasks" SET "state" = ?2 WHERE "task" = ?1"#,
+            rusqlite::params![task, state.to_string()],
+        )
+        .map_err(at())?;
+    }
+    tx.commit().map_err(at())
+}
+
+/// Adds `objects` to the live set of `task` (replacing entries of the same path).
+fn put_live(conn: &Connection, task: &str, objects: &[DeliveredObject]) -> Result<()> {
+    let at = || db(format!("recording the live objects of task {task}"));
+    let mut insert = conn
+        .prepare_cached(
+            r#"INSERT OR REPLACE INTO "_lakeport_live" ("task", "path", "partition", "object")
+               VALUES (?1, ?2, ?3, ?4)"#,
+        )
+        .map_err(at())?;
+    for o in objects {
+        let json = serde_json::to_string(o)
+            .map_err(|e| Error::Store(format!("encoding object {} of task {task}: {e}", o.path)))?;
+        insert
+            .execute(rusqlite::params![task, o.path, o.partition, json])
+            .map_err(at())?;
+    }
+    Ok(())
+}
+
+/// The live objects of `task`, sorted by path.
+fn load_live(conn: &Connection, task: &str) -> Result<Vec<DeliveredObject>> {
+    let at = || db(format!("reading the live objects of task {task}"));
+    let mut stmt = conn
+        .prepare_cached(
+            r#"SELECT "object" FROM "_lakeport_live" WHERE "task" = ?1 ORDER BY "path""#,
+        )
+        .map_err(at())?;
+    let rows = stmt
+        .query_map([task], |r| r.get::<_, String>(0))
+        .map_err(at())?;
+    let mut out = Vec::new();
+    for json in rows {
+        let json = json.map_err(at())?;
+        out.push(serde_json::from_str(&json).map_err(|e| {
+            Error::Store(format!(
+                "a stored live object of task {task} is not valid: {e}"
+            ))
+        })?);
+    }
+    Ok(out)
+}
+
 /// Puts `objects` into `list`, replacing entries of the same path.
 fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
     for o in objects {
@@ -1037,21 +1130,30 @@ fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
     }
 }
 
-/// The task state after a successful run.
-fn advance_state(state: &mut TaskState, run: &RunRecord, live: LiveSet) {
+/// Commits a successful run's objects and its task's new state: the objects join the live
+/// set (replacing it with [`LiveSet::Replace`], the old ones then waiting for removal), the
+/// checkpoint and the next object id move on.
+fn advance_state(conn: &Connection, run: &RunRecord, live: LiveSet) -> Result<()> {
+    let task = &run.task;
+    let mut state = load_task_state(conn, task)?.unwrap_or_else(|| TaskState {
+        task: task.clone(),
+        ..TaskState::default()
+    });
     state.next_object_seq = state.next_object_seq.max(run.next_object_seq);
     state.checkpoint = state.checkpoint.max(run.seq_to);
     let is_new = |o: &DeliveredObject| run.objects.iter().any(|n| n.path == o.path);
     state.pending_removal.retain(|o| !is_new(o));
-    match live {
-        LiveSet::Replace => {
-            let old = std::mem::take(&mut state.live_objects);
-            let gone: Vec<DeliveredObject> = old.into_iter().filter(|o| !is_new(o)).collect();
-            put_objects(&mut state.pending_removal, &gone);
-            put_objects(&mut state.live_objects, &run.objects);
-        }
-        LiveSet::Append => put_objects(&mut state.live_objects, &run.objects),
+    if live == LiveSet::Replace {
+        let gone: Vec<DeliveredObject> = load_live(conn, task)?
+            .into_iter()
+            .filter(|o| !is_new(o))
+            .collect();
+        put_objects(&mut state.pending_removal, &gone);
+        conn.execute(r#"DELETE FROM "_lakeport_live" WHERE "task" = ?1"#, [task])
+            .map_err(db(format!("replacing the live objects of task {task}")))?;
     }
+    put_live(conn, task, &run.objects)?;
+    save_task_state(conn, &state)
 }
 
 impl Store for SqliteStore {
@@ -1494,12 +1596,7 @@ impl Store for SqliteStore {
         )
         .map_err(at())?;
         if record.status == RunStatus::Succeeded {
-            let mut state = load_task_state(&tx, task)?.unwrap_or_else(|| TaskState {
-                task: task.clone(),
-                ..TaskState::default()
-            });
-            advance_state(&mut state, record, live);
-            save_task_state(&tx, &state)?;
+            advance_state(&tx, record, live)?;
         }
         tx.commit().map_err(at())?;
         Ok(())
@@ -1528,6 +1625,31 @@ impl Store for SqliteStore {
     fn task_state(&self, task: &str) -> Result<Option<TaskState>> {
         let conn = self.lock();
         load_task_state(&conn, task)
+    }
+
+    fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>> {
+        let conn = self.lock();
+        load_live(&conn, task)
+    }
+
+    fn live_partitions(&self, task: &str) -> Result<Vec<(String, u64)>> {
+        let conn = self.lock();
+        let at = || db(format!("reading the live partitions of task {task}"));
+        let mut stmt = conn
+            .prepare_cached(
+                r#"SELECT "partition", count(*) FROM "_lakeport_live" WHERE "task" = ?1
+                   GROUP BY "partition" ORDER BY "partition""#,
+            )
+            .map_err(at())?;
+        let parts = stmt
+            .query_map([task], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?)))
+            .map_err(at())?
+            .collect::<rusqlite::Result<Vec<(String, i64)>>>()
+            .map_err(at())?;
+        parts
+            .into_iter()
+            .map(|(p, n)| Ok((p, non_negative(n, "an object count")?)))
+            .collect()
     }
 
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
@@ -1978,6 +2100,40 @@ mod tests {
         let def = TableDef::from_yaml(T, "t").unwrap();
         store.ensure_table(&def).unwrap();
         (store, def)
+    }
+
+    /// A store made when a task's live objects were kept in its state's JSON gets them moved
+    /// to their own table when opened; nothing else of the state changes.
+    #[test]
+    fn live_objects_move_out_of_old_task_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let old = r#"{"task":"daily","next_object_seq":3,"live_objects":[{"path":"dt=1/daily_0_1.parquet","partition":"dt=1","rows":5,"bytes":50},{"path":"dt=2/daily_0_2.parquet","partition":"dt=2","rows":6,"bytes":60}],"pending_removal":[],"checkpoint":9}"#;
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store
+                .lock()
+                .execute(
+                    r#"INSERT INTO "_lakeport_tasks" ("task", "state") VALUES ('daily', ?1)"#,
+                    [old],
+                )
+                .unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let live = store.live_objects("daily").unwrap();
+        assert_eq!(
+            live.iter()
+                .map(|o| (o.path.as_str(), o.rows))
+                .collect::<Vec<_>>(),
+            [("dt=1/daily_0_1.parquet", 5), ("dt=2/daily_0_2.parquet", 6)]
+        );
+        let state = store.task_state("daily").unwrap().unwrap();
+        assert_eq!((state.next_object_seq, state.checkpoint), (3, 9));
+        let json: String = store
+            .lock()
+            .query_row(r#"SELECT "state" FROM "_lakeport_tasks""#, [], |r| r.get(0))
+            .unwrap();
+        assert!(!json.contains("live_objects"), "{json}");
     }
 
     /// A store made when the `_seq` index held `_seq` alone gets the covering one on the next

@@ -572,14 +572,15 @@ def run_records(wd, task):
     return out
 
 
-def task_state(wd, task):
-    """The stored state of `task` (checkpoint, next_object_seq, live_objects, ...), or None."""
+def live_objects(wd, task):
+    """The live set of `task` as the store keeps it: {path: object}."""
     con = store_connection(wd)
     try:
-        row = con.execute("SELECT state FROM _lakeport_tasks WHERE task = ?", [task]).fetchone()
+        rows = con.execute('SELECT path, object FROM "_lakeport_live" WHERE task = ?',
+                           [task]).fetchall()
     finally:
         con.close()
-    return json.loads(row[0]) if row else None
+    return {path: json.loads(obj) for path, obj in rows}
 
 
 def lake_files(wd, task):

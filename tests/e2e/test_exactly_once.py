@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from conftest import (delivered, duck, lake_columns, lake_files, load_counts, ms_of,
-                      newest_run_id, read_lake, run_records, task_state, utc_date,
+                      live_objects, newest_run_id, read_lake, run_records, utc_date,
                       wait_for_running_run)
 
 ITEMS = [("id", "int64"), ("name", "string"), ("size", "int64"), ("at", "timestamp_ms")]
@@ -88,8 +88,7 @@ def assert_lake_is_the_live_set(wd):
     each of them is in the lake and DuckDB reads it with the rows its record says; and every
     file under the destination (except lakeport's own `_dirty/`, `_lakeport/`) is one of them:
     no orphan, no partial or staged upload. Returns the live set {path: object}."""
-    state = task_state(wd, "inc")
-    live = {o["path"]: o for o in (state["live_objects"] if state else [])}
+    live = live_objects(wd, "inc")
     by_runs = [o["path"] for r in succeeded_runs(wd) for o in r["objects"]]
     assert len(by_runs) == len(set(by_runs)), "two runs recorded the same object"
     assert set(by_runs) == set(live), "the live set is not the succeeded runs' objects"

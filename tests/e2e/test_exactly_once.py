@@ -23,6 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from conftest import (delivered, duck, lake_columns, lake_files, load_counts, ms_of,
                       live_objects, newest_run_id, read_lake, run_records, utc_date,
@@ -73,12 +74,18 @@ def succeeded_runs(wd):
     return [r for r in run_records(wd, "inc") if r["status"] == "succeeded"]
 
 
-def assert_ranges_tile(runs):
-    """The succeeded incremental runs' (seq_from, seq_to] follow each other from 0 with no gap
-    and no overlap."""
+def run_mode(task_mode, nth):
+    """The mode recorded for the `nth` (0-based) succeeded run of a task: a differential
+    task's first run is its snapshot, every later one incremental."""
+    return "differential" if task_mode == "differential" and nth == 0 else "incremental"
+
+
+def assert_ranges_tile(runs, task_mode="incremental"):
+    """The succeeded runs' (seq_from, seq_to] follow each other from 0 with no gap and no
+    overlap."""
     upto = 0
-    for r in runs:
-        assert r["mode"] == "incremental" and r["seq_from"] == upto, (upto, r)
+    for nth, r in enumerate(runs):
+        assert r["mode"] == run_mode(task_mode, nth) and r["seq_from"] == upto, (upto, r)
         assert r["seq_to"] >= r["seq_from"], r
         upto = r["seq_to"]
 
@@ -210,12 +217,14 @@ def check_store(wd, model, checkpoint):
     assert behind == set(model.pending()), "the store's rows behind the checkpoint"
 
 
-def test_incremental_runs_match_a_model_of_the_table(wd):
+@pytest.mark.parametrize("mode", ["incremental", "differential"])
+def test_runs_match_a_model_of_the_table(wd, mode):
     """Ten rounds of random changes (a key changed twice, deleted, deleted and back, re-loaded
-    unchanged), each followed by an incremental run: every run delivers exactly the model's
-    pending rows, in their newest version, with a `_seq` from the load that wrote them, in the
-    partition of their `at`; the lake is the union of the runs, each change once."""
-    items_task(wd)
+    unchanged), each followed by a run of an incremental task (or a differential one: its first
+    run a snapshot, then incremental): every run delivers exactly the model's pending rows, in
+    their newest version, with a `_seq` from the load that wrote them, in the partition of
+    their `at`; the lake is the union of the runs, each change once."""
+    items_task(wd, mode=mode)
     rng = random.Random(20240301)
     model = TableModel(wd)
     history = []  # (id, _seq) of every row every run delivered
@@ -238,7 +247,7 @@ def test_incremental_runs_match_a_model_of_the_table(wd):
 
         _, summary = wd.run("inc")
         run = wd.status("inc")["last_run"]
-        assert run["status"] == "succeeded" and run["mode"] == "incremental", run
+        assert run["status"] == "succeeded" and run["mode"] == run_mode(mode, rnd), run
         assert (run["seq_from"], run["seq_to"]) == (checkpoint, model.seq), run
         objects = set(wd.objects("inc"))
         assert before <= objects, "an incremental run removed earlier objects"
@@ -281,7 +290,7 @@ def test_incremental_runs_match_a_model_of_the_table(wd):
     store = {r["id"]: (r["_seq"], r["name"]) for r in wd.store_rows("items")}
     assert {i: newest[i] for i in store} == store
     assert {i: n for i, (_, n) in store.items()} == {i: v["name"] for i, v in model.live.items()}
-    assert_ranges_tile(succeeded_runs(wd))
+    assert_ranges_tile(succeeded_runs(wd), mode)
     assert_lake_is_the_live_set(wd)
 
 

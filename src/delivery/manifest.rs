@@ -153,6 +153,7 @@ mod tests {
             error: None,
             heartbeat_ms: None,
             new_partitions: vec!["dt=2024-01-02".into()],
+            owner: None,
         };
         let m = Manifest::of(&run, "s3://b/lake/");
         assert_eq!(manifest_path("daily", 7), "_lakeport/daily/runs/7.json");

@@ -44,8 +44,8 @@ use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files};
 use crate::store::{
-    DeliveredObject, LiveSet, RunRecord, RunStatus, ShardReader, Store, DELETED_COLUMN, SEQ_COLUMN,
-    WRITE_TIME_COLUMN,
+    DeliveredObject, LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, Store, DELETED_COLUMN,
+    SEQ_COLUMN, WRITE_TIME_COLUMN,
 };
 
 /// Rows per batch read from the store.
@@ -187,10 +187,15 @@ pub async fn run_task_with(
         error: None,
         heartbeat_ms: None,
         new_partitions: Vec::new(),
+        owner: this_process(),
     };
     observer.planned(snapshot.rows);
     let lease = task.lease;
-    let started = blocking(&store, move |s| s.start_run(&plan, lease)).await?;
+    let me = plan.owner.clone();
+    let started = blocking(&store, move |s| {
+        s.start_run(&plan, lease, &|other| process_gone(other, me.as_ref()))
+    })
+    .await?;
     let mut record = started.run;
     let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
     if !started.interrupted.is_empty() {
@@ -326,6 +331,34 @@ impl Phase {
             Phase::FirstSnapshot => "differential",
             Phase::Incremental => "incremental",
         }
+    }
+}
+
+/// This process, as a run's owner: the host's name and the process id (`None` when the host
+/// has no name to tell it from others).
+fn this_process() -> Option<RunOwner> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())?;
+    let host = host.trim();
+    (!host.is_empty()).then(|| RunOwner {
+        host: host.to_string(),
+        pid: std::process::id(),
+    })
+}
+
+/// Whether `run`'s process is known to have ended: it ran on this host, in another process,
+/// and no process has its id now. A reused id looks alive (the lease then decides), and a
+/// run on another host is never judged from here.
+fn process_gone(run: &RunRecord, me: Option<&RunOwner>) -> bool {
+    match (&run.owner, me) {
+        (Some(owner), Some(me)) => {
+            owner.host == me.host
+                && owner.pid != me.pid
+                && std::path::Path::new("/proc/self").exists()
+                && !std::path::Path::new(&format!("/proc/{}", owner.pid)).exists()
+        }
+        _ => false,
     }
 }
 
@@ -737,6 +770,29 @@ mod tests {
         assert!(!written_by_run("daily-x_0_7.parquet", "daily", 7));
         assert!(!written_by_run("daily_0_7.parquet.tmp", "daily", 7));
         assert!(!written_by_run("daily_x_7.parquet", "daily", 7));
+    }
+
+    #[test]
+    fn only_a_run_of_an_ended_process_on_this_host_is_gone() {
+        let me = this_process().expect("this host has a name");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let ended = child.id();
+        child.wait().unwrap();
+        let run = |host: &str, pid: u32| RunRecord {
+            owner: Some(RunOwner {
+                host: host.into(),
+                pid,
+            }),
+            ..crate::store::conformance::planned("t")
+        };
+        assert!(process_gone(&run(&me.host, ended), Some(&me)));
+        assert!(
+            !process_gone(&run(&me.host, me.pid), Some(&me)),
+            "this process"
+        );
+        assert!(!process_gone(&run(&me.host, 1), Some(&me)), "init is alive");
+        assert!(!process_gone(&run("elsewhere", ended), Some(&me)));
+        assert!(!process_gone(&run(&me.host, ended), None));
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub(crate) use imports::{
 
 use crate::error::Error;
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, Lag, LiveSet, RunRecord, RunStatus, Store,
-    TableDef, TableStats, Value, DELETED_COLUMN,
+    ApplyOutcome, Change, ColumnType, DeliveredObject, Lag, LiveSet, RunOwner, RunRecord,
+    RunStatus, Store, TableDef, TableStats, Value, DELETED_COLUMN,
 };
 
 /// A table with one column of every type, keyed by `id`.
@@ -651,7 +651,8 @@ fn object(path: &str, rows: u64) -> DeliveredObject {
     }
 }
 
-fn planned(task: &str) -> RunRecord {
+/// A run record of `task` as planned, before the store numbers it.
+pub(crate) fn planned(task: &str) -> RunRecord {
     RunRecord {
         run_id: 0,
         task: task.into(),
@@ -671,13 +672,14 @@ fn planned(task: &str) -> RunRecord {
         error: None,
         heartbeat_ms: None,
         new_partitions: Vec::new(),
+        owner: None,
     }
 }
 
 /// Starts a run of `task` that takes nothing over.
 fn start(store: &dyn Store, task: &str) -> RunRecord {
     let started = store
-        .start_run(&planned(task), Duration::from_secs(60))
+        .start_run(&planned(task), Duration::from_secs(60), &|_| false)
         .unwrap();
     assert!(started.interrupted.is_empty());
     started.run
@@ -792,6 +794,33 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert!(store.runs(Some("nope"), 10).unwrap().is_empty());
 }
 
+/// A run whose process is known to be gone is taken over at once, though it was heard from
+/// just now; the gone-check sees the run's owner.
+pub(crate) fn runs_of_a_gone_process_are_taken_over_at_once(store: &dyn Store) {
+    let lease = Duration::from_secs(3600);
+    let mut plan = planned("hourly");
+    plan.owner = Some(RunOwner {
+        host: "h1".into(),
+        pid: 4242,
+    });
+    let first = store.start_run(&plan, lease, &|_| false).unwrap().run;
+    assert_eq!(first.owner, plan.owner);
+    let alive = |r: &RunRecord| r.owner.as_ref().is_some_and(|o| o.pid != 4242);
+    assert!(matches!(
+        store.start_run(&planned("hourly"), lease, &alive),
+        Err(Error::Conflict(_))
+    ));
+    let gone = |r: &RunRecord| r.owner.as_ref().is_some_and(|o| o.pid == 4242);
+    let taken = store.start_run(&planned("hourly"), lease, &gone).unwrap();
+    assert_eq!(taken.interrupted.len(), 1);
+    let error = taken.interrupted[0].error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("interrupted: its process 4242 on h1 is gone"),
+        "{error}"
+    );
+    assert_eq!(taken.run.first_object_seq, first.first_object_seq);
+}
+
 /// Runs of one task never overlap: a second start is refused while the first is heard from
 /// within its lease; once it is silent longer, the next start takes it over (recorded
 /// failed, its object numbers reused), and the taken-over run can neither heartbeat nor
@@ -799,7 +828,7 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
 pub(crate) fn runs_of_a_task_never_overlap(store: &dyn Store) {
     let lease = Duration::from_secs(60);
     let first = start(store, "hourly");
-    match store.start_run(&planned("hourly"), lease) {
+    match store.start_run(&planned("hourly"), lease, &|_| false) {
         Err(Error::Conflict(m)) => {
             assert!(
                 m.contains(&format!("run {} is still running", first.run_id)),
@@ -812,7 +841,9 @@ pub(crate) fn runs_of_a_task_never_overlap(store: &dyn Store) {
     // Another task is not held up.
     start(store, "daily");
 
-    let taken = store.start_run(&planned("hourly"), Duration::ZERO).unwrap();
+    let taken = store
+        .start_run(&planned("hourly"), Duration::ZERO, &|_| false)
+        .unwrap();
     assert_eq!(taken.interrupted.len(), 1);
     let old = &taken.interrupted[0];
     assert_eq!((old.run_id, old.status), (first.run_id, RunStatus::Failed));

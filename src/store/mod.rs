@@ -23,7 +23,7 @@ pub(crate) mod sorter;
 pub mod sqlite;
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -340,7 +340,23 @@ pub struct RunRecord {
     /// them before), sorted: the ones a catalog has to be told about.
     #[serde(default)]
     pub new_partitions: Vec<String>,
+    /// The process that runs it, when known: a run whose process is gone can be taken over
+    /// at once instead of after its lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<RunOwner>,
 }
+
+/// The process a run runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOwner {
+    /// The host's name.
+    pub host: String,
+    /// The process id on that host.
+    pub pid: u32,
+}
+
+/// Says whether the process of a `Running` run is known to be gone (see [`Store::start_run`]).
+pub type OwnerGone<'a> = &'a (dyn Fn(&RunRecord) -> bool + Sync);
 
 impl RunRecord {
     /// Distinct partitions the run wrote, sorted.
@@ -490,8 +506,14 @@ pub trait Store: Send + Sync {
     /// every object it may have written is named at or past the new run's
     /// `first_object_seq`, which the new run rewrites or removes. An `incremental` run
     /// must be planned from the task's checkpoint (`seq_from`): one that another run moved
-    /// meanwhile is an [`Error::Conflict`].
-    fn start_run(&self, record: &RunRecord, lease: Duration) -> Result<StartedRun>;
+    /// meanwhile is an [`Error::Conflict`]. A `Running` run for which `gone` is true (its
+    /// process is known to have ended) is taken over at once, whatever its lease.
+    fn start_run(
+        &self,
+        record: &RunRecord,
+        lease: Duration,
+        gone: OwnerGone<'_>,
+    ) -> Result<StartedRun>;
 
     /// Records that a running run is alive, renewing its lease. A run that is no longer
     /// `Running` (finished, or taken over after its lease ran out) is an [`Error::Conflict`]:

@@ -53,8 +53,8 @@ use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
 use crate::store::{
     check_plan, ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord,
-    Lag, LiveSet, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
-    TableStats, TaskState, Value,
+    Lag, LiveSet, OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store,
+    TableDef, TableStats, TaskState, Value,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -1462,7 +1462,12 @@ impl Store for SqliteStore {
         Ok(purged as u64)
     }
 
-    fn start_run(&self, record: &RunRecord, lease: Duration) -> Result<StartedRun> {
+    fn start_run(
+        &self,
+        record: &RunRecord,
+        lease: Duration,
+        gone: OwnerGone<'_>,
+    ) -> Result<StartedRun> {
         let task = &record.task;
         let mut conn = self.lock();
         let at = || db(format!("starting a run of task {task}"));
@@ -1475,7 +1480,8 @@ impl Store for SqliteStore {
         for mut other in running_runs(&tx, task)? {
             let heard = other.heartbeat_ms.unwrap_or(other.started_ms);
             let silent_ms = now.saturating_sub(heard);
-            if silent_ms < lease_ms {
+            let process_gone = gone(&other);
+            if silent_ms < lease_ms && !process_gone {
                 return Err(Error::Conflict(format!(
                     "task {task}: run {} is still running (started {}, last heard from {:.1} s \
                      ago); runs of a task never overlap, so this one did not start. If no \
@@ -1488,11 +1494,16 @@ impl Store for SqliteStore {
             }
             other.status = RunStatus::Failed;
             other.ended_ms = Some(now);
+            let why = match (&other.owner, process_gone) {
+                (Some(o), true) => format!("its process {} on {} is gone", o.pid, o.host),
+                _ => format!(
+                    "no sign of life for {:.1} s (lease {:.0} s)",
+                    silent_ms as f64 / 1000.0,
+                    lease.as_secs_f64()
+                ),
+            };
             other.error = Some(format!(
-                "interrupted: no sign of life for {:.1} s (lease {:.0} s); taken over by a \
-                 later run, which removes what it wrote",
-                silent_ms as f64 / 1000.0,
-                lease.as_secs_f64()
+                "interrupted: {why}; taken over by a later run, which removes what it wrote"
             ));
             tx.execute(
                 r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
@@ -2079,6 +2090,7 @@ mod tests {
         changes_after_a_checkpoint,
         changes_with_deletes_and_purging,
         runs_of_a_task_never_overlap,
+        runs_of_a_gone_process_are_taken_over_at_once,
         tables_are_declared_once,
         snapshot_import_diffs_its_scope,
         snapshot_import_same_or_older_is_not_applied,

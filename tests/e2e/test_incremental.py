@@ -8,10 +8,12 @@ Runs killed at random moments, racing runs and a random model of changes are in
 test_exactly_once.py."""
 
 import json
+import signal
 import sqlite3
+import subprocess
 import time
 
-from conftest import delivered, utc_date
+from conftest import delivered, newest_run_id, run_records, utc_date, wait_for_running_run
 
 COLUMNS = [("id", "int64"), ("name", "string"), ("size", "int64"), ("at", "timestamp_ms")]
 
@@ -111,8 +113,8 @@ def test_switching_from_full_to_incremental_continues_from_the_full_run(wd):
 
 
 def fake_running_run(wd, heartbeat_ms):
-    """Records a run of task inc as still running, heard from at `heartbeat_ms`, as a killed
-    process would leave it (its plan copied from the last run); returns (run id, the object
+    """Records a run of task inc as still running, heard from at `heartbeat_ms`, as a process
+    killed on another host would leave it (its plan copied from the last run); returns (run id, the object
     sequence id it would have numbered its objects from)."""
     con = sqlite3.connect(wd.store_path)
     try:
@@ -126,6 +128,8 @@ def fake_running_run(wd, heartbeat_ms):
         run.update(status="running", ended_ms=None, objects=[], rows=0, bytes=0,
                    first_object_seq=next_seq, next_object_seq=next_seq,
                    started_ms=heartbeat_ms, heartbeat_ms=heartbeat_ms)
+        # Its process is not known (as for a run on another host): only the lease decides.
+        run.pop("owner", None)
         cur = con.execute(
             "INSERT INTO _lakeport_runs (task, status, started_ms, record) "
             "VALUES ('inc', 'running', ?, '{}')", [heartbeat_ms])
@@ -176,3 +180,25 @@ def test_a_run_left_running_is_taken_over_and_its_objects_removed(wd):
         "SELECT status, record FROM _lakeport_runs WHERE run_id = ?", [dead]).fetchone()
     con.close()
     assert status == "failed" and json.loads(record)["error"].startswith("interrupted"), record
+
+
+def test_a_killed_run_is_taken_over_at_once_on_the_same_host(wd):
+    """A run killed with SIGKILL holds its task for its whole lease (60 s here) only when its
+    process might still be alive: on the same host, the next run sees the process is gone and
+    takes the run over at once."""
+    setup(wd)
+    wd.load("items", rows(range(1, 100_001), "a", 1))
+    p = wd.spawn("run", "inc", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for_running_run(wd, p, 0), "the run did not start"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    killed = newest_run_id(wd)
+    _, summary = wd.run("inc")
+    assert summary["rows"] == 100_000, summary
+    (dead,) = [r for r in run_records(wd, "inc") if r["run_id"] == killed]
+    assert dead["status"] == "failed", dead
+    assert dead["error"].startswith(f"interrupted: its process {p.pid} on "), dead
+    union = delivered(wd, wd.objects("inc"))
+    assert len(union) == 100_000 == len({(i, s) for i, _, s, _ in union})

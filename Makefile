@@ -1,6 +1,6 @@
 # lakeport — build, demo, tests and benchmark.
 #
-#   make run     build (release), generate a demo inventory, load it, deliver it with the two
+#   make run     build (release), generate a demo inventory, load it, deliver it with the
 #                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
 #                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark)
@@ -68,6 +68,7 @@ run:
 	$(LP_DEMO) load object_inventory demo/inventory.ndjson
 	$(LP_DEMO) run inventory-daily
 	$(LP_DEMO) run inventory-hourly
+	$(LP_DEMO) run inv-changes --once
 	@echo
 	@echo "== Hive DDL (whole files: demo/*.sql; run them unchanged in spark-sql or beeline) =="
 	$(LP_DEMO) ddl inventory-daily > demo/inventory-daily.sql
@@ -80,6 +81,8 @@ run:
 	@echo "lake:   demo/lake/  ($$(find demo/lake -name '*.parquet' | wc -l) Parquet objects)"
 	@find demo/lake -name '*.parquet' | sort | sed -n '1,5p'
 	@echo "store:  demo/lakeport.db (SQLite): $(PYTHON) -c \"import sqlite3; print(sqlite3.connect('demo/lakeport.db').execute('select count(*) from data_object_inventory where _deleted = 0').fetchone())\""
+	@echo "manifests: demo/lake/inv-changes/_lakeport/inv-changes/runs/  (one per run: objects, MD5s, _seq ranges)"
+	@echo "follow: $(LP_DEMO) run inv-changes   (continuous: delivers changes within 5 s; Ctrl-C stops)"
 	@echo "runs:   $(RELEASE_BIN) --store $(DEMO_STORE) status --json"
 	@echo "tables: $(RELEASE_BIN) --store $(DEMO_STORE) tables"
 	@echo "read:   $(PYTHON) -c \"import pyarrow.parquet as pq; t = pq.read_table('demo/lake/inventory-daily'); print(t.num_rows, t.schema)\"   (pyarrow: after 'make test', use .venv/bin/python)"

@@ -5,7 +5,8 @@
 //! The modules follow the flow, one job each, data moving one way:
 //! [`inventory`] (rows in) → [`store`] (rows with change sequence) → [`delivery`] (tasks, plans,
 //! runs) → [`convert`] (store types → lake types, dirty rows) → [`sink`] (partition prefixes,
-//! Parquet, object storage) → [`catalog`] (DDL). [`cli`] only drives them.
+//! Parquet, object storage) → [`catalog`] (DDL). [`service`] runs tasks on their schedules
+//! behind an HTTP API; [`cli`] only drives them.
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rust_2018_idioms)]
@@ -16,6 +17,7 @@ pub mod convert;
 pub mod delivery;
 pub mod error;
 pub mod inventory;
+pub mod service;
 pub mod sink;
 pub mod store;
 

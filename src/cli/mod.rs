@@ -8,6 +8,7 @@ mod inventory;
 mod load;
 mod ls;
 mod run;
+mod serve;
 mod snapshot;
 mod status;
 mod store;
@@ -74,6 +75,8 @@ pub enum Command {
     Du(du::Args),
     /// Maintain the metadata store (`store compact`: purge delivered tombstones).
     Store(store::Args),
+    /// Run every task on its schedule and serve the HTTP API until SIGTERM/SIGINT.
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command line.
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Du(args) => du::run(&ctx, args).await,
         Command::Store(args) => store::run(&ctx, args).await,
+        Command::Serve(args) => serve::run(&ctx, args).await,
     }
 }
 

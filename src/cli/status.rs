@@ -7,10 +7,10 @@ use serde::Serialize;
 
 use crate::cli::inventory::{scope, show_ms};
 use crate::cli::{print, to_json, Context};
-use crate::delivery::Deletes;
+use crate::delivery::status::{task_status, TaskStatus};
 use crate::error::{Error, Result};
 use crate::store::blocking;
-use crate::store::{ImportRecord, Lag, RunRecord};
+use crate::store::ImportRecord;
 
 /// Import records `status` shows (newest first).
 const IMPORTS_SHOWN: usize = 20;
@@ -23,22 +23,6 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Serialize)]
-struct TaskStatus {
-    task: String,
-    mode: String,
-    last_run: Option<RunRecord>,
-    live_objects: usize,
-    live_partitions: usize,
-    /// Every change up to this `_seq` has been delivered.
-    checkpoint: u64,
-    /// How far the source table has moved past the checkpoint (None: the table is not in the
-    /// store yet).
-    lag: Option<Lag>,
-    /// Age of the oldest undelivered change, in seconds, when there is one.
-    lag_seconds: Option<f64>,
 }
 
 #[derive(Serialize)]
@@ -69,38 +53,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         tasks: Vec::new(),
         imports,
     };
+    let now = chrono::Utc::now().timestamp_millis();
     for task in selected {
-        let (store, name) = (store.clone(), task.name.clone());
-        let table = task.source.table.clone();
-        let deletes = task.deletes == Deletes::Emit;
-        let (last, partitions, checkpoint, lag) = blocking(move || {
-            let last = store.runs(Some(&name), 1)?.into_iter().next();
-            let checkpoint = store.task_state(&name)?.map_or(0, |s| s.checkpoint);
-            let partitions = store.live_partitions(&name)?;
-            let lag = match store.lag(&table, checkpoint, deletes) {
-                Ok(lag) => Some(lag),
-                Err(Error::NotFound(_)) => None,
-                Err(e) => return Err(e),
-            };
-            Ok((last, partitions, checkpoint, lag))
-        })
-        .await?;
-        let now = chrono::Utc::now().timestamp_millis();
-        let lag_seconds = lag
-            .and_then(|l| l.oldest_write_ms)
-            .map(|ms| (now - ms).max(0) as f64 / 1000.0);
-        let live_objects = partitions.iter().map(|(_, n)| *n as usize).sum();
-        let live_partitions = partitions.len();
-        report.tasks.push(TaskStatus {
-            task: task.name.clone(),
-            mode: task.mode.as_str().to_string(),
-            last_run: last,
-            live_objects,
-            live_partitions,
-            checkpoint,
-            lag,
-            lag_seconds,
-        });
+        let (store, task) = (store.clone(), task.clone());
+        report
+            .tasks
+            .push(blocking(move || task_status(store.as_ref(), &task, now)).await?);
     }
     if args.json {
         return print(&to_json(&report)?);

@@ -13,7 +13,7 @@
 //! [zstd], `target_file_size` [128MiB], `row_group_rows` [1048576], `encoding`: dictionary |
 //! plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
 //! together [256MiB]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
-//! `continuous`; checked for shape here, run by `serve`), `deletes` [ignore] or `emit` (adds
+//! `continuous`; parsed here as `serve` runs it), `deletes` [ignore] or `emit` (adds
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
@@ -762,26 +762,33 @@ fn parse_size(v: &Yaml) -> std::result::Result<u64, String> {
     }
 }
 
-/// Checks the shape of a schedule: `continuous`, `@hourly`-style names, or cron with seconds
-/// (6 or 7 fields).
-fn check_schedule(s: &str) -> std::result::Result<(), String> {
-    const NAMED: &[&str] = &[
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    let fields = s.split_whitespace().count();
-    if s == "continuous" || NAMED.contains(&s) || (6..=7).contains(&fields) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{s:?}: expected cron with seconds (6 or 7 fields, e.g. \"0 0 2 * * *\"), @hourly, @daily or continuous"
-        ))
+/// The 6-field cron expression (seconds first) of a schedule, as the service's scheduler
+/// (tokio-cron-scheduler) runs it: `@hourly`, `@daily`/`@midnight`, `@weekly`, `@monthly`,
+/// `@yearly`/`@annually` become their cron forms; `None` for `continuous`. An expression the
+/// scheduler cannot parse is an error saying what was expected.
+pub fn cron_expression(s: &str) -> std::result::Result<Option<String>, String> {
+    let expr = match s.trim() {
+        "continuous" => return Ok(None),
+        "@yearly" | "@annually" => "0 0 0 1 1 *",
+        "@monthly" => "0 0 0 1 * *",
+        "@weekly" => "0 0 0 * * SUN",
+        "@daily" | "@midnight" => "0 0 0 * * *",
+        "@hourly" => "0 0 * * * *",
+        other => other,
+    };
+    let fields = expr.split_whitespace().count();
+    let parsed = tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}));
+    if fields != 6 || parsed.is_err() {
+        return Err(format!(
+            "{s:?}: expected cron with seconds (6 fields: sec min hour day month weekday, e.g. \
+             \"0 0 2 * * *\"), @hourly, @daily, @weekly, @monthly, @yearly or continuous"
+        ));
     }
+    Ok(Some(expr.to_string()))
+}
+
+fn check_schedule(s: &str) -> std::result::Result<(), String> {
+    cron_expression(s).map(|_| ())
 }
 
 #[cfg(test)]
@@ -821,8 +828,18 @@ mod tests {
     #[test]
     fn schedules() {
         assert!(check_schedule("0 0 2 * * *").is_ok());
-        assert!(check_schedule("@hourly").is_ok());
-        assert!(check_schedule("continuous").is_ok());
-        assert!(check_schedule("0 2 * * *").is_err());
+        assert!(check_schedule("*/5 * * * * *").is_ok());
+        assert_eq!(cron_expression("@hourly"), Ok(Some("0 0 * * * *".into())));
+        assert_eq!(cron_expression("@daily"), Ok(Some("0 0 0 * * *".into())));
+        assert_eq!(cron_expression("continuous"), Ok(None));
+        for bad in [
+            "0 2 * * *",
+            "0 0 2 * * * 2030",
+            "61 * * * * *",
+            "@often",
+            "every hour",
+        ] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
     }
 }

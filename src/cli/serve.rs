@@ -1,0 +1,85 @@
+//! `lakeport serve`: runs every task of the pipelines folder on its schedule and answers the
+//! HTTP API (see [`crate::service`]) until SIGTERM or SIGINT, then stops gracefully: no new
+//! runs, runs in flight get `--grace` to finish, exit 0.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::cli::{print, Context};
+use crate::delivery::config::parse_duration;
+use crate::error::{Error, Result};
+use crate::service::{http, Service};
+
+/// Arguments of `serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address to listen on (port 0: any free port; the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// How long runs in flight may take to finish after SIGTERM/SIGINT before they are
+    /// cancelled (safe: the next run takes them over).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    grace: Duration,
+}
+
+pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
+    if !args.listen.ip().is_loopback() {
+        return Err(Error::InvalidConfig(format!(
+            "--listen {}: not a loopback address; the API has no authentication yet, so \
+             lakeport serve binds only 127.0.0.1 or ::1",
+            args.listen
+        )));
+    }
+    let tasks = ctx.tasks()?;
+    let store = ctx.store().await?;
+    let count = tasks.len();
+    let service = Service::new(store, tasks)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| {
+            Error::io(
+                "listen on",
+                std::path::Path::new(&args.listen.to_string()),
+                e,
+            )
+        })?;
+    let bound = listener.local_addr().map_err(|e| {
+        Error::io(
+            "read the address of",
+            std::path::Path::new("the listener"),
+            e,
+        )
+    })?;
+    service.start().await?;
+    print(&format!(
+        "lakeport serve: {count} tasks, API on http://{bound}/ (SIGTERM or Ctrl-C stops)"
+    ))?;
+    let app = http::router(service.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop_signal())
+        .await
+        .map_err(|e| Error::io("serve HTTP on", std::path::Path::new(&bound.to_string()), e))?;
+    tracing::info!("stopping: no new runs; runs in flight get {:?}", args.grace);
+    let cancelled = service.shutdown(args.grace).await;
+    print(&format!(
+        "lakeport serve: stopped ({cancelled} runs cancelled after the grace period)"
+    ))
+}
+
+/// Resolves at the first SIGTERM or SIGINT.
+async fn stop_signal() {
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::error!("cannot listen for SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

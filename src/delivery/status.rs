@@ -1,0 +1,71 @@
+//! What the store says about a task right now: its last run (and last success), its live set
+//! in the lake, its checkpoint and how far the source table has moved past it. Shared by
+//! `lakeport status` and the service's API.
+
+use serde::Serialize;
+
+use crate::delivery::config::{Deletes, Task};
+use crate::error::{Error, Result};
+use crate::store::{Lag, RunRecord, RunStatus, Store};
+
+/// Runs looked through for the last succeeded one.
+const RUNS_FOR_LAST_SUCCESS: usize = 100;
+
+/// A task's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskStatus {
+    /// Task name.
+    pub task: String,
+    /// Its mode.
+    pub mode: String,
+    /// Its schedule, if any.
+    pub schedule: Option<String>,
+    /// The newest run (any status).
+    pub last_run: Option<RunRecord>,
+    /// When the newest succeeded run (among the task's last 100) ended, ms since epoch UTC.
+    pub last_success_ms: Option<i64>,
+    /// Objects in its live set.
+    pub live_objects: usize,
+    /// Partitions they are in.
+    pub live_partitions: usize,
+    /// Every change up to this `_seq` has been delivered.
+    pub checkpoint: u64,
+    /// How far the source table has moved past the checkpoint (None: the table is not in the
+    /// store yet).
+    pub lag: Option<Lag>,
+    /// Age of the oldest undelivered change, in seconds, when there is one.
+    pub lag_seconds: Option<f64>,
+}
+
+/// Reads `task`'s status from the store (blocking: call it off the async runtime's threads).
+pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskStatus> {
+    let name = &task.name;
+    let runs = store.runs(Some(name), RUNS_FOR_LAST_SUCCESS)?;
+    let last_success_ms = runs
+        .iter()
+        .find(|r| r.status == RunStatus::Succeeded)
+        .and_then(|r| r.ended_ms);
+    let checkpoint = store.task_state(name)?.map_or(0, |s| s.checkpoint);
+    let partitions = store.live_partitions(name)?;
+    let deletes = task.deletes == Deletes::Emit;
+    let lag = match store.lag(&task.source.table, checkpoint, deletes) {
+        Ok(lag) => Some(lag),
+        Err(Error::NotFound(_)) => None,
+        Err(e) => return Err(e),
+    };
+    let lag_seconds = lag
+        .and_then(|l| l.oldest_write_ms)
+        .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
+    Ok(TaskStatus {
+        task: name.clone(),
+        mode: task.mode.as_str().to_string(),
+        schedule: task.schedule.clone(),
+        last_run: runs.into_iter().next(),
+        last_success_ms,
+        live_objects: partitions.iter().map(|(_, n)| *n as usize).sum(),
+        live_partitions: partitions.len(),
+        checkpoint,
+        lag,
+        lag_seconds,
+    })
+}

@@ -1,0 +1,230 @@
+//! The service's HTTP API (axum), JSON throughout:
+//!
+//! - `GET /healthz`: the process answers (200).
+//! - `GET /readyz`: the store answers a read (200), else 503.
+//! - `GET /api/tasks`: every task's status (below).
+//! - `GET /api/tasks/{name}`: one task: mode, schedule, next run, whether a run is in flight,
+//!   last run, last success, state (`idle`, `running`, `failing`) with the last error,
+//!   checkpoint, lag, live objects and partitions, and the service's counters since it started
+//!   (runs, rows, objects, bytes, dirty rows, skipped ticks).
+//! - `GET /api/tasks/{name}/runs?limit=N`: its newest run records (default 20, at most 1000).
+//! - `GET /api/tasks/{name}/ddl`: its Hive DDL statements.
+//! - `POST /api/tasks/{name}/run`: start a run now: 202, or 409 while one is in flight.
+//!
+//! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
+//! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
+//! among the loaded tasks: nothing from a request reaches the file system.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::delivery::ddl::statements;
+use crate::delivery::status::{task_status, TaskStatus};
+use crate::error::Error;
+use crate::service::{rfc3339, NotStarted, Service, SlotStats, TaskSlot};
+use crate::sink::destination::Destination;
+use crate::store::{blocking, RunRecord};
+
+/// Run records `…/runs` returns unless `limit` says otherwise, and at most.
+const DEFAULT_RUNS: usize = 20;
+const MAX_RUNS: usize = 1000;
+
+/// The API's routes over `service`.
+pub fn router(service: Arc<Service>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/api/tasks", get(list_tasks))
+        .route("/api/tasks/{name}", get(one_task))
+        .route("/api/tasks/{name}/runs", get(task_runs))
+        .route("/api/tasks/{name}/ddl", get(task_ddl))
+        .route("/api/tasks/{name}/run", post(run_now))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
+        .with_state(service)
+}
+
+/// An error response: `{"error": message}`.
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// 404 for a task the service does not have.
+fn unknown(service: &Service, name: &str) -> Response {
+    let known: Vec<&str> = service.slots().keys().map(String::as_str).collect();
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no task named {name:?} (tasks: {})", known.join(", ")),
+    )
+}
+
+/// A store failure as a response.
+fn failed(e: Error) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+async fn readyz(State(service): State<Arc<Service>>) -> Response {
+    let store = Arc::clone(service.store());
+    match blocking(move || store.runs(None, 1)).await {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store does not answer: {e}"),
+        ),
+    }
+}
+
+/// One task as the API shows it.
+#[derive(Debug, Serialize)]
+struct TaskView {
+    #[serde(flatten)]
+    status: TaskStatus,
+    /// `idle`, `running` or `failing` (the last run failed).
+    state: &'static str,
+    /// The error of the last run, when it failed.
+    error: Option<String>,
+    running: bool,
+    continuous: bool,
+    next_run: Option<String>,
+    next_run_ms: Option<i64>,
+    last_success: Option<String>,
+    /// Counters since the service started.
+    service: SlotStats,
+}
+
+async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Response> {
+    let store = Arc::clone(service.store());
+    let task = Arc::clone(&slot.task);
+    let now = chrono::Utc::now().timestamp_millis();
+    let status = blocking(move || task_status(store.as_ref(), &task, now))
+        .await
+        .map_err(failed)?;
+    let stats = slot.stats();
+    let running = !slot.is_continuous() && slot.is_running();
+    let last_failed = status
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.status == crate::store::RunStatus::Failed);
+    let error = status
+        .last_run
+        .as_ref()
+        .filter(|_| last_failed)
+        .and_then(|r| r.error.clone())
+        .or_else(|| stats.last_error.clone());
+    let state = if running {
+        "running"
+    } else if error.is_some() {
+        "failing"
+    } else {
+        "idle"
+    };
+    Ok(TaskView {
+        state,
+        error,
+        running,
+        continuous: slot.is_continuous(),
+        next_run: slot.next_run_ms().map(rfc3339),
+        next_run_ms: slot.next_run_ms(),
+        last_success: status.last_success_ms.map(rfc3339),
+        status,
+        service: stats,
+    })
+}
+
+async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
+    let mut out = Vec::new();
+    for slot in service.slots().values() {
+        match view(&service, slot).await {
+            Ok(v) => out.push(v),
+            Err(response) => return response,
+        }
+    }
+    Json(json!({ "tasks": out })).into_response()
+}
+
+async fn one_task(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    let Some(slot) = service.slots().get(&name) else {
+        return unknown(&service, &name);
+    };
+    match view(&service, slot).await {
+        Ok(v) => Json(v).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct RunsQuery {
+    limit: Option<String>,
+}
+
+async fn task_runs(
+    State(service): State<Arc<Service>>,
+    Path(name): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Response {
+    if !service.slots().contains_key(&name) {
+        return unknown(&service, &name);
+    }
+    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+        None => DEFAULT_RUNS,
+        Some(Ok(n)) if (1..=MAX_RUNS).contains(&n) => n,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("limit: expected a whole number from 1 to {MAX_RUNS}"),
+            )
+        }
+    };
+    let store = Arc::clone(service.store());
+    match blocking(move || store.runs(Some(&name), limit)).await {
+        Ok(runs) => Json::<Vec<RunRecord>>(runs).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn task_ddl(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    let Some(slot) = service.slots().get(&name) else {
+        return unknown(&service, &name);
+    };
+    let task = Arc::clone(&slot.task);
+    let dest = match Destination::parse(&task.destination) {
+        Ok(d) => d,
+        Err(e) => return failed(e),
+    };
+    let store = Arc::clone(service.store());
+    let partitions = match blocking(move || store.live_partitions(&name)).await {
+        Ok(p) => p.into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
+        Err(e) => return failed(e),
+    };
+    let ddl: Vec<String> = statements(&task, dest.url(), &partitions)
+        .into_iter()
+        .map(|s| format!("{s};"))
+        .collect();
+    Json(json!({ "task": task.name, "statements": ddl })).into_response()
+}
+
+async fn run_now(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    match service.run_now(&name) {
+        Ok(()) => (
+            StatusCode::ACCEPTED,
+            Json(json!({ "task": name, "started": true })),
+        )
+            .into_response(),
+        Err(NotStarted::Unknown) => unknown(&service, &name),
+        Err(NotStarted::Busy(why)) => error(StatusCode::CONFLICT, why),
+        Err(NotStarted::Stopping) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the service is shutting down".into(),
+        ),
+    }
+}

@@ -1,0 +1,153 @@
+"""`lakeport serve` driven over HTTP: tasks on second-level schedules run by themselves; a
+task slower than its schedule never overlaps itself (ticks are skipped and counted); run-now
+starts a run (202) or is refused while one is in flight (409); unknown tasks and paths are
+404 with a JSON error; SIGTERM during a run lets it commit and exits 0, leaving no partial or
+duplicate object."""
+
+import contextlib
+import json
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+from conftest import duck, lake_files, live_objects, run_records
+
+COLUMNS = [("id", "int64"), ("name", "string"), ("at", "timestamp_ms")]
+BIG = 150_000
+
+
+def rows(ids, name):
+    return [{"id": i, "name": f"{name}-{i}", "at": 1_700_000_000_000 + i} for i in ids]
+
+
+def setup(wd):
+    """Table `items` (BIG rows); `fast` (incremental, every second), `slow` (full over the
+    whole table with gzip, every second: slower than its schedule), `manual` (full, no
+    schedule)."""
+    wd.write_table("items", ["id"], COLUMNS)
+    common = {"source": "items", "prefix": "", "partition_time": {"from": "write_time"},
+              "concurrency": 1, "dirty": {"keep": False}}
+    wd.write_task("fast", mode="incremental", schedule="* * * * * *", **common)
+    # gzip makes a full run of the table take well over the one-second tick (1.8 s here).
+    wd.write_task("slow", mode="full", schedule="* * * * * *",
+                  parquet={"compression": "gzip"}, **common)
+    wd.write_task("manual", mode="full", schedule=None, **common)
+    wd.load("items", rows(range(1, BIG + 1), "a"))
+
+
+@contextlib.contextmanager
+def serving(wd):
+    """`lakeport serve --listen 127.0.0.1:0` here; yields (process, base URL); killed on the
+    way out if still running."""
+    p = wd.spawn("serve", "--listen", "127.0.0.1:0", stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
+        assert m, f"serve printed {line!r}; stderr: {p.stderr.read() if p.poll() is not None else ''}"
+        yield p, f"http://{m.group(1)}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def call(base, path, method="GET"):
+    """(status, JSON body) of one request."""
+    req = urllib.request.Request(base + path, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_for(what, check, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def assert_no_overlap(wd, task):
+    """The task's runs, by start time, each ended before the next started."""
+    runs = sorted(run_records(wd, task), key=lambda r: r["started_ms"])
+    for a, b in zip(runs, runs[1:]):
+        assert a["ended_ms"] is not None and a["ended_ms"] <= b["started_ms"], (a, b)
+    return runs
+
+
+def test_scheduled_runs_run_now_and_errors(wd):
+    setup(wd)
+    with serving(wd) as (p, base):
+        assert call(base, "/healthz") == (200, {"status": "ok"})
+        assert call(base, "/readyz") == (200, {"status": "ready"})
+        status, body = call(base, "/api/tasks")
+        assert status == 200 and [t["task"] for t in body["tasks"]] == ["fast", "manual", "slow"]
+
+        # Scheduled runs happen by themselves; the slow task skips the ticks it overlaps.
+        wait_for("fast to run twice",
+                 lambda: call(base, "/api/tasks/fast")[1]["service"]["runs_succeeded"] >= 2)
+        slow = wait_for("slow to skip a tick", lambda: (
+            lambda t: t if t["service"]["skipped_overlaps"] >= 1
+            and t["service"]["runs_succeeded"] >= 1 else None)(call(base, "/api/tasks/slow")[1]))
+        assert slow["schedule"] == "* * * * * *" and slow["next_run_ms"] > 0, slow
+        fast = call(base, "/api/tasks/fast")[1]
+        assert fast["checkpoint"] == fast["lag"]["newest_seq"] == BIG, fast
+        assert fast["last_run"]["status"] == "succeeded" and fast["state"] in ("idle", "running")
+
+        # Run now: started, then refused while in flight; the manual task never ran before.
+        assert call(base, "/api/tasks/manual")[1]["last_run"] is None
+        status, body = call(base, "/api/tasks/manual/run", "POST")
+        assert (status, body) == (202, {"task": "manual", "started": True})
+        status, body = call(base, "/api/tasks/manual/run", "POST")
+        assert status == 409 and "manual is running" in body["error"], body
+        wait_for("the manual run to succeed", lambda: (
+            lambda t: t["last_run"] and t["last_run"]["status"] == "succeeded"
+            and not t["running"])(call(base, "/api/tasks/manual")[1]))
+        status, runs = call(base, "/api/tasks/manual/runs?limit=5")
+        assert status == 200 and len(runs) == 1 and runs[0]["rows"] == BIG, runs
+
+        # Errors are JSON.
+        status, body = call(base, "/api/tasks/nope")
+        assert status == 404 and "no task named \"nope\"" in body["error"], body
+        assert call(base, "/api/tasks/nope/run", "POST")[0] == 404
+        assert call(base, "/no/such/path")[0] == 404
+        status, body = call(base, "/api/tasks/fast/runs?limit=0")
+        assert status == 400 and "limit" in body["error"], body
+        status, body = call(base, "/api/tasks/manual/ddl")
+        assert status == 200 and body["statements"][0].startswith("CREATE EXTERNAL TABLE")
+
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "stopped (0 runs cancelled" in out, out
+    for task in ("fast", "slow", "manual"):
+        runs = assert_no_overlap(wd, task)
+        assert all(r["status"] == "succeeded" for r in runs), (task, runs)
+
+
+def test_sigterm_during_a_run_lets_it_commit(wd):
+    setup(wd)
+    with serving(wd) as (p, base):
+        assert call(base, "/api/tasks/manual/run", "POST")[0] == 202
+        wait_for("the manual run to be recorded",
+                 lambda: any(r["status"] == "running" for r in run_records(wd, "manual")))
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    manual = run_records(wd, "manual")
+    assert [r["status"] for r in manual] == ["succeeded"], manual
+    live = live_objects(wd, "manual")
+    assert set(live) == lake_files(wd, "manual"), "a partial or stray object is in the lake"
+    con = duck()
+    (n, distinct) = con.execute(
+        "SELECT count(*), count(DISTINCT id) FROM read_parquet(?)",
+        [[str(wd.destination("manual") / f) for f in live]]).fetchone()
+    assert n == distinct == BIG

@@ -10,6 +10,7 @@
 //! - `GET /api/tasks/{name}/runs?limit=N`: its newest run records (default 20, at most 1000).
 //! - `GET /api/tasks/{name}/ddl`: its Hive DDL statements.
 //! - `POST /api/tasks/{name}/run`: start a run now: 202, or 409 while one is in flight.
+//! - `GET /metrics`: Prometheus metrics (OpenMetrics text; see [`super::metrics`]).
 //!
 //! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
 //! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
@@ -46,6 +47,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/api/tasks/{name}/runs", get(task_runs))
         .route("/api/tasks/{name}/ddl", get(task_ddl))
         .route("/api/tasks/{name}/run", post(run_now))
+        .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
         .with_state(service)
 }
@@ -226,5 +228,28 @@ async fn run_now(State(service): State<Arc<Service>>, Path(name): Path<String>) 
             StatusCode::SERVICE_UNAVAILABLE,
             "the service is shutting down".into(),
         ),
+    }
+}
+
+async fn metrics(State(service): State<Arc<Service>>) -> Response {
+    let now = chrono::Utc::now().timestamp_millis();
+    for slot in service.slots().values() {
+        let store = Arc::clone(service.store());
+        let task = Arc::clone(&slot.task);
+        match blocking(move || task_status(store.as_ref(), &task, now)).await {
+            Ok(status) => service.metrics().set_status(&status),
+            Err(e) => return failed(e),
+        }
+    }
+    match service.metrics().render() {
+        Ok(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                super::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }

@@ -20,6 +20,7 @@
 //! rows, skipped ticks, the last error); everything else it reports comes from the store.
 
 pub mod http;
+pub mod metrics;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 use crate::delivery::config::cron_expression;
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
+use crate::service::metrics::Metrics;
 use crate::sink::destination::Destination;
 use crate::store::Store;
 
@@ -173,6 +175,7 @@ enum Trigger {
 /// The service: task slots, the runs in flight, the scheduler.
 pub struct Service {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
     slots: BTreeMap<String, Arc<TaskSlot>>,
     runs: Mutex<JoinSet<()>>,
     stop: watch::Sender<bool>,
@@ -198,8 +201,11 @@ impl Service {
             .map(|(name, task)| Ok((name, Arc::new(TaskSlot::new(task)?))))
             .collect::<Result<_>>()?;
         let (stop, _) = watch::channel(false);
+        let slots: BTreeMap<String, Arc<TaskSlot>> = slots;
+        let metrics = Arc::new(Metrics::new(slots.keys().map(String::as_str)));
         Ok(Arc::new(Service {
             store,
+            metrics,
             slots,
             runs: Mutex::new(JoinSet::new()),
             stop,
@@ -212,6 +218,11 @@ impl Service {
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Every task slot, by name.
@@ -280,6 +291,7 @@ impl Service {
             let since = slot.stats().running_since_ms.unwrap_or_default();
             if trigger == Trigger::Schedule {
                 slot.update(|s| s.skipped_overlaps += 1);
+                self.metrics.record_skip(&slot.task.name);
                 tracing::warn!(task = %slot.task.name, "tick skipped: the previous run is still going");
             }
             return Err(NotStarted::Busy(format!(
@@ -294,11 +306,14 @@ impl Service {
             s.running_since_ms = Some(now);
         });
         let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
+        let metrics = Arc::clone(&self.metrics);
         self.runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .spawn(async move {
+                let clock = std::time::Instant::now();
                 let outcome = run_task(store, Arc::clone(&slot.task), Arc::new(Quiet)).await;
+                metrics.record_run(&slot.task.name, &outcome, clock.elapsed().as_secs_f64());
                 match &outcome {
                     Ok(run) => tracing::info!("{}", run.line()),
                     Err(e) => tracing::error!(task = %slot.task.name, "run failed: {e}"),
@@ -311,6 +326,7 @@ impl Service {
 
     fn spawn_follow(self: &Arc<Self>, slot: &Arc<TaskSlot>) {
         let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
+        let metrics = Arc::clone(&self.metrics);
         let stop = self.stop.subscribe();
         slot.running.store(true, Ordering::SeqCst);
         self.runs
@@ -327,7 +343,9 @@ impl Service {
                 };
                 let on_run = |run: &RunSummary| {
                     slot.update(|s| s.runs_started += 1);
-                    slot.record(&Ok(run.clone()));
+                    let outcome = Ok(run.clone());
+                    metrics.record_run(&slot.task.name, &outcome, run.seconds);
+                    slot.record(&outcome);
                 };
                 if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
                     tracing::error!(task = %slot.task.name, "continuous delivery stopped: {e}");

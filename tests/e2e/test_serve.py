@@ -13,6 +13,8 @@ import time
 import urllib.error
 import urllib.request
 
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
 from conftest import duck, lake_files, live_objects, run_records
 
 COLUMNS = [("id", "int64"), ("name", "string"), ("at", "timestamp_ms")]
@@ -75,6 +77,52 @@ def wait_for(what, check, timeout=60):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def scrape(base):
+    """`GET /metrics` parsed by prometheus_client's OpenMetrics parser: {(name, labels): value}
+    of every sample."""
+    with urllib.request.urlopen(base + "/metrics", timeout=30) as r:
+        assert r.headers["Content-Type"].startswith("application/openmetrics-text"), r.headers
+        text = r.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def check_metrics(wd, base):
+    """The metrics agree with the API and with the lake."""
+    before = {t: call(base, f"/api/tasks/{t}")[1] for t in ("fast", "slow", "manual")}
+    m = scrape(base)
+    after = {t: call(base, f"/api/tasks/{t}")[1] for t in ("fast", "slow", "manual")}
+
+    def value(name, task, **labels):
+        return m[(name, tuple(sorted({"task": task, **labels}.items())))]
+
+    # The manual task ran once, and nothing runs it meanwhile: exact agreement.
+    manual = after["manual"]
+    lake_rows = duck().execute("SELECT count(*) FROM read_parquet(?)", [[
+        str(wd.destination("manual") / f) for f in live_objects(wd, "manual")]]).fetchone()[0]
+    assert value("lakeport_rows_delivered_total", "manual") == manual["service"]["rows"] \
+        == lake_rows == BIG
+    assert value("lakeport_objects_written_total", "manual") == manual["service"]["objects"]
+    assert value("lakeport_bytes_written_total", "manual") == manual["service"]["bytes"]
+    assert value("lakeport_runs_total", "manual", result="succeeded") == 1
+    assert value("lakeport_runs_total", "manual", result="failed") == 0
+    assert value("lakeport_run_duration_seconds_count", "manual") == 1
+    assert abs(value("lakeport_last_success_timestamp_seconds", "manual")
+               - manual["last_success_ms"] / 1000) < 0.001
+    # The scheduled tasks run on: their counters lie between the API's before and after.
+    for t in ("fast", "slow"):
+        for metric, field in (("lakeport_runs_total", "runs_succeeded"),
+                              ("lakeport_skipped_overlaps_total", "skipped_overlaps")):
+            labels = {"result": "succeeded"} if metric == "lakeport_runs_total" else {}
+            got = value(metric, t, **labels)
+            assert before[t]["service"][field] <= got <= after[t]["service"][field], (t, metric)
+    assert value("lakeport_skipped_overlaps_total", "slow") >= 1
+    assert value("lakeport_lag_rows", "fast") == 0 and value("lakeport_lag_seconds", "fast") == 0
+
+
 def assert_no_overlap(wd, task):
     """The task's runs, by start time, each ended before the next started."""
     runs = sorted(run_records(wd, task), key=lambda r: r["started_ms"])
@@ -113,6 +161,8 @@ def test_scheduled_runs_run_now_and_errors(wd):
             and not t["running"])(call(base, "/api/tasks/manual")[1]))
         status, runs = call(base, "/api/tasks/manual/runs?limit=5")
         assert status == 200 and len(runs) == 1 and runs[0]["rows"] == BIG, runs
+
+        check_metrics(wd, base)
 
         # Errors are JSON.
         status, body = call(base, "/api/tasks/nope")

@@ -1,6 +1,7 @@
 //! `lakeport serve`: runs every task of the pipelines folder on its schedule and answers the
 //! HTTP API (see [`crate::service`]) until SIGTERM or SIGINT, then stops gracefully: no new
-//! runs, runs in flight get `--grace` to finish, exit 0.
+//! runs, runs in flight get `--grace` to finish, exit 0. `LAKEPORT_API_TOKEN` guards the API
+//! (see [`crate::service::http`]); without it only loopback addresses are served.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +12,9 @@ use crate::cli::{print, Context};
 use crate::delivery::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::service::{http, Service};
+
+/// The environment variable holding the API token.
+const TOKEN_ENV: &str = "LAKEPORT_API_TOKEN";
 
 /// Arguments of `serve`.
 #[derive(Debug, clap::Args)]
@@ -25,10 +29,12 @@ pub struct Args {
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
-    if !args.listen.ip().is_loopback() {
+    let token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let every_call = !args.listen.ip().is_loopback();
+    if every_call && token.is_none() {
         return Err(Error::InvalidConfig(format!(
-            "--listen {}: not a loopback address; the API has no authentication yet, so \
-             lakeport serve binds only 127.0.0.1 or ::1",
+            "--listen {}: not a loopback address; set {TOKEN_ENV} (every call but the health \
+             probes then needs Authorization: Bearer <token>) or listen on 127.0.0.1",
             args.listen
         )));
     }
@@ -56,7 +62,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     print(&format!(
         "lakeport serve: {count} tasks, API on http://{bound}/ (SIGTERM or Ctrl-C stops)"
     ))?;
-    let app = http::router(service.clone());
+    let app = http::router(service.clone(), http::Access { token, every_call });
     axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal())
         .await

@@ -12,6 +12,11 @@
 //! - `POST /api/tasks/{name}/run`: start a run now: 202, or 409 while one is in flight.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text; see [`super::metrics`]).
 //!
+//! With `LAKEPORT_API_TOKEN` set, every mutating call needs `Authorization: Bearer <token>`
+//! (401 otherwise), and so does every call but `/healthz` and `/readyz` (kept open for
+//! probes) when the service listens on a non-loopback address; without a token it listens
+//! on loopback only. Request bodies are limited to 64 KiB.
+//!
 //! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
 //! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
 //! among the loaded tasks: nothing from a request reaches the file system.
@@ -37,8 +42,56 @@ use crate::store::{blocking, RunRecord};
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 1000;
 
-/// The API's routes over `service`.
-pub fn router(service: Arc<Service>) -> Router {
+/// Largest request body accepted (no endpoint takes one today).
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// Who may call what: with a token, mutating calls (and, when `every_call`, all calls but
+/// the health probes) need `Authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The token (`LAKEPORT_API_TOKEN`), if any.
+    pub token: Option<String>,
+    /// Whether reads need it too (the service listens on a non-loopback address).
+    pub every_call: bool,
+}
+
+/// Refuses a request that needs the token and lacks it (401, JSON error).
+async fn authorize(
+    State(access): State<Arc<Access>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &access.token else {
+        return next.run(request).await;
+    };
+    let path = request.uri().path();
+    let probe = path == "/healthz" || path == "/readyz";
+    let mutating =
+        request.method() != axum::http::Method::GET && request.method() != axum::http::Method::HEAD;
+    if !(mutating || access.every_call && !probe) {
+        return next.run(request).await;
+    }
+    let given = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let allowed = given.is_some_and(|g| {
+        use subtle::ConstantTimeEq;
+        bool::from(g.as_bytes().ct_eq(token.as_bytes()))
+    });
+    if allowed {
+        next.run(request).await
+    } else {
+        error(
+            StatusCode::UNAUTHORIZED,
+            "this call needs Authorization: Bearer <LAKEPORT_API_TOKEN>".into(),
+        )
+    }
+}
+
+/// The API's routes over `service`, behind `access`.
+pub fn router(service: Arc<Service>, access: Access) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -50,6 +103,11 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
         .with_state(service)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(access),
+            authorize,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
 }
 
 /// An error response: `{"error": message}`.

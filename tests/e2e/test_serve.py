@@ -41,25 +41,26 @@ def setup(wd):
 
 
 @contextlib.contextmanager
-def serving(wd):
-    """`lakeport serve --listen 127.0.0.1:0` here; yields (process, base URL); killed on the
-    way out if still running."""
-    p = wd.spawn("serve", "--listen", "127.0.0.1:0", stdout=subprocess.PIPE,
+def serving(wd, listen="127.0.0.1:0"):
+    """`lakeport serve --listen LISTEN` here; yields (process, base URL on 127.0.0.1); killed
+    on the way out if still running."""
+    p = wd.spawn("serve", "--listen", listen, stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()
-        m = re.search(r"http://(127\.0\.0\.1:\d+)/", line)
+        m = re.search(r"http://[0-9.]+:(\d+)/", line)
         assert m, f"serve printed {line!r}; stderr: {p.stderr.read() if p.poll() is not None else ''}"
-        yield p, f"http://{m.group(1)}"
+        yield p, f"http://127.0.0.1:{m.group(1)}"
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
 
 
-def call(base, path, method="GET"):
-    """(status, JSON body) of one request."""
-    req = urllib.request.Request(base + path, method=method)
+def call(base, path, method="GET", token=None):
+    """(status, JSON body) of one request (with `Authorization: Bearer token` if given)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(base + path, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, json.loads(r.read())
@@ -201,3 +202,42 @@ def test_sigterm_during_a_run_lets_it_commit(wd):
         "SELECT count(*), count(DISTINCT id) FROM read_parquet(?)",
         [[str(wd.destination("manual") / f) for f in live]]).fetchone()
     assert n == distinct == BIG
+
+
+def test_token_guards_mutating_calls_and_non_loopback_addresses(wd, monkeypatch):
+    setup_small(wd)
+    # Without a token, a non-loopback address is refused.
+    monkeypatch.delenv("LAKEPORT_API_TOKEN", raising=False)
+    r = wd.lakeport("serve", "--listen", "0.0.0.0:0", expect=2)
+    assert "not a loopback address; set LAKEPORT_API_TOKEN" in r.err, r
+
+    monkeypatch.setenv("LAKEPORT_API_TOKEN", "s3cret")
+    with serving(wd) as (p, base):
+        # Loopback: reads are open, mutating calls need the token.
+        assert call(base, "/api/tasks")[0] == 200
+        status, body = call(base, "/api/tasks/manual/run", "POST")
+        assert status == 401 and "Bearer" in body["error"], body
+        assert call(base, "/api/tasks/manual/run", "POST", token="wrong")[0] == 401
+        assert call(base, "/api/tasks/manual/run", "POST", token="s3cret")[0] == 202
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=120)
+    assert p.returncode == 0
+
+    with serving(wd, listen="0.0.0.0:0") as (p, base):
+        # Any address: every call needs it, but the health probes.
+        assert call(base, "/api/tasks")[0] == 401
+        assert call(base, "/metrics")[0] == 401
+        assert call(base, "/api/tasks", token="s3cret")[0] == 200
+        assert call(base, "/healthz") == (200, {"status": "ok"})
+        assert call(base, "/readyz")[0] == 200
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=120)
+    assert p.returncode == 0
+
+
+def setup_small(wd):
+    """Table `items` with a few rows and one task, `manual`, without a schedule."""
+    wd.write_table("items", ["id"], COLUMNS)
+    wd.write_task("manual", source="items", mode="full", schedule=None, prefix="",
+                  partition_time={"from": "write_time"}, concurrency=1)
+    wd.load("items", rows(range(1, 11), "a"))

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use tokio::signal::unix::{signal, SignalKind};
 
+use std::sync::Arc;
+
 use crate::cli::{print, Context};
 use crate::delivery::config::parse_duration;
+use crate::delivery::load_tasks;
 use crate::error::{Error, Result};
-use crate::service::{http, Service};
+use crate::service::{http, Service, TaskLoader};
 
 /// The environment variable holding the API token.
 const TOKEN_ENV: &str = "LAKEPORT_API_TOKEN";
@@ -38,10 +41,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             args.listen
         )));
     }
-    let tasks = ctx.tasks()?;
     let store = ctx.store().await?;
-    let count = tasks.len();
-    let service = Service::new(store, tasks)?;
+    let (pipelines, schemas) = (ctx.pipelines.clone(), ctx.schemas.clone());
+    let loader: TaskLoader =
+        Arc::new(move || load_tasks(&pipelines, &crate::store::schema::load_tables(&schemas)?));
+    let service = Service::new(store, loader)?;
+    let count = service.slots().len();
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -63,15 +68,37 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         "lakeport serve: {count} tasks, API on http://{bound}/ (SIGTERM or Ctrl-C stops)"
     ))?;
     let app = http::router(service.clone(), http::Access { token, every_call });
+    let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&service)));
     axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal())
         .await
         .map_err(|e| Error::io("serve HTTP on", std::path::Path::new(&bound.to_string()), e))?;
+    reloads.abort();
     tracing::info!("stopping: no new runs; runs in flight get {:?}", args.grace);
     let cancelled = service.shutdown(args.grace).await;
     print(&format!(
         "lakeport serve: stopped ({cancelled} runs cancelled after the grace period)"
     ))
+}
+
+/// Reloads the tasks at every SIGHUP; a broken file leaves the running set as it is (logged).
+async fn reload_on_sighup(service: Arc<Service>) {
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => hup,
+        Err(e) => {
+            tracing::error!("cannot listen for SIGHUP: {e}");
+            return;
+        }
+    };
+    while hup.recv().await.is_some() {
+        match service.reload().await {
+            Ok(done) => tracing::warn!(added = ?done.added, removed = ?done.removed,
+                updated = ?done.updated, "SIGHUP: tasks reloaded"),
+            Err(e) => {
+                tracing::error!("SIGHUP: reload refused, the running tasks are unchanged:\n{e}")
+            }
+        }
+    }
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

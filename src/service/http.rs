@@ -11,6 +11,8 @@
 //! - `GET /api/tasks/{name}/ddl`: its Hive DDL statements.
 //! - `POST /api/tasks/{name}/run`: start a run now: 202, or 409 while one is in flight.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text; see [`super::metrics`]).
+//! - `POST /api/reload`: read the task files again: 200 with what was added, removed and
+//!   updated, or 422 with every problem (the running set is then unchanged).
 //!
 //! With `LAKEPORT_API_TOKEN` set, every mutating call needs `Authorization: Bearer <token>`
 //! (401 otherwise), and so does every call but `/healthz` and `/readyz` (kept open for
@@ -101,6 +103,7 @@ pub fn router(service: Arc<Service>, access: Access) -> Router {
         .route("/api/tasks/{name}/ddl", get(task_ddl))
         .route("/api/tasks/{name}/run", post(run_now))
         .route("/metrics", get(metrics))
+        .route("/api/reload", post(reload))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
         .with_state(service)
         .layer(axum::middleware::from_fn_with_state(
@@ -117,7 +120,8 @@ fn error(status: StatusCode, message: String) -> Response {
 
 /// 404 for a task the service does not have.
 fn unknown(service: &Service, name: &str) -> Response {
-    let known: Vec<&str> = service.slots().keys().map(String::as_str).collect();
+    let slots = service.slots();
+    let known: Vec<&str> = slots.keys().map(String::as_str).collect();
     error(
         StatusCode::NOT_FOUND,
         format!("no task named {name:?} (tasks: {})", known.join(", ")),
@@ -164,7 +168,7 @@ struct TaskView {
 
 async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Response> {
     let store = Arc::clone(service.store());
-    let task = Arc::clone(&slot.task);
+    let task = slot.task();
     let now = chrono::Utc::now().timestamp_millis();
     let status = blocking(move || task_status(store.as_ref(), &task, now))
         .await
@@ -213,10 +217,10 @@ async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
 }
 
 async fn one_task(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
-    let Some(slot) = service.slots().get(&name) else {
+    let Some(slot) = service.slot(&name) else {
         return unknown(&service, &name);
     };
-    match view(&service, slot).await {
+    match view(&service, &slot).await {
         Ok(v) => Json(v).into_response(),
         Err(response) => response,
     }
@@ -232,7 +236,7 @@ async fn task_runs(
     Path(name): Path<String>,
     Query(query): Query<RunsQuery>,
 ) -> Response {
-    if !service.slots().contains_key(&name) {
+    if service.slot(&name).is_none() {
         return unknown(&service, &name);
     }
     let limit = match query.limit.as_deref().map(str::parse::<usize>) {
@@ -253,10 +257,10 @@ async fn task_runs(
 }
 
 async fn task_ddl(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
-    let Some(slot) = service.slots().get(&name) else {
+    let Some(slot) = service.slot(&name) else {
         return unknown(&service, &name);
     };
-    let task = Arc::clone(&slot.task);
+    let task = slot.task();
     let dest = match Destination::parse(&task.destination) {
         Ok(d) => d,
         Err(e) => return failed(e),
@@ -293,7 +297,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
     let now = chrono::Utc::now().timestamp_millis();
     for slot in service.slots().values() {
         let store = Arc::clone(service.store());
-        let task = Arc::clone(&slot.task);
+        let task = slot.task();
         match blocking(move || task_status(store.as_ref(), &task, now)).await {
             Ok(status) => service.metrics().set_status(&status),
             Err(e) => return failed(e),
@@ -309,5 +313,15 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
         )
             .into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn reload(State(service): State<Arc<Service>>) -> Response {
+    match service.reload().await {
+        Ok(done) => Json(done).into_response(),
+        Err(e @ (Error::InvalidConfig(_) | Error::NotFound(_))) => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        Err(e) => failed(e),
     }
 }

@@ -11,6 +11,10 @@
 //! work is on blocking threads, and each run is its own tokio task, so one slow or failing
 //! task never delays another.
 //!
+//! Reload ([`Service::reload`], SIGHUP or `POST /api/reload`): the task files are read again
+//! and applied as a whole or not at all; a task keeps its slot (in-flight flag, counters)
+//! across reloads, its new definition used from its next run.
+//!
 //! Shutdown ([`Service::shutdown`]): ticking stops, continuous loops stop starting runs, and
 //! the runs in flight get a grace period to finish; what is still running after it is
 //! cancelled, which the exactly-once machinery makes safe (the next run of the task takes the
@@ -64,45 +68,79 @@ pub struct SlotStats {
     pub running_since_ms: Option<i64>,
 }
 
-/// One task in the service.
+/// A task's definition as the service runs it (replaced whole on reload).
+#[derive(Debug)]
+struct Definition {
+    task: Arc<Task>,
+    /// The cron expression it is ticked on and its parsed form (None: continuous or on
+    /// request only).
+    cron: Option<(String, croner::Cron)>,
+}
+
+impl Definition {
+    fn new(task: Task) -> Result<Definition> {
+        let bad =
+            |e: String| Error::InvalidConfig(format!("{}: schedule: {e}", task.file.display()));
+        let cron = match &task.schedule {
+            Some(s) => match cron_expression(s).map_err(bad)? {
+                Some(expr) => {
+                    let parsed = parse_cron(&expr).map_err(bad)?;
+                    Some((expr, parsed))
+                }
+                None => None,
+            },
+            None => None,
+        };
+        Ok(Definition {
+            task: Arc::new(task),
+            cron,
+        })
+    }
+}
+
+/// One task in the service. Its counters and its in-flight flag outlive reloads of its
+/// definition, so a reload never lets two runs of a task overlap.
 #[derive(Debug)]
 pub struct TaskSlot {
-    /// The task.
-    pub task: Arc<Task>,
-    /// The cron expression it is ticked on (None: continuous or on request only).
-    pub cron: Option<String>,
+    definition: std::sync::RwLock<Definition>,
     running: AtomicBool,
-    /// The parsed `cron`, to tell the next tick.
-    schedule: Option<croner::Cron>,
     stats: Mutex<SlotStats>,
+    /// The scheduler's job ticking it.
+    job: Mutex<Option<uuid::Uuid>>,
+    /// Stops its continuous loop.
+    follow_stop: Mutex<Option<watch::Sender<bool>>>,
 }
 
 impl TaskSlot {
-    fn new(task: Task) -> Result<TaskSlot> {
-        let cron = match &task.schedule {
-            Some(s) => cron_expression(s).map_err(|e| {
-                Error::InvalidConfig(format!("{}: schedule: {e}", task.file.display()))
-            })?,
-            None => None,
-        };
-        let schedule = match &cron {
-            Some(expr) => Some(parse_cron(expr).map_err(|e| {
-                Error::InvalidConfig(format!("{}: schedule: {e}", task.file.display()))
-            })?),
-            None => None,
-        };
-        Ok(TaskSlot {
-            task: Arc::new(task),
-            cron,
+    fn new(definition: Definition) -> TaskSlot {
+        TaskSlot {
+            definition: std::sync::RwLock::new(definition),
             running: AtomicBool::new(false),
-            schedule,
             stats: Mutex::new(SlotStats::default()),
-        })
+            job: Mutex::new(None),
+            follow_stop: Mutex::new(None),
+        }
+    }
+
+    fn definition(&self) -> std::sync::RwLockReadGuard<'_, Definition> {
+        self.definition
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The task as the service runs it now.
+    pub fn task(&self) -> Arc<Task> {
+        Arc::clone(&self.definition().task)
+    }
+
+    /// The cron expression it is ticked on (None: continuous or on request only).
+    pub fn cron(&self) -> Option<String> {
+        self.definition().cron.as_ref().map(|(e, _)| e.clone())
     }
 
     /// Whether the task is continuous (its loop runs for the life of the service).
     pub fn is_continuous(&self) -> bool {
-        self.task.schedule.as_deref() == Some("continuous")
+        self.definition().task.schedule.as_deref() == Some("continuous")
     }
 
     /// Whether a run is in flight.
@@ -113,8 +151,10 @@ impl TaskSlot {
     /// The next scheduled tick after now (ms since epoch UTC).
     pub fn next_run_ms(&self) -> Option<i64> {
         let next = self
-            .schedule
+            .definition()
+            .cron
             .as_ref()?
+            .1
             .find_next_occurrence(&chrono::Utc::now(), false)
             .ok()?;
         Some(next.timestamp_millis())
@@ -172,14 +212,29 @@ enum Trigger {
     Request,
 }
 
+/// Reads the task files again (for reload); an error leaves the running set as it is.
+pub type TaskLoader = Arc<dyn Fn() -> Result<BTreeMap<String, Task>> + Send + Sync>;
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reloaded {
+    /// Tasks that are new.
+    pub added: Vec<String>,
+    /// Tasks that are gone (their runs in flight finish).
+    pub removed: Vec<String>,
+    /// Tasks whose definition was read again (runs in flight keep the old one).
+    pub updated: Vec<String>,
+}
+
 /// The service: task slots, the runs in flight, the scheduler.
 pub struct Service {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    slots: BTreeMap<String, Arc<TaskSlot>>,
+    slots: std::sync::RwLock<BTreeMap<String, Arc<TaskSlot>>>,
+    loader: TaskLoader,
     runs: Mutex<JoinSet<()>>,
-    stop: watch::Sender<bool>,
     stopping: AtomicBool,
+    /// Held while the scheduler or the set of tasks changes (start, reload, shutdown).
     scheduler: tokio::sync::Mutex<Option<JobScheduler>>,
     /// When the service started (ms since epoch UTC).
     pub started_ms: i64,
@@ -188,27 +243,27 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("tasks", &self.slots.keys().collect::<Vec<_>>())
+            .field("tasks", &self.slots().keys().cloned().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 impl Service {
-    /// A service for `tasks` over `store`; nothing runs until [`Service::start`].
-    pub fn new(store: Arc<dyn Store>, tasks: BTreeMap<String, Task>) -> Result<Arc<Service>> {
-        let slots = tasks
+    /// A service for the tasks `loader` reads, over `store`; nothing runs until
+    /// [`Service::start`].
+    pub fn new(store: Arc<dyn Store>, loader: TaskLoader) -> Result<Arc<Service>> {
+        let tasks = loader()?;
+        let slots: BTreeMap<String, Arc<TaskSlot>> = tasks
             .into_iter()
-            .map(|(name, task)| Ok((name, Arc::new(TaskSlot::new(task)?))))
+            .map(|(name, task)| Ok((name, Arc::new(TaskSlot::new(Definition::new(task)?)))))
             .collect::<Result<_>>()?;
-        let (stop, _) = watch::channel(false);
-        let slots: BTreeMap<String, Arc<TaskSlot>> = slots;
         let metrics = Arc::new(Metrics::new(slots.keys().map(String::as_str)));
         Ok(Arc::new(Service {
             store,
             metrics,
-            slots,
+            slots: std::sync::RwLock::new(slots),
+            loader,
             runs: Mutex::new(JoinSet::new()),
-            stop,
             stopping: AtomicBool::new(false),
             scheduler: tokio::sync::Mutex::new(None),
             started_ms: chrono::Utc::now().timestamp_millis(),
@@ -225,54 +280,150 @@ impl Service {
         &self.metrics
     }
 
-    /// Every task slot, by name.
-    pub fn slots(&self) -> &BTreeMap<String, Arc<TaskSlot>> {
-        &self.slots
+    /// Every task slot, by name (a snapshot: a reload may change the set afterwards).
+    pub fn slots(&self) -> BTreeMap<String, Arc<TaskSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// One task's slot.
+    pub fn slot(&self, name: &str) -> Option<Arc<TaskSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
     }
 
     /// Starts ticking the cron tasks and the continuous tasks' loops.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
+        let mut guard = self.scheduler.lock().await;
         let scheduler = JobScheduler::new()
             .await
             .map_err(|e| Error::Store(format!("starting the scheduler: {e}")))?;
-        for slot in self.slots.values() {
-            if slot.is_continuous() {
-                self.spawn_follow(slot);
-                continue;
-            }
-            let Some(cron) = &slot.cron else { continue };
-            let (service, tick_slot) = (Arc::downgrade(self), Arc::clone(slot));
-            let job = Job::new_async(cron.as_str(), move |_, _| {
-                let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
-                Box::pin(async move {
-                    if let Some(service) = service.upgrade() {
-                        let _ = service.start_run(&slot, Trigger::Schedule);
-                    }
-                })
-            })
-            .map_err(|e| Error::InvalidConfig(format!("schedule {cron:?}: {e}")))?;
-            scheduler
-                .add(job)
-                .await
-                .map_err(|e| Error::Store(format!("scheduling task {}: {e}", slot.task.name)))?;
+        for slot in self.slots().values() {
+            self.schedule(&scheduler, slot).await?;
         }
         scheduler
             .start()
             .await
             .map_err(|e| Error::Store(format!("starting the scheduler: {e}")))?;
-        *self.scheduler.lock().await = Some(scheduler);
+        *guard = Some(scheduler);
         Ok(())
+    }
+
+    /// Starts what drives `slot`: its continuous loop, or a job on its cron schedule.
+    async fn schedule(
+        self: &Arc<Self>,
+        scheduler: &JobScheduler,
+        slot: &Arc<TaskSlot>,
+    ) -> Result<()> {
+        if slot.is_continuous() {
+            self.spawn_follow(slot);
+            return Ok(());
+        }
+        let Some(cron) = slot.cron() else {
+            return Ok(());
+        };
+        let (service, tick_slot) = (Arc::downgrade(self), Arc::clone(slot));
+        let job = Job::new_async(cron.as_str(), move |_, _| {
+            let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
+            Box::pin(async move {
+                if let Some(service) = service.upgrade() {
+                    let _ = service.start_run(&slot, Trigger::Schedule);
+                }
+            })
+        })
+        .map_err(|e| Error::InvalidConfig(format!("schedule {cron:?}: {e}")))?;
+        let id = scheduler
+            .add(job)
+            .await
+            .map_err(|e| Error::Store(format!("scheduling task {}: {e}", slot.task().name)))?;
+        *slot.job.lock().unwrap_or_else(PoisonError::into_inner) = Some(id);
+        Ok(())
+    }
+
+    /// Stops what drives `slot` (its job, or its continuous loop after the run in flight).
+    async fn unschedule(scheduler: &JobScheduler, slot: &TaskSlot) {
+        let job = slot
+            .job
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(id) = job {
+            if let Err(e) = scheduler.remove(&id).await {
+                tracing::warn!(task = %slot.task().name, "removing its scheduled job: {e}");
+            }
+        }
+        let stop = slot
+            .follow_stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(stop) = stop {
+            let _ = stop.send(true);
+        }
+    }
+
+    /// Reads the task files again and applies them: new tasks start, removed ones stop
+    /// (their runs in flight finish), the others take their new definition for their next
+    /// run. Any problem in any file (or a schedule the scheduler cannot run) is an error and
+    /// changes nothing.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded> {
+        let loader = Arc::clone(&self.loader);
+        let tasks = crate::store::blocking(move || loader()).await?;
+        let mut definitions = BTreeMap::new();
+        for (name, task) in tasks {
+            definitions.insert(name, Definition::new(task)?);
+        }
+        let guard = self.scheduler.lock().await;
+        let Some(scheduler) = guard.as_ref() else {
+            return Err(Error::Conflict("the service is not running".into()));
+        };
+        let mut done = Reloaded::default();
+        let current = self.slots();
+        for (name, slot) in &current {
+            if !definitions.contains_key(name) {
+                Self::unschedule(scheduler, slot).await;
+                done.removed.push(name.clone());
+            }
+        }
+        let mut next = BTreeMap::new();
+        for (name, definition) in definitions {
+            let slot = match current.get(&name) {
+                Some(slot) => {
+                    Self::unschedule(scheduler, slot).await;
+                    *slot
+                        .definition
+                        .write()
+                        .unwrap_or_else(PoisonError::into_inner) = definition;
+                    done.updated.push(name.clone());
+                    Arc::clone(slot)
+                }
+                None => {
+                    done.added.push(name.clone());
+                    Arc::new(TaskSlot::new(definition))
+                }
+            };
+            self.schedule(scheduler, &slot).await?;
+            next.insert(name, slot);
+        }
+        *self.slots.write().unwrap_or_else(PoisonError::into_inner) = next;
+        tracing::info!(added = ?done.added, removed = ?done.removed, updated = ?done.updated, "tasks reloaded");
+        Ok(done)
     }
 
     /// Starts a run of task `name` now, unless one is in flight (`POST …/run`).
     pub fn run_now(self: &Arc<Self>, name: &str) -> std::result::Result<(), NotStarted> {
-        let slot = self.slots.get(name).ok_or(NotStarted::Unknown)?;
+        let slot = self.slot(name).ok_or(NotStarted::Unknown)?;
         if slot.is_continuous() {
             return Err(NotStarted::Busy(format!(
                 "task {name} is continuous: it delivers changes by itself as they come"
             )));
         }
-        self.start_run(slot, Trigger::Request)
+        self.start_run(&slot, Trigger::Request)
     }
 
     fn start_run(
@@ -291,12 +442,12 @@ impl Service {
             let since = slot.stats().running_since_ms.unwrap_or_default();
             if trigger == Trigger::Schedule {
                 slot.update(|s| s.skipped_overlaps += 1);
-                self.metrics.record_skip(&slot.task.name);
-                tracing::warn!(task = %slot.task.name, "tick skipped: the previous run is still going");
+                self.metrics.record_skip(&slot.task().name);
+                tracing::warn!(task = %slot.task().name, "tick skipped: the previous run is still going");
             }
             return Err(NotStarted::Busy(format!(
                 "task {} is running (a run started at {})",
-                slot.task.name,
+                slot.task().name,
                 rfc3339(since)
             )));
         }
@@ -312,11 +463,12 @@ impl Service {
             .unwrap_or_else(PoisonError::into_inner)
             .spawn(async move {
                 let clock = std::time::Instant::now();
-                let outcome = run_task(store, Arc::clone(&slot.task), Arc::new(Quiet)).await;
-                metrics.record_run(&slot.task.name, &outcome, clock.elapsed().as_secs_f64());
+                let task = slot.task();
+                let outcome = run_task(store, Arc::clone(&task), Arc::new(Quiet)).await;
+                metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
                 match &outcome {
                     Ok(run) => tracing::info!("{}", run.line()),
-                    Err(e) => tracing::error!(task = %slot.task.name, "run failed: {e}"),
+                    Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
                 }
                 slot.record(&outcome);
                 slot.running.store(false, Ordering::SeqCst);
@@ -327,13 +479,17 @@ impl Service {
     fn spawn_follow(self: &Arc<Self>, slot: &Arc<TaskSlot>) {
         let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
         let metrics = Arc::clone(&self.metrics);
-        let stop = self.stop.subscribe();
+        let (stop_tx, stop) = watch::channel(false);
+        *slot
+            .follow_stop
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(stop_tx);
         slot.running.store(true, Ordering::SeqCst);
         self.runs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .spawn(async move {
-                let task = Arc::clone(&slot.task);
+                let task = slot.task();
                 let dest = match Destination::parse(&task.destination) {
                     Ok(d) => Arc::new(d.with_retry(task.retry)),
                     Err(e) => {
@@ -344,11 +500,12 @@ impl Service {
                 let on_run = |run: &RunSummary| {
                     slot.update(|s| s.runs_started += 1);
                     let outcome = Ok(run.clone());
-                    metrics.record_run(&slot.task.name, &outcome, run.seconds);
+                    metrics.record_run(&run.record.task, &outcome, run.seconds);
                     slot.record(&outcome);
                 };
+                let name = task.name.clone();
                 if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
-                    tracing::error!(task = %slot.task.name, "continuous delivery stopped: {e}");
+                    tracing::error!(task = %name, "continuous delivery stopped: {e}");
                     slot.record(&Err(e));
                 }
                 slot.running.store(false, Ordering::SeqCst);
@@ -361,11 +518,13 @@ impl Service {
     pub async fn shutdown(&self, grace: Duration) -> usize {
         self.stopping.store(true, Ordering::SeqCst);
         if let Some(mut scheduler) = self.scheduler.lock().await.take() {
+            for slot in self.slots().values() {
+                Self::unschedule(&scheduler, slot).await;
+            }
             if let Err(e) = scheduler.shutdown().await {
                 tracing::warn!("stopping the scheduler: {e}");
             }
         }
-        let _ = self.stop.send(true);
         let mut runs =
             std::mem::take(&mut *self.runs.lock().unwrap_or_else(PoisonError::into_inner));
         let waited =

@@ -241,3 +241,46 @@ def setup_small(wd):
     wd.write_task("manual", source="items", mode="full", schedule=None, prefix="",
                   partition_time={"from": "write_time"}, concurrency=1)
     wd.load("items", rows(range(1, 11), "a"))
+
+
+def test_reload_applies_a_good_set_and_refuses_a_broken_one(wd):
+    setup_small(wd)
+    small = {"source": "items", "mode": "full", "schedule": None, "prefix": "",
+             "partition_time": {"from": "write_time"}, "concurrency": 1}
+    wd.write_task("other", **small)
+    with serving(wd) as (p, base):
+        def names():
+            return [t["task"] for t in call(base, "/api/tasks")[1]["tasks"]]
+
+        assert names() == ["manual", "other"]
+        # A good set: one task added, one removed, one read again.
+        wd.write_task("added", **small)
+        (wd.root / "pipelines" / "other.yaml").unlink()
+        status, body = call(base, "/api/reload", "POST")
+        assert (status, body) == (200, {"added": ["added"], "removed": ["other"],
+                                        "updated": ["manual"]}), body
+        assert names() == ["added", "manual"]
+        assert call(base, "/api/tasks/other/run", "POST")[0] == 404
+        assert call(base, "/api/tasks/added/run", "POST")[0] == 202
+        wait_for("the added task's run", lambda: (
+            lambda t: t["last_run"] and t["last_run"]["status"] == "succeeded"
+        )(call(base, "/api/tasks/added")[1]))
+
+        # A broken file: refused with the file named, nothing changes.
+        wd.write("pipelines/broken.yaml", "name: [unclosed\n")
+        status, body = call(base, "/api/reload", "POST")
+        assert status == 422 and "broken.yaml" in body["error"], body
+        assert names() == ["added", "manual"]
+        p.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert names() == ["added", "manual"] and p.poll() is None
+
+        # SIGHUP with the file fixed.
+        (wd.root / "pipelines" / "broken.yaml").unlink()
+        wd.write_task("via-hup", **small)
+        p.send_signal(signal.SIGHUP)
+        wait_for("SIGHUP to load via-hup", lambda: "via-hup" in names())
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "reload refused" in err, err

@@ -458,22 +458,27 @@ impl Service {
         });
         let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
         let metrics = Arc::clone(&self.metrics);
-        self.runs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .spawn(async move {
-                let clock = std::time::Instant::now();
-                let task = slot.task();
-                let outcome = run_task(store, Arc::clone(&task), Arc::new(Quiet)).await;
-                metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
-                match &outcome {
-                    Ok(run) => tracing::info!("{}", run.line()),
-                    Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
-                }
-                slot.record(&outcome);
-                slot.running.store(false, Ordering::SeqCst);
-            });
+        self.track(async move {
+            let clock = std::time::Instant::now();
+            let task = slot.task();
+            let outcome = run_task(store, Arc::clone(&task), Arc::new(Quiet)).await;
+            metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
+            match &outcome {
+                Ok(run) => tracing::info!("{}", run.line()),
+                Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
+            }
+            slot.record(&outcome);
+            slot.running.store(false, Ordering::SeqCst);
+        });
         Ok(())
+    }
+
+    /// Spawns `work` among the runs shutdown waits for, first forgetting the finished ones
+    /// (so a long-lived service does not keep one entry per run it ever did).
+    fn track(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+        while runs.try_join_next().is_some() {}
+        runs.spawn(work);
     }
 
     fn spawn_follow(self: &Arc<Self>, slot: &Arc<TaskSlot>) {
@@ -485,31 +490,28 @@ impl Service {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(stop_tx);
         slot.running.store(true, Ordering::SeqCst);
-        self.runs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .spawn(async move {
-                let task = slot.task();
-                let dest = match Destination::parse(&task.destination) {
-                    Ok(d) => Arc::new(d.with_retry(task.retry)),
-                    Err(e) => {
-                        slot.record(&Err(e));
-                        return;
-                    }
-                };
-                let on_run = |run: &RunSummary| {
-                    slot.update(|s| s.runs_started += 1);
-                    let outcome = Ok(run.clone());
-                    metrics.record_run(&run.record.task, &outcome, run.seconds);
-                    slot.record(&outcome);
-                };
-                let name = task.name.clone();
-                if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
-                    tracing::error!(task = %name, "continuous delivery stopped: {e}");
+        self.track(async move {
+            let task = slot.task();
+            let dest = match Destination::parse(&task.destination) {
+                Ok(d) => Arc::new(d.with_retry(task.retry)),
+                Err(e) => {
                     slot.record(&Err(e));
+                    return;
                 }
-                slot.running.store(false, Ordering::SeqCst);
-            });
+            };
+            let on_run = |run: &RunSummary| {
+                slot.update(|s| s.runs_started += 1);
+                let outcome = Ok(run.clone());
+                metrics.record_run(&run.record.task, &outcome, run.seconds);
+                slot.record(&outcome);
+            };
+            let name = task.name.clone();
+            if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
+                tracing::error!(task = %name, "continuous delivery stopped: {e}");
+                slot.record(&Err(e));
+            }
+            slot.running.store(false, Ordering::SeqCst);
+        });
     }
 
     /// Stops ticking and lets the runs in flight finish within `grace`; cancels what is left
@@ -559,4 +561,41 @@ fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
         .build()
         .parse(expr)
         .map_err(|e| format!("{expr:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn finished_runs_are_forgotten_and_shutdown_waits_for_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let loader: TaskLoader = Arc::new(|| Ok(BTreeMap::new()));
+        let service = Service::new(store, loader).unwrap();
+        for _ in 0..5 {
+            service.track(async {});
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        service.track(async move {
+            let _ = rx.await;
+        });
+        assert_eq!(
+            service.runs.lock().unwrap().len(),
+            1,
+            "the finished five are gone"
+        );
+        // The one left is cancelled after the grace period; one that ends in time is not.
+        assert_eq!(service.shutdown(Duration::from_millis(50)).await, 1);
+        drop(tx);
+        let service = Service::new(
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap()),
+            Arc::new(|| Ok(BTreeMap::new())),
+        )
+        .unwrap();
+        service.track(tokio::time::sleep(Duration::from_millis(20)));
+        assert_eq!(service.shutdown(Duration::from_secs(5)).await, 0);
+    }
 }

@@ -11,6 +11,9 @@
 //! - `GET /api/tasks/{name}/ddl`: its Hive DDL statements.
 //! - `POST /api/tasks/{name}/run`: start a run now: 202, or 409 while one is in flight.
 //! - `GET /metrics`: Prometheus metrics (OpenMetrics text; see [`super::metrics`]).
+//! - `GET /api/openapi.json`: the OpenAPI 3 document of all this (`openapi.json` beside this
+//!   file, written by hand; a unit test sends every documented request to the router and
+//!   checks that a handler, not the fallback, answers it).
 //! - `POST /api/reload`: read the task files again: 200 with what was added, removed and
 //!   updated, or 422 with every problem (the running set is then unchanged).
 //!
@@ -30,7 +33,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 use crate::delivery::ddl::statements;
@@ -43,6 +46,9 @@ use crate::store::{blocking, RunRecord};
 /// Run records `…/runs` returns unless `limit` says otherwise, and at most.
 const DEFAULT_RUNS: usize = 20;
 const MAX_RUNS: usize = 1000;
+
+/// The OpenAPI document of the API.
+const OPENAPI: &str = include_str!("openapi.json");
 
 /// Largest request body accepted (no endpoint takes one today).
 const BODY_LIMIT: usize = 64 * 1024;
@@ -104,6 +110,7 @@ pub fn router(service: Arc<Service>, access: Access) -> Router {
         .route("/api/tasks/{name}/run", post(run_now))
         .route("/metrics", get(metrics))
         .route("/api/reload", post(reload))
+        .route("/api/openapi.json", get(openapi))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
         .with_state(service)
         .layer(axum::middleware::from_fn_with_state(
@@ -226,20 +233,27 @@ async fn one_task(State(service): State<Arc<Service>>, Path(name): Path<String>)
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct RunsQuery {
-    limit: Option<String>,
-}
-
 async fn task_runs(
     State(service): State<Arc<Service>>,
     Path(name): Path<String>,
-    Query(query): Query<RunsQuery>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
     if service.slot(&name).is_none() {
         return unknown(&service, &name);
     }
-    let limit = match query.limit.as_deref().map(str::parse::<usize>) {
+    // Read as pairs, so that no query string makes the extractor answer in plain text.
+    let limits: Vec<&str> = query
+        .iter()
+        .filter(|(k, _)| k == "limit")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if limits.len() > 1 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "limit: given more than once".into(),
+        );
+    }
+    let limit = match limits.first().map(|v| v.parse::<usize>()) {
         None => DEFAULT_RUNS,
         Some(Ok(n)) if (1..=MAX_RUNS).contains(&n) => n,
         Some(_) => {
@@ -323,5 +337,70 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
             error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
         }
         Err(e) => failed(e),
+    }
+}
+
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use tower::ServiceExt;
+
+    /// Every path and method of the OpenAPI document reaches a handler of the router (the
+    /// fallback would answer "no such path"), and an undocumented path does not.
+    #[tokio::test]
+    async fn every_documented_route_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let service = Service::new(store, Arc::new(|| Ok(BTreeMap::new()))).unwrap();
+        service.start().await.unwrap();
+        let app = router(
+            Arc::clone(&service),
+            Access {
+                token: None,
+                every_call: false,
+            },
+        );
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut seen = 0;
+        let ask = |method: &str, path: &str| {
+            axum::http::Request::builder()
+                .method(method.to_ascii_uppercase().as_str())
+                .uri(path.replace("{name}", "nope"))
+                .body(axum::body::Body::empty())
+                .unwrap()
+        };
+        let fallback = |body: &[u8]| String::from_utf8_lossy(body).contains("no such path");
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                if method == "parameters" {
+                    continue;
+                }
+                let response = app.clone().oneshot(ask(method, path)).await.unwrap();
+                let status = response.status();
+                let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                assert!(!fallback(&body), "{method} {path}: {status}");
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 10);
+        let response = app.oneshot(ask("get", "/api/nothing")).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        assert!(fallback(&body));
+        service.shutdown(std::time::Duration::from_secs(1)).await;
     }
 }

@@ -1255,28 +1255,10 @@ impl Store for SqliteStore {
         let rows = non_negative(count, "a row count")?;
         let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
         let bounds = shard_bounds(first, &t, rows, used).map_err(at("finding shard bounds"))?;
-        if used > 0 && bounds.len() + 1 != used {
-            return Err(Error::Store(format!(
-                "snapshot of table {table}: found {} shard bounds for {used} shards of {rows} rows",
-                bounds.len()
-            )));
-        }
-        let mut out: Vec<Box<dyn ShardReader>> = Vec::with_capacity(used);
-        for (s, conn) in readers.into_iter().take(used).enumerate() {
-            let lower = s.checked_sub(1).map(|p| bounds[p].clone());
-            let upper = bounds.get(s).cloned();
-            out.push(Box::new(SqliteShard {
-                sql: t.range_sql(lower.is_some(), upper.is_some(), None),
-                conn,
-                t: Arc::clone(&t),
-                params: lower.into_iter().chain(upper).flatten().collect(),
-                deletes: false,
-            }));
-        }
         Ok(Snapshot {
             seq,
             rows,
-            shards: out,
+            shards: key_range_shards(readers, &t, &bounds, used, None)?,
         })
     }
 
@@ -1310,7 +1292,7 @@ impl Store for SqliteStore {
         let live_in_range = format!(
             "FROM {} WHERE {}\"_seq\" >= ?1 AND \"_seq\" < ?2",
             t.data,
-            if deletes { "" } else { "\"_deleted\" = 0 AND " }
+            unless_deletes(deletes)
         );
         let count: i64 = readers[0]
             .query_row(
@@ -1334,35 +1316,15 @@ impl Store for SqliteStore {
                 // A large share of the table: one pass in key order, split by key ranges.
                 let bounds = shard_bounds(&readers[0], &t, live, used)
                     .map_err(at("finding shard bounds"))?;
-                let sql_of = |s: usize| {
-                    (
-                        s.checked_sub(1).map(|p| bounds[p].clone()),
-                        bounds.get(s).cloned(),
-                    )
+                let range = SeqRange {
+                    first,
+                    end,
+                    deletes,
                 };
-                let out = readers
-                    .into_iter()
-                    .take(used)
-                    .enumerate()
-                    .map(|(s, conn)| {
-                        let (lower, upper) = sql_of(s);
-                        let sql = t.range_sql(lower.is_some(), upper.is_some(), Some(deletes));
-                        let mut params: Vec<SqlValue> =
-                            lower.into_iter().chain(upper).flatten().collect();
-                        params.extend([SqlValue::Integer(first), SqlValue::Integer(end)]);
-                        Box::new(SqliteShard {
-                            sql,
-                            conn,
-                            t: Arc::clone(&t),
-                            params,
-                            deletes,
-                        }) as Box<dyn ShardReader>
-                    })
-                    .collect();
                 return Ok(Snapshot {
                     seq,
                     rows,
-                    shards: out,
+                    shards: key_range_shards(readers, &t, &bounds, used, Some(range))?,
                 });
             }
         }
@@ -1427,7 +1389,7 @@ impl Store for SqliteStore {
         let behind = format!(
             "FROM {} WHERE {}\"_seq\" > ?1",
             t.data,
-            if deletes { "" } else { "\"_deleted\" = 0 AND " }
+            unless_deletes(deletes)
         );
         let rows: i64 = tx
             .query_row(&format!("SELECT count(*) {behind}"), [after], |r| r.get(0))
@@ -1733,6 +1695,63 @@ fn pin_readers(readers: &[Connection]) -> Result<Option<u64>> {
     first
         .map(|s| non_negative(s, "the store's seq"))
         .transpose()
+}
+
+/// The condition that leaves tombstones out, unless changes are read with their deletes.
+fn unless_deletes(deletes: bool) -> &'static str {
+    if deletes {
+        ""
+    } else {
+        "\"_deleted\" = 0 AND "
+    }
+}
+
+/// A `_seq` range of changes read by key ranges: `[first, end)`, with tombstones if `deletes`.
+#[derive(Debug, Clone, Copy)]
+struct SeqRange {
+    first: i64,
+    end: i64,
+    deletes: bool,
+}
+
+/// One reader per key range: shard `s` reads keys from `bounds[s - 1]` (the start for the
+/// first) up to `bounds[s]` (the end for the last), live rows or, with `changes`, the rows
+/// of that `_seq` range. `bounds` must hold `used - 1` keys.
+fn key_range_shards(
+    readers: Vec<Connection>,
+    t: &Arc<TableSql>,
+    bounds: &[Vec<SqlValue>],
+    used: usize,
+    changes: Option<SeqRange>,
+) -> Result<Vec<Box<dyn ShardReader>>> {
+    if used > 0 && bounds.len() + 1 != used {
+        return Err(Error::Store(format!(
+            "reading table {}: found {} shard bounds for {used} shards",
+            t.name(),
+            bounds.len()
+        )));
+    }
+    Ok(readers
+        .into_iter()
+        .take(used)
+        .enumerate()
+        .map(|(s, conn)| {
+            let lower = s.checked_sub(1).map(|p| bounds[p].clone());
+            let upper = bounds.get(s).cloned();
+            let sql = t.range_sql(lower.is_some(), upper.is_some(), changes.map(|c| c.deletes));
+            let mut params: Vec<SqlValue> = lower.into_iter().chain(upper).flatten().collect();
+            if let Some(c) = changes {
+                params.extend([SqlValue::Integer(c.first), SqlValue::Integer(c.end)]);
+            }
+            Box::new(SqliteShard {
+                sql,
+                conn,
+                t: Arc::clone(t),
+                params,
+                deletes: changes.is_some_and(|c| c.deletes),
+            }) as Box<dyn ShardReader>
+        })
+        .collect())
 }
 
 /// The first key of shards 1..`used`: the keys at offsets `rows * i / used` in key order.

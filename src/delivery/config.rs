@@ -777,14 +777,24 @@ pub fn cron_expression(s: &str) -> std::result::Result<Option<String>, String> {
         other => other,
     };
     let fields = expr.split_whitespace().count();
-    let parsed = tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}));
-    if fields != 6 || parsed.is_err() {
+    if fields != 6 || parse_cron(expr).is_err() {
         return Err(format!(
             "{s:?}: expected cron with seconds (6 fields: sec min hour day month weekday, e.g. \
              \"0 0 2 * * *\"), @hourly, @daily, @weekly, @monthly, @yearly or continuous"
         ));
     }
     Ok(Some(expr.to_string()))
+}
+
+/// A 6-field cron expression (seconds first) parsed the way tokio-cron-scheduler parses it
+/// (croner, seconds required, day of month and weekday both to match).
+pub fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("{expr:?}: {e}"))
 }
 
 fn check_schedule(s: &str) -> std::result::Result<(), String> {

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::delivery::config::cron_expression;
+use crate::delivery::config::{cron_expression, parse_cron};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::service::metrics::Metrics;
@@ -551,16 +551,6 @@ pub fn rfc3339(ms: i64) -> String {
         || ms.to_string(),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
-}
-
-/// A 6-field cron expression (seconds first) as the scheduler parses it.
-fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expr)
-        .map_err(|e| format!("{expr:?}: {e}"))
 }
 
 #[cfg(test)]

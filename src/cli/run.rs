@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
-use crate::cli::{print, Context};
+use crate::cli::{print, stop_signal, Context};
 use crate::delivery::{follow, run_task, Quiet, RunObserver, Task};
 use crate::error::Result;
 use crate::sink::destination::Destination;
@@ -76,28 +75,14 @@ async fn follow_task(store: Arc<dyn Store>, task: Arc<Task>) -> Result<()> {
     let dest = Arc::new(Destination::parse(&task.destination)?.with_retry(task.retry));
     let (stop_tx, stop) = watch::channel(false);
     let signals = tokio::spawn(async move {
-        let mut term = match signal(SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                return;
-            }
-        };
-        for n in 0.. {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            if n == 0 {
-                tracing::warn!(
-                    "stopping: a run in flight is finished first (signal again to stop at once)"
-                );
-                let _ = stop_tx.send(true);
-            } else {
-                eprintln!("stopped at once; the next run of the task takes this one over");
-                std::process::exit(130);
-            }
-        }
+        stop_signal().await;
+        tracing::warn!(
+            "stopping: a run in flight is finished first (signal again to stop at once)"
+        );
+        let _ = stop_tx.send(true);
+        stop_signal().await;
+        eprintln!("stopped at once; the next run of the task takes this one over");
+        std::process::exit(130);
     });
     let outcome = follow(
         store,

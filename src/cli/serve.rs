@@ -10,7 +10,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::Arc;
 
-use crate::cli::{print, Context};
+use crate::cli::{print, stop_signal, Context};
 use crate::delivery::config::parse_duration;
 use crate::delivery::load_tasks;
 use crate::error::{Error, Result};
@@ -97,22 +97,6 @@ async fn reload_on_sighup(service: Arc<Service>) {
             Err(e) => {
                 tracing::error!("SIGHUP: reload refused, the running tasks are unchanged:\n{e}")
             }
-        }
-    }
-}
-
-/// Resolves at the first SIGTERM or SIGINT.
-async fn stop_signal() {
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(e) => {
-            tracing::error!("cannot listen for SIGTERM: {e}");
-            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -44,8 +44,8 @@ use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files};
 use crate::store::{
-    DeliveredObject, LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, Store, DELETED_COLUMN,
-    SEQ_COLUMN, WRITE_TIME_COLUMN,
+    DeliveredObject, LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, Store, TaskState,
+    DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
 };
 
 /// Rows per batch read from the store.
@@ -148,12 +148,11 @@ pub async fn run_task_with(
             "removed spool files of lakeport processes that ended without cleaning up"
         );
     }
-    remove_pending(&store, &task.name, &dest).await?;
-
     let table = task.source.table.clone();
     let shards = task.concurrency;
     let name = task.name.clone();
     let state = blocking(&store, move |s| s.task_state(&name)).await?;
+    remove_pending(&store, state.as_ref(), &dest).await?;
     let phase = Phase::of(task.mode, state.is_some());
     // An incremental run delivers the changes above the task's checkpoint, up to the store's
     // sequence when it starts; a full (or a differential task's first) run the whole table as
@@ -293,7 +292,9 @@ pub async fn run_task_with(
     };
     let committed = record.clone();
     blocking(&store, move |s| s.finish_run(&committed, live)).await?;
-    remove_pending(&store, &task.name, &dest).await?;
+    let name = task.name.clone();
+    let state = blocking(&store, move |s| s.task_state(&name)).await?;
+    remove_pending(&store, state.as_ref(), &dest).await?;
     Ok(RunSummary {
         record,
         seconds: clock.elapsed().as_secs_f64(),
@@ -376,19 +377,19 @@ async fn keep_alive(store: Arc<dyn Store>, run_id: u64, every: Duration) {
 }
 
 /// Removes objects a previous run replaced, then forgets them. Safe to repeat.
-async fn remove_pending(store: &Arc<dyn Store>, task: &str, dest: &Destination) -> Result<()> {
-    let name = task.to_string();
-    let Some(state) = blocking(store, move |s| s.task_state(&name)).await? else {
+async fn remove_pending(
+    store: &Arc<dyn Store>,
+    state: Option<&TaskState>,
+    dest: &Destination,
+) -> Result<()> {
+    let Some(state) = state.filter(|s| !s.pending_removal.is_empty()) else {
         return Ok(());
     };
-    if state.pending_removal.is_empty() {
-        return Ok(());
-    }
     for object in &state.pending_removal {
         dest.delete(&object.path).await?;
     }
-    let name = task.to_string();
-    let removed = state.pending_removal;
+    let name = state.task.clone();
+    let removed = state.pending_removal.clone();
     blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
 }
 

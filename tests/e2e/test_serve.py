@@ -302,7 +302,7 @@ def test_schemathesis_finds_no_server_error(wd):
                             "--checks", "not_a_server_error,response_schema_conformance,"
                             "status_code_conformance,content_type_conformance",
                             "--max-examples", "30", "--seed", "1"],
-                           capture_output=True, text=True, timeout=600)
+                           capture_output=True, text=True, timeout=600, cwd=wd.root)
         assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-2000:]
         assert "passed" in r.stdout and "API Operations" in r.stdout, r.stdout[-3000:]
         assert call(base, "/api/tasks/inventory-daily")[0] == 200

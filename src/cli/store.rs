@@ -74,11 +74,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         let mut out = Vec::new();
         for (table, horizon) in horizons {
             let purged = store.purge_tombstones(&table, horizon.up_to_seq)?;
-            let left = store
-                .table_stats()?
-                .into_iter()
+            // Counted before purging (table_stats counts every table's rows: not again).
+            let before = stats
+                .iter()
                 .find(|s| s.table == table)
                 .map_or(0, |s| s.tombstones);
+            let left = before.saturating_sub(purged);
             out.push(Compacted {
                 table,
                 up_to_seq: (horizon.up_to_seq != u64::MAX).then_some(horizon.up_to_seq),

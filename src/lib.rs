@@ -6,13 +6,15 @@
 //! [`inventory`] (rows in) → [`store`] (rows with change sequence) → [`delivery`] (tasks, plans,
 //! runs) → [`convert`] (store types → lake types, dirty rows) → [`sink`] (partition prefixes,
 //! Parquet, object storage) → [`catalog`] (DDL). [`service`] runs tasks on their schedules
-//! behind an HTTP API; [`cli`] only drives them.
+//! behind an HTTP API; [`cli`] only drives them. [`config`] reads the pipelines folder that
+//! declares tasks and watchers.
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rust_2018_idioms)]
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod convert;
 pub mod delivery;
 pub mod error;

@@ -1,16 +1,14 @@
 //! `lakeport inventory import <manifest-url>` and `lakeport inventory watch <root-url>`: apply
 //! inventory reports to the `object_inventory` table as full snapshots of their scope.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::cli::{print, to_json, Context};
-use crate::delivery::config::parse_duration;
+use crate::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
-use crate::inventory::report::{open_report, Provider, Report};
-use crate::inventory::watch::scan;
-use crate::sink::destination::Destination;
+use crate::inventory::report::{open_report, Provider};
+use crate::inventory::watch::{WatchEvent, WatchTarget, Watcher};
 use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
 
 /// The table reports and listings go to.
@@ -96,12 +94,12 @@ async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
         import_report(store.as_ref(), report, &table.table, &scope_prefix)
     })
     .await?;
-    report_outcome(&outcome, started, args.options.json)
+    report_outcome(&outcome, started.elapsed().as_secs_f64(), args.options.json)
 }
 
 /// Prints what an import did: one line, or the record as JSON with an `outcome` field
 /// (`applied` or `already_imported`).
-pub(crate) fn report_outcome(outcome: &ImportOutcome, started: Instant, json: bool) -> Result<()> {
+pub(crate) fn report_outcome(outcome: &ImportOutcome, seconds: f64, json: bool) -> Result<()> {
     let (record, applied) = match outcome {
         ImportOutcome::Applied(r) => (r, true),
         ImportOutcome::AlreadyImported(r) => (r, false),
@@ -129,7 +127,7 @@ pub(crate) fn report_outcome(outcome: &ImportOutcome, started: Instant, json: bo
             scope(record)
         ));
     }
-    let secs = started.elapsed().as_secs_f64();
+    let secs = seconds;
     print(&format!(
         "imported {}: {}: {} rows ({} inserted, {} updated, {} deleted, {} unchanged) in {secs:.2}s ({:.0} rows/s)",
         record.manifest_url,
@@ -162,9 +160,8 @@ pub(crate) fn show_ms(ms: i64) -> String {
         .unwrap_or_else(|| format!("{ms} ms"))
 }
 
-/// Scans the root every interval and imports complete reports not handled yet, oldest first.
-/// A report that fails for a reason retrying cannot fix (bad input, older than the store's) is
-/// reported and skipped for the rest of the process; other failures are retried next scan.
+/// Scans the root every interval and imports complete reports not handled yet, oldest first
+/// (a [`Watcher`] pass), printing what each pass did.
 async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
     let table = inventory_table(ctx)?;
     if !args.root_url.contains("://") && !std::path::Path::new(&args.root_url).is_dir() {
@@ -173,106 +170,49 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
             args.root_url
         )));
     }
-    let root = Destination::parse(&args.root_url)?;
+    let target = WatchTarget {
+        root: args.root_url.clone(),
+        format: args.options.format,
+        scope_prefix: args.options.scope_prefix.clone(),
+    };
+    let mut watcher = Watcher::new(target, table)?;
     let store = ctx.store().await?;
-    let mut handled: HashSet<String> = HashSet::new();
-    let mut announced: HashSet<String> = HashSet::new();
+    let json = args.options.json;
     loop {
-        let mut failed = 0usize;
-        match scan(&root, args.options.format == Some(Provider::Obs)).await {
-            Err(e) if !args.once => eprintln!("error: scanning {}: {e}", root.url()),
-            Err(e) => return Err(e),
-            Ok(found) => {
-                for url in &found.waiting {
-                    if announced.insert(url.clone()) {
-                        eprintln!("waiting for {url} to complete (no manifest.checksum yet)");
-                    }
-                }
-                let new: Vec<String> = found
-                    .complete
-                    .into_iter()
-                    .filter(|u| !handled.contains(u))
-                    .collect();
-                let opened = {
-                    let table = table.clone();
-                    let format = args.options.format;
-                    blocking(move || {
-                        Ok(new
-                            .into_iter()
-                            .map(|url| {
-                                let report = open_report(&url, format, &table);
-                                (url, report)
-                            })
-                            .collect::<Vec<_>>())
-                    })
-                    .await?
-                };
-                let mut reports: Vec<Report> = Vec::new();
-                for (url, report) in opened {
-                    match report {
-                        Ok(r) => reports.push(r),
-                        Err(e) => {
-                            failed += 1;
-                            skip_or_retry(&mut handled, &url, &e);
-                        }
-                    }
-                }
-                reports.sort_by(|a, b| {
-                    (a.info.created_ms, &a.info.manifest_url)
-                        .cmp(&(b.info.created_ms, &b.info.manifest_url))
-                });
-                for report in reports {
-                    let url = report.info.manifest_url.clone();
-                    let (store, table_name, prefix) = (
-                        store.clone(),
-                        table.table.clone(),
-                        args.options.scope_prefix.clone(),
-                    );
-                    let started = Instant::now();
-                    let outcome = blocking(move || {
-                        import_report(store.as_ref(), report, &table_name, &prefix)
-                    })
-                    .await;
-                    match outcome {
-                        Ok(outcome) => {
-                            handled.insert(url);
-                            report_outcome(&outcome, started, args.options.json)?;
-                        }
-                        Err(e) => {
-                            failed += 1;
-                            skip_or_retry(&mut handled, &url, &e);
-                        }
-                    }
+        let mut printed = Ok(());
+        let mut on_event = |event: WatchEvent<'_>| match event {
+            WatchEvent::Waiting(url) => {
+                eprintln!("waiting for {url} to complete (no manifest.checksum yet)")
+            }
+            WatchEvent::Imported { outcome, seconds } => {
+                if printed.is_ok() {
+                    printed = report_outcome(outcome, seconds, json);
                 }
             }
-        }
-        if args.once {
-            return if failed == 0 {
-                Ok(())
-            } else {
-                Err(Error::InvalidInput(format!(
-                    "{failed} report(s) under {} failed (see above); the others were imported",
-                    root.url()
+            WatchEvent::Failed { error, skipped, .. } if skipped => {
+                eprintln!("error: {error} (report skipped)")
+            }
+            WatchEvent::Failed { error, .. } => {
+                eprintln!("error: {error} (will retry on the next scan)")
+            }
+        };
+        let pass = watcher.pass(&store, &mut on_event).await;
+        printed?;
+        match pass {
+            Err(e) if args.once => return Err(e),
+            Err(e) => eprintln!("error: scanning {}: {e}", args.root_url),
+            Ok(summary) if args.once && summary.failed > 0 => {
+                return Err(Error::InvalidInput(format!(
+                    "{} report(s) under {} failed (see above); the others were imported",
+                    summary.failed, args.root_url
                 )))
-            };
+            }
+            Ok(_) if args.once => return Ok(()),
+            Ok(_) => {}
         }
         tokio::select! {
             () = tokio::time::sleep(args.interval) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
-    }
-}
-
-/// Reports a failed report on stderr; remembers it as handled unless a retry could succeed.
-fn skip_or_retry(handled: &mut HashSet<String>, url: &str, e: &Error) {
-    let permanent = matches!(
-        e,
-        Error::InvalidInput(_) | Error::Conflict(_) | Error::InvalidConfig(_) | Error::NotFound(_)
-    );
-    if permanent {
-        handled.insert(url.to_string());
-        eprintln!("error: {e} (report skipped)");
-    } else {
-        eprintln!("error: {e} (will retry on the next scan)");
     }
 }

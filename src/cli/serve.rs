@@ -1,6 +1,6 @@
-//! `lakeport serve`: runs every task of the pipelines folder on its schedule and answers the
-//! HTTP API (see [`crate::service`]) until SIGTERM or SIGINT, then stops gracefully: no new
-//! runs, runs in flight get `--grace` to finish, exit 0. `LAKEPORT_API_TOKEN` guards the API
+//! `lakeport serve`: runs every task and watcher of the pipelines folder on its schedule and
+//! answers the HTTP API (see [`crate::service`]) until SIGTERM or SIGINT, then stops
+//! gracefully: no new runs, runs in flight get `--grace` to finish, exit 0. `LAKEPORT_API_TOKEN` guards the API
 //! (see [`crate::service::http`]); without it only loopback addresses are served.
 
 use std::net::SocketAddr;
@@ -10,11 +10,12 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use std::sync::Arc;
 
+use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
-use crate::delivery::config::parse_duration;
-use crate::delivery::load_tasks;
+use crate::config::{load_pipelines, parse_duration};
 use crate::error::{Error, Result};
-use crate::service::{http, Service, TaskLoader};
+use crate::service::{http, Declared, Loader, Service};
+use crate::store::schema::load_tables;
 
 /// The environment variable holding the API token.
 const TOKEN_ENV: &str = "LAKEPORT_API_TOKEN";
@@ -43,10 +44,19 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     }
     let store = ctx.store().await?;
     let (pipelines, schemas) = (ctx.pipelines.clone(), ctx.schemas.clone());
-    let loader: TaskLoader =
-        Arc::new(move || load_tasks(&pipelines, &crate::store::schema::load_tables(&schemas)?));
+    let loader: Loader = Arc::new(move || {
+        let mut tables = load_tables(&schemas)?;
+        let pipelines = load_pipelines(&pipelines, &tables)?;
+        let inventory_table = tables
+            .remove(INVENTORY_TABLE)
+            .ok_or_else(|| Error::NotFound(format!("table {INVENTORY_TABLE} is not declared")))?;
+        Ok(Declared {
+            pipelines,
+            inventory_table,
+        })
+    });
     let service = Service::new(store, loader)?;
-    let count = service.slots().len();
+    let (tasks, watchers) = (service.slots().len(), service.watchers().len());
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| {
@@ -65,7 +75,8 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     })?;
     service.start().await?;
     print(&format!(
-        "lakeport serve: {count} tasks, API on http://{bound}/ (SIGTERM or Ctrl-C stops)"
+        "lakeport serve: {tasks} tasks, {watchers} watchers, API on http://{bound}/ (SIGTERM or \
+         Ctrl-C stops)"
     ))?;
     let app = http::router(service.clone(), http::Access { token, every_call });
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&service)));

@@ -35,5 +35,5 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         import_snapshot(store.as_ref(), &draft, listing.into_changes(handle))
     })
     .await?;
-    report_outcome(&outcome, started, args.json)
+    report_outcome(&outcome, started.elapsed().as_secs_f64(), args.json)
 }

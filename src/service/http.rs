@@ -14,6 +14,10 @@
 //! - `GET /api/openapi.json`: the OpenAPI 3 document of all this (`openapi.json` beside this
 //!   file, written by hand; a unit test sends every documented request to the router and
 //!   checks that a handler, not the fallback, answers it).
+//! - `GET /api/watchers`, `GET /api/watchers/{name}`: the inventory watchers: root, format,
+//!   scope, schedule, next pass, state with the last error, and what their passes did since
+//!   the service started (passes, reports applied / already imported / failed / waiting, rows).
+//! - `POST /api/watchers/{name}/run`: start a pass now: 202, or 409 while one is in flight.
 //! - `POST /api/reload`: read the task files again: 200 with what was added, removed and
 //!   updated, or 422 with every problem (the running set is then unchanged).
 //!
@@ -39,7 +43,9 @@ use serde_json::json;
 use crate::delivery::ddl::statements;
 use crate::delivery::status::{task_status, TaskStatus};
 use crate::error::Error;
-use crate::service::{rfc3339, NotStarted, Service, SlotStats, TaskSlot};
+use crate::service::{
+    rfc3339, NotStarted, ReportCounts, Service, SlotStats, TaskSlot, WatcherSlot,
+};
 use crate::sink::destination::Destination;
 use crate::store::{blocking, RunRecord};
 
@@ -108,6 +114,9 @@ pub fn router(service: Arc<Service>, access: Access) -> Router {
         .route("/api/tasks/{name}/runs", get(task_runs))
         .route("/api/tasks/{name}/ddl", get(task_ddl))
         .route("/api/tasks/{name}/run", post(run_now))
+        .route("/api/watchers", get(list_watchers))
+        .route("/api/watchers/{name}", get(one_watcher))
+        .route("/api/watchers/{name}/run", post(watch_now))
         .route("/metrics", get(metrics))
         .route("/api/reload", post(reload))
         .route("/api/openapi.json", get(openapi))
@@ -127,11 +136,19 @@ fn error(status: StatusCode, message: String) -> Response {
 
 /// 404 for a task the service does not have.
 fn unknown(service: &Service, name: &str) -> Response {
-    let slots = service.slots();
-    let known: Vec<&str> = slots.keys().map(String::as_str).collect();
+    not_among("task", name, service.slots().keys())
+}
+
+/// 404 for a watcher the service does not have.
+fn unknown_watcher(service: &Service, name: &str) -> Response {
+    not_among("watcher", name, service.watchers().keys())
+}
+
+fn not_among<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>) -> Response {
+    let known: Vec<&str> = known.map(String::as_str).collect();
     error(
         StatusCode::NOT_FOUND,
-        format!("no task named {name:?} (tasks: {})", known.join(", ")),
+        format!("no {kind} named {name:?} ({kind}s: {})", known.join(", ")),
     )
 }
 
@@ -292,18 +309,99 @@ async fn task_ddl(State(service): State<Arc<Service>>, Path(name): Path<String>)
 }
 
 async fn run_now(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
-    match service.run_now(&name) {
+    let started = service.run_now(&name);
+    started_response(&service, "task", &name, started)
+}
+
+async fn watch_now(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    let started = service.watch_now(&name);
+    started_response(&service, "watcher", &name, started)
+}
+
+/// 202 for a run (or pass) started, else why not.
+fn started_response(
+    service: &Service,
+    kind: &str,
+    name: &str,
+    started: Result<(), NotStarted>,
+) -> Response {
+    match started {
         Ok(()) => (
             StatusCode::ACCEPTED,
-            Json(json!({ "task": name, "started": true })),
+            Json(json!({ kind: name, "started": true })),
         )
             .into_response(),
-        Err(NotStarted::Unknown) => unknown(&service, &name),
+        Err(NotStarted::Unknown) if kind == "task" => unknown(service, name),
+        Err(NotStarted::Unknown) => unknown_watcher(service, name),
         Err(NotStarted::Busy(why)) => error(StatusCode::CONFLICT, why),
         Err(NotStarted::Stopping) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the service is shutting down".into(),
         ),
+    }
+}
+
+/// One watcher as the API shows it.
+#[derive(Debug, Serialize)]
+struct WatcherView {
+    watcher: String,
+    root: String,
+    format: Option<&'static str>,
+    scope_prefix: String,
+    schedule: String,
+    /// `idle`, `running` or `failing` (the last pass failed).
+    state: &'static str,
+    error: Option<String>,
+    running: bool,
+    next_run: Option<String>,
+    next_run_ms: Option<i64>,
+    /// What its passes did with reports since the service started.
+    reports: ReportCounts,
+    /// Counters since the service started (`runs_*` count passes, `rows` the rows of the
+    /// reports applied).
+    service: SlotStats,
+}
+
+fn watcher_view(slot: &WatcherSlot) -> WatcherView {
+    let def = slot.declared();
+    let stats = slot.stats();
+    let running = slot.is_running();
+    let state = if running {
+        "running"
+    } else if stats.last_error.is_some() {
+        "failing"
+    } else {
+        "idle"
+    };
+    WatcherView {
+        watcher: def.name.clone(),
+        root: def.target.root.clone(),
+        format: def.target.format.map(|f| f.as_str()),
+        scope_prefix: def.target.scope_prefix.clone(),
+        schedule: def.schedule.clone(),
+        state,
+        error: stats.last_error.clone(),
+        running,
+        next_run: slot.next_run_ms().map(rfc3339),
+        next_run_ms: slot.next_run_ms(),
+        reports: stats.reports,
+        service: stats,
+    }
+}
+
+async fn list_watchers(State(service): State<Arc<Service>>) -> Response {
+    let out: Vec<WatcherView> = service
+        .watchers()
+        .values()
+        .map(|slot| watcher_view(slot))
+        .collect();
+    Json(json!({ "watchers": out })).into_response()
+}
+
+async fn one_watcher(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
+    match service.watcher(&name) {
+        Some(slot) => Json(watcher_view(&slot)).into_response(),
+        None => unknown_watcher(&service, &name),
     }
 }
 
@@ -351,7 +449,6 @@ async fn openapi() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use tower::ServiceExt;
 
     /// Every path and method of the OpenAPI document reaches a handler of the router (the
@@ -361,7 +458,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn crate::store::Store> =
             Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
-        let service = Service::new(store, Arc::new(|| Ok(BTreeMap::new()))).unwrap();
+        let service = Service::new(store, crate::service::nothing_declared()).unwrap();
         service.start().await.unwrap();
         let app = router(
             Arc::clone(&service),
@@ -395,7 +492,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 10);
+        assert_eq!(seen, 13);
         let response = app.oneshot(ask("get", "/api/nothing")).await.unwrap();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await

@@ -10,6 +10,18 @@
 //! - `lakeport_last_success_timestamp_seconds`, `lakeport_lag_seconds`, `lakeport_lag_rows`:
 //!   read from the store at each scrape (the last success among the task's last 100 runs; the
 //!   age of the oldest undelivered change, 0 when none; the changes behind the checkpoint).
+//!
+//! Per inventory watcher (label `watcher`):
+//!
+//! - `lakeport_inventory_imports_total{outcome="applied"|"already_imported"|"failed"}`:
+//!   reports its passes handled;
+//! - `lakeport_inventory_rows_total`: rows of the reports it applied;
+//! - `lakeport_inventory_passes_total{result}` and `lakeport_inventory_pass_duration_seconds`;
+//! - `lakeport_inventory_reports_waiting`: reports seen but not complete at the last pass;
+//! - `lakeport_inventory_last_import_timestamp_seconds`: when it last applied a report.
+//!
+//! Skipped ticks of watchers count in `lakeport_skipped_overlaps_total` under their name
+//! (tasks and watchers share one namespace of names).
 
 use std::sync::atomic::AtomicU64;
 
@@ -24,6 +36,8 @@ use prometheus_client::registry::Registry;
 use crate::delivery::status::TaskStatus;
 use crate::delivery::RunSummary;
 use crate::error::{Error, Result};
+use crate::inventory::watch::PassSummary;
+use crate::store::ImportOutcome;
 
 /// The content type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -42,6 +56,23 @@ struct DirtyLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
     task: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WatcherLabel {
+    watcher: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ImportLabel {
+    watcher: String,
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PassLabel {
+    watcher: String,
     result: String,
 }
 
@@ -65,6 +96,32 @@ pub struct Metrics {
     last_success: Family<TaskLabel, FloatGauge>,
     lag_seconds: Family<TaskLabel, FloatGauge>,
     lag_rows: Family<TaskLabel, Gauge>,
+    imports: Family<ImportLabel, Counter>,
+    import_rows: Family<WatcherLabel, Counter>,
+    passes: Family<PassLabel, Counter>,
+    pass_duration: Family<WatcherLabel, Histogram, fn() -> Histogram>,
+    waiting: Family<WatcherLabel, Gauge>,
+    last_import: Family<WatcherLabel, FloatGauge>,
+}
+
+fn watcher(name: &str) -> WatcherLabel {
+    WatcherLabel {
+        watcher: name.to_string(),
+    }
+}
+
+fn import_label(name: &str, outcome: &str) -> ImportLabel {
+    ImportLabel {
+        watcher: name.to_string(),
+        outcome: outcome.to_string(),
+    }
+}
+
+fn pass_label(name: &str, result: &str) -> PassLabel {
+    PassLabel {
+        watcher: name.to_string(),
+        result: result.to_string(),
+    }
 }
 
 fn task(name: &str) -> TaskLabel {
@@ -74,9 +131,13 @@ fn task(name: &str) -> TaskLabel {
 }
 
 impl Metrics {
-    /// The metrics of a service running `tasks`: every per-task series exists from the start
-    /// (at 0), so dashboards see a task before its first run.
-    pub fn new<'a>(tasks: impl IntoIterator<Item = &'a str>) -> Metrics {
+    /// The metrics of a service running `tasks` and `watchers`: every per-task and
+    /// per-watcher series exists from the start (at 0), so dashboards see them before their
+    /// first run.
+    pub fn new<'a>(
+        tasks: impl IntoIterator<Item = &'a str>,
+        watchers: impl IntoIterator<Item = &'a str>,
+    ) -> Metrics {
         let m = Metrics {
             rows: Family::default(),
             objects: Family::default(),
@@ -88,6 +149,12 @@ impl Metrics {
             last_success: Family::default(),
             lag_seconds: Family::default(),
             lag_rows: Family::default(),
+            imports: Family::default(),
+            import_rows: Family::default(),
+            passes: Family::default(),
+            pass_duration: Family::new_with_constructor(duration_histogram),
+            waiting: Family::default(),
+            last_import: Family::default(),
             registry: Registry::default(),
         };
         let mut registry = Registry::default();
@@ -137,6 +204,49 @@ impl Metrics {
             "Changes behind the task's checkpoint",
             m.lag_rows.clone(),
         );
+        registry.register(
+            "lakeport_inventory_imports",
+            "Inventory reports handled by watchers, by outcome",
+            m.imports.clone(),
+        );
+        registry.register(
+            "lakeport_inventory_rows",
+            "Rows of the inventory reports watchers applied",
+            m.import_rows.clone(),
+        );
+        registry.register(
+            "lakeport_inventory_passes",
+            "Watcher passes by result",
+            m.passes.clone(),
+        );
+        registry.register(
+            "lakeport_inventory_pass_duration_seconds",
+            "Wall time of watcher passes",
+            m.pass_duration.clone(),
+        );
+        registry.register(
+            "lakeport_inventory_reports_waiting",
+            "Reports seen but not complete yet at the watcher's last pass",
+            m.waiting.clone(),
+        );
+        registry.register(
+            "lakeport_inventory_last_import_timestamp_seconds",
+            "When the watcher last applied a report (Unix time)",
+            m.last_import.clone(),
+        );
+        for name in watchers {
+            let w = watcher(name);
+            drop(m.import_rows.get_or_create(&w));
+            drop(m.waiting.get_or_create(&w));
+            drop(m.pass_duration.get_or_create(&w));
+            drop(m.skipped.get_or_create(&task(name)));
+            for outcome in ["applied", "already_imported", "failed"] {
+                drop(m.imports.get_or_create(&import_label(name, outcome)));
+            }
+            for result in ["succeeded", "failed"] {
+                drop(m.passes.get_or_create(&pass_label(name, result)));
+            }
+        }
         for name in tasks {
             let t = task(name);
             // Creating a series is all that is wanted here (the guard is dropped at once).
@@ -188,7 +298,54 @@ impl Metrics {
         }
     }
 
-    /// Counts a skipped tick of `name`.
+    /// Counts one report a pass of watcher `name` handled.
+    pub fn record_import(&self, name: &str, outcome: &ImportOutcome) {
+        match outcome {
+            ImportOutcome::Applied(r) => {
+                self.imports
+                    .get_or_create(&import_label(name, "applied"))
+                    .inc();
+                self.import_rows
+                    .get_or_create(&watcher(name))
+                    .inc_by(r.rows);
+                self.last_import
+                    .get_or_create(&watcher(name))
+                    .set(r.imported_ms as f64 / 1000.0);
+            }
+            ImportOutcome::AlreadyImported(_) => {
+                self.imports
+                    .get_or_create(&import_label(name, "already_imported"))
+                    .inc();
+            }
+        }
+    }
+
+    /// Counts one report of watcher `name` that failed.
+    pub fn record_import_failure(&self, name: &str) {
+        self.imports
+            .get_or_create(&import_label(name, "failed"))
+            .inc();
+    }
+
+    /// Counts one finished pass of watcher `name` that took `seconds`.
+    pub fn record_pass(&self, name: &str, outcome: &Result<PassSummary>, seconds: f64) {
+        self.pass_duration
+            .get_or_create(&watcher(name))
+            .observe(seconds);
+        let result = if outcome.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.passes.get_or_create(&pass_label(name, result)).inc();
+        if let Ok(pass) = outcome {
+            self.waiting
+                .get_or_create(&watcher(name))
+                .set(i64::try_from(pass.waiting).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a skipped tick of `name` (a task or a watcher).
     pub fn record_skip(&self, name: &str) {
         self.skipped.get_or_create(&task(name)).inc();
     }

@@ -1,5 +1,9 @@
 //! The `service` stage: `lakeport serve`, the long-lived process that runs every delivery task
-//! on its schedule and answers an HTTP API about them.
+//! and inventory watcher on its schedule and answers an HTTP API about them.
+//!
+//! Inventory watchers ([`crate::inventory::watch`]) get slots of their own ([`WatcherSlot`])
+//! and the same scheduling rules: a tick runs one pass (list the root, import the complete
+//! reports not handled yet) unless the previous pass is still going.
 //!
 //! Each task of the pipelines folder gets a slot ([`TaskSlot`]). Tasks with a cron schedule
 //! (seconds first, or `@hourly`-style; UTC) are ticked by tokio-cron-scheduler; a tick starts
@@ -27,6 +31,7 @@ pub mod http;
 pub mod metrics;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -36,12 +41,13 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::delivery::config::{cron_expression, parse_cron};
+use crate::config::{cron_expression, parse_cron, Pipelines};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
+use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
 use crate::service::metrics::Metrics;
 use crate::sink::destination::Destination;
-use crate::store::Store;
+use crate::store::{ImportOutcome, Store, TableDef};
 
 /// What the service has seen of one task since it started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -66,22 +72,80 @@ pub struct SlotStats {
     pub last_error: Option<String>,
     /// When the run in flight started (ms since epoch UTC).
     pub running_since_ms: Option<i64>,
+    /// Watchers: what their passes did with reports.
+    #[serde(skip)]
+    pub reports: ReportCounts,
 }
 
-/// A task's definition as the service runs it (replaced whole on reload).
+/// What a watcher's passes did with reports since the service started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReportCounts {
+    /// Reports applied.
+    pub applied: u64,
+    /// Reports found applied before (nothing read).
+    pub already_imported: u64,
+    /// Reports that failed.
+    pub failed: u64,
+    /// Reports seen but not complete yet, at the last pass.
+    pub waiting: u64,
+    /// When the last report was applied (ms since epoch UTC).
+    pub last_applied_ms: Option<i64>,
+}
+
+/// What a slot runs: a delivery task or an inventory watcher, as declared in its file.
+pub trait Scheduled: std::fmt::Debug + Send + Sync + 'static {
+    /// What a slot keeps between runs besides its counters.
+    type State: std::fmt::Debug + Default + Send + 'static;
+    /// The declared name.
+    fn name(&self) -> &str;
+    /// The file it was declared in.
+    fn file(&self) -> &Path;
+    /// Its schedule, if any (cron, `@hourly`…, or `continuous`).
+    fn schedule(&self) -> Option<&str>;
+}
+
+impl Scheduled for Task {
+    type State = ();
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn file(&self) -> &Path {
+        &self.file
+    }
+    fn schedule(&self) -> Option<&str> {
+        self.schedule.as_deref()
+    }
+}
+
+impl Scheduled for WatchDef {
+    /// The watcher, with what it handled, kept while its target stays the same.
+    type State = Option<Watcher>;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn file(&self) -> &Path {
+        &self.file
+    }
+    fn schedule(&self) -> Option<&str> {
+        Some(&self.schedule)
+    }
+}
+
+/// A task's or watcher's definition as the service runs it (replaced whole on reload).
 #[derive(Debug)]
-struct Definition {
-    task: Arc<Task>,
+struct Definition<D> {
+    declared: Arc<D>,
     /// The cron expression it is ticked on and its parsed form (None: continuous or on
     /// request only).
     cron: Option<(String, croner::Cron)>,
 }
 
-impl Definition {
-    fn new(task: Task) -> Result<Definition> {
-        let bad =
-            |e: String| Error::InvalidConfig(format!("{}: schedule: {e}", task.file.display()));
-        let cron = match &task.schedule {
+impl<D: Scheduled> Definition<D> {
+    fn new(declared: D) -> Result<Definition<D>> {
+        let bad = |e: String| {
+            Error::InvalidConfig(format!("{}: schedule: {e}", declared.file().display()))
+        };
+        let cron = match declared.schedule() {
             Some(s) => match cron_expression(s).map_err(bad)? {
                 Some(expr) => {
                     let parsed = parse_cron(&expr).map_err(bad)?;
@@ -92,17 +156,18 @@ impl Definition {
             None => None,
         };
         Ok(Definition {
-            task: Arc::new(task),
+            declared: Arc::new(declared),
             cron,
         })
     }
 }
 
-/// One task in the service. Its counters and its in-flight flag outlive reloads of its
-/// definition, so a reload never lets two runs of a task overlap.
+/// One task or watcher in the service. Its counters and its in-flight flag outlive reloads of
+/// its definition, so a reload never lets two runs of a task overlap.
 #[derive(Debug)]
-pub struct TaskSlot {
-    definition: std::sync::RwLock<Definition>,
+pub struct Slot<D: Scheduled> {
+    definition: std::sync::RwLock<Definition<D>>,
+    state: tokio::sync::Mutex<D::State>,
     running: AtomicBool,
     stats: Mutex<SlotStats>,
     /// The scheduler's job ticking it.
@@ -111,10 +176,24 @@ pub struct TaskSlot {
     follow_stop: Mutex<Option<watch::Sender<bool>>>,
 }
 
+/// A delivery task's slot.
+pub type TaskSlot = Slot<Task>;
+
+/// An inventory watcher's slot.
+pub type WatcherSlot = Slot<WatchDef>;
+
 impl TaskSlot {
-    fn new(definition: Definition) -> TaskSlot {
-        TaskSlot {
+    /// The task as the service runs it now.
+    pub fn task(&self) -> Arc<Task> {
+        self.declared()
+    }
+}
+
+impl<D: Scheduled> Slot<D> {
+    fn new(definition: Definition<D>) -> Slot<D> {
+        Slot {
             definition: std::sync::RwLock::new(definition),
+            state: tokio::sync::Mutex::new(D::State::default()),
             running: AtomicBool::new(false),
             stats: Mutex::new(SlotStats::default()),
             job: Mutex::new(None),
@@ -122,15 +201,20 @@ impl TaskSlot {
         }
     }
 
-    fn definition(&self) -> std::sync::RwLockReadGuard<'_, Definition> {
+    fn definition(&self) -> std::sync::RwLockReadGuard<'_, Definition<D>> {
         self.definition
             .read()
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The task as the service runs it now.
-    pub fn task(&self) -> Arc<Task> {
-        Arc::clone(&self.definition().task)
+    /// The task or watcher as the service runs it now.
+    pub fn declared(&self) -> Arc<D> {
+        Arc::clone(&self.definition().declared)
+    }
+
+    /// Its name.
+    pub fn name(&self) -> String {
+        self.definition().declared.name().to_string()
     }
 
     /// The cron expression it is ticked on (None: continuous or on request only).
@@ -140,7 +224,7 @@ impl TaskSlot {
 
     /// Whether the task is continuous (its loop runs for the life of the service).
     pub fn is_continuous(&self) -> bool {
-        self.definition().task.schedule.as_deref() == Some("continuous")
+        self.definition().declared.schedule() == Some("continuous")
     }
 
     /// Whether a run is in flight.
@@ -157,7 +241,8 @@ impl TaskSlot {
             .1
             .find_next_occurrence(&chrono::Utc::now(), false)
             .ok()?;
-        Some(next.timestamp_millis())
+        // Cron times are whole seconds (croner keeps the fraction of `now`).
+        Some(next.timestamp() * 1000)
     }
 
     /// A copy of the counters.
@@ -171,7 +256,33 @@ impl TaskSlot {
     fn update(&self, f: impl FnOnce(&mut SlotStats)) {
         f(&mut self.stats.lock().unwrap_or_else(PoisonError::into_inner));
     }
+}
 
+impl WatcherSlot {
+    /// Counts one finished pass.
+    fn record_pass(&self, outcome: &Result<PassSummary>) {
+        self.update(|s| {
+            s.running_since_ms = None;
+            match outcome {
+                Ok(pass) => {
+                    s.runs_succeeded += 1;
+                    s.rows += pass.rows;
+                    s.reports.applied += pass.applied;
+                    s.reports.already_imported += pass.already_imported;
+                    s.reports.failed += pass.failed;
+                    s.reports.waiting = pass.waiting;
+                    s.last_error = None;
+                }
+                Err(e) => {
+                    s.runs_failed += 1;
+                    s.last_error = Some(e.to_string());
+                }
+            }
+        });
+    }
+}
+
+impl TaskSlot {
     fn record(&self, outcome: &Result<RunSummary>) {
         self.update(|s| {
             s.running_since_ms = None;
@@ -212,26 +323,40 @@ enum Trigger {
     Request,
 }
 
-/// Reads the task files again (for reload); an error leaves the running set as it is.
-pub type TaskLoader = Arc<dyn Fn() -> Result<BTreeMap<String, Task>> + Send + Sync>;
+/// What the service runs, as read from the pipelines and schemas folders.
+#[derive(Debug, Clone)]
+pub struct Declared {
+    /// Tasks and watchers.
+    pub pipelines: Pipelines,
+    /// The table watchers apply inventory reports to.
+    pub inventory_table: TableDef,
+}
 
-/// What a reload changed.
+/// Reads the pipelines folder again (for reload); an error leaves the running set as it is.
+pub type Loader = Arc<dyn Fn() -> Result<Declared> + Send + Sync>;
+
+/// What a reload changed (tasks and watchers share one namespace of names).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Reloaded {
-    /// Tasks that are new.
+    /// Tasks and watchers that are new.
     pub added: Vec<String>,
-    /// Tasks that are gone (their runs in flight finish).
+    /// Those that are gone (their runs in flight finish).
     pub removed: Vec<String>,
-    /// Tasks whose definition was read again (runs in flight keep the old one).
+    /// Those whose definition was read again (runs in flight keep the old one).
     pub updated: Vec<String>,
 }
 
-/// The service: task slots, the runs in flight, the scheduler.
+/// The map of one kind of slot.
+type Slots<D> = std::sync::RwLock<BTreeMap<String, Arc<Slot<D>>>>;
+
+/// The service: task and watcher slots, the runs in flight, the scheduler.
 pub struct Service {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    slots: std::sync::RwLock<BTreeMap<String, Arc<TaskSlot>>>,
-    loader: TaskLoader,
+    slots: Slots<Task>,
+    watchers: Slots<WatchDef>,
+    inventory_table: std::sync::RwLock<TableDef>,
+    loader: Loader,
     runs: Mutex<JoinSet<()>>,
     stopping: AtomicBool,
     /// Held while the scheduler or the set of tasks changes (start, reload, shutdown).
@@ -244,24 +369,94 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("tasks", &self.slots().keys().cloned().collect::<Vec<_>>())
+            .field(
+                "watchers",
+                &self.watchers().keys().cloned().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
 
+/// How a kind of slot is started by the service (delivery runs, watcher passes).
+trait Start: Scheduled + Sized {
+    /// Starts a run of `slot` unless one is in flight.
+    fn start(
+        service: &Arc<Service>,
+        slot: &Arc<Slot<Self>>,
+        trigger: Trigger,
+    ) -> std::result::Result<(), NotStarted>;
+    /// Starts a continuous slot's loop (only tasks can be continuous).
+    fn start_continuous(_service: &Arc<Service>, _slot: &Arc<Slot<Self>>) {}
+    /// The service's slots of this kind.
+    fn slots_of(service: &Service) -> &Slots<Self>;
+}
+
+impl Start for Task {
+    fn start(
+        service: &Arc<Service>,
+        slot: &Arc<TaskSlot>,
+        trigger: Trigger,
+    ) -> std::result::Result<(), NotStarted> {
+        service.start_run(slot, trigger)
+    }
+    fn start_continuous(service: &Arc<Service>, slot: &Arc<TaskSlot>) {
+        service.spawn_follow(slot);
+    }
+    fn slots_of(service: &Service) -> &Slots<Task> {
+        &service.slots
+    }
+}
+
+impl Start for WatchDef {
+    fn start(
+        service: &Arc<Service>,
+        slot: &Arc<WatcherSlot>,
+        trigger: Trigger,
+    ) -> std::result::Result<(), NotStarted> {
+        service.start_pass(slot, trigger)
+    }
+    fn slots_of(service: &Service) -> &Slots<WatchDef> {
+        &service.watchers
+    }
+}
+
+/// Slots for `declared`, each with its definition checked (schedules parsed).
+fn new_slots<D: Scheduled>(
+    declared: BTreeMap<String, D>,
+) -> Result<BTreeMap<String, Definition<D>>> {
+    declared
+        .into_iter()
+        .map(|(name, d)| Ok((name, Definition::new(d)?)))
+        .collect()
+}
+
+fn snapshot<D: Scheduled>(slots: &Slots<D>) -> BTreeMap<String, Arc<Slot<D>>> {
+    slots.read().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
 impl Service {
-    /// A service for the tasks `loader` reads, over `store`; nothing runs until
+    /// A service for the tasks and watchers `loader` reads, over `store`; nothing runs until
     /// [`Service::start`].
-    pub fn new(store: Arc<dyn Store>, loader: TaskLoader) -> Result<Arc<Service>> {
-        let tasks = loader()?;
-        let slots: BTreeMap<String, Arc<TaskSlot>> = tasks
+    pub fn new(store: Arc<dyn Store>, loader: Loader) -> Result<Arc<Service>> {
+        let declared = loader()?;
+        let slots: BTreeMap<String, Arc<TaskSlot>> = new_slots(declared.pipelines.tasks)?
             .into_iter()
-            .map(|(name, task)| Ok((name, Arc::new(TaskSlot::new(Definition::new(task)?)))))
-            .collect::<Result<_>>()?;
-        let metrics = Arc::new(Metrics::new(slots.keys().map(String::as_str)));
+            .map(|(name, d)| (name, Arc::new(Slot::new(d))))
+            .collect();
+        let watchers: BTreeMap<String, Arc<WatcherSlot>> = new_slots(declared.pipelines.watchers)?
+            .into_iter()
+            .map(|(name, d)| (name, Arc::new(Slot::new(d))))
+            .collect();
+        let metrics = Arc::new(Metrics::new(
+            slots.keys().map(String::as_str),
+            watchers.keys().map(String::as_str),
+        ));
         Ok(Arc::new(Service {
             store,
             metrics,
             slots: std::sync::RwLock::new(slots),
+            watchers: std::sync::RwLock::new(watchers),
+            inventory_table: std::sync::RwLock::new(declared.inventory_table),
             loader,
             runs: Mutex::new(JoinSet::new()),
             stopping: AtomicBool::new(false),
@@ -282,28 +477,34 @@ impl Service {
 
     /// Every task slot, by name (a snapshot: a reload may change the set afterwards).
     pub fn slots(&self) -> BTreeMap<String, Arc<TaskSlot>> {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        snapshot(&self.slots)
     }
 
     /// One task's slot.
     pub fn slot(&self, name: &str) -> Option<Arc<TaskSlot>> {
-        self.slots
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(name)
-            .cloned()
+        self.slots().remove(name)
     }
 
-    /// Starts ticking the cron tasks and the continuous tasks' loops.
+    /// Every watcher slot, by name (a snapshot).
+    pub fn watchers(&self) -> BTreeMap<String, Arc<WatcherSlot>> {
+        snapshot(&self.watchers)
+    }
+
+    /// One watcher's slot.
+    pub fn watcher(&self, name: &str) -> Option<Arc<WatcherSlot>> {
+        self.watchers().remove(name)
+    }
+
+    /// Starts ticking the cron tasks and watchers and the continuous tasks' loops.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         let mut guard = self.scheduler.lock().await;
         let scheduler = JobScheduler::new()
             .await
             .map_err(|e| Error::Store(format!("starting the scheduler: {e}")))?;
         for slot in self.slots().values() {
+            self.schedule(&scheduler, slot).await?;
+        }
+        for slot in self.watchers().values() {
             self.schedule(&scheduler, slot).await?;
         }
         scheduler
@@ -315,13 +516,13 @@ impl Service {
     }
 
     /// Starts what drives `slot`: its continuous loop, or a job on its cron schedule.
-    async fn schedule(
+    async fn schedule<D: Start>(
         self: &Arc<Self>,
         scheduler: &JobScheduler,
-        slot: &Arc<TaskSlot>,
+        slot: &Arc<Slot<D>>,
     ) -> Result<()> {
         if slot.is_continuous() {
-            self.spawn_follow(slot);
+            D::start_continuous(self, slot);
             return Ok(());
         }
         let Some(cron) = slot.cron() else {
@@ -332,7 +533,7 @@ impl Service {
             let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
             Box::pin(async move {
                 if let Some(service) = service.upgrade() {
-                    let _ = service.start_run(&slot, Trigger::Schedule);
+                    let _ = D::start(&service, &slot, Trigger::Schedule);
                 }
             })
         })
@@ -340,13 +541,13 @@ impl Service {
         let id = scheduler
             .add(job)
             .await
-            .map_err(|e| Error::Store(format!("scheduling task {}: {e}", slot.task().name)))?;
+            .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name())))?;
         *slot.job.lock().unwrap_or_else(PoisonError::into_inner) = Some(id);
         Ok(())
     }
 
     /// Stops what drives `slot` (its job, or its continuous loop after the run in flight).
-    async fn unschedule(scheduler: &JobScheduler, slot: &TaskSlot) {
+    async fn unschedule<D: Scheduled>(scheduler: &JobScheduler, slot: &Slot<D>) {
         let job = slot
             .job
             .lock()
@@ -354,7 +555,7 @@ impl Service {
             .take();
         if let Some(id) = job {
             if let Err(e) = scheduler.remove(&id).await {
-                tracing::warn!(task = %slot.task().name, "removing its scheduled job: {e}");
+                tracing::warn!(name = %slot.name(), "removing its scheduled job: {e}");
             }
         }
         let stop = slot
@@ -367,23 +568,38 @@ impl Service {
         }
     }
 
-    /// Reads the task files again and applies them: new tasks start, removed ones stop
-    /// (their runs in flight finish), the others take their new definition for their next
-    /// run. Any problem in any file (or a schedule the scheduler cannot run) is an error and
-    /// changes nothing.
+    /// Reads the pipelines folder again and applies it: new tasks and watchers start, removed
+    /// ones stop (their runs in flight finish), the others take their new definition for
+    /// their next run. Any problem in any file (or a schedule the scheduler cannot run) is an
+    /// error and changes nothing.
     pub async fn reload(self: &Arc<Self>) -> Result<Reloaded> {
         let loader = Arc::clone(&self.loader);
-        let tasks = crate::store::blocking(move || loader()).await?;
-        let mut definitions = BTreeMap::new();
-        for (name, task) in tasks {
-            definitions.insert(name, Definition::new(task)?);
-        }
+        let declared = crate::store::blocking(move || loader()).await?;
+        let tasks = new_slots(declared.pipelines.tasks)?;
+        let watchers = new_slots(declared.pipelines.watchers)?;
         let guard = self.scheduler.lock().await;
         let Some(scheduler) = guard.as_ref() else {
             return Err(Error::Conflict("the service is not running".into()));
         };
         let mut done = Reloaded::default();
-        let current = self.slots();
+        self.apply(scheduler, tasks, &mut done).await?;
+        self.apply(scheduler, watchers, &mut done).await?;
+        *self
+            .inventory_table
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = declared.inventory_table;
+        tracing::info!(added = ?done.added, removed = ?done.removed, updated = ?done.updated, "tasks reloaded");
+        Ok(done)
+    }
+
+    /// Replaces the slots of one kind by `definitions`, keeping the slots of names that stay.
+    async fn apply<D: Start>(
+        self: &Arc<Self>,
+        scheduler: &JobScheduler,
+        definitions: BTreeMap<String, Definition<D>>,
+        done: &mut Reloaded,
+    ) -> Result<()> {
+        let current = snapshot(D::slots_of(self));
         for (name, slot) in &current {
             if !definitions.contains_key(name) {
                 Self::unschedule(scheduler, slot).await;
@@ -404,15 +620,16 @@ impl Service {
                 }
                 None => {
                     done.added.push(name.clone());
-                    Arc::new(TaskSlot::new(definition))
+                    Arc::new(Slot::new(definition))
                 }
             };
             self.schedule(scheduler, &slot).await?;
             next.insert(name, slot);
         }
-        *self.slots.write().unwrap_or_else(PoisonError::into_inner) = next;
-        tracing::info!(added = ?done.added, removed = ?done.removed, updated = ?done.updated, "tasks reloaded");
-        Ok(done)
+        *D::slots_of(self)
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = next;
+        Ok(())
     }
 
     /// Starts a run of task `name` now, unless one is in flight (`POST …/run`).
@@ -426,9 +643,17 @@ impl Service {
         self.start_run(&slot, Trigger::Request)
     }
 
-    fn start_run(
-        self: &Arc<Self>,
-        slot: &Arc<TaskSlot>,
+    /// Starts a pass of watcher `name` now, unless one is in flight.
+    pub fn watch_now(self: &Arc<Self>, name: &str) -> std::result::Result<(), NotStarted> {
+        let slot = self.watcher(name).ok_or(NotStarted::Unknown)?;
+        self.start_pass(&slot, Trigger::Request)
+    }
+
+    /// Marks `slot` running for a run that is about to start, unless the service is stopping
+    /// or a run is in flight (a scheduled tick is then skipped and counted).
+    fn claim<D: Scheduled>(
+        &self,
+        slot: &Slot<D>,
         trigger: Trigger,
     ) -> std::result::Result<(), NotStarted> {
         if self.stopping.load(Ordering::SeqCst) {
@@ -440,14 +665,14 @@ impl Service {
             .is_err()
         {
             let since = slot.stats().running_since_ms.unwrap_or_default();
+            let name = slot.name();
             if trigger == Trigger::Schedule {
                 slot.update(|s| s.skipped_overlaps += 1);
-                self.metrics.record_skip(&slot.task().name);
-                tracing::warn!(task = %slot.task().name, "tick skipped: the previous run is still going");
+                self.metrics.record_skip(&name);
+                tracing::warn!(name = %name, "tick skipped: the previous run is still going");
             }
             return Err(NotStarted::Busy(format!(
-                "task {} is running (a run started at {})",
-                slot.task().name,
+                "{name} is running (a run started at {})",
                 rfc3339(since)
             )));
         }
@@ -456,6 +681,15 @@ impl Service {
             s.runs_started += 1;
             s.running_since_ms = Some(now);
         });
+        Ok(())
+    }
+
+    fn start_run(
+        self: &Arc<Self>,
+        slot: &Arc<TaskSlot>,
+        trigger: Trigger,
+    ) -> std::result::Result<(), NotStarted> {
+        self.claim(slot, trigger)?;
         let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
         let metrics = Arc::clone(&self.metrics);
         self.track(async move {
@@ -468,6 +702,36 @@ impl Service {
                 Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
             }
             slot.record(&outcome);
+            slot.running.store(false, Ordering::SeqCst);
+        });
+        Ok(())
+    }
+
+    fn start_pass(
+        self: &Arc<Self>,
+        slot: &Arc<WatcherSlot>,
+        trigger: Trigger,
+    ) -> std::result::Result<(), NotStarted> {
+        self.claim(slot, trigger)?;
+        let (store, slot) = (Arc::clone(&self.store), Arc::clone(slot));
+        let metrics = Arc::clone(&self.metrics);
+        let table = self
+            .inventory_table
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        self.track(async move {
+            let clock = std::time::Instant::now();
+            let def = slot.declared();
+            let outcome = {
+                let mut state = slot.state.lock().await;
+                watch_pass(&def, table, &mut state, &store, &metrics).await
+            };
+            metrics.record_pass(&def.name, &outcome, clock.elapsed().as_secs_f64());
+            if let Err(e) = &outcome {
+                tracing::error!(watcher = %def.name, "pass failed: {e}");
+            }
+            slot.record_pass(&outcome);
             slot.running.store(false, Ordering::SeqCst);
         });
         Ok(())
@@ -523,6 +787,9 @@ impl Service {
             for slot in self.slots().values() {
                 Self::unschedule(&scheduler, slot).await;
             }
+            for slot in self.watchers().values() {
+                Self::unschedule(&scheduler, slot).await;
+            }
             if let Err(e) = scheduler.shutdown().await {
                 tracing::warn!("stopping the scheduler: {e}");
             }
@@ -545,12 +812,76 @@ impl Service {
     }
 }
 
+/// One pass of watcher `def`, with the watcher kept in `state` (made anew when its target
+/// changed in a reload, or on its first pass); counts imports in `metrics` as they happen.
+async fn watch_pass(
+    def: &WatchDef,
+    table: TableDef,
+    state: &mut Option<Watcher>,
+    store: &Arc<dyn Store>,
+    metrics: &Metrics,
+) -> Result<PassSummary> {
+    if state.as_ref().map(Watcher::target) != Some(&def.target) {
+        *state = Some(Watcher::new(def.target.clone(), table)?);
+    }
+    let Some(watcher) = state.as_mut() else {
+        return Err(Error::Store("the watcher was not created".into()));
+    };
+    let name = def.name.as_str();
+    let mut on_event = |event: WatchEvent<'_>| match event {
+        WatchEvent::Waiting(url) => {
+            tracing::info!(watcher = %name, "waiting for {url} to complete")
+        }
+        WatchEvent::Imported { outcome, seconds } => {
+            metrics.record_import(name, outcome);
+            match outcome {
+                ImportOutcome::Applied(r) => tracing::info!(
+                    watcher = %name,
+                    "imported {}: {} rows ({} inserted, {} updated, {} deleted) in {seconds:.2}s",
+                    r.manifest_url, r.rows, r.inserted, r.updated, r.deleted
+                ),
+                ImportOutcome::AlreadyImported(r) => {
+                    tracing::info!(watcher = %name, "already imported {}", r.manifest_url)
+                }
+            }
+        }
+        WatchEvent::Failed {
+            url,
+            error,
+            skipped,
+        } => {
+            metrics.record_import_failure(name);
+            let then = if skipped {
+                "skipped"
+            } else {
+                "retried next pass"
+            };
+            tracing::error!(watcher = %name, "report {url} failed ({then}): {error}");
+        }
+    };
+    watcher.pass(store, &mut on_event).await
+}
+
 /// `ms` since epoch as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
         || ms.to_string(),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
+}
+
+/// A loader that declares no task and no watcher (tests of the machinery).
+#[cfg(test)]
+pub(crate) fn nothing_declared() -> Loader {
+    Arc::new(|| {
+        let mut tables = crate::store::schema::load_tables(Path::new("no-schemas-here"))?;
+        Ok(Declared {
+            pipelines: Pipelines::default(),
+            inventory_table: tables
+                .remove("object_inventory")
+                .ok_or_else(|| Error::NotFound("the built-in inventory table".into()))?,
+        })
+    })
 }
 
 #[cfg(test)]
@@ -562,8 +893,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> =
             Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
-        let loader: TaskLoader = Arc::new(|| Ok(BTreeMap::new()));
-        let service = Service::new(store, loader).unwrap();
+        let service = Service::new(store, nothing_declared()).unwrap();
         for _ in 0..5 {
             service.track(async {});
         }
@@ -582,7 +912,7 @@ mod tests {
         drop(tx);
         let service = Service::new(
             Arc::new(crate::store::SqliteStore::open(&dir.path().join("t.db")).unwrap()),
-            Arc::new(|| Ok(BTreeMap::new())),
+            nothing_declared(),
         )
         .unwrap();
         service.track(tokio::time::sleep(Duration::from_millis(20)));

@@ -92,7 +92,7 @@ def test_validate_reports_every_problem_at_once(wd):
     for f in ("missing_col", "bad_type", "bad_table"):
         (wd.root / "schemas" / f"{f}.yaml").unlink()
     r = wd.ok("validate")
-    assert r.lines[-1] == "ok: 1 tasks, 1 tables", r
+    assert r.lines[-1] == "ok: 1 tasks, 0 watchers, 1 tables", r
 
 
 @pytest.mark.parametrize("command", [["run"], ["ddl"], ["status", "--json"]])

@@ -213,4 +213,4 @@ def test_status_and_tables_json(wd):
     r = wd.ok("status", "--json")
     assert any(t["task"] == "status-chk" for t in json.loads(r.out)["tasks"])
     r = wd.ok("validate")
-    assert r.lines == ["ok: 1 tasks, 1 tables"], r
+    assert r.lines == ["ok: 1 tasks, 0 watchers, 1 tables"], r

@@ -16,7 +16,7 @@ def test_example_tasks_validate(tmp_path, binary):
                         "--pipelines", str(DEPLOY / "example" / "pipelines"),
                         "--schemas", str(DEPLOY / "example" / "schemas"), "validate"],
                        capture_output=True, text=True)
-    assert p.returncode == 0 and "ok: 3 tasks, 2 tables" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0 and "ok: 3 tasks, 1 watchers, 2 tables" in p.stdout, p.stdout + p.stderr
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd is not installed")

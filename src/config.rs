@@ -1,0 +1,416 @@
+//! The pipelines folder: the YAML files that declare delivery tasks and inventory watchers,
+//! and the checks every kind of file shares. A file's `kind` says what it declares:
+//! `delivery` (the default; [`crate::delivery::config`]) or `inventory-watch`
+//! ([`crate::inventory::watch`]). Each kind's checker reads its own keys; this module reads
+//! the files, tells their kinds apart, and gives the checkers their common pieces: problems
+//! collected per file as `FILE: KEY: message`, typed fields, unknown keys, durations,
+//! schedules, destinations, names.
+//!
+//! Relative paths in a file are resolved against the project folder: the parent of the
+//! pipelines folder, which holds `pipelines/` and `schemas/` side by side.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value as Yaml};
+
+use crate::delivery::config::check_tasks;
+use crate::delivery::Task;
+use crate::error::{Error, Result};
+use crate::inventory::watch::{check_watchers, WatchDef};
+use crate::store::schema::{yaml_error_text, yaml_files};
+use crate::store::TableDef;
+
+/// What a pipelines file declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A delivery task (`kind: delivery`, or no `kind`).
+    Delivery,
+    /// An inventory watcher (`kind: inventory-watch`).
+    InventoryWatch,
+}
+
+impl Kind {
+    /// The `kind:` values, in the order of the variants.
+    pub const NAMES: [&'static str; 2] = ["delivery", "inventory-watch"];
+
+    fn parse(name: &str) -> Option<Kind> {
+        match name {
+            "delivery" => Some(Kind::Delivery),
+            "inventory-watch" => Some(Kind::InventoryWatch),
+            _ => None,
+        }
+    }
+}
+
+/// Everything the pipelines folder declares.
+#[derive(Debug, Clone, Default)]
+pub struct Pipelines {
+    /// Delivery tasks by name.
+    pub tasks: BTreeMap<String, Task>,
+    /// Inventory watchers by name.
+    pub watchers: BTreeMap<String, WatchDef>,
+}
+
+/// Reads and checks every file of `pipelines`: tasks against the declared `tables`, watchers,
+/// and that no task and watcher share a name. Returns every problem of every file at once.
+pub fn load_pipelines(pipelines: &Path, tables: &BTreeMap<String, TableDef>) -> Result<Pipelines> {
+    let (files, mut problems) = read_pipeline_files(pipelines)?;
+    let project = project_dir(pipelines);
+    let tasks = check_tasks(&files, &project, tables, &mut problems);
+    let watchers = check_watchers(&files, &project, &mut problems);
+    for (name, watcher) in &watchers {
+        if let Some(task) = tasks.get(name) {
+            problems.push(format!(
+                "{}: name: {name:?} is already used by task file {}",
+                watcher.file.display(),
+                task.file.display()
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(Pipelines { tasks, watchers })
+    } else {
+        Err(Error::InvalidConfig(problems.join("\n")))
+    }
+}
+
+/// One file of the pipelines folder, read as a YAML mapping.
+#[derive(Debug)]
+pub(crate) struct PipelineFile {
+    /// Where it was read from.
+    pub(crate) path: PathBuf,
+    /// Its keys (`kind` included).
+    pub(crate) map: Mapping,
+    /// What it declares.
+    pub(crate) kind: Kind,
+}
+
+/// Every YAML file of `pipelines` as a mapping with its kind, and the problems of the files
+/// that could not be read that way (YAML syntax, not a mapping, an unknown `kind`): those are
+/// nobody's, so the caller that reports every kind reports them.
+pub(crate) fn read_pipeline_files(pipelines: &Path) -> Result<(Vec<PipelineFile>, Vec<String>)> {
+    let mut files = Vec::new();
+    let mut problems = Vec::new();
+    for path in yaml_files(pipelines)? {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
+        let map = match serde_yaml::from_str::<Yaml>(&text) {
+            Ok(Yaml::Mapping(map)) => map,
+            Ok(_) => {
+                problems.push(format!(
+                    "{}: expected a mapping of task or watcher keys",
+                    path.display()
+                ));
+                continue;
+            }
+            Err(e) => {
+                problems.push(format!("{}: {}", path.display(), yaml_error_text(&e)));
+                continue;
+            }
+        };
+        let kind = match map.get("kind") {
+            None | Some(Yaml::Null) => Kind::Delivery,
+            Some(value) => match value.as_str().and_then(Kind::parse) {
+                Some(kind) => kind,
+                None => {
+                    problems.push(format!(
+                        "{}: kind: {}: expected {}",
+                        path.display(),
+                        serde_yaml::to_string(value).unwrap_or_default().trim_end(),
+                        Kind::NAMES.join(" or ")
+                    ));
+                    continue;
+                }
+            },
+        };
+        files.push(PipelineFile { path, map, kind });
+    }
+    Ok((files, problems))
+}
+
+/// The folder relative task paths are resolved against: the pipelines folder's parent.
+pub(crate) fn project_dir(pipelines: &Path) -> PathBuf {
+    let absolute = std::path::absolute(pipelines).unwrap_or_else(|_| pipelines.to_path_buf());
+    absolute
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Problems of one file, each rendered `FILE: KEY: message`.
+pub(crate) struct Problems {
+    file: String,
+    pub(crate) lines: Vec<String>,
+}
+
+impl Problems {
+    pub(crate) fn new(path: &Path) -> Self {
+        Problems {
+            file: path.display().to_string(),
+            lines: Vec::new(),
+        }
+    }
+    pub(crate) fn push(&mut self, key: &str, message: impl std::fmt::Display) {
+        self.lines.push(format!("{}: {key}: {message}", self.file));
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+    }
+}
+
+/// Reads a typed field; a wrong type is a problem naming the key. Absent → `None`.
+pub(crate) fn field<T: DeserializeOwned>(
+    map: &Mapping,
+    key: &str,
+    path: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    let value = map.get(key)?;
+    if value.is_null() {
+        return None;
+    }
+    match serde_yaml::from_value::<T>(value.clone()) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(path, e);
+            None
+        }
+    }
+}
+
+/// Reports keys of `map` that are not in `known`.
+pub(crate) fn unknown_keys(map: &Mapping, known: &[&str], at: &str, problems: &mut Problems) {
+    for key in map.keys() {
+        let name = key
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{key:?}"));
+        if !known.contains(&name.as_str()) {
+            let path = if at.is_empty() {
+                name.clone()
+            } else {
+                format!("{at}.{name}")
+            };
+            problems.push(
+                &path,
+                format!("unknown key; expected one of {}", known.join(", ")),
+            );
+        }
+    }
+}
+
+/// A nested mapping such as `parquet:`; a non-mapping is a problem.
+pub(crate) fn section(
+    map: &Mapping,
+    key: &str,
+    known: &[&str],
+    problems: &mut Problems,
+) -> Mapping {
+    match map.get(key) {
+        None | Some(Yaml::Null) => Mapping::new(),
+        Some(Yaml::Mapping(m)) => {
+            unknown_keys(m, known, key, problems);
+            m.clone()
+        }
+        Some(_) => {
+            problems.push(
+                key,
+                format!("expected a mapping with keys {}", known.join(", ")),
+            );
+            Mapping::new()
+        }
+    }
+}
+
+/// The `name` key of a task or watcher: required, 3–16 characters of lowercase letters,
+/// digits and hyphens (it names objects, files and metrics).
+pub(crate) fn name_field(map: &Mapping, problems: &mut Problems) -> Option<String> {
+    let name: Option<String> = field(map, "name", "name", problems);
+    match &name {
+        None => problems.push("name", "required"),
+        Some(n) if !is_name(n) => problems.push(
+            "name",
+            format!("{n:?}: expected 3–16 characters of lowercase letters, digits and hyphens"),
+        ),
+        Some(_) => {}
+    }
+    name
+}
+
+/// Whether `name` is a valid task or watcher name.
+pub fn is_name(name: &str) -> bool {
+    (3..=16).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// A duration key (`60s`, `5m`, `500ms`, a number of seconds) of at least `at_least`; `None`
+/// when absent or wrong (then a problem says why).
+pub(crate) fn duration_field(
+    map: &Mapping,
+    key: &str,
+    path: &str,
+    at_least: Duration,
+    problems: &mut Problems,
+) -> Option<Duration> {
+    let value = field::<Yaml>(map, key, path, problems)?;
+    let text = match &value {
+        Yaml::String(t) => t.clone(),
+        Yaml::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match parse_duration(&text) {
+        Ok(d) if d >= at_least => Some(d),
+        Ok(_) => {
+            problems.push(path, format!("{text:?}: expected at least {at_least:?}"));
+            None
+        }
+        Err(e) => {
+            problems.push(path, e);
+            None
+        }
+    }
+}
+
+/// Parses `60s`, `5m`, `1h`, `500ms` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("expected a duration such as 60s, 5m, 1h or 500ms, found {text:?}"))?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "expected a unit of ms, s, m or h, found {unit:?} in {text:?}"
+            ))
+        }
+    };
+    if !(0.01..=86_400.0 * 7.0).contains(&seconds) {
+        return Err(format!("expected between 10ms and 7 days, found {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// A path relative to the project folder, or as given when absolute.
+pub(crate) fn resolve_path(p: &str, project: &Path) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        project.join(path)
+    }
+}
+
+/// A destination as a URL: object-store URLs and `file://` as given, plain paths made absolute.
+pub(crate) fn resolve_destination(d: &str, project: &Path) -> std::result::Result<String, String> {
+    let d = d.trim_end_matches('/');
+    if d.is_empty() {
+        return Err("expected a path or URL".into());
+    }
+    match d.split_once("://") {
+        Some((scheme, _)) => match scheme {
+            "file" | "s3" | "s3a" | "gs" | "az" | "abfs" | "abfss" | "adl" | "azure" | "memory" => {
+                Ok(d.to_string())
+            }
+            other => Err(format!(
+                "{other}:// is not supported; expected a path, file://, s3://, gs:// or az://"
+            )),
+        },
+        None => Ok(resolve_path(d, project).display().to_string()),
+    }
+}
+
+/// The 6-field cron expression (seconds first) of a schedule, as the service's scheduler
+/// (tokio-cron-scheduler) runs it: `@hourly`, `@daily`/`@midnight`, `@weekly`, `@monthly`,
+/// `@yearly`/`@annually` become their cron forms; `None` for `continuous`. An expression the
+/// scheduler cannot parse is an error saying what was expected.
+pub fn cron_expression(s: &str) -> std::result::Result<Option<String>, String> {
+    let expr = match s.trim() {
+        "continuous" => return Ok(None),
+        "@yearly" | "@annually" => "0 0 0 1 1 *",
+        "@monthly" => "0 0 0 1 * *",
+        "@weekly" => "0 0 0 * * SUN",
+        "@daily" | "@midnight" => "0 0 0 * * *",
+        "@hourly" => "0 0 * * * *",
+        other => other,
+    };
+    let fields = expr.split_whitespace().count();
+    if fields != 6 || parse_cron(expr).is_err() {
+        return Err(format!(
+            "{s:?}: expected cron with seconds (6 fields: sec min hour day month weekday, e.g. \
+             \"0 0 2 * * *\"), @hourly, @daily, @weekly, @monthly, @yearly or continuous"
+        ));
+    }
+    Ok(Some(expr.to_string()))
+}
+
+/// A 6-field cron expression (seconds first) parsed the way tokio-cron-scheduler parses it
+/// (croner, seconds required, day of month and weekday both to match).
+pub fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expr)
+        .map_err(|e| format!("{expr:?}: {e}"))
+}
+
+pub(crate) fn check_schedule(s: &str) -> std::result::Result<(), String> {
+    cron_expression(s).map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(is_name("inventory-daily"));
+        assert!(is_name("abc"));
+        assert!(!is_name("ab"));
+        assert!(!is_name("Inventory"));
+        assert!(!is_name("a_b_c"));
+        assert!(!is_name("seventeen-chars-x"));
+    }
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        for bad in ["", "s", "1d", "-1s", "8h0", "30 days"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn schedules() {
+        assert!(check_schedule("0 0 2 * * *").is_ok());
+        assert!(check_schedule("*/5 * * * * *").is_ok());
+        assert_eq!(cron_expression("@hourly"), Ok(Some("0 0 * * * *".into())));
+        assert_eq!(cron_expression("@daily"), Ok(Some("0 0 0 * * *".into())));
+        assert_eq!(cron_expression("continuous"), Ok(None));
+        for bad in [
+            "0 2 * * *",
+            "0 0 2 * * * 2030",
+            "61 * * * * *",
+            "@often",
+            "every hour",
+        ] {
+            assert!(check_schedule(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -136,7 +136,7 @@ fn unknown(service: &Service, name: &str) -> Response {
 }
 
 /// A store failure as a response.
-fn failed(e: Error) -> Response {
+pub(super) fn failed(e: Error) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
@@ -155,31 +155,30 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
     }
 }
 
-/// One task as the API shows it.
+/// One task as the API shows it (and the status page, [`super::page`], renders it).
 #[derive(Debug, Serialize)]
-struct TaskView {
+pub(crate) struct TaskView {
     #[serde(flatten)]
-    status: TaskStatus,
+    pub(crate) status: TaskStatus,
     /// `idle`, `running` or `failing` (the last run failed).
-    state: &'static str,
+    pub(crate) state: &'static str,
     /// The error of the last run, when it failed.
-    error: Option<String>,
-    running: bool,
-    continuous: bool,
-    next_run: Option<String>,
-    next_run_ms: Option<i64>,
-    last_success: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) running: bool,
+    pub(crate) continuous: bool,
+    pub(crate) next_run: Option<String>,
+    pub(crate) next_run_ms: Option<i64>,
+    pub(crate) last_success: Option<String>,
     /// Counters since the service started.
-    service: SlotStats,
+    pub(crate) service: SlotStats,
 }
 
-async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Response> {
+/// `slot`'s task as the API shows it: the store's status plus the slot's state and counters.
+pub(crate) async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Error> {
     let store = Arc::clone(service.store());
     let task = slot.task();
     let now = chrono::Utc::now().timestamp_millis();
-    let status = blocking(move || task_status(store.as_ref(), &task, now))
-        .await
-        .map_err(failed)?;
+    let status = blocking(move || task_status(store.as_ref(), &task, now)).await?;
     let stats = slot.stats();
     let running = !slot.is_continuous() && slot.is_running();
     let last_failed = status
@@ -199,17 +198,36 @@ async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, 
     } else {
         "idle"
     };
+    let next_run_ms = slot.next_run_ms();
     Ok(TaskView {
         state,
         error,
         running,
         continuous: slot.is_continuous(),
-        next_run: slot.next_run_ms().map(rfc3339),
-        next_run_ms: slot.next_run_ms(),
+        next_run: next_run_ms.map(rfc3339),
+        next_run_ms,
         last_success: status.last_success_ms.map(rfc3339),
         status,
         service: stats,
     })
+}
+
+/// `slot`'s Hive DDL: `CREATE EXTERNAL TABLE`, then one `ADD PARTITION` per live partition,
+/// each statement ending in `;`.
+pub(crate) async fn ddl(service: &Service, slot: &TaskSlot) -> Result<Vec<String>, Error> {
+    let task = slot.task();
+    let dest = Destination::parse(&task.destination)?;
+    let store = Arc::clone(service.store());
+    let name = task.name.clone();
+    let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    Ok(statements(&task, dest.url(), &partitions)
+        .into_iter()
+        .map(|s| format!("{s};"))
+        .collect())
 }
 
 async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
@@ -217,7 +235,7 @@ async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
     for slot in service.slots().values() {
         match view(&service, slot).await {
             Ok(v) => out.push(v),
-            Err(response) => return response,
+            Err(e) => return failed(e),
         }
     }
     Json(json!({ "tasks": out })).into_response()
@@ -229,7 +247,7 @@ async fn one_task(State(service): State<Arc<Service>>, Path(name): Path<String>)
     };
     match view(&service, &slot).await {
         Ok(v) => Json(v).into_response(),
-        Err(response) => response,
+        Err(e) => failed(e),
     }
 }
 
@@ -274,21 +292,10 @@ async fn task_ddl(State(service): State<Arc<Service>>, Path(name): Path<String>)
     let Some(slot) = service.slot(&name) else {
         return unknown(&service, &name);
     };
-    let task = slot.task();
-    let dest = match Destination::parse(&task.destination) {
-        Ok(d) => d,
-        Err(e) => return failed(e),
-    };
-    let store = Arc::clone(service.store());
-    let partitions = match blocking(move || store.live_partitions(&name)).await {
-        Ok(p) => p.into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
-        Err(e) => return failed(e),
-    };
-    let ddl: Vec<String> = statements(&task, dest.url(), &partitions)
-        .into_iter()
-        .map(|s| format!("{s};"))
-        .collect();
-    Json(json!({ "task": task.name, "statements": ddl })).into_response()
+    match ddl(&service, &slot).await {
+        Ok(ddl) => Json(json!({ "task": name, "statements": ddl })).into_response(),
+        Err(e) => failed(e),
+    }
 }
 
 async fn run_now(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {

@@ -1,5 +1,7 @@
-//! The service's HTTP API (axum), JSON throughout:
+//! The service's HTTP API (axum), JSON throughout but for the status page and the metrics:
 //!
+//! - `GET /`: the status page, HTML rendered here from the same task views as `/api/tasks`
+//!   (see [`super::page`]).
 //! - `GET /healthz`: the process answers (200).
 //! - `GET /readyz`: the store answers a read (200), else 503.
 //! - `GET /api/tasks`: every task's status (below).
@@ -20,7 +22,10 @@
 //! With `LAKEPORT_API_TOKEN` set, every mutating call needs `Authorization: Bearer <token>`
 //! (401 otherwise), and so does every call but `/healthz` and `/readyz` (kept open for
 //! probes) when the service listens on a non-loopback address; without a token it listens
-//! on loopback only. Request bodies are limited to 64 KiB.
+//! on loopback only. The status page is a read like the others: open on loopback, and where
+//! every call needs the token it does too (a browser must then send the header, e.g. through
+//! a proxy that adds it); its "Run now" buttons ask for the token when a POST gets a 401.
+//! Request bodies are limited to 64 KiB.
 //!
 //! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
 //! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
@@ -101,6 +106,7 @@ async fn authorize(
 /// The API's routes over `service`, behind `access`.
 pub fn router(service: Arc<Service>, access: Access) -> Router {
     Router::new()
+        .route("/", get(super::page::status_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/tasks", get(list_tasks))
@@ -402,12 +408,71 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 10);
+        assert_eq!(seen, 11);
         let response = app.oneshot(ask("get", "/api/nothing")).await.unwrap();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
         assert!(fallback(&body));
         service.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+
+    /// `GET /` is the HTML status page, its inline script allowed by the nonce of its CSP;
+    /// it follows the read rule: open on loopback, behind the token when every call needs it.
+    #[tokio::test]
+    async fn the_status_page_is_html_and_follows_the_read_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let service = Service::new(store, Arc::new(|| Ok(BTreeMap::new()))).unwrap();
+        let get = |token: Option<&str>| {
+            let mut request = axum::http::Request::builder().uri("/");
+            if let Some(t) = token {
+                request = request.header("Authorization", format!("Bearer {t}"));
+            }
+            request.body(axum::body::Body::empty()).unwrap()
+        };
+        let token = Some("s3cret".to_string());
+        for (every_call, given, want) in [
+            (false, None, StatusCode::OK),
+            (true, None, StatusCode::UNAUTHORIZED),
+            (true, Some("wrong"), StatusCode::UNAUTHORIZED),
+            (true, Some("s3cret"), StatusCode::OK),
+        ] {
+            let access = Access {
+                token: token.clone(),
+                every_call,
+            };
+            let response = router(Arc::clone(&service), access)
+                .oneshot(get(given))
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                want,
+                "every_call {every_call}, {given:?}"
+            );
+            if want != StatusCode::OK {
+                continue;
+            }
+            let header = |name| response.headers()[name].to_str().unwrap().to_string();
+            assert_eq!(header("content-type"), "text/html; charset=utf-8");
+            let csp = header("content-security-policy");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let html = String::from_utf8(body.to_vec()).unwrap();
+            let nonce = csp
+                .split("script-src 'nonce-")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .unwrap();
+            assert!(nonce.len() >= 32, "{csp}");
+            assert!(
+                html.contains(&format!("<script nonce=\"{nonce}\">")),
+                "{csp}"
+            );
+            assert!(html.contains("No tasks"));
+        }
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod http;
 pub mod metrics;
+mod page;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! The service's HTTP API (axum), JSON throughout but for the status page and the metrics:
 //!
 //! - `GET /`: the status page, HTML rendered here from the same task views as `/api/tasks`
-//!   (see [`super::page`]).
+//!   (`page.rs` beside this file).
 //! - `GET /healthz`: the process answers (200).
 //! - `GET /readyz`: the store answers a read (200), else 503.
 //! - `GET /api/tasks`: every task's status (below).

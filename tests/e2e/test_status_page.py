@@ -163,7 +163,7 @@ def test_status_page_in_headless_chromium(wd, monkeypatch, tmp_path, capsys):
             assert page.locator("tbody[data-task=broken] pre i").count() == 0
 
             shot = tmp_path / "status-page.png"
-            page.screenshot(path=str(shot), full_page=True, caret="initial")
+            page.screenshot(path=str(shot), full_page=True)
             keep(shot, capsys)
 
             # The page refreshes itself every 5 s, but not while a DDL is open.
@@ -210,7 +210,7 @@ def test_status_page_in_headless_chromium(wd, monkeypatch, tmp_path, capsys):
                 lambda runs: len(runs) == 2 and runs[0]["status"] == "succeeded"
             )(call(base, "/api/tasks/manual/runs")[1]))
             shot = tmp_path / "status-page-after-run.png"
-            page.screenshot(path=str(shot), full_page=True, caret="initial")
+            page.screenshot(path=str(shot), full_page=True)
             keep(shot, capsys)
 
             # A phone: one card per task, nothing wider than the screen.
@@ -230,12 +230,11 @@ def test_status_page_in_headless_chromium(wd, monkeypatch, tmp_path, capsys):
             del layout["button"]
             assert layout == {"thead": "none", "card": "block", "width": 390}, layout
             shot = tmp_path / "status-page-phone.png"
-            small.screenshot(path=str(shot), full_page=True, caret="initial")
+            small.screenshot(path=str(shot), full_page=True)
             keep(shot, capsys)
 
-            # Nothing was loaded from elsewhere, and nothing went wrong in the page but the
-            # first POST's 401 (screenshots keep the caret: hiding it injects a style that
-            # the page's CSP blocks).
+            # Nothing was loaded from elsewhere, and nothing went wrong in the page (no CSP
+            # violation, no script error) but the first POST's 401.
             assert requests and all(u.startswith(base + "/") for u in requests), requests
             assert problems == ["Failed to load resource: the server responded with a status "
                                 "of 401 (Unauthorized)"], "\n".join(problems)

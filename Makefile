@@ -3,7 +3,8 @@
 #   make run     build (release), generate a demo inventory, load it, deliver it with the
 #                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
-#                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark)
+#                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark, and
+#                Debian's chromium for the status page, installed with apt-get when missing)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
 #                continuous-delivery latency (BENCH_CASE=delivery|ingest|latency)
 #   make lint    rustfmt check, clippy, Python syntax check
@@ -34,10 +35,10 @@ LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas s
 BENCH_ROWS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: help run test bench lint venv e2e demo-clean
+.PHONY: help run test bench lint venv chromium e2e demo-clean
 
 help:
-	@sed -n '3,10p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -56,6 +57,16 @@ venv:
 	  echo "installing $(REQS) into $(VENV) (pyspark is ~460 MB the first time)"; \
 	  $(VPY) -m pip install --quiet --disable-pip-version-check -r $(REQS); \
 	  echo "$$want" > $(STAMP); \
+	fi
+
+## Headless Chromium for tests/e2e/test_status_page.py: Debian's package (as root), only
+## when /usr/bin/chromium is missing. Never a browser download of Playwright's own.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "installing Debian's chromium (the status page test drives it)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium >/dev/null || { \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
 	fi
 
 run:
@@ -90,7 +101,7 @@ run:
 demo-clean:
 	rm -rf demo
 
-test: venv
+test: venv chromium
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
@@ -98,7 +109,7 @@ test: venv
 	$(MAKE) --no-print-directory e2e
 
 ## The end-to-end suite alone (expects a debug build).
-e2e: venv
+e2e: venv chromium
 	LAKEPORT_BIN=$(LAKEPORT_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 bench: venv

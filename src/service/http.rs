@@ -1,5 +1,7 @@
-//! The service's HTTP API (axum), JSON throughout:
+//! The service's HTTP API (axum), JSON throughout but for the status page and the metrics:
 //!
+//! - `GET /`: the status page, HTML rendered here from the same task views as `/api/tasks`
+//!   (`page.rs` beside this file).
 //! - `GET /healthz`: the process answers (200).
 //! - `GET /readyz`: the store answers a read (200), else 503.
 //! - `GET /api/tasks`: every task's status (below).
@@ -24,7 +26,10 @@
 //! With `LAKEPORT_API_TOKEN` set, every mutating call needs `Authorization: Bearer <token>`
 //! (401 otherwise), and so does every call but `/healthz` and `/readyz` (kept open for
 //! probes) when the service listens on a non-loopback address; without a token it listens
-//! on loopback only. Request bodies are limited to 64 KiB.
+//! on loopback only. The status page is a read like the others: open on loopback, and where
+//! every call needs the token it does too (a browser must then send the header, e.g. through
+//! a proxy that adds it); its "Run now" buttons ask for the token when a POST gets a 401.
+//! Request bodies are limited to 64 KiB.
 //!
 //! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
 //! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
@@ -107,6 +112,7 @@ async fn authorize(
 /// The API's routes over `service`, behind `access`.
 pub fn router(service: Arc<Service>, access: Access) -> Router {
     Router::new()
+        .route("/", get(super::page::status_page))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/api/tasks", get(list_tasks))
@@ -153,7 +159,7 @@ fn not_among<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>
 }
 
 /// A store failure as a response.
-fn failed(e: Error) -> Response {
+pub(super) fn failed(e: Error) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
@@ -172,31 +178,30 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
     }
 }
 
-/// One task as the API shows it.
+/// One task as the API shows it (and the status page, [`super::page`], renders it).
 #[derive(Debug, Serialize)]
-struct TaskView {
+pub(crate) struct TaskView {
     #[serde(flatten)]
-    status: TaskStatus,
+    pub(crate) status: TaskStatus,
     /// `idle`, `running` or `failing` (the last run failed).
-    state: &'static str,
+    pub(crate) state: &'static str,
     /// The error of the last run, when it failed.
-    error: Option<String>,
-    running: bool,
-    continuous: bool,
-    next_run: Option<String>,
-    next_run_ms: Option<i64>,
-    last_success: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) running: bool,
+    pub(crate) continuous: bool,
+    pub(crate) next_run: Option<String>,
+    pub(crate) next_run_ms: Option<i64>,
+    pub(crate) last_success: Option<String>,
     /// Counters since the service started.
-    service: SlotStats,
+    pub(crate) service: SlotStats,
 }
 
-async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Response> {
+/// `slot`'s task as the API shows it: the store's status plus the slot's state and counters.
+pub(crate) async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Error> {
     let store = Arc::clone(service.store());
     let task = slot.task();
     let now = chrono::Utc::now().timestamp_millis();
-    let status = blocking(move || task_status(store.as_ref(), &task, now))
-        .await
-        .map_err(failed)?;
+    let status = blocking(move || task_status(store.as_ref(), &task, now)).await?;
     let stats = slot.stats();
     let running = !slot.is_continuous() && slot.is_running();
     let last_failed = status
@@ -216,17 +221,36 @@ async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, 
     } else {
         "idle"
     };
+    let next_run_ms = slot.next_run_ms();
     Ok(TaskView {
         state,
         error,
         running,
         continuous: slot.is_continuous(),
-        next_run: slot.next_run_ms().map(rfc3339),
-        next_run_ms: slot.next_run_ms(),
+        next_run: next_run_ms.map(rfc3339),
+        next_run_ms,
         last_success: status.last_success_ms.map(rfc3339),
         status,
         service: stats,
     })
+}
+
+/// `slot`'s Hive DDL: `CREATE EXTERNAL TABLE`, then one `ADD PARTITION` per live partition,
+/// each statement ending in `;`.
+pub(crate) async fn ddl(service: &Service, slot: &TaskSlot) -> Result<Vec<String>, Error> {
+    let task = slot.task();
+    let dest = Destination::parse(&task.destination)?;
+    let store = Arc::clone(service.store());
+    let name = task.name.clone();
+    let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    Ok(statements(&task, dest.url(), &partitions)
+        .into_iter()
+        .map(|s| format!("{s};"))
+        .collect())
 }
 
 async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
@@ -234,7 +258,7 @@ async fn list_tasks(State(service): State<Arc<Service>>) -> Response {
     for slot in service.slots().values() {
         match view(&service, slot).await {
             Ok(v) => out.push(v),
-            Err(response) => return response,
+            Err(e) => return failed(e),
         }
     }
     Json(json!({ "tasks": out })).into_response()
@@ -246,7 +270,7 @@ async fn one_task(State(service): State<Arc<Service>>, Path(name): Path<String>)
     };
     match view(&service, &slot).await {
         Ok(v) => Json(v).into_response(),
-        Err(response) => response,
+        Err(e) => failed(e),
     }
 }
 
@@ -291,21 +315,10 @@ async fn task_ddl(State(service): State<Arc<Service>>, Path(name): Path<String>)
     let Some(slot) = service.slot(&name) else {
         return unknown(&service, &name);
     };
-    let task = slot.task();
-    let dest = match Destination::parse(&task.destination) {
-        Ok(d) => d,
-        Err(e) => return failed(e),
-    };
-    let store = Arc::clone(service.store());
-    let partitions = match blocking(move || store.live_partitions(&name)).await {
-        Ok(p) => p.into_iter().map(|(p, _)| p).collect::<Vec<_>>(),
-        Err(e) => return failed(e),
-    };
-    let ddl: Vec<String> = statements(&task, dest.url(), &partitions)
-        .into_iter()
-        .map(|s| format!("{s};"))
-        .collect();
-    Json(json!({ "task": task.name, "statements": ddl })).into_response()
+    match ddl(&service, &slot).await {
+        Ok(ddl) => Json(json!({ "task": name, "statements": ddl })).into_response(),
+        Err(e) => failed(e),
+    }
 }
 
 async fn run_now(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
@@ -343,26 +356,26 @@ fn started_response(
 
 /// One watcher as the API shows it.
 #[derive(Debug, Serialize)]
-struct WatcherView {
-    watcher: String,
-    root: String,
-    format: Option<&'static str>,
-    scope_prefix: String,
-    schedule: String,
+pub(crate) struct WatcherView {
+    pub(crate) watcher: String,
+    pub(crate) root: String,
+    pub(crate) format: Option<&'static str>,
+    pub(crate) scope_prefix: String,
+    pub(crate) schedule: String,
     /// `idle`, `running` or `failing` (the last pass failed).
-    state: &'static str,
-    error: Option<String>,
-    running: bool,
-    next_run: Option<String>,
-    next_run_ms: Option<i64>,
+    pub(crate) state: &'static str,
+    pub(crate) error: Option<String>,
+    pub(crate) running: bool,
+    pub(crate) next_run: Option<String>,
+    pub(crate) next_run_ms: Option<i64>,
     /// What its passes did with reports since the service started.
-    reports: ReportCounts,
+    pub(crate) reports: ReportCounts,
     /// Counters since the service started (`runs_*` count passes, `rows` the rows of the
     /// reports applied).
-    service: SlotStats,
+    pub(crate) service: SlotStats,
 }
 
-fn watcher_view(slot: &WatcherSlot) -> WatcherView {
+pub(crate) fn watcher_view(slot: &WatcherSlot) -> WatcherView {
     let def = slot.declared();
     let stats = slot.stats();
     let running = slot.is_running();
@@ -492,12 +505,71 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 13);
+        assert_eq!(seen, 14);
         let response = app.oneshot(ask("get", "/api/nothing")).await.unwrap();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
         assert!(fallback(&body));
         service.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+
+    /// `GET /` is the HTML status page, its inline script allowed by the nonce of its CSP;
+    /// it follows the read rule: open on loopback, behind the token when every call needs it.
+    #[tokio::test]
+    async fn the_status_page_is_html_and_follows_the_read_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let service = Service::new(store, crate::service::nothing_declared()).unwrap();
+        let get = |token: Option<&str>| {
+            let mut request = axum::http::Request::builder().uri("/");
+            if let Some(t) = token {
+                request = request.header("Authorization", format!("Bearer {t}"));
+            }
+            request.body(axum::body::Body::empty()).unwrap()
+        };
+        let token = Some("s3cret".to_string());
+        for (every_call, given, want) in [
+            (false, None, StatusCode::OK),
+            (true, None, StatusCode::UNAUTHORIZED),
+            (true, Some("wrong"), StatusCode::UNAUTHORIZED),
+            (true, Some("s3cret"), StatusCode::OK),
+        ] {
+            let access = Access {
+                token: token.clone(),
+                every_call,
+            };
+            let response = router(Arc::clone(&service), access)
+                .oneshot(get(given))
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                want,
+                "every_call {every_call}, {given:?}"
+            );
+            if want != StatusCode::OK {
+                continue;
+            }
+            let header = |name| response.headers()[name].to_str().unwrap().to_string();
+            assert_eq!(header("content-type"), "text/html; charset=utf-8");
+            let csp = header("content-security-policy");
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let html = String::from_utf8(body.to_vec()).unwrap();
+            let nonce = csp
+                .split("script-src 'nonce-")
+                .nth(1)
+                .and_then(|rest| rest.split('\'').next())
+                .unwrap();
+            assert!(nonce.len() >= 32, "{csp}");
+            assert!(
+                html.contains(&format!("<script nonce=\"{nonce}\">")),
+                "{csp}"
+            );
+            assert!(html.contains("No tasks"));
+        }
     }
 }

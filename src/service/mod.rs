@@ -29,6 +29,7 @@
 
 pub mod http;
 pub mod metrics;
+mod page;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -234,15 +235,7 @@ impl<D: Scheduled> Slot<D> {
 
     /// The next scheduled tick after now (ms since epoch UTC).
     pub fn next_run_ms(&self) -> Option<i64> {
-        let next = self
-            .definition()
-            .cron
-            .as_ref()?
-            .1
-            .find_next_occurrence(&chrono::Utc::now(), false)
-            .ok()?;
-        // Cron times are whole seconds (croner keeps the fraction of `now`).
-        Some(next.timestamp() * 1000)
+        next_tick_ms(&self.definition().cron.as_ref()?.1, chrono::Utc::now())
     }
 
     /// A copy of the counters.
@@ -862,6 +855,17 @@ async fn watch_pass(
     watcher.pass(store, &mut on_event).await
 }
 
+/// The first tick of `cron` after `now` (ms since epoch UTC). Ticks fall on whole seconds:
+/// croner keeps the sub-second part of the instant it is asked from, so `now` is cut to its
+/// second first (a tick at that very second has passed, and is not returned).
+fn next_tick_ms(cron: &croner::Cron, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    use chrono::SubsecRound;
+    let next = cron
+        .find_next_occurrence(&now.trunc_subsecs(0), false)
+        .ok()?;
+    Some(next.timestamp_millis())
+}
+
 /// `ms` since epoch as RFC 3339 UTC with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map_or_else(
@@ -887,6 +891,30 @@ pub(crate) fn nothing_declared() -> Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_tick_is_on_a_whole_second_after_now() {
+        let at = |text: &str| {
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let ms = |text: &str| at(text).timestamp_millis();
+        let daily = parse_cron("0 0 2 * * *").unwrap();
+        for (now, next) in [
+            ("2026-11-28T01:59:59.500Z", "2026-11-28T02:00:00Z"),
+            ("2026-11-28T02:00:00.000Z", "2026-11-29T02:00:00Z"),
+            ("2026-11-28T02:00:00.300Z", "2026-11-29T02:00:00Z"),
+            ("2026-11-28T06:39:14.189Z", "2026-11-29T02:00:00Z"),
+        ] {
+            assert_eq!(next_tick_ms(&daily, at(now)), Some(ms(next)), "from {now}");
+        }
+        let every_second = parse_cron("* * * * * *").unwrap();
+        assert_eq!(
+            next_tick_ms(&every_second, at("2026-11-28T06:39:14.999Z")),
+            Some(ms("2026-11-28T06:39:15Z"))
+        );
+    }
 
     #[tokio::test]
     async fn finished_runs_are_forgotten_and_shutdown_waits_for_the_rest() {

@@ -8,9 +8,11 @@ for the store, DuckDB and pyarrow for the Parquet objects, Spark SQL for the DDL
 `Workdir` runs commands and writes files; `verify_delivery` is the one thorough check of a
 finished full-mode run (names, status record, footer metadata, types, values, partitions);
 the helpers at the end read a task's run records, stored state and lake files (incremental
-delivery, runs started in the background with `Workdir.spawn`).
+delivery, runs started in the background with `Workdir.spawn`) and talk to `lakeport serve`
+(`serving`, `call`).
 """
 
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -21,6 +23,8 @@ import struct
 import subprocess
 import textwrap
 import time
+import urllib.error
+import urllib.request
 import zoneinfo
 from collections import Counter
 from pathlib import Path
@@ -595,3 +599,43 @@ def lake_files(wd, task):
             subfolders[:] = [d for d in subfolders if d not in ("_dirty", "_lakeport")]
         out.update((rel / n).as_posix() for n in names)
     return out
+
+
+# -- lakeport serve ------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def serving(wd, listen="127.0.0.1:0"):
+    """`lakeport serve --listen LISTEN` here; yields (process, base URL on 127.0.0.1); killed
+    on the way out if still running."""
+    p = wd.spawn("serve", "--listen", listen, stdout=subprocess.PIPE,
+                 stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        m = re.search(r"http://[0-9.]+:(\d+)/", line)
+        assert m, f"serve printed {line!r}; stderr: {p.stderr.read() if p.poll() is not None else ''}"
+        yield p, f"http://127.0.0.1:{m.group(1)}"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def call(base, path, method="GET", token=None):
+    """(status, JSON body) of one request (with `Authorization: Bearer token` if given)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urllib.request.Request(base + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_for(what, check, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -4,20 +4,16 @@ starts a run (202) or is refused while one is in flight (409); unknown tasks and
 404 with a JSON error; SIGTERM during a run lets it commit and exits 0, leaving no partial or
 duplicate object."""
 
-import contextlib
-import json
-import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from conftest import duck, lake_files, live_objects, run_records
+from conftest import call, duck, lake_files, live_objects, run_records, serving, wait_for
 
 COLUMNS = [("id", "int64"), ("name", "string"), ("at", "timestamp_ms")]
 BIG = 150_000
@@ -40,44 +36,6 @@ def setup(wd):
                   parquet={"compression": "gzip"}, **common)
     wd.write_task("manual", mode="full", schedule=None, **common)
     wd.load("items", rows(range(1, BIG + 1), "a"))
-
-
-@contextlib.contextmanager
-def serving(wd, listen="127.0.0.1:0"):
-    """`lakeport serve --listen LISTEN` here; yields (process, base URL on 127.0.0.1); killed
-    on the way out if still running."""
-    p = wd.spawn("serve", "--listen", listen, stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
-    try:
-        line = p.stdout.readline()
-        m = re.search(r"http://[0-9.]+:(\d+)/", line)
-        assert m, f"serve printed {line!r}; stderr: {p.stderr.read() if p.poll() is not None else ''}"
-        yield p, f"http://127.0.0.1:{m.group(1)}"
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
-def call(base, path, method="GET", token=None):
-    """(status, JSON body) of one request (with `Authorization: Bearer token` if given)."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    req = urllib.request.Request(base + path, method=method, headers=headers)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def wait_for(what, check, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def scrape(base):

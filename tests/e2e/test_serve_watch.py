@@ -9,9 +9,12 @@ import signal
 import subprocess
 import sys
 
-from conftest import REPO, duck, lake_files
+import re
+import urllib.request
+
+from conftest import REPO, call, duck, lake_files, serving, wait_for
 from test_inventory import DAY1, DAY2, DAY3, assert_store_equals, bad_corrupt_gzip, db_rows
-from test_serve import call, scrape, serving, wait_for
+from test_serve import scrape
 
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py, the report generator)
@@ -110,6 +113,15 @@ def test_watcher_imports_reports_and_the_service_delivers_them(wd):
                                       watcher="inv-watch", result="failed") == 0
         assert sample(m, "lakeport_inventory_last_import_timestamp_seconds",
                       watcher="inv-watch") > 0
+
+        # The status page lists the watcher with the same figures (server-rendered HTML).
+        with urllib.request.urlopen(base + "/", timeout=30) as r:
+            page = r.read().decode()
+        section = page[page.index('<section id="watchers">'):]
+        assert re.search(r'<tbody data-task="inv-watch" data-kind="watcher">', section), section
+        assert f'data-field="rows" data-value="{live}"' in section, section
+        assert 'data-field="applied" data-value="3"' in section, section
+        assert 'action="api/watchers/inv-watch/run"' in section, section
 
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=60) == 0

@@ -152,22 +152,33 @@ pub(crate) fn tasks_section(rows: &[TaskRow], now_ms: i64) -> Markup {
                 p.empty { "No tasks: the pipelines folder holds none." }
             } @else {
                 table {
-                    thead {
-                        tr {
-                            th { "Task" }
-                            th { "State" }
-                            th { "Last sync" }
-                            th { "Lag" }
-                            th { "Last run" }
-                            th { "Since start" }
-                            th { "Next run" }
-                            th { span.visually-hidden { "Action" } }
-                        }
-                    }
+                    (head(&[
+                        "Task",
+                        "State",
+                        "Last sync",
+                        "Lag",
+                        "Last run",
+                        "Since start",
+                        "Next run",
+                    ]))
                     @for row in rows {
                         (task_rows(row, now_ms))
                     }
                 }
+            }
+        }
+    }
+}
+
+/// A table head of `columns`, then the (unlabelled) column of the row's button.
+fn head(columns: &[&str]) -> Markup {
+    html! {
+        thead {
+            tr {
+                @for column in columns {
+                    th { (column) }
+                }
+                th { span.visually-hidden { "Action" } }
             }
         }
     }
@@ -183,16 +194,7 @@ pub(crate) fn watchers_section(watchers: &[WatcherView], now_ms: i64) -> Markup 
                 div.summary { span { strong { (counted(watchers.len() as u64, "watcher")) } } }
             }
             table {
-                thead {
-                    tr {
-                        th { "Watcher" }
-                        th { "State" }
-                        th { "Reports" }
-                        th { "Rows applied" }
-                        th { "Next pass" }
-                        th { span.visually-hidden { "Action" } }
-                    }
-                }
+                (head(&["Watcher", "State", "Reports", "Rows applied", "Next pass"]))
                 @for w in watchers {
                     tbody data-task=(w.watcher) data-kind="watcher" {
                         tr.main {

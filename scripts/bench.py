@@ -69,7 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py: the inventory report generator)
 from bench_latency import latency  # noqa: E402  (scripts/bench_latency.py)
-from bench_serve import serve  # noqa: E402  (scripts/bench_serve.py)
+from bench_serve import serve, settings as serve_settings  # noqa: E402  (scripts/bench_serve.py)
 
 TASK = "bench-daily"
 TASK_INC = "bench-inc"
@@ -197,11 +197,7 @@ def main():
     if a.case in ("all", "serve"):
         if a.case == "all":
             print()
-        code |= serve(lakeport, Path(a.dir) / "serve",
-                      int(os.environ.get("BENCH_SERVE_SECONDS", 30)),
-                      int(os.environ.get("BENCH_SERVE_ROWS", 200_000)),
-                      int(os.environ.get("BENCH_SERVE_ROUNDS", 2)),
-                      int(os.environ.get("BENCH_SERVE_CONNECTIONS", 4)))
+        code |= serve(lakeport, Path(a.dir) / "serve", **serve_settings())
     return code
 
 

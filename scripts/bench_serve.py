@@ -298,7 +298,7 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
         inside = sum(n for _, n in got)
         # CPU in % of one core; "others" is every other process of the machine.
         busy = w["machine"] * os.cpu_count() * w["secs"]
-        others = max(0.0, busy - w["serve_cpu"] - w["wrk_cpu"])
+        others = w["others_cpu"] = max(0.0, busy - w["serve_cpu"] - w["wrk_cpu"])
         cpu = (f"CPU % of a core: serve {100 * w['serve_cpu'] / w['secs']:.0f}, wrk "
                f"{100 * w['wrk_cpu'] / w['secs']:.0f}, others {100 * others / w['secs']:.0f} "
                f"(machine {100 * w['machine']:.0f}% busy)")
@@ -311,11 +311,14 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
                   f"{r['max_us'] / 1000:6.1f} ms  errors {errors} (non-2xx {r['non2xx']}, "
                   f"timeouts {r['timeout']}, socket {errors - r['non2xx'] - r['timeout']})")
 
-    def rate(kind):
-        ws = [w for w in windows if w["kind"] == kind]
-        return sum(w["rows"] for w in ws) / sum(w["secs"] for w in ws)
+    def total(kind, key):
+        return sum(w[key] for w in windows if w["kind"] == kind)
 
-    quiet, loaded = rate("quiet"), rate("load")
+    quiet, loaded = (total(k, "rows") / total(k, "secs") for k in ("quiet", "load"))
+    # Rows per CPU-second of the serve process: what the API's requests take of the service's
+    # own CPU, whatever share of the machine other processes left it.
+    per_cpu = {k: total(k, "rows") / total(k, "serve_cpu") for k in ("quiet", "load")}
+    others = {k: 100 * total(k, "others_cpu") / total(k, "secs") for k in ("quiet", "load")}
     slowdown = 1 - loaded / quiet if quiet else float("nan")
     loads = [w["wrk"] for w in windows if w["kind"] == "load"]
     print()
@@ -337,9 +340,17 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
     print(f"delivery without load: {quiet:10,.0f} rows/s  ({nq} window(s))")
     print(f"delivery with load   : {loaded:10,.0f} rows/s  ({len(loads)} window(s))  "
           f"slowdown {100 * slowdown:.1f}%")
+    print(f"delivery per CPU-second of serve: {per_cpu['quiet']:,.0f} rows without load, "
+          f"{per_cpu['load']:,.0f} with: the requests took "
+          f"{100 * (1 - per_cpu['load'] / per_cpu['quiet']):.0f}% of the service's CPU")
+    shared = max(others.values()) > 20
+    if shared:
+        print(f"note: other processes took {others['quiet']:.0f}% / {others['load']:.0f}% of a "
+              f"core (without / with load): the machine was shared, so the slowdown compares\n"
+              f"      unequal shares of it; rows per CPU-second of serve depends on that much less")
     print(f"  0 errors: {verdict(errors_all == 0)};  p99 < 50 ms: {verdict(worst_p99 < 50)} "
           f"({worst_p99:.1f} ms);  slowdown < 10%: {verdict(slowdown < 0.10)} "
-          f"({100 * slowdown:.1f}%)")
+          f"({100 * slowdown:.1f}%{', machine shared' if shared else ''})")
     if out.strip():
         print(f"serve: {out.strip().splitlines()[-1]}")
     if errors_all:

@@ -41,7 +41,10 @@ whole sharing the machine with its clients, not of the API's cost alone. Printed
 therefore, in % of one core: the CPU of the serve process (/proc/<pid>/stat), of the two wrk
 processes (getrusage of reaped children) and of every other process ("others": the machine's
 busy time from /proc/stat less those two; the machine is shared, and what others take is
-taken from delivery too). Targets: 0 errors, p99 < 50 ms on each endpoint (the worst window),
+taken from delivery too). Beside the slowdown, delivery rows per CPU-second of the serve
+process in each condition: how much of the service's own CPU the requests took, a figure that
+depends much less on what other processes left it (a note says when they took more than a
+fifth of a core). Targets: 0 errors, p99 < 50 ms on each endpoint (the worst window),
 delivery slowed by < 10%.
 
     .venv/bin/python scripts/bench_serve.py --bin target/release/lakeport

@@ -6,7 +6,8 @@
 #                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark, and
 #                Debian's chromium for the status page, installed with apt-get when missing)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
-#                continuous-delivery latency (BENCH_CASE=delivery|ingest|latency)
+#                continuous-delivery latency, the API under wrk load beside five delivering
+#                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
 #   make lint    rustfmt check, clippy, Python syntax check
 #
 # CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone).
@@ -35,10 +36,10 @@ LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas s
 BENCH_ROWS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: help run test bench lint venv chromium e2e demo-clean
+.PHONY: help run test bench lint venv chromium wrk e2e demo-clean
 
 help:
-	@sed -n '3,11p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -112,7 +113,15 @@ test: venv chromium
 e2e: venv chromium
 	LAKEPORT_BIN=$(LAKEPORT_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
-bench: venv
+## wrk, the load generator of the serve benchmark, from Debian (installed once; as root).
+wrk:
+	@command -v wrk >/dev/null || { \
+	  echo "installing wrk (Debian package)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null 2>&1 || { \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; }
+
+bench: venv wrk
 	$(CARGO) build --release
 	BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN)
 

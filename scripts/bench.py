@@ -35,6 +35,9 @@ is >= 2x faster than (a). Both stores are counted back (N live rows each).
 
 Latency case (issue 4): see scripts/bench_latency.py (BENCH_CASE=latency).
 
+Serve case (issue 5): see scripts/bench_serve.py (BENCH_CASE=serve): `GET /api/tasks` and
+`/metrics` under wrk while five tasks deliver, beside delivery rows/s without that load.
+
     .venv/bin/python scripts/bench.py --bin target/release/lakeport      # BENCH_ROWS=1000000
     BENCH_CASE=ingest .venv/bin/python scripts/bench.py                   # only the ingest case
 """
@@ -66,6 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py: the inventory report generator)
 from bench_latency import latency  # noqa: E402  (scripts/bench_latency.py)
+from bench_serve import serve, settings as serve_settings  # noqa: E402  (scripts/bench_serve.py)
 
 TASK = "bench-daily"
 TASK_INC = "bench-inc"
@@ -166,9 +170,9 @@ def main():
     ap.add_argument("--threads", type=int, default=0,
                     help="DuckDB threads (default: DuckDB's own choice)")
     ap.add_argument("--case", default=os.environ.get("BENCH_CASE", "all"),
-                    choices=["all", "delivery", "ingest", "latency"],
+                    choices=["all", "delivery", "ingest", "latency", "serve"],
                     help="which benchmark (env BENCH_CASE, default all: delivery, ingest, "
-                         "latency)")
+                         "latency, serve)")
     ap.add_argument("--ingest-rows", type=int,
                     default=int(os.environ.get("BENCH_INGEST_ROWS", 1_000_000)),
                     help="objects in the ingest report (env BENCH_INGEST_ROWS, default 1000000)")
@@ -190,6 +194,10 @@ def main():
         code |= latency(lakeport, Path(a.dir) / "latency",
                         int(os.environ.get("BENCH_LATENCY_SECONDS", 60)),
                         int(os.environ.get("BENCH_LATENCY_RATE", 1000)))
+    if a.case in ("all", "serve"):
+        if a.case == "all":
+            print()
+        code |= serve(lakeport, Path(a.dir) / "serve", **serve_settings())
     return code
 
 

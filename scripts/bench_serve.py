@@ -20,7 +20,13 @@ BENCH_SERVE_ROUNDS=2; quiet, load for 1), all in that same process: both conditi
 the same store, the same warm caches and the same lake, and a drift over the run (the machine,
 or the run records piling up, which the API reads) falls on both alike. A load window runs two
 wrk processes at once, one per URL, each `-t1 -c BENCH_SERVE_CONNECTIONS` (default 4, so 8
-connections in all) with a 5 s timeout; a Lua script counts every non-2xx answer and prints,
+connections in all) with a 5 s timeout, paced by wrk's Lua `delay()` to about
+BENCH_SERVE_RATE requests/s per endpoint (default 250: 500 requests/s in all, a hundred times
+what a few Prometheus servers and a wall of status pages ask; 0 = unpaced). After them comes
+one saturation window (unpaced: each connection sends its next request as soon as an answer
+arrives) whose requests/s, latency and delivery are printed without a target: on two cores a
+closed loop as fast as the answers takes the CPU delivery would use, whatever a request
+costs; a Lua script counts every non-2xx answer and prints,
 in its `done()`, requests, duration, socket errors and latency percentiles as one JSON line.
 An error is a socket error (connect, read, write, timeout) or a non-2xx answer. Latency is
 wrk's: from sending a request to its answer complete, per connection (closed loop: each
@@ -138,13 +144,13 @@ def stop(p, sig=signal.SIGTERM, timeout=60):
     return p.returncode
 
 
-def run_wrk(base, work, label, seconds, connections, procs):
+def run_wrk(base, work, label, seconds, connections, procs, script="count.lua"):
     """Both endpoints at once for `seconds`; returns {endpoint: wrk's done() JSON}."""
     started = []
     for path in ENDPOINTS:
         out = work / f"wrk-{label}-{path.strip('/').replace('/', '-')}.out"
         cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", WRK_TIMEOUT,
-               "-s", str(work / "count.lua"), base + path]
+               "-s", str(work / script), base + path]
         f = out.open("w")
         p = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT)
         procs.append(p)
@@ -187,10 +193,11 @@ def settings():
             "rows": int(env("BENCH_SERVE_ROWS", 200_000)),
             "rounds": int(env("BENCH_SERVE_ROUNDS", 2)),
             "connections": int(env("BENCH_SERVE_CONNECTIONS", 4)),
+            "rate": int(env("BENCH_SERVE_RATE", 250)),
             "warmup_runs": int(env("BENCH_SERVE_WARMUP_RUNS", 2))}
 
 
-def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
+def serve(lakeport, work, seconds, rows, rounds, connections, rate, warmup_runs):
     """Runs the case; returns 0 when every target is met, else 1."""
     if not shutil.which("wrk"):
         print("bench serve: wrk is not installed (make bench installs it: apt-get install wrk)",
@@ -200,7 +207,12 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
     shutil.rmtree(work, ignore_errors=True)
     (work / "pipelines").mkdir(parents=True)
     (work / "schemas").mkdir()
-    (work / "count.lua").write_text(WRK_LUA)
+    # Paced: each connection waits before its next request so that the endpoint gets about
+    # `rate` requests/s (wrk's delay()); unpaced: as fast as answers come (saturation).
+    pace_ms = connections * 1000 // rate if rate > 0 else 0
+    (work / "count.lua").write_text(WRK_LUA + (f"function delay() return {pace_ms} end\n"
+                                               if pace_ms else ""))
+    (work / "count-max.lua").write_text(WRK_LUA)
     for t in TASKS:
         (work / "pipelines" / f"{t}.yaml").write_text(
             TASK_YAML.format(task=t, dest=work / "lake" / t))
@@ -212,8 +224,10 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
                                                  else ("load", "quiet"))]
     print(f"bench serve: {len(TASKS)} full-mode tasks over one table of {rows:,} rows, each "
           f"scheduled every second, in one `lakeport serve`; {len(order)} windows of "
-          f"{seconds}s ({', '.join(order)}); load = wrk -t1 -c{connections} --timeout "
-          f"{WRK_TIMEOUT} on each of {' and '.join(ENDPOINTS)} at once; in {work}", flush=True)
+          f"{seconds}s ({', '.join(order)}) and one of saturation; load = wrk -t1 "
+          f"-c{connections} --timeout {WRK_TIMEOUT} on each of {' and '.join(ENDPOINTS)} at "
+          f"once, paced to {rate} requests/s each ({pace_ms} ms between a connection's "
+          f"requests; saturation: unpaced); in {work}", flush=True)
 
     inv = work / "inventory.ndjson"
     subprocess.run([sys.executable, str(REPO / "scripts" / "gen_inventory.py"), "--rows",
@@ -251,11 +265,12 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
                 raise RuntimeError(f"the tasks did not run {warmup_runs} times in time: {tasks}")
             time.sleep(1)
 
-        for i, kind in enumerate(order, 1):
+        for i, kind in enumerate([*order, "max"], 1):
             cpu0, busy0, kids0 = cpu_seconds(server.pid), machine_busy(), children_cpu()
             t0 = time.time()
-            if kind == "load":
-                wrk = run_wrk(url, work, f"{i}", seconds, connections, procs)
+            if kind in ("load", "max"):
+                script = "count.lua" if kind == "load" else "count-max.lua"
+                wrk = run_wrk(url, work, f"{i}", seconds, connections, procs, script)
             else:
                 time.sleep(seconds)
                 wrk = None
@@ -339,6 +354,14 @@ def serve(lakeport, work, seconds, rows, rounds, connections, warmup_runs):
         print(f"GET {path:<10}: {reqs / secs:8,.0f} req/s ({reqs:,} requests in {secs:.0f}s)  "
               f"p50 {p50s} ms  p99 {p99s} ms  max {max(r['max_us'] for r in rs) / 1000:.1f} ms"
               f"  errors {errors}")
+    (sat,) = [w for w in windows if w["kind"] == "max"]
+    sat_rates = " / ".join(f"{r['requests'] / (r['duration_us'] / 1e6):,.0f}"
+                           for r in sat["wrk"].values())
+    sat_p99 = " / ".join(f"{r['p99_us'] / 1000:.1f}" for r in sat["wrk"].values())
+    sat_rows = sat["rows"] / sat["secs"]
+    print(f"saturation (unpaced, no target): {sat_rates} req/s on {' / '.join(ENDPOINTS)}, "
+          f"p99 {sat_p99} ms, delivery {sat_rows:,.0f} rows/s, {100 * (1 - sat_rows / quiet):.0f}% "
+          f"below the quiet windows (wrk's closed loop takes the cores delivery needs)")
     nq = sum(w["kind"] == "quiet" for w in windows)
     print(f"delivery without load: {quiet:10,.0f} rows/s  ({nq} window(s))")
     print(f"delivery with load   : {loaded:10,.0f} rows/s  ({len(loads)} window(s))  "

@@ -53,9 +53,7 @@ pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskSt
         Err(Error::NotFound(_)) => None,
         Err(e) => return Err(e),
     };
-    let lag_seconds = lag
-        .and_then(|l| l.oldest_write_ms)
-        .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0);
+    let lag_seconds = lag_seconds(lag.as_ref(), now_ms);
     Ok(TaskStatus {
         task: name.clone(),
         mode: task.mode.as_str().to_string(),
@@ -68,4 +66,10 @@ pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskSt
         lag,
         lag_seconds,
     })
+}
+
+/// Age at `now_ms` of the oldest change `lag` counts, in seconds (None: nothing behind).
+pub fn lag_seconds(lag: Option<&Lag>, now_ms: i64) -> Option<f64> {
+    lag.and_then(|l| l.oldest_write_ms)
+        .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0)
 }

@@ -46,7 +46,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::delivery::ddl::statements;
-use crate::delivery::status::{task_status, TaskStatus};
+use crate::delivery::status::TaskStatus;
 use crate::error::Error;
 use crate::service::{
     rfc3339, NotStarted, ReportCounts, Service, SlotStats, TaskSlot, WatcherSlot,
@@ -198,10 +198,7 @@ pub(crate) struct TaskView {
 
 /// `slot`'s task as the API shows it: the store's status plus the slot's state and counters.
 pub(crate) async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result<TaskView, Error> {
-    let store = Arc::clone(service.store());
-    let task = slot.task();
-    let now = chrono::Utc::now().timestamp_millis();
-    let status = blocking(move || task_status(store.as_ref(), &task, now)).await?;
+    let status = slot.status(service.store()).await?;
     let stats = slot.stats();
     let running = !slot.is_continuous() && slot.is_running();
     let last_failed = status
@@ -419,11 +416,8 @@ async fn one_watcher(State(service): State<Arc<Service>>, Path(name): Path<Strin
 }
 
 async fn metrics(State(service): State<Arc<Service>>) -> Response {
-    let now = chrono::Utc::now().timestamp_millis();
     for slot in service.slots().values() {
-        let store = Arc::clone(service.store());
-        let task = slot.task();
-        match blocking(move || task_status(store.as_ref(), &task, now)).await {
+        match slot.status(service.store()).await {
             Ok(status) => service.metrics().set_status(&status),
             Err(e) => return failed(e),
         }

@@ -43,12 +43,13 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::{cron_expression, parse_cron, Pipelines};
+use crate::delivery::status::{lag_seconds, task_status, TaskStatus};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
 use crate::service::metrics::Metrics;
 use crate::sink::destination::Destination;
-use crate::store::{ImportOutcome, Store, TableDef};
+use crate::store::{blocking, ImportOutcome, Store, TableDef};
 
 /// What the service has seen of one task since it started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -106,7 +107,8 @@ pub trait Scheduled: std::fmt::Debug + Send + Sync + 'static {
 }
 
 impl Scheduled for Task {
-    type State = ();
+    /// Its status as last read from the store.
+    type State = Option<CachedStatus>;
     fn name(&self) -> &str {
         &self.name
     }
@@ -130,6 +132,19 @@ impl Scheduled for WatchDef {
     fn schedule(&self) -> Option<&str> {
         Some(&self.schedule)
     }
+}
+
+/// How long a task's status read from the store is served before it is read again (unless a
+/// run of the task started or ended meanwhile, or the task was reloaded, which makes it stale
+/// at once). However many requests ask, each task's status is read at most this often.
+pub const STATUS_TTL: Duration = Duration::from_secs(1);
+
+/// A task's status as read from the store, kept for [`STATUS_TTL`].
+#[derive(Debug)]
+pub struct CachedStatus {
+    read_at: std::time::Instant,
+    generation: u64,
+    status: TaskStatus,
 }
 
 /// A task's or watcher's definition as the service runs it (replaced whole on reload).
@@ -170,6 +185,8 @@ pub struct Slot<D: Scheduled> {
     definition: std::sync::RwLock<Definition<D>>,
     state: tokio::sync::Mutex<D::State>,
     running: AtomicBool,
+    /// Bumped when a run starts or ends and on reload: what was read before is stale.
+    generation: std::sync::atomic::AtomicU64,
     stats: Mutex<SlotStats>,
     /// The scheduler's job ticking it.
     job: Mutex<Option<uuid::Uuid>>,
@@ -188,6 +205,34 @@ impl TaskSlot {
     pub fn task(&self) -> Arc<Task> {
         self.declared()
     }
+
+    /// The task's status: read from `store` when the last read is older than [`STATUS_TTL`]
+    /// or stale, else the last read with its lag age brought up to now. Concurrent callers
+    /// wait for one read instead of each reading.
+    pub async fn status(&self, store: &Arc<dyn Store>) -> Result<TaskStatus> {
+        let mut cached = self.state.lock().await;
+        let generation = self.generation.load(Ordering::SeqCst);
+        let fresh = cached
+            .as_ref()
+            .is_some_and(|c| c.generation == generation && c.read_at.elapsed() < STATUS_TTL);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        if !fresh {
+            let (store, task) = (Arc::clone(store), self.task());
+            let read_at = std::time::Instant::now();
+            let status = blocking(move || task_status(store.as_ref(), &task, now_ms)).await?;
+            *cached = Some(CachedStatus {
+                read_at,
+                generation,
+                status,
+            });
+        }
+        let Some(cached) = cached.as_ref() else {
+            return Err(Error::Store("the task status was not read".into()));
+        };
+        let mut status = cached.status.clone();
+        status.lag_seconds = lag_seconds(status.lag.as_ref(), now_ms);
+        Ok(status)
+    }
 }
 
 impl<D: Scheduled> Slot<D> {
@@ -196,6 +241,7 @@ impl<D: Scheduled> Slot<D> {
             definition: std::sync::RwLock::new(definition),
             state: tokio::sync::Mutex::new(D::State::default()),
             running: AtomicBool::new(false),
+            generation: std::sync::atomic::AtomicU64::new(0),
             stats: Mutex::new(SlotStats::default()),
             job: Mutex::new(None),
             follow_stop: Mutex::new(None),
@@ -249,6 +295,11 @@ impl<D: Scheduled> Slot<D> {
     fn update(&self, f: impl FnOnce(&mut SlotStats)) {
         f(&mut self.stats.lock().unwrap_or_else(PoisonError::into_inner));
     }
+
+    /// Marks what was read of it from the store stale.
+    fn touch(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 impl WatcherSlot {
@@ -277,6 +328,7 @@ impl WatcherSlot {
 
 impl TaskSlot {
     fn record(&self, outcome: &Result<RunSummary>) {
+        self.touch();
         self.update(|s| {
             s.running_since_ms = None;
             match outcome {
@@ -608,6 +660,7 @@ impl Service {
                         .definition
                         .write()
                         .unwrap_or_else(PoisonError::into_inner) = definition;
+                    slot.touch();
                     done.updated.push(name.clone());
                     Arc::clone(slot)
                 }
@@ -674,6 +727,7 @@ impl Service {
             s.runs_started += 1;
             s.running_since_ms = Some(now);
         });
+        slot.touch();
         Ok(())
     }
 

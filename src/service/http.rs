@@ -4,7 +4,9 @@
 //!   (`page.rs` beside this file).
 //! - `GET /healthz`: the process answers (200).
 //! - `GET /readyz`: the store answers a read (200), else 503.
-//! - `GET /api/tasks`: every task's status (below).
+//! - `GET /api/tasks`: every task's status (below). What comes from the store is read at
+//!   most once a second per task, however many requests ask, and again as soon as a run of
+//!   the task starts or ends ([`crate::service::STATUS_TTL`]); `/metrics` and `/` share it.
 //! - `GET /api/tasks/{name}`: one task: mode, schedule, next run, whether a run is in flight,
 //!   last run, last success, state (`idle`, `running`, `failing`) with the last error,
 //!   checkpoint, lag, live objects and partitions, and the service's counters since it started

@@ -95,6 +95,7 @@ run:
 	@echo "store:  demo/lakeport.db (SQLite): $(PYTHON) -c \"import sqlite3; print(sqlite3.connect('demo/lakeport.db').execute('select count(*) from data_object_inventory where _deleted = 0').fetchone())\""
 	@echo "manifests: demo/lake/inv-changes/_lakeport/inv-changes/runs/  (one per run: objects, MD5s, _seq ranges)"
 	@echo "follow: $(LP_DEMO) run inv-changes   (continuous: delivers changes within 5 s; Ctrl-C stops)"
+	@echo "serve:  $(LP_DEMO) serve   (every task on its schedule; status page http://127.0.0.1:8080/, API /api/tasks, /metrics)"
 	@echo "runs:   $(RELEASE_BIN) --store $(DEMO_STORE) status --json"
 	@echo "tables: $(RELEASE_BIN) --store $(DEMO_STORE) tables"
 	@echo "read:   $(PYTHON) -c \"import pyarrow.parquet as pq; t = pq.read_table('demo/lake/inventory-daily'); print(t.num_rows, t.schema)\"   (pyarrow: after 'make test', use .venv/bin/python)"

@@ -17,7 +17,8 @@
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
-//! `max_elapsed` [120s]}, `max_delay` [60s, at least 1s: continuous mode's longest wait].
+//! `max_elapsed` [120s]}, `max_delay` [60s, at least 1s: continuous mode's longest wait],
+//! `manifests` {`keep` [1000]: run manifests kept in the lake, at least 1}.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,7 @@ use crate::config::{
     resolve_destination, resolve_path, section, unknown_keys, Kind, PipelineFile, Problems,
 };
 use crate::convert::LakeSchema;
+use crate::delivery::manifest::DEFAULT_KEEP;
 use crate::error::{Error, Result};
 use crate::sink::destination::RetryPolicy;
 use crate::sink::parquet::{parse_compression, ParquetOptions};
@@ -131,6 +133,8 @@ pub struct Task {
     pub retry: RetryPolicy,
     /// Continuous mode: the longest a committed change waits before a run delivers it.
     pub max_delay: Duration,
+    /// Run manifests kept in the lake (the newest runs').
+    pub manifests_keep: usize,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -151,6 +155,7 @@ const TOP_KEYS: &[&str] = &[
     "lease",
     "retry",
     "max_delay",
+    "manifests",
 ];
 const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
 const PARQUET_KEYS: &[&str] = &[
@@ -162,6 +167,7 @@ const PARQUET_KEYS: &[&str] = &[
 const DIRTY_KEYS: &[&str] = &["keep"];
 const CATALOG_KEYS: &[&str] = &["dialect", "table", "database"];
 const RETRY_KEYS: &[&str] = &["initial", "max_interval", "max_elapsed"];
+const MANIFEST_KEYS: &[&str] = &["keep"];
 
 /// Reads and checks every task file under `pipelines` (files of another kind are left to
 /// their own checker), against the declared `tables`. Returns the tasks by name, or every
@@ -522,6 +528,16 @@ fn check_task(
         );
     }
 
+    let manifests = section(map, "manifests", MANIFEST_KEYS, problems);
+    let manifests_keep =
+        field::<usize>(&manifests, "keep", "manifests.keep", problems).unwrap_or(DEFAULT_KEEP);
+    if manifests_keep == 0 {
+        problems.push(
+            "manifests.keep",
+            "0: expected at least 1 (a run's manifest is written before it commits)",
+        );
+    }
+
     Some(Task {
         name: name?,
         file: path.to_path_buf(),
@@ -544,6 +560,7 @@ fn check_task(
         lease,
         retry,
         max_delay,
+        manifests_keep,
     })
 }
 

@@ -9,6 +9,11 @@
 //! that failed or was interrupted at its very end: the run (or the run that takes it over)
 //! removes it with the run's objects. Consumers that want certainty check the run's status
 //! (`lakeport status --json`); everything a manifest of a succeeded run names is in the lake.
+//!
+//! Retention: a task keeps the manifests of its newest `manifests.keep` runs (default
+//! [`DEFAULT_KEEP`]); older ones are deleted by a later succeeded run. The folder is listed by
+//! about one run in sixteen ([`prunes_after`]), so a continuous task (a run a second) does
+//! not list it every second; between prunes a task holds up to a few dozen more.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,9 +22,39 @@ use crate::store::RunRecord;
 /// Version of the manifest format, written as `format_version`.
 pub const MANIFEST_FORMAT: u32 = 1;
 
+/// Manifests a task keeps unless it says otherwise (`manifests.keep`).
+pub const DEFAULT_KEEP: usize = 1000;
+
+/// The folder of a task's manifests, relative to the destination.
+pub fn manifests_folder(task: &str) -> String {
+    format!("_lakeport/{task}/runs")
+}
+
+/// Whether run `run_id` prunes its task's old manifests: about one run in sixteen, chosen by
+/// a multiplicative hash of the id so that no pattern of ids (tasks taking turns) skips a task.
+pub fn prunes_after(run_id: u64) -> bool {
+    run_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60 == 0
+}
+
+/// Of the manifest files `paths` (relative to the destination, as listed), those to delete so
+/// that the newest `keep` runs' manifests remain; files that are not `<run id>.json` are left.
+pub fn manifests_to_prune(task: &str, paths: &[String], keep: usize) -> Vec<String> {
+    let folder = format!("{}/", manifests_folder(task));
+    let mut runs: Vec<(u64, &String)> = paths
+        .iter()
+        .filter_map(|p| {
+            let id = p.strip_prefix(&folder)?.strip_suffix(".json")?;
+            Some((id.parse::<u64>().ok()?, p))
+        })
+        .collect();
+    runs.sort_unstable();
+    let excess = runs.len().saturating_sub(keep);
+    runs[..excess].iter().map(|(_, p)| (*p).clone()).collect()
+}
+
 /// The manifest's path relative to the destination.
 pub fn manifest_path(task: &str, run_id: u64) -> String {
-    format!("_lakeport/{task}/runs/{run_id}.json")
+    format!("{}/{run_id}.json", manifests_folder(task))
 }
 
 /// A run manifest, as written to the lake.
@@ -112,6 +147,28 @@ impl Manifest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pruning_keeps_the_newest_runs_manifests() {
+        let paths: Vec<String> = [12u64, 3, 40, 7, 100]
+            .iter()
+            .map(|id| manifest_path("t1", *id))
+            .chain(["_lakeport/t1/runs/notes.txt".to_string()])
+            .collect();
+        assert_eq!(
+            manifests_to_prune("t1", &paths, 3),
+            [manifest_path("t1", 3), manifest_path("t1", 7)]
+        );
+        assert!(manifests_to_prune("t1", &paths, 5).is_empty());
+        assert_eq!(manifests_to_prune("t1", &paths, 1).len(), 4);
+        // About one run in sixteen prunes, whatever the ids' pattern.
+        for (start, step) in [(1u64, 1u64), (2, 2), (1, 2), (5, 3), (7, 16)] {
+            let n = (0..16_000)
+                .filter(|i| prunes_after(start + i * step))
+                .count();
+            assert!((800..1200).contains(&n), "start {start} step {step}: {n}");
+        }
+    }
     use crate::store::{DeliveredObject, RunStatus};
     use std::collections::BTreeMap;
 

@@ -36,7 +36,9 @@ use tokio::runtime::Handle;
 
 use crate::convert::row_json;
 use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
-use crate::delivery::manifest::{manifest_path, Manifest};
+use crate::delivery::manifest::{
+    manifest_path, manifests_folder, manifests_to_prune, prunes_after, Manifest,
+};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
@@ -295,6 +297,11 @@ pub async fn run_task_with(
     let name = task.name.clone();
     let state = blocking(&store, move |s| s.task_state(&name)).await?;
     remove_pending(&store, state.as_ref(), &dest).await?;
+    if prunes_after(record.run_id) {
+        if let Err(e) = prune_manifests(&dest, &task).await {
+            tracing::warn!(task = %task.name, "old run manifests not pruned (next time): {e}");
+        }
+    }
     Ok(RunSummary {
         record,
         seconds: clock.elapsed().as_secs_f64(),
@@ -391,6 +398,16 @@ async fn remove_pending(
     let name = state.task.clone();
     let removed = state.pending_removal.clone();
     blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
+}
+
+/// Deletes the task's manifests but those of its newest `manifests.keep` runs.
+async fn prune_manifests(dest: &Destination, task: &Task) -> Result<()> {
+    let listed = dest.list(&manifests_folder(&task.name)).await?;
+    let paths: Vec<String> = listed.into_iter().map(|(p, _)| p).collect();
+    for path in manifests_to_prune(&task.name, &paths, task.manifests_keep) {
+        dest.delete(&path).await?;
+    }
+    Ok(())
 }
 
 /// Writes the run's manifest ([`manifest_path`]) in one put.

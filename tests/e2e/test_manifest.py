@@ -93,3 +93,34 @@ def test_the_manifest_of_an_interrupted_run_is_removed_by_the_run_that_takes_it_
     assert sorted(p.name for p in runs.iterdir()) == sorted([f"{live}.json", f"{first}.json"])
     r = wd.lakeport("ddl", "inc", "--new-partitions", "--run", str(dead), expect=1)
     assert f"run {dead} did not succeed (failed)" in r.err, r
+
+
+def prunes_after(run_id):
+    """Which runs prune old manifests: the hash of src/delivery/manifest.rs, computed here."""
+    return ((run_id * 0x9E3779B97F4A7C15) % 2**64) >> 60 == 0
+
+
+def test_old_manifests_are_pruned_to_the_newest_runs(wd):
+    setup(wd, mode="full")
+    wd.write_task("inc", source="items", mode="full", prefix="dt=$yyyy-$MM-$dd",
+                  partition_time={"from": "column", "column": "at", "timezone": "UTC"},
+                  manifests={"keep": 3})
+    wd.load("items", rows(range(1, 6), "a", 1))
+    folder = wd.destination("inc") / "_lakeport" / "inc" / "runs"
+    pruned_at = []
+    for _ in range(40):
+        wd.run("inc")
+        run_id = wd.status("inc")["last_run"]["run_id"]
+        if prunes_after(run_id):
+            pruned_at.append(run_id)
+        ids = sorted(int(p.stem) for p in folder.glob("*.json"))
+        # The newest three as of the last prune, and every run since.
+        last = pruned_at[-1] if pruned_at else 0
+        expected = [i for i in range(1, run_id + 1) if i > last - 3]
+        assert ids == expected, (run_id, pruned_at, ids)
+    assert pruned_at, "no run of 40 pruned: the hash would not pick one in sixteen"
+    r = wd.lakeport("validate")
+    assert r.code == 0, r
+    wd.write_task("inc", source="items", mode="full", manifests={"keep": 0})
+    r = wd.lakeport("validate", expect=2)
+    assert "inc.yaml: manifests.keep: 0: expected at least 1" in r.err, r.err

@@ -44,7 +44,7 @@ use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
 use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
-use crate::sink::spool::{default_spool_dir, remove_stale_spool_files};
+use crate::sink::spool::{default_spool_dir, remove_stale_spool_files, sweep_due};
 use crate::store::{
     DeliveredObject, LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, Store, TaskState,
     DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
@@ -141,9 +141,13 @@ pub async fn run_task_with(
     let clock = Instant::now();
     let started_ms = now_ms();
     let spool = default_spool_dir();
-    let stale = tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
-        .await
-        .unwrap_or(0);
+    let stale = if sweep_due() {
+        tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
+            .await
+            .unwrap_or(0)
+    } else {
+        0
+    };
     if stale > 0 {
         tracing::info!(
             files = stale,

@@ -2,11 +2,14 @@
 //!
 //! They live in `LAKEPORT_SPOOL_DIR` (default the system temp folder), are named
 //! `lakeport-<pid>-<random><suffix>` and are removed once uploaded or when their writer is
-//! dropped. A process killed mid-run cannot remove its own, so every run first removes the
-//! spool files of lakeport processes that are no longer running (by the PID in the name, on
-//! systems with `/proc`; elsewhere nothing is removed).
+//! dropped. A process killed mid-run cannot remove its own, so the first run of a process, and
+//! then one run every [`SWEEP_INTERVAL`] (a service or a continuous task runs often), removes
+//! the spool files of lakeport processes that are no longer running (by the PID in the name,
+//! on systems with `/proc`; elsewhere nothing is removed).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use tempfile::NamedTempFile;
 
@@ -33,6 +36,24 @@ pub fn spool_file(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
         .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io("create spool file in", dir, e))
+}
+
+/// How often a long-lived process looks for dead processes' spool files.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+
+/// When this process last looked for them.
+static LAST_SWEEP: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Whether a run should look for dead processes' spool files now: true for the process's
+/// first run, then once per [`SWEEP_INTERVAL`] (and the answer true is taken: the next
+/// caller within the interval gets false).
+pub fn sweep_due() -> bool {
+    let mut last = LAST_SWEEP.lock().unwrap_or_else(PoisonError::into_inner);
+    let due = last.is_none_or(|at| at.elapsed() >= SWEEP_INTERVAL);
+    if due {
+        *last = Some(Instant::now());
+    }
+    due
 }
 
 /// Removes the spool files in `dir` whose process is no longer running and returns how many.
@@ -71,6 +92,17 @@ fn spool_pid(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sweep_is_due_once_per_interval() {
+        // Other tests of this process may have swept already: after any call, the next
+        // within the interval is not due.
+        let _ = sweep_due();
+        assert!(!sweep_due());
+        *LAST_SWEEP.lock().unwrap() = Some(Instant::now() - SWEEP_INTERVAL);
+        assert!(sweep_due());
+        assert!(!sweep_due());
+    }
 
     #[test]
     fn pids_are_read_from_spool_names() {

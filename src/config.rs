@@ -309,7 +309,7 @@ pub(crate) fn storage_section(
             problems.push(
                 &at,
                 format!(
-                    "secrets are never written in task files: put it in an environment \
+                    "secrets are never written in pipeline files: put it in an environment \
                      variable of lakeport's and name that variable with {instead}: VARIABLE"
                 ),
             );

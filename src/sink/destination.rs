@@ -1247,7 +1247,12 @@ mod tests {
                 .await
                 .unwrap();
 
-            assert_eq!(d.abort_journaled_uploads("_lakeport/t/uploads").await.unwrap(), 1);
+            assert_eq!(
+                d.abort_journaled_uploads("_lakeport/t/uploads")
+                    .await
+                    .unwrap(),
+                1
+            );
             assert!(d.list("_lakeport").await.unwrap().is_empty());
             // The leftover upload is gone: it can no longer be completed.
             assert!(memory
@@ -1256,7 +1261,12 @@ mod tests {
                 .is_err());
             // The completed object is untouched.
             assert_eq!(d.list("p").await.unwrap(), [("p/done.bin".to_string(), 64)]);
-            assert_eq!(d.abort_journaled_uploads("_lakeport/t/uploads").await.unwrap(), 0);
+            assert_eq!(
+                d.abort_journaled_uploads("_lakeport/t/uploads")
+                    .await
+                    .unwrap(),
+                0
+            );
         });
         // Without a multipart API there is nothing to journal or abort.
         let dir = tempfile::tempdir().unwrap();

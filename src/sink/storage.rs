@@ -297,14 +297,14 @@ impl StorageOptions {
             }
         }
         if let Some(endpoint) = &self.endpoint {
+            let expected = "expected an http:// or https:// URL such as https://host:9000";
             match Url::parse(endpoint.trim()) {
-                Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push((
-                    "endpoint",
-                    format!("{endpoint:?}: expected an http:// or https:// URL"),
-                )),
+                Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                    out.push(("endpoint", format!("{endpoint:?}: {expected}")))
+                }
                 Ok(u) if u.host_str().is_none_or(str::is_empty) => out.push((
                     "endpoint",
-                    format!("{endpoint:?}: expected a URL with a host, such as https://host:9000"),
+                    format!("{endpoint:?}: {expected} (it names no host)"),
                 )),
                 Ok(u) if u.scheme() == "http" && self.allow_http != Some(true) => out.push((
                     "endpoint",
@@ -315,10 +315,7 @@ impl StorageOptions {
                     ),
                 )),
                 Ok(_) => {}
-                Err(e) => out.push((
-                    "endpoint",
-                    format!("{endpoint:?}: {e}; expected a URL such as https://host:9000"),
-                )),
+                Err(e) => out.push(("endpoint", format!("{endpoint:?}: {expected} ({e})"))),
             }
         }
         if let Some(region) = &self.region {

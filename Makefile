@@ -5,7 +5,7 @@
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
 #                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark,
 #                Debian's chromium for the status page, installed with apt-get when missing,
-#                and the S3-compatible server s3s-fs, built once into $(TOOLS))
+#                and the S3-compatible server s3s-fs, built once into the tools cache)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
 #                continuous-delivery latency, the API under wrk load beside five delivering
 #                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
@@ -48,7 +48,7 @@ S3S_FS := $(TOOLS)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
 .PHONY: help run test bench lint venv chromium s3s-fs wrk e2e demo-clean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).

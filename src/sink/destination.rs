@@ -1276,6 +1276,115 @@ mod tests {
         assert_eq!(rt.block_on(local.abort_journaled_uploads("j")).unwrap(), 0);
     }
 
+    /// The multipart API of an `InMemory` store, failing every part `fail_part` and, while
+    /// `abort_fails`, every abort; counts uploads started and aborted.
+    #[derive(Debug)]
+    struct FailingParts {
+        inner: Arc<InMemory>,
+        fail_part: usize,
+        abort_fails: std::sync::atomic::AtomicBool,
+        started: AtomicU32,
+        aborted: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartStore for FailingParts {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.inner.create_multipart(path).await
+        }
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            if part_idx == self.fail_part {
+                return Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "injected: connection reset".into(),
+                });
+            }
+            self.inner.put_part(path, id, part_idx, data).await
+        }
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete_multipart(path, id, parts).await
+        }
+        async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+            if self.abort_fails.load(Ordering::SeqCst) {
+                return Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "injected: connection refused".into(),
+                });
+            }
+            self.inner.abort_multipart(path, id).await?;
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_multipart_upload_is_aborted_now_or_from_its_journal() {
+        let memory = Arc::new(InMemory::new());
+        let parts = Arc::new(FailingParts {
+            inner: Arc::clone(&memory),
+            fail_part: 1,
+            abort_fails: true.into(),
+            started: AtomicU32::new(0),
+            aborted: AtomicU32::new(0),
+        });
+        let multipart: Arc<dyn MultipartStore> = parts.clone();
+        let d = Destination {
+            multipart: Some(multipart),
+            ..Destination::from_store(memory.clone(), "memory://")
+        }
+        .with_upload_journal("_lakeport/t/uploads/1")
+        .with_retry(RetryPolicy {
+            initial: Duration::from_millis(5),
+            max_interval: Duration::from_millis(10),
+            max_elapsed: Duration::from_millis(1500),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![7u8; UPLOAD_CHUNK + 10]).unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            // The store is down for aborts too: every attempt's upload stays journaled.
+            let err = d.upload_file(&big, "p/big.bin").await.unwrap_err();
+            assert!(matches!(err, Error::Transient(_)), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("upload part of memory:///p/big.bin"),
+                "{err}"
+            );
+            let started = parts.started.load(Ordering::SeqCst);
+            assert!(started >= 2, "retried whole: {started} uploads");
+            assert_eq!(parts.aborted.load(Ordering::SeqCst), 0);
+            let journal = d.list("_lakeport/t/uploads/1").await.unwrap();
+            assert_eq!(journal.len() as u32, started, "{journal:?}");
+            assert!(d.list("p").await.unwrap().is_empty(), "no object appeared");
+
+            // Back up: the journal lets a later look abort every one of them.
+            parts.abort_fails.store(false, Ordering::SeqCst);
+            let aborted = d.abort_journaled_uploads("_lakeport/t").await.unwrap();
+            assert_eq!(aborted as u32, started);
+            assert!(d.list("_lakeport").await.unwrap().is_empty());
+
+            // With aborts working, a failed upload is aborted at once and leaves no entry.
+            let before = parts.aborted.load(Ordering::SeqCst);
+            d.upload_file(&big, "p/big.bin").await.unwrap_err();
+            let now = parts.started.load(Ordering::SeqCst) - started;
+            assert_eq!(parts.aborted.load(Ordering::SeqCst) - before, now);
+            assert!(d.list("_lakeport").await.unwrap().is_empty());
+        });
+    }
+
     #[test]
     fn storage_options_reach_the_store() {
         let storage = StorageOptions {

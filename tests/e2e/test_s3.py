@@ -7,28 +7,29 @@ a run at once with the fix and commit nothing; the server killed and restarted m
 lakeport killed mid-upload, still deliver every row exactly once and leave no multipart
 upload open; and the `storage:` keys are checked before anything runs."""
 
+import contextlib
+import datetime as dt
 import hashlib
 import json
 import math
-import os
+import random
 import re
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from pyarrow import fs as pafs
 
-from conftest import REPO, SUMMARY_RE, call, serving
+from conftest import REPO, SUMMARY_RE, call
 
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py, the report generator)
-
-import datetime as dt  # noqa: E402
 
 UTC = dt.timezone.utc
 DAY1 = dt.datetime(2024, 6, 2, 1, 0, tzinfo=UTC)
@@ -65,7 +66,6 @@ def read_bytes(fs, path):
 
 def read_parquet(fs, bucket, keys, columns=None):
     """One pyarrow table of the objects `keys`, read through the server."""
-    import pyarrow as pa
     tables = [pq.read_table(f"{bucket}/{k}", filesystem=fs, columns=columns) for k in keys]
     return pa.concat_tables(tables) if tables else None
 
@@ -84,7 +84,7 @@ def status(wd, task):
 def payload_rows(n, width, seed):
     """Rows of the `blobs` table: an id and `width` hex characters of random payload (hex of
     random bytes: nothing for a dictionary or a compressor to fold)."""
-    rng = __import__("random").Random(seed)
+    rng = random.Random(seed)
     return [{"id": i, "payload": rng.randbytes(width // 2).hex()} for i in range(n)]
 
 
@@ -296,8 +296,8 @@ def test_lakeport_killed_mid_upload_is_taken_over_and_its_upload_aborted(wd, s3_
     load_blobs(wd, rows)
     env = s3.credentials_env()
     before = set(s3.uploads_in_progress())
-    p = wd.spawn("run", "s3-kill", env=env, stdout=subprocess_devnull(),
-                 stderr=subprocess_devnull())
+    p = wd.spawn("run", "s3-kill", env=env, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
     try:
         assert wait_for_upload(s3, p), "the run ended before its multipart upload began"
         p.send_signal(signal.SIGKILL)
@@ -315,11 +315,6 @@ def test_lakeport_killed_mid_upload_is_taken_over_and_its_upload_aborted(wd, s3_
     no_open_uploads(wd, s3, bucket, "s3-kill")
 
 
-def subprocess_devnull():
-    import subprocess
-    return subprocess.DEVNULL
-
-
 def test_server_killed_and_restarted_mid_run_delivers_exactly_once(wd, s3_server):
     s3, fs = s3_server, s3_server.fs()
     bucket = s3.create_bucket("restart")
@@ -328,7 +323,6 @@ def test_server_killed_and_restarted_mid_run_delivers_exactly_once(wd, s3_server
                retry={"initial": "200ms", "max_interval": "2s", "max_elapsed": "60s"})
     load_blobs(wd, rows)
     env = s3.credentials_env()
-    import subprocess
     p = wd.spawn("run", "s3-restart", env=env, stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True)
     try:
@@ -434,10 +428,8 @@ def test_inventory_import_and_watcher_pass_from_the_server(wd, s3_server):
 
 
 def serving_env(wd, env):
-    """`serving(wd)` with extra environment variables for the service."""
-    import contextlib
-    import subprocess
-
+    """`conftest.serving(wd)` with extra environment variables for the service (stopped with
+    SIGTERM, killed if it does not end)."""
     @contextlib.contextmanager
     def cm():
         p = wd.spawn("serve", "--listen", "127.0.0.1:0", env=env, stdout=subprocess.PIPE,
@@ -452,7 +444,7 @@ def serving_env(wd, env):
                 p.send_signal(signal.SIGTERM)
                 try:
                     p.wait(timeout=30)
-                except Exception:
+                except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
     return cm()

@@ -3,14 +3,16 @@
 #   make run     build (release), generate a demo inventory, load it, deliver it with the
 #                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
-#                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark, and
-#                Debian's chromium for the status page, installed with apt-get when missing)
+#                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark,
+#                Debian's chromium for the status page, installed with apt-get when missing,
+#                and the S3-compatible server s3s-fs, built once into the tools cache)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
 #                continuous-delivery latency, the API under wrk load beside five delivering
 #                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
 #   make lint    rustfmt check, clippy, Python syntax check
 #
-# CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone).
+# CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone), and so is
+# LAKEPORT_TOOLS_DIR, where tools built for the tests are kept between runs.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -36,10 +38,17 @@ LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas s
 BENCH_ROWS ?= 1000000
 PYTEST_ARGS ?=
 
-.PHONY: help run test bench lint venv chromium wrk e2e demo-clean
+# Tools the tests build, kept outside the clone between runs.
+TOOLS ?= $(or $(LAKEPORT_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)$(if $(LAKEPORT_TOOLS_DIR),,/lakeport-tools)
+# The S3-compatible server of tests/e2e/test_s3.py (objects are plain files under its root).
+# Its newest release needs a newer rustc than this project's, hence the pinned version.
+S3S_FS_VERSION := 0.14.1
+S3S_FS := $(TOOLS)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
+
+.PHONY: help run test bench lint venv chromium s3s-fs wrk e2e demo-clean
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -68,6 +77,15 @@ chromium:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq chromium >/dev/null || { \
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	fi
+
+## s3s-fs from crates.io, built once (about 2 minutes) into $(TOOLS). CARGO_TARGET_DIR is
+## unset for it so that its release build does not land in the project's build cache.
+s3s-fs:
+	@if [ ! -x $(S3S_FS) ]; then \
+	  echo "installing s3s-fs $(S3S_FS_VERSION) into $(TOOLS) (the S3 server of the tests; once)"; \
+	  env -u CARGO_TARGET_DIR $(CARGO) install s3s-fs --version $(S3S_FS_VERSION) \
+	    --features binary --locked --quiet --root $(TOOLS)/s3s-fs-$(S3S_FS_VERSION); \
 	fi
 
 run:
@@ -103,7 +121,7 @@ run:
 demo-clean:
 	rm -rf demo
 
-test: venv chromium
+test: venv chromium s3s-fs
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
@@ -111,8 +129,9 @@ test: venv chromium
 	$(MAKE) --no-print-directory e2e
 
 ## The end-to-end suite alone (expects a debug build).
-e2e: venv chromium
-	LAKEPORT_BIN=$(LAKEPORT_BIN) $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
+e2e: venv chromium s3s-fs
+	LAKEPORT_BIN=$(LAKEPORT_BIN) LAKEPORT_S3S_FS=$(S3S_FS) \
+	  $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 ## wrk, the load generator of the serve benchmark, from Debian (installed once; as root).
 wrk:

@@ -8,6 +8,34 @@
 //!
 //! Relative paths in a file are resolved against the project folder: the parent of the
 //! pipelines folder, which holds `pipelines/` and `schemas/` side by side.
+//!
+//! **Object-store options** (`storage:`, in delivery files for the `destination` and in
+//! watcher files for the `root`; [`storage_section`]): where an `s3://`, `gs://` or `az://`
+//! store is and how to sign in, never a secret itself.
+//!
+//! ```yaml
+//! storage:
+//!   endpoint: http://127.0.0.1:9000   # http(s) URL of an S3-compatible server (s3, gs, az)
+//!   region: us-east-1                 # s3 only
+//!   path_style: true                  # s3 only: https://host/bucket/key addressing
+//!   allow_http: true                  # needed for an http:// endpoint (s3, gs, az)
+//!   access_key_id_env: LAKE_KEY_ID    # s3: the NAMES of the variables holding the key pair
+//!   secret_access_key_env: LAKE_SECRET
+//!   session_token_env: LAKE_TOKEN     # s3, optional: temporary credentials
+//!   # gs: service_account_key_env; az: account_name, account_key_env, sas_token_env,
+//!   # use_emulator
+//! ```
+//!
+//! A key that does not apply to the URL's store, a section on a local folder, a literal
+//! secret (`secret_access_key: …`, `access_key_id`, `session_token`, `account_key`,
+//! `sas_token`, `service_account_key`, `password`, …) and `profile` (object_store reads no
+//! profile files) are refused, each with what to write instead. Without the section the
+//! environment configures the store, as the object_store builders read it (`AWS_*`,
+//! `GOOGLE_*`, `AZURE_*`); with it, its keys win over the environment, and credential
+//! variables named here replace the environment's credentials of that store as a whole. A
+//! named variable is read when a run or pass opens the store; unset, it fails that run with
+//! a message naming it. [`crate::sink::storage`] says which object_store key each option
+//! sets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -20,6 +48,7 @@ use crate::delivery::config::check_tasks;
 use crate::delivery::Task;
 use crate::error::{Error, Result};
 use crate::inventory::watch::{check_watchers, WatchDef};
+use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
 use crate::store::schema::{yaml_error_text, yaml_files};
 use crate::store::TableDef;
 
@@ -222,6 +251,98 @@ pub(crate) fn section(
             Mapping::new()
         }
     }
+}
+
+/// Keys that would hold a secret outright, and the key to use instead.
+const SECRET_KEYS: &[(&str, &str)] = &[
+    ("token", "session_token_env (s3) or sas_token_env (az)"),
+    ("secret", "secret_access_key_env"),
+    ("secret_key", "secret_access_key_env"),
+    (
+        "access_key",
+        "access_key_id_env (s3) or account_key_env (az)",
+    ),
+    (
+        "password",
+        "secret_access_key_env (s3) or account_key_env (az)",
+    ),
+    ("credentials", "access_key_id_env and secret_access_key_env"),
+];
+
+/// The `storage:` section of a task or watcher file: the object-store options of the store
+/// `url` names (`None` when the URL is itself wrong: then what depends on it is not
+/// checked). Every problem is pushed as `storage.KEY: message`; see the module docs.
+pub(crate) fn storage_section(
+    map: &Mapping,
+    url: Option<&str>,
+    problems: &mut Problems,
+) -> StorageOptions {
+    let mut options = StorageOptions::default();
+    let section = match map.get("storage") {
+        None | Some(Yaml::Null) => return options,
+        Some(Yaml::Mapping(m)) => m,
+        Some(_) => {
+            problems.push(
+                "storage",
+                format!("expected a mapping with keys {}", STORAGE_KEYS.join(", ")),
+            );
+            return options;
+        }
+    };
+    for key in section.keys() {
+        let name = key
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{key:?}"));
+        let at = format!("storage.{name}");
+        let instead = Credential::ALL
+            .iter()
+            .find(|c| c.literal_key() == name)
+            .map(|c| c.env_key())
+            .or_else(|| {
+                SECRET_KEYS
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, instead)| *instead)
+            });
+        if let Some(instead) = instead {
+            problems.push(
+                &at,
+                format!(
+                    "secrets are never written in pipeline files: put it in an environment \
+                     variable of lakeport's and name that variable with {instead}: VARIABLE"
+                ),
+            );
+        } else if name == "profile" {
+            problems.push(
+                &at,
+                "object_store reads no AWS profile files: export the profile's credentials \
+                 as AWS_* variables (aws configure export-credentials --format env), or name \
+                 variables with access_key_id_env and secret_access_key_env",
+            );
+        } else if !STORAGE_KEYS.contains(&name.as_str()) {
+            problems.push(
+                &at,
+                format!("unknown key; expected one of {}", STORAGE_KEYS.join(", ")),
+            );
+        }
+    }
+    options.endpoint = field(section, "endpoint", "storage.endpoint", problems);
+    options.region = field(section, "region", "storage.region", problems);
+    options.path_style = field(section, "path_style", "storage.path_style", problems);
+    options.allow_http = field(section, "allow_http", "storage.allow_http", problems);
+    options.use_emulator = field(section, "use_emulator", "storage.use_emulator", problems);
+    options.account_name = field(section, "account_name", "storage.account_name", problems);
+    for credential in Credential::ALL {
+        let key = credential.env_key();
+        if let Some(var) = field::<String>(section, key, &format!("storage.{key}"), problems) {
+            options.credentials.insert(credential, var);
+        }
+    }
+    for (key, message) in options.problems(url) {
+        problems.push(&format!("storage.{key}"), message);
+    }
+    options
 }
 
 /// The `name` key of a task or watcher: required, 3–16 characters of lowercase letters,

@@ -80,8 +80,9 @@ impl From<parquet::errors::ParquetError> for Error {
 }
 
 impl From<object_store::Error> for Error {
-    /// Refusals (not found, access denied, bad credentials, unsupported, bad path) are
-    /// permanent, and so is a local file system's failure (a full disk or a read-only folder
+    /// Refusals (not found, access denied, bad credentials, unsupported, bad path, and a
+    /// cloud store's other 4xx answers except 408, 409 and 429; any failure of the in-memory
+    /// store) are permanent, and so is a local file system's failure (a full disk or a read-only folder
     /// does not heal by retrying) unless it timed out or was interrupted; everything else
     /// (timeouts, 5xx and throttling that outlasted the client's own retries, broken
     /// connections) is transient.
@@ -102,9 +103,49 @@ impl From<object_store::Error> for Error {
                     _ => Error::Permanent(e.to_string()),
                 }
             }
+            // Nothing in memory heals by waiting (an unknown upload id, say).
+            E::Generic { store, .. } if *store == "InMemory" => Error::Permanent(e.to_string()),
+            E::Generic { .. } => match http_refusal(&e) {
+                Some(refusal) if refusal.is_permanent() => Error::Permanent(e.to_string()),
+                _ => Error::Transient(e.to_string()),
+            },
             _ => Error::Transient(e.to_string()),
         }
     }
+}
+
+/// The HTTP answer a cloud store's error carries: its status and, from S3's XML error body,
+/// the error code (`NoSuchBucket`, `SignatureDoesNotMatch`, …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpRefusal {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// S3's `<Code>` (Azure's and GCS's XML errors use the same element).
+    pub(crate) code: Option<String>,
+}
+
+impl HttpRefusal {
+    /// A 4xx that a retry cannot change (not 408 Request Timeout, 409 Conflict or 429 Too
+    /// Many Requests).
+    pub(crate) fn is_permanent(&self) -> bool {
+        (400..500).contains(&self.status) && !matches!(self.status, 408 | 409 | 429)
+    }
+}
+
+/// The HTTP status (and S3 error code) of a cloud store's error. object_store classifies a
+/// refused get, put or delete (`NotFound`, `PermissionDenied`, …) but reports a refused
+/// listing as `Generic`, with the status only in the message of its (private) retry error,
+/// `Server returned non-2xx status code: 404 Not Found: <body>`; this reads it from there.
+pub(crate) fn http_refusal(e: &object_store::Error) -> Option<HttpRefusal> {
+    let text = e.to_string();
+    const MARK: &str = "non-2xx status code: ";
+    let at = text.find(MARK)? + MARK.len();
+    let status: u16 = text.get(at..at + 3)?.parse().ok()?;
+    let code = text[at..].split_once("<Code>").and_then(|(_, rest)| {
+        rest.split_once("</Code>")
+            .map(|(code, _)| code.trim().to_string())
+    });
+    Some(HttpRefusal { status, code })
 }
 
 /// The kind of the first I/O error in `e`'s source chain.
@@ -117,4 +158,40 @@ pub(crate) fn io_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::
         next = e.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: text.to_string().into(),
+        }
+    }
+
+    #[test]
+    fn refusals_inside_generic_errors_are_permanent() {
+        let no_bucket = generic(
+            "Error performing list request: Error performing GET http://127.0.0.1:1/b?list-type=2 \
+             in 2ms - Server returned non-2xx status code: 404 Not Found: <?xml version=\"1.0\"?>\
+             <Error><Code>NoSuchBucket</Code></Error>",
+        );
+        assert_eq!(
+            http_refusal(&no_bucket),
+            Some(HttpRefusal {
+                status: 404,
+                code: Some("NoSuchBucket".into())
+            })
+        );
+        assert!(matches!(Error::from(no_bucket), Error::Permanent(_)));
+        let throttled = generic("Server returned non-2xx status code: 429 Too Many Requests: ");
+        assert!(matches!(Error::from(throttled), Error::Transient(_)));
+        let down = generic("Error performing GET http://127.0.0.1:1/b - error sending request");
+        assert_eq!(http_refusal(&down), None);
+        assert!(matches!(Error::from(down), Error::Transient(_)));
+        let server = generic("Server returned non-2xx status code: 503 Service Unavailable: ");
+        assert!(matches!(Error::from(server), Error::Transient(_)));
+    }
 }

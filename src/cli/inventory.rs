@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{print, to_json, Context};
+use crate::cli::{print, to_json, Context, StoreArgs};
 use crate::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
-use crate::inventory::report::{open_report, Provider};
+use crate::inventory::report::{open_report_with, Provider};
 use crate::inventory::watch::{WatchEvent, WatchTarget, Watcher};
 use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
 
@@ -66,6 +66,8 @@ struct ReportOptions {
     /// Print each import record as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
@@ -84,13 +86,14 @@ pub(crate) fn inventory_table(ctx: &Context) -> Result<TableDef> {
 
 async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let table = inventory_table(ctx)?;
+    let storage = args.options.store.options(&args.manifest_url)?;
     let store = ctx.store().await?;
     let started = Instant::now();
     let url = args.manifest_url.clone();
     let scope_prefix = args.options.scope_prefix.clone();
     let format = args.options.format;
     let outcome = blocking(move || {
-        let report = open_report(&url, format, &table)?;
+        let report = open_report_with(&url, format, &table, &storage)?;
         import_report(store.as_ref(), report, &table.table, &scope_prefix)
     })
     .await?;
@@ -174,6 +177,7 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
         root: args.root_url.clone(),
         format: args.options.format,
         scope_prefix: args.options.scope_prefix.clone(),
+        storage: args.options.store.options(&args.root_url)?,
     };
     let mut watcher = Watcher::new(target, table)?;
     let store = ctx.store().await?;

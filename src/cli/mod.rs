@@ -24,6 +24,7 @@ use clap::{Parser, Subcommand};
 
 use crate::delivery::{load_tasks, Task};
 use crate::error::{Error, Result};
+use crate::sink::storage::StorageOptions;
 use crate::store::schema::load_tables;
 use crate::store::{blocking, open_store, Store, TableDef};
 
@@ -144,6 +145,51 @@ impl Context {
             Ok(store)
         })
         .await
+    }
+}
+
+/// Where the store of an `s3://`, `gs://` or `az://` URL is, for the commands that read one
+/// (`inventory import`, `inventory watch`, `snapshot`): the command-line form of a file's
+/// `storage:` section, checked the same way. Credentials come from the environment (`AWS_*`,
+/// `GOOGLE_*`, `AZURE_*`), as do the settings not given here.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// The store's endpoint, e.g. http://127.0.0.1:9000 for an S3-compatible server (default:
+    /// AWS_ENDPOINT_URL, else the cloud's own).
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// The S3 region (default: AWS_REGION or AWS_DEFAULT_REGION).
+    #[arg(long)]
+    region: Option<String>,
+    /// S3: address the bucket in the path (http://host/bucket/key), as most S3-compatible
+    /// servers want (object_store's default too).
+    #[arg(long)]
+    path_style: bool,
+    /// Allow a plain http:// endpoint (requests and credentials travel unencrypted).
+    #[arg(long)]
+    allow_http: bool,
+}
+
+impl StoreArgs {
+    /// The store options these flags give for `url`, or every problem with the flag named.
+    pub(crate) fn options(&self, url: &str) -> Result<StorageOptions> {
+        let options = StorageOptions {
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style.then_some(true),
+            allow_http: self.allow_http.then_some(true),
+            ..StorageOptions::default()
+        };
+        let problems: Vec<String> = options
+            .problems(Some(url))
+            .into_iter()
+            .map(|(key, message)| format!("--{}: {message}", key.replace('_', "-")))
+            .collect();
+        if problems.is_empty() {
+            Ok(options)
+        } else {
+            Err(Error::InvalidConfig(problems.join("\n")))
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use tokio::sync::watch;
 use crate::cli::{print, stop_signal, Context};
 use crate::delivery::{follow, run_task, Quiet, RunObserver, Task};
 use crate::error::Result;
-use crate::sink::destination::Destination;
 use crate::store::Store;
 
 /// Arguments of `run`.
@@ -72,7 +71,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
 
 /// `run --follow`: continuous delivery until a signal.
 async fn follow_task(store: Arc<dyn Store>, task: Arc<Task>) -> Result<()> {
-    let dest = Arc::new(Destination::parse(&task.destination)?.with_retry(task.retry));
+    let dest = Arc::new(task.open_destination()?);
     let (stop_tx, stop) = watch::channel(false);
     let signals = tokio::spawn(async move {
         stop_signal().await;

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use crate::cli::inventory::{inventory_table, report_outcome};
-use crate::cli::Context;
+use crate::cli::{Context, StoreArgs};
 use crate::error::Result;
 use crate::inventory::bucket::open_bucket;
 use crate::inventory::import::import_snapshot;
@@ -21,11 +21,14 @@ pub struct Args {
     /// Print the import record as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let table = inventory_table(ctx)?;
-    let listing = open_bucket(&args.bucket_url, &args.prefix, &table)?;
+    let storage = args.store.options(&args.bucket_url)?;
+    let listing = open_bucket(&args.bucket_url, &args.prefix, &table, &storage)?;
     let store = ctx.store().await?;
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();

@@ -18,7 +18,10 @@
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
 //! `max_elapsed` [120s]}, `max_delay` [60s, at least 1s: continuous mode's longest wait],
-//! `manifests` {`keep` [1000]: run manifests kept in the lake, at least 1}.
+//! `manifests` {`keep` [1000]: run manifests kept in the lake, at least 1},
+//! `storage` {`endpoint`, `region`, `path_style`, `allow_http`, `access_key_id_env`,
+//! `secret_access_key_env`, `session_token_env`, …: the destination store's options,
+//! credentials only as names of environment variables; see [`crate::config`]}.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,13 +32,15 @@ use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::config::{
     check_schedule, duration_field, field, name_field, project_dir, read_pipeline_files,
-    resolve_destination, resolve_path, section, unknown_keys, Kind, PipelineFile, Problems,
+    resolve_destination, resolve_path, section, storage_section, unknown_keys, Kind, PipelineFile,
+    Problems,
 };
 use crate::convert::LakeSchema;
 use crate::delivery::manifest::DEFAULT_KEEP;
 use crate::error::{Error, Result};
-use crate::sink::destination::RetryPolicy;
+use crate::sink::destination::{Destination, RetryPolicy};
 use crate::sink::parquet::{parse_compression, ParquetOptions};
+use crate::sink::storage::StorageOptions;
 use crate::sink::template::PrefixTemplate;
 use crate::store::schema::is_identifier;
 use crate::store::{ColumnType, TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
@@ -104,6 +109,8 @@ pub struct Task {
     pub source: TableDef,
     /// Destination URL or absolute local path.
     pub destination: String,
+    /// The destination store's options (`storage:`).
+    pub storage: StorageOptions,
     /// The checked prefix template.
     pub prefix: PrefixTemplate,
     /// How partition time is chosen.
@@ -156,6 +163,7 @@ const TOP_KEYS: &[&str] = &[
     "retry",
     "max_delay",
     "manifests",
+    "storage",
 ];
 const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
 const PARQUET_KEYS: &[&str] = &[
@@ -258,6 +266,8 @@ fn check_task(
             }
         },
     };
+
+    let storage = storage_section(map, destination.as_deref(), problems);
 
     let prefix_raw: String = field(map, "prefix", "prefix", problems).unwrap_or_default();
     let prefix = match PrefixTemplate::parse(&prefix_raw) {
@@ -543,6 +553,7 @@ fn check_task(
         file: path.to_path_buf(),
         source: source?,
         destination: destination?,
+        storage,
         prefix: prefix?,
         partition_time: partition_time?,
         timezone: timezone?,
@@ -562,6 +573,14 @@ fn check_task(
         max_delay,
         manifests_keep,
     })
+}
+
+impl Task {
+    /// Opens the task's destination with its store options and retry policy (nothing is
+    /// contacted yet; an unset credential variable is an [`Error::Permanent`] naming it).
+    pub fn open_destination(&self) -> Result<Destination> {
+        Ok(Destination::open(&self.destination, &self.storage)?.with_retry(self.retry))
+    }
 }
 
 /// Continuous mode's longest wait for a committed change, unless the task says otherwise

@@ -57,6 +57,18 @@ pub fn manifest_path(task: &str, run_id: u64) -> String {
     format!("{}/{run_id}.json", manifests_folder(task))
 }
 
+/// The folder (relative to the destination) where `task`'s runs journal their multipart
+/// uploads while they are in progress, one subfolder per run (see
+/// [`crate::sink::destination`]).
+pub fn uploads_folder(task: &str) -> String {
+    format!("_lakeport/{task}/uploads")
+}
+
+/// Run `run_id`'s upload journal folder, inside [`uploads_folder`].
+pub fn run_uploads_folder(task: &str, run_id: u64) -> String {
+    format!("{}/{run_id}", uploads_folder(task))
+}
+
 /// A run manifest, as written to the lake.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -21,6 +21,10 @@
 //!
 //! Either way the run holds its task's lease from the moment it is recorded, renewing it while
 //! it writes; a run that takes over an interrupted one first removes what that one wrote.
+//! Under the lease every run also aborts the multipart uploads that earlier runs of its task
+//! journaled and never finished (a killed process, an abort that failed; see
+//! [`crate::sink::destination`]), journals its own under `_lakeport/<task>/uploads/<run id>/`,
+//! and aborts what is left there once its shards are done.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -37,7 +41,8 @@ use tokio::runtime::Handle;
 use crate::convert::row_json;
 use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
 use crate::delivery::manifest::{
-    manifest_path, manifests_folder, manifests_to_prune, prunes_after, Manifest,
+    manifest_path, manifests_folder, manifests_to_prune, prunes_after, run_uploads_folder,
+    uploads_folder, Manifest,
 };
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
@@ -126,7 +131,7 @@ pub async fn run_task(
     task: Arc<Task>,
     observer: Arc<dyn RunObserver>,
 ) -> Result<RunSummary> {
-    let dest = Destination::parse(&task.destination)?.with_retry(task.retry);
+    let dest = task.open_destination()?;
     run_task_with(store, task, Arc::new(dest), observer).await
 }
 
@@ -214,6 +219,21 @@ pub async fn run_task_with(
         let unfinished: Vec<u64> = started.interrupted.iter().map(|r| r.run_id).collect();
         remove_run_objects(&dest, &record, &unfinished).await;
     }
+    // Under the lease, before this run uploads anything: every journaled upload of the task
+    // belongs to a run that has ended. This is also the run's first request to a cloud
+    // store, so a missing bucket or refused credentials stop the run here, before any write.
+    let mut failure: Option<Error> = None;
+    match dest
+        .abort_journaled_uploads(&uploads_folder(&task.name))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(task = %task.name, uploads = n,
+            "aborted multipart uploads that earlier runs left unfinished"),
+        Err(e) => failure = Some(e),
+    }
+    let journal = run_uploads_folder(&task.name, record.run_id);
+    let dest = Arc::new(dest.as_ref().clone().with_upload_journal(&journal));
     // Read under the lease: no other run of the task commits until this one ends.
     let name = task.name.clone();
     let live_before: BTreeSet<String> = blocking(&store, move |s| s.live_partitions(&name))
@@ -225,7 +245,13 @@ pub async fn run_task_with(
         shards = record.shards, "run planned");
 
     let mut handles = Vec::new();
-    for (cid, reader) in snapshot.shards.into_iter().enumerate() {
+    let uploading = failure.is_none();
+    let readers = if uploading {
+        snapshot.shards
+    } else {
+        Vec::new()
+    };
+    for (cid, reader) in readers.into_iter().enumerate() {
         let shard = Shard {
             task: Arc::clone(&task),
             dest: Arc::clone(&dest),
@@ -238,7 +264,6 @@ pub async fn run_task_with(
         handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
     }
     let mut outcomes = Vec::new();
-    let mut failure: Option<Error> = None;
     for handle in handles {
         match handle.await {
             Ok(Ok(outcome)) => outcomes.push(outcome),
@@ -248,6 +273,17 @@ pub async fn run_task_with(
             Err(e) => {
                 failure.get_or_insert(Error::Store(format!("shard thread panicked: {e}")));
             }
+        }
+    }
+
+    // Every shard is done: an upload still journaled by this run is one whose abort failed.
+    if uploading {
+        match dest.abort_journaled_uploads(&journal).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(task = %task.name, uploads = n,
+                "aborted multipart uploads whose abort failed when they failed"),
+            Err(e) => tracing::warn!(task = %task.name,
+                "cannot look for this run's unfinished multipart uploads (the next run will): {e}"),
         }
     }
 

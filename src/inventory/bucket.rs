@@ -30,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
 use crate::inventory::report::parent_folder;
 use crate::sink::destination::{hex, Destination};
+use crate::sink::storage::StorageOptions;
 use crate::store::{Change, ImportRecord, ImportScope, TableDef, Value};
 
 /// A bucket (or local folder) about to be listed.
@@ -109,10 +110,16 @@ impl Plan {
     }
 }
 
-/// Opens the bucket `url` for a listing of the keys under `prefix` into `table`'s rows. A
-/// local folder that does not exist is an [`Error::NotFound`]; nothing is contacted over the
+/// Opens the bucket `url` for a listing of the keys under `prefix` into `table`'s rows, with
+/// the store options `storage` over the environment (see [`Destination::open`]). A local
+/// folder that does not exist is an [`Error::NotFound`]; nothing is contacted over the
 /// network here.
-pub fn open_bucket(url: &str, prefix: &str, table: &TableDef) -> Result<BucketListing> {
+pub fn open_bucket(
+    url: &str,
+    prefix: &str,
+    table: &TableDef,
+    storage: &StorageOptions,
+) -> Result<BucketListing> {
     let plan = Plan::new(table)?;
     let trimmed = url.trim();
     let local = if trimmed.contains("://") {
@@ -163,7 +170,7 @@ pub fn open_bucket(url: &str, prefix: &str, table: &TableDef) -> Result<BucketLi
         .decode_utf8_lossy()
         .into_owned();
     let root = format!("{}://{bucket}", parsed.scheme());
-    let dest = Destination::parse(&root)?;
+    let dest = Destination::open(&root, storage)?;
     let full_prefix = if inside.is_empty() {
         prefix.to_string()
     } else {

@@ -92,6 +92,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::sink::destination::{hex, Destination};
+use crate::sink::storage::StorageOptions;
 use crate::store::{Change, TableDef, Value};
 
 use fields::{known_fields, PlannedBatch, RowPlan};
@@ -214,11 +215,23 @@ pub fn open_report(
     provider: Option<Provider>,
     table: &TableDef,
 ) -> Result<Report> {
+    open_report_with(manifest_url, provider, table, &StorageOptions::default())
+}
+
+/// [`open_report`] with object-store options (a watcher file's `storage:` section, or the
+/// command line's store flags) for the manifest's store and its data files, applied over
+/// the environment as [`Destination::open`] applies them.
+pub fn open_report_with(
+    manifest_url: &str,
+    provider: Option<Provider>,
+    table: &TableDef,
+    storage: &StorageOptions,
+) -> Result<Report> {
     let blocker = Blocker::new(manifest_url)?;
     let location = locate(manifest_url)?;
-    let folder = Destination::parse(&location.folder_url)?;
+    let folder = Destination::open(&location.folder_url, storage)?;
     let data = match (&location.bucket_url, &location.local_folder) {
-        (Some(bucket), _) => DataRoot::Bucket(Destination::parse(bucket)?),
+        (Some(bucket), _) => DataRoot::Bucket(Destination::open(bucket, storage)?),
         (None, Some(folder)) => DataRoot::LocalLayout(folder.clone()),
         (None, None) => return Err(Error::InvalidInput(format!("{manifest_url}: no location"))),
     };

@@ -9,7 +9,10 @@
 //! to the project folder, or a `file://`, `s3://`, `gs://`, `az://` URL), `schedule` (cron with
 //! seconds, or `@hourly`, `@daily`…), `format` [from each manifest] (`s3`, `oss`, `obs`; with
 //! `obs` every manifest counts as complete), `scope_prefix` [""] (the key prefix the reports'
-//! inventory rule covers; objects outside it are kept).
+//! inventory rule covers; objects outside it are kept), `storage` (the report root's store
+//! options, as in a task file: endpoint, region, path style, plain http, credentials by the
+//! names of environment variables; see [`crate::config`]). The reports' manifests and data
+//! files are read with the same options.
 //!
 //! A report is a `manifest.json` anywhere under the root. It is **complete** when:
 //! - a `manifest.checksum` sits beside it (S3 and OSS write the checksum after the manifest,
@@ -26,13 +29,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::{
-    check_schedule, field, name_field, resolve_destination, unknown_keys, Kind, PipelineFile,
-    Problems,
+    check_schedule, field, name_field, resolve_destination, storage_section, unknown_keys, Kind,
+    PipelineFile, Problems,
 };
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
-use crate::inventory::report::{open_report, Provider, Report};
+use crate::inventory::report::{open_report_with, Provider, Report};
 use crate::sink::destination::Destination;
+use crate::sink::storage::StorageOptions;
 use crate::store::{blocking, ImportOutcome, Store, TableDef};
 
 /// An inventory watcher declared in the pipelines folder.
@@ -58,9 +62,19 @@ pub struct WatchTarget {
     pub format: Option<Provider>,
     /// The key prefix the reports' inventory rule covers.
     pub scope_prefix: String,
+    /// The report root's store options (also used for every report's files).
+    pub storage: StorageOptions,
 }
 
-const WATCH_KEYS: &[&str] = &["kind", "name", "root", "schedule", "format", "scope_prefix"];
+const WATCH_KEYS: &[&str] = &[
+    "kind",
+    "name",
+    "root",
+    "schedule",
+    "format",
+    "scope_prefix",
+    "storage",
+];
 
 /// Checks the watcher files among `files`; their problems are added to `problems`.
 pub(crate) fn check_watchers(
@@ -111,6 +125,7 @@ fn check_watcher(
             }
         },
     };
+    let storage = storage_section(map, root.as_deref(), problems);
     let schedule = match field::<String>(map, "schedule", "schedule", problems) {
         None => {
             problems.push("schedule", "required: cron with seconds, @hourly, @daily…");
@@ -151,6 +166,7 @@ fn check_watcher(
             root: root?,
             format: format?,
             scope_prefix,
+            storage,
         },
         schedule: schedule?,
     })
@@ -210,7 +226,7 @@ pub struct Watcher {
 impl Watcher {
     /// A watcher of `target` that applies reports to `table`.
     pub fn new(target: WatchTarget, table: TableDef) -> Result<Watcher> {
-        let root = Destination::parse(&target.root)?;
+        let root = Destination::open(&target.root, &target.storage)?;
         Ok(Watcher {
             target,
             root,
@@ -251,11 +267,12 @@ impl Watcher {
             .collect();
         let opened = {
             let (table, format) = (self.table.clone(), self.target.format);
+            let storage = self.target.storage.clone();
             blocking(move || {
                 Ok(new
                     .into_iter()
                     .map(|url| {
-                        let report = open_report(&url, format, &table);
+                        let report = open_report_with(&url, format, &table, &storage);
                         (url, report)
                     })
                     .collect::<Vec<_>>())

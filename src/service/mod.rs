@@ -48,7 +48,6 @@ use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
 use crate::service::metrics::Metrics;
-use crate::sink::destination::Destination;
 use crate::store::{blocking, ImportOutcome, Store, TableDef};
 
 /// What the service has seen of one task since it started.
@@ -803,8 +802,8 @@ impl Service {
         slot.running.store(true, Ordering::SeqCst);
         self.track(async move {
             let task = slot.task();
-            let dest = match Destination::parse(&task.destination) {
-                Ok(d) => Arc::new(d.with_retry(task.retry)),
+            let dest = match task.open_destination() {
+                Ok(d) => Arc::new(d),
                 Err(e) => {
                     slot.record(&Err(e));
                     return;

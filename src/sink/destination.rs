@@ -4,10 +4,11 @@
 //! A plain path (absolute, or relative to the current directory) or a `file://` URL is a folder
 //! on this machine, created when missing and served by object_store's `LocalFileSystem` (which
 //! stages every write and renames it into place, so an object is visible only when complete).
-//! `s3://`, `gs://`, `az://`/`abfs://` (and the `https://` forms object_store recognises) go
-//! through `object_store::parse_url_opts`, configured from the environment the way the
-//! builders' `from_env` read it (`AWS_*`, `GOOGLE_*` and `SERVICE_ACCOUNT`, `AZURE_*` and
-//! `IDENTITY_ENDPOINT`).
+//! `s3://`, `gs://`, `az://`/`abfs://` (and the `https://` forms object_store recognises) are
+//! built with object_store's builders from the URL, the environment the way the builders'
+//! `from_env` read it (`AWS_*`, `GOOGLE_*` and `SERVICE_ACCOUNT`, `AZURE_*` and
+//! `IDENTITY_ENDPOINT`), and the task's or command's [`StorageOptions`] on top
+//! ([`Destination::open`]).
 //!
 //! Paths handed to a destination are relative to its root and use `/`. Errors are crate
 //! [`Error::Permanent`] or [`Error::Transient`] and name the object's URL; a permanent one
@@ -15,7 +16,23 @@
 //! not writable or full). Every operation retries transient failures with exponential backoff
 //! and jitter ([`RetryPolicy`], the `backoff` crate) until its total time is spent, on top of
 //! the cloud clients' own per-request retries; an upload is retried whole from its local
-//! spool file. This module knows nothing of Parquet or partitions.
+//! spool file.
+//!
+//! **Multipart uploads.** A file larger than one [`UPLOAD_CHUNK`] (8 MiB) goes up in 8 MiB
+//! parts, four in flight. An upload that fails is aborted (its parts discarded) before the
+//! error is returned or the upload retried; one whose future is dropped (a cancelled run) is
+//! aborted on a spawned task. A process that is killed cannot abort, and object_store has no
+//! call that lists a bucket's incomplete uploads, so a cloud store's upload is *journaled*
+//! when the destination has an upload journal ([`Destination::with_upload_journal`]): right
+//! after the upload starts, a small marker object naming the object and its upload id is put
+//! under the journal folder, and removed once the upload completes or is aborted. A later run
+//! aborts every upload whose marker it finds ([`Destination::abort_journaled_uploads`]), with
+//! object_store's own `MultipartStore::abort_multipart`. Only an upload killed between its
+//! start and its marker's put (no part uploaded yet) escapes; the bucket lifecycle rule
+//! `AbortIncompleteMultipartUpload` remains the backstop. A local folder needs no journal:
+//! its staged files are found by name ([`Destination::remove_staged`]).
+//!
+//! This module knows nothing of Parquet or partitions.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -27,13 +44,21 @@ use backoff::ExponentialBackoffBuilder;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use md5::{Digest, Md5};
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::{Path, PathPart};
-use object_store::{ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, WriteMultipart};
+use object_store::{
+    MultipartId, ObjectStore, ObjectStoreExt, ObjectStoreScheme, PutPayload, WriteMultipart,
+};
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::sink::storage::{StorageOptions, StoreKind};
 
 /// Size of one read from a local file and of one multipart part.
 pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
@@ -41,10 +66,15 @@ pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 4;
 
 /// The root of a lake: an object store plus the base path inside it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Destination {
     url: String,
     store: Arc<dyn ObjectStore>,
+    /// The same store's multipart API, when it has one (cloud stores, `InMemory`): large
+    /// uploads then go through it, journaled when `journal` is set.
+    multipart: Option<Arc<dyn MultipartStore>>,
+    /// The folder (relative to the root) where in-progress multipart uploads are recorded.
+    journal: Option<String>,
     base: Path,
     /// The folder, when the destination is a local one.
     local_root: Option<PathBuf>,
@@ -66,6 +96,19 @@ pub struct RetryPolicy {
     pub max_elapsed: Duration,
 }
 
+impl std::fmt::Debug for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Destination")
+            .field("url", &self.url)
+            .field("store", &self.store.to_string())
+            .field("multipart", &self.multipart.is_some())
+            .field("journal", &self.journal)
+            .field("base", &self.base)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
@@ -85,10 +128,27 @@ impl Destination {
         Destination::parse_with_options(url, env_options())
     }
 
+    /// Like [`Destination::parse`], with `storage` (a task's `storage:` section, or the
+    /// command line's store flags) applied over the environment; the environment variables
+    /// it names are read now (an unset one is an [`Error::Permanent`] naming it). Options
+    /// are checked when the task is loaded ([`StorageOptions::problems`]); a local folder
+    /// ignores them.
+    pub fn open(url: &str, storage: &StorageOptions) -> Result<Destination> {
+        let Some(kind) = StoreKind::of_url(url) else {
+            return Destination::parse(url);
+        };
+        let mut options: Vec<(String, String)> = env_options()
+            .into_iter()
+            .filter(|(k, _)| !storage.overrides_env(kind, k))
+            .collect();
+        options.extend(storage.store_options(kind)?);
+        Destination::parse_with_options(url, options)
+    }
+
     /// Like [`Destination::parse`], with the store options given (`aws_region`,
     /// `google_service_account`, `azure_storage_account_name`, … as object_store's config keys
     /// spell them, case-insensitive) instead of read from the environment. Options that do not
-    /// apply to the URL's store are ignored.
+    /// apply to the URL's store are ignored; of two values of one option, the later wins.
     pub fn parse_with_options<I, K, V>(url: &str, options: I) -> Result<Destination>
     where
         I: IntoIterator<Item = (K, V)>,
@@ -110,32 +170,67 @@ impl Destination {
                 .map_err(|()| bad("is not a local absolute path".into()))?;
             return Destination::local(path, url);
         }
-        let (scheme, _) = ObjectStoreScheme::parse(&parsed).map_err(|_| {
+        let unsupported = || {
             bad(format!(
                 "unsupported scheme {:?}; expected a path, file://, s3://, gs://, az:// or abfs://",
                 parsed.scheme()
             ))
-        })?;
-        let prefix = match scheme {
-            ObjectStoreScheme::AmazonS3 => "aws_",
-            ObjectStoreScheme::GoogleCloudStorage => "google_",
-            ObjectStoreScheme::MicrosoftAzure => "azure_",
-            _ => {
-                return Err(bad(format!(
-                "unsupported scheme {:?}; expected a path, file://, s3://, gs://, az:// or abfs://",
-                parsed.scheme()
-            )))
-            }
         };
-        let options = options
+        let (scheme, path) = ObjectStoreScheme::parse(&parsed).map_err(|_| unsupported())?;
+        let prefix = match scheme {
+            ObjectStoreScheme::AmazonS3 => StoreKind::S3,
+            ObjectStoreScheme::GoogleCloudStorage => StoreKind::Gcs,
+            ObjectStoreScheme::MicrosoftAzure => StoreKind::Azure,
+            _ => return Err(unsupported()),
+        }
+        .key_prefix();
+        let options: Vec<(String, String)> = options
             .into_iter()
             .map(|(k, v)| (k.as_ref().to_ascii_lowercase(), v.into()))
-            .filter(|(k, _)| k.starts_with(prefix));
-        let (store, base) =
-            object_store::parse_url_opts(&parsed, options).map_err(|e| bad(e.to_string()))?;
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect();
+        let base = Path::parse(path).map_err(|e| bad(e.to_string()))?;
+        let built = |e: object_store::Error| bad(e.to_string());
+        // Each builder as object_store's `parse_url_opts` configures it (URL first, then
+        // every option its keys know), kept as its own type: the store is also a
+        // `MultipartStore`.
+        let (store, multipart): (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>) = match scheme {
+            ObjectStoreScheme::AmazonS3 => {
+                let mut b = AmazonS3Builder::new().with_url(trimmed);
+                for (k, v) in options {
+                    if let Ok(key) = k.parse() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                let s = Arc::new(b.build().map_err(built)?);
+                (s.clone(), s)
+            }
+            ObjectStoreScheme::GoogleCloudStorage => {
+                let mut b = GoogleCloudStorageBuilder::new().with_url(trimmed);
+                for (k, v) in options {
+                    if let Ok(key) = k.parse() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                let s = Arc::new(b.build().map_err(built)?);
+                (s.clone(), s)
+            }
+            _ => {
+                let mut b = MicrosoftAzureBuilder::new().with_url(trimmed);
+                for (k, v) in options {
+                    if let Ok(key) = k.parse() {
+                        b = b.with_config(key, v);
+                    }
+                }
+                let s = Arc::new(b.build().map_err(built)?);
+                (s.clone(), s)
+            }
+        };
         Ok(Destination {
             url: trim_url(trimmed),
-            store: Arc::from(store),
+            store,
+            multipart: Some(multipart),
+            journal: None,
             base,
             local_root: None,
             retry: RetryPolicy::default(),
@@ -144,13 +239,30 @@ impl Destination {
 
     /// A destination over an existing store (e.g. object_store's `InMemory` in tests), rooted at
     /// the store's root; `url` is only used for display and [`Destination::object_url`].
+    /// Large uploads go through a `WriteMultipart` (no journal: see the module docs).
     pub fn from_store(store: Arc<dyn ObjectStore>, url: &str) -> Destination {
         Destination {
             url: trim_url(url),
             store,
+            multipart: None,
+            journal: None,
             base: Path::default(),
             local_root: None,
             retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Like [`Destination::from_store`], over a store that also has the low-level multipart
+    /// API (object_store's `InMemory`, or a cloud store built by the caller): large uploads go
+    /// through it and can be journaled ([`Destination::with_upload_journal`]).
+    pub fn from_multipart_store<S: ObjectStore + MultipartStore>(
+        store: Arc<S>,
+        url: &str,
+    ) -> Destination {
+        let multipart: Arc<dyn MultipartStore> = store.clone();
+        Destination {
+            multipart: Some(multipart),
+            ..Destination::from_store(store, url)
         }
     }
 
@@ -177,6 +289,8 @@ impl Destination {
         Ok(Destination {
             url: trim_url(url.as_str()),
             store: Arc::new(store),
+            multipart: None,
+            journal: None,
             base: Path::default(),
             local_root: Some(root),
             retry: RetryPolicy::default(),
@@ -292,6 +406,11 @@ impl Destination {
             });
         }
 
+        if let Some(multipart) = &self.multipart {
+            return self
+                .upload_parts(multipart, &location, rel, local, &mut file, first, md5)
+                .await;
+        }
         let upload = self
             .store
             .put_multipart(&location)
@@ -336,6 +455,209 @@ impl Destination {
                 Err(e)
             }
         }
+    }
+
+    /// Uploads the rest of `file` (whose first chunk is `first`, already in `md5`) to
+    /// `location` through the store's multipart API, [`PARTS_IN_FLIGHT`] parts at a time,
+    /// journaled when the destination has a journal. A failure aborts the upload (and a
+    /// dropped future aborts it on a spawned task) before the error is returned.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_parts(
+        &self,
+        multipart: &Arc<dyn MultipartStore>,
+        location: &Path,
+        rel: &str,
+        local: &std::path::Path,
+        file: &mut tokio::fs::File,
+        first: Bytes,
+        mut md5: Md5,
+    ) -> Result<Uploaded> {
+        let id = multipart
+            .create_multipart(location)
+            .await
+            .map_err(|e| self.error("start multipart upload of", rel, e))?;
+        let mut pending = PendingUpload {
+            multipart: Arc::clone(multipart),
+            store: Arc::clone(&self.store),
+            location: location.clone(),
+            id,
+            marker: None,
+            object: self.object_url(rel),
+        };
+        let outcome: Result<(u64, Vec<PartId>)> = async {
+            if let Some(journal) = &self.journal {
+                let entry = JournalEntry {
+                    object: self.object_url(rel),
+                    path: location.to_string(),
+                    upload_id: pending.id.clone(),
+                    started_ms: chrono::Utc::now().timestamp_millis(),
+                };
+                let marker = self.path(&format!("{journal}/{}.json", uuid::Uuid::new_v4()));
+                let json = serde_json::to_vec(&entry)
+                    .map_err(|e| Error::Encode(format!("upload journal entry: {e}")))?;
+                self.store
+                    .put(&marker, PutPayload::from(json))
+                    .await
+                    .map_err(|e| self.error("record the multipart upload of", rel, e))?;
+                pending.marker = Some(marker);
+            }
+            let mut tasks: tokio::task::JoinSet<(usize, object_store::Result<PartId>)> =
+                tokio::task::JoinSet::new();
+            let mut parts: Vec<Option<PartId>> = Vec::new();
+            let mut total = 0u64;
+            let mut chunk = first;
+            loop {
+                while tasks.len() >= PARTS_IN_FLIGHT {
+                    self.part_done(tasks.join_next().await, &mut parts, rel)?;
+                }
+                total += chunk.len() as u64;
+                let idx = parts.len();
+                parts.push(None);
+                let (mp, loc, id) = (
+                    Arc::clone(&pending.multipart),
+                    location.clone(),
+                    pending.id.clone(),
+                );
+                tasks.spawn(async move {
+                    let part = mp.put_part(&loc, &id, idx, PutPayload::from(chunk)).await;
+                    (idx, part)
+                });
+                chunk = read_chunk(file, local).await?;
+                if chunk.is_empty() {
+                    break;
+                }
+                md5.update(&chunk);
+            }
+            while let Some(joined) = tasks.join_next().await {
+                self.part_done(Some(joined), &mut parts, rel)?;
+            }
+            let parts: Vec<PartId> = parts.into_iter().flatten().collect();
+            Ok((total, parts))
+        }
+        .await;
+        let completed = match outcome {
+            Ok((total, parts)) => multipart
+                .complete_multipart(location, &pending.id, parts)
+                .await
+                .map(|_| total)
+                .map_err(|e| self.error("complete upload of", rel, e)),
+            Err(e) => Err(e),
+        };
+        match completed {
+            Ok(total) => {
+                pending.completed().await;
+                Ok(Uploaded {
+                    bytes: total,
+                    md5: hex(&md5.finalize()),
+                })
+            }
+            Err(e) => {
+                pending.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a finished part upload, or returns its error.
+    fn part_done(
+        &self,
+        joined: Option<
+            std::result::Result<(usize, object_store::Result<PartId>), tokio::task::JoinError>,
+        >,
+        parts: &mut [Option<PartId>],
+        rel: &str,
+    ) -> Result<()> {
+        match joined {
+            None => Ok(()),
+            Some(Ok((idx, Ok(part)))) => {
+                if let Some(slot) = parts.get_mut(idx) {
+                    *slot = Some(part);
+                }
+                Ok(())
+            }
+            Some(Ok((_, Err(e)))) => Err(self.error("upload part of", rel, e)),
+            Some(Err(e)) => Err(Error::Transient(format!(
+                "upload part of {}: the part's task ended: {e}",
+                self.object_url(rel)
+            ))),
+        }
+    }
+
+    /// This destination with its cloud multipart uploads journaled under `rel_folder` (see
+    /// the module docs): a run gives each of its uploads a marker there, so a later run can
+    /// abort what a killed one left. Without a multipart API (a local folder) it changes
+    /// nothing.
+    pub fn with_upload_journal(mut self, rel_folder: &str) -> Destination {
+        let folder = rel_folder.trim_matches('/');
+        self.journal = (!folder.is_empty()).then(|| folder.to_string());
+        self
+    }
+
+    /// Aborts every multipart upload journaled under `rel_folder` (any depth) and removes
+    /// its marker; returns how many uploads it aborted. An upload the store no longer knows
+    /// (completed, or aborted before) just loses its marker. One that cannot be aborted
+    /// transiently keeps it for the next call; a permanent refusal is logged and the marker
+    /// removed (trying again would not help: the bucket's lifecycle rule has to). Fails only
+    /// when the folder cannot be listed. Call it only when no upload journaled there can
+    /// still be in progress (a run holding its task's lease, for runs of its task).
+    pub async fn abort_journaled_uploads(&self, rel_folder: &str) -> Result<usize> {
+        let Some(multipart) = &self.multipart else {
+            return Ok(0);
+        };
+        let mut aborted = 0;
+        for (rel, _) in self.list(rel_folder).await? {
+            if !rel.ends_with(".json") {
+                continue;
+            }
+            let entry: Option<JournalEntry> = match self.store.get(&self.path(&rel)).await {
+                Ok(got) => match got.bytes().await {
+                    Ok(bytes) => serde_json::from_slice(&bytes).ok(),
+                    Err(e) => {
+                        tracing::warn!(marker = %self.object_url(&rel), error = %e,
+                            "cannot read an upload journal entry; trying again next time");
+                        continue;
+                    }
+                },
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => {
+                    tracing::warn!(marker = %self.object_url(&rel), error = %e,
+                        "cannot read an upload journal entry; trying again next time");
+                    continue;
+                }
+            };
+            let Some(entry) = entry else {
+                tracing::warn!(marker = %self.object_url(&rel),
+                    "removing an upload journal entry that is not one");
+                self.delete(&rel).await?;
+                continue;
+            };
+            let Ok(location) = Path::parse(&entry.path) else {
+                self.delete(&rel).await?;
+                continue;
+            };
+            match multipart.abort_multipart(&location, &entry.upload_id).await {
+                Ok(()) => {
+                    aborted += 1;
+                    tracing::info!(object = %entry.object, upload_id = %entry.upload_id,
+                        "aborted a multipart upload an earlier run left unfinished");
+                }
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => match Error::from(e) {
+                    Error::Transient(m) => {
+                        tracing::warn!(object = %entry.object, error = %m,
+                            "cannot abort a leftover multipart upload now; trying again next run");
+                        continue;
+                    }
+                    other => tracing::warn!(object = %entry.object, upload_id = %entry.upload_id,
+                        error = %other,
+                        "the store refused to abort a leftover multipart upload (already \
+                         gone, or no permission); its parts go with the bucket's \
+                         AbortIncompleteMultipartUpload lifecycle rule"),
+                },
+            }
+            self.delete(&rel).await?;
+        }
+        Ok(aborted)
     }
 
     /// Writes the small object `rel` in one put (it appears whole or not at all).
@@ -429,19 +751,40 @@ impl Destination {
     fn fix_for(&self, e: &object_store::Error) -> Option<String> {
         use object_store::Error as E;
         let root = &self.url;
-        Some(match e {
-            E::NotFound { .. } if self.local_root.is_none() => format!(
+        let refusal = crate::error::http_refusal(e);
+        let code = refusal.as_ref().and_then(|r| r.code.as_deref());
+        let credentials = || {
+            format!(
+                "the store refused the credentials for {root}{}: check the keys lakeport runs \
+                 with (the variables the task's storage.*_env keys name, else AWS_*, GOOGLE_* \
+                 or AZURE_*) and the endpoint they belong to",
+                code.map(|c| format!(" ({c})")).unwrap_or_default()
+            )
+        };
+        let no_bucket = || {
+            format!(
                 "bucket or container of {root} does not exist: create it, or fix the task's \
-                 destination"
-            ),
+                 destination (or the report root)"
+            )
+        };
+        let credential_codes = [
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+            "InvalidToken",
+            "ExpiredToken",
+            "InvalidClientTokenId",
+            "AuthenticationFailed",
+        ];
+        if code.is_some_and(|c| credential_codes.contains(&c)) {
+            return Some(credentials());
+        }
+        Some(match e {
+            E::NotFound { .. } if self.local_root.is_none() => no_bucket(),
             E::PermissionDenied { .. } => format!(
                 "access denied: the credentials in use may not write, list or delete objects \
                  under {root}; grant that, or use other credentials"
             ),
-            E::Unauthenticated { .. } => format!(
-                "the store refused the credentials for {root}: check the AWS_*, GOOGLE_* or \
-                 AZURE_* settings lakeport runs with"
-            ),
+            E::Unauthenticated { .. } => credentials(),
             E::Generic { store, source } if *store == "LocalFileSystem" => {
                 match crate::error::io_kind(source.as_ref())? {
                     std::io::ErrorKind::PermissionDenied => format!(
@@ -454,6 +797,15 @@ impl Destination {
                     _ => return None,
                 }
             }
+            E::Generic { .. } => match refusal.as_ref()?.status {
+                404 if matches!(code, Some("NoSuchBucket" | "ContainerNotFound")) => no_bucket(),
+                401 => credentials(),
+                403 => format!(
+                    "access denied: the credentials in use may not write, list or delete \
+                     objects under {root}; grant that, or use other credentials"
+                ),
+                _ => return None,
+            },
             _ => return None,
         })
     }
@@ -510,6 +862,91 @@ fn remove_staged_in(root: &std::path::Path, matches: &dyn Fn(&str) -> bool) -> R
         }
     }
     Ok(removed)
+}
+
+/// A multipart upload in progress: aborted on a spawned task if dropped before
+/// [`PendingUpload::completed`] or [`PendingUpload::abort`] (a cancelled run).
+struct PendingUpload {
+    multipart: Arc<dyn MultipartStore>,
+    store: Arc<dyn ObjectStore>,
+    location: Path,
+    id: MultipartId,
+    /// Its journal entry, once put.
+    marker: Option<Path>,
+    /// The object's URL, for messages.
+    object: String,
+}
+
+impl PendingUpload {
+    /// The upload completed: its journal entry goes (a failure to remove it only costs a
+    /// later run an abort the store answers with "no such upload").
+    async fn completed(mut self) {
+        if let Some(marker) = self.marker.take() {
+            if let Err(e) = self.store.delete(&marker).await {
+                tracing::warn!(object = %self.object, error = %e,
+                    "cannot remove the journal entry of a completed upload");
+            }
+        }
+        self.id.clear();
+    }
+
+    /// Aborts the upload, and removes its journal entry when that worked (else a later run
+    /// tries again).
+    async fn abort(mut self) {
+        let id = std::mem::take(&mut self.id);
+        match self.multipart.abort_multipart(&self.location, &id).await {
+            Ok(()) => {
+                if let Some(marker) = self.marker.take() {
+                    if let Err(e) = self.store.delete(&marker).await {
+                        tracing::warn!(object = %self.object, error = %e,
+                            "cannot remove the journal entry of an aborted upload");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(object = %self.object, error = %e,
+                    "aborting a failed multipart upload failed; a later run aborts it from \
+                     its journal entry (if the destination keeps one)");
+            }
+        }
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (multipart, store) = (Arc::clone(&self.multipart), Arc::clone(&self.store));
+        let (location, id, marker) = (
+            self.location.clone(),
+            std::mem::take(&mut self.id),
+            self.marker.take(),
+        );
+        runtime.spawn(async move {
+            if multipart.abort_multipart(&location, &id).await.is_ok() {
+                if let Some(marker) = marker {
+                    let _ = store.delete(&marker).await;
+                }
+            }
+        });
+    }
+}
+
+/// A journal entry: a multipart upload that was started and not yet completed or aborted.
+#[derive(Debug, Serialize, Deserialize)]
+struct JournalEntry {
+    /// The object's URL (for people and logs).
+    object: String,
+    /// The object's path in the store.
+    path: String,
+    /// The store's id of the upload.
+    upload_id: String,
+    /// When it started, ms since epoch UTC.
+    started_ms: i64,
 }
 
 /// What [`Destination::upload_file`] uploaded.
@@ -758,6 +1195,211 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["big.bin"]);
+    }
+
+    #[test]
+    fn journaled_multipart_roundtrip_leaves_no_journal_entry() {
+        let d = Destination::from_multipart_store(Arc::new(InMemory::new()), "memory:///")
+            .with_upload_journal("_lakeport/t/uploads/7");
+        let rt = runtime();
+        rt.block_on(exercise(&d));
+        let left = rt.block_on(d.list("_lakeport")).unwrap();
+        assert!(left.is_empty(), "journal entries left: {left:?}");
+    }
+
+    #[test]
+    fn journaled_leftover_uploads_are_aborted() {
+        let memory = Arc::new(InMemory::new());
+        let d = Destination::from_multipart_store(Arc::clone(&memory), "memory:///");
+        let rt = runtime();
+        rt.block_on(async {
+            // Two uploads a killed run left: one with a part, one already completed.
+            let (left, done) = (d.path("p/left.bin"), d.path("p/done.bin"));
+            let left_id = memory.create_multipart(&left).await.unwrap();
+            let part = memory
+                .put_part(&left, &left_id, 0, PutPayload::from(vec![1u8; 64]))
+                .await
+                .unwrap();
+            let done_id = memory.create_multipart(&done).await.unwrap();
+            let done_part = memory
+                .put_part(&done, &done_id, 0, PutPayload::from(vec![2u8; 64]))
+                .await
+                .unwrap();
+            memory
+                .complete_multipart(&done, &done_id, vec![done_part])
+                .await
+                .unwrap();
+            for (name, path, id) in [("a", &left, &left_id), ("b", &done, &done_id)] {
+                let entry = JournalEntry {
+                    object: d.object_url(path.as_ref()),
+                    path: path.to_string(),
+                    upload_id: id.clone(),
+                    started_ms: 0,
+                };
+                d.put_bytes(
+                    &format!("_lakeport/t/uploads/3/{name}.json"),
+                    serde_json::to_vec(&entry).unwrap(),
+                )
+                .await
+                .unwrap();
+            }
+            d.put_bytes("_lakeport/t/uploads/3/junk.json", b"not json".to_vec())
+                .await
+                .unwrap();
+
+            assert_eq!(
+                d.abort_journaled_uploads("_lakeport/t/uploads")
+                    .await
+                    .unwrap(),
+                1
+            );
+            assert!(d.list("_lakeport").await.unwrap().is_empty());
+            // The leftover upload is gone: it can no longer be completed.
+            assert!(memory
+                .complete_multipart(&left, &left_id, vec![part])
+                .await
+                .is_err());
+            // The completed object is untouched.
+            assert_eq!(d.list("p").await.unwrap(), [("p/done.bin".to_string(), 64)]);
+            assert_eq!(
+                d.abort_journaled_uploads("_lakeport/t/uploads")
+                    .await
+                    .unwrap(),
+                0
+            );
+        });
+        // Without a multipart API there is nothing to journal or abort.
+        let dir = tempfile::tempdir().unwrap();
+        let local = Destination::parse(dir.path().to_str().unwrap())
+            .unwrap()
+            .with_upload_journal("j");
+        assert_eq!(rt.block_on(local.abort_journaled_uploads("j")).unwrap(), 0);
+    }
+
+    /// The multipart API of an `InMemory` store, failing every part `fail_part` and, while
+    /// `abort_fails`, every abort; counts uploads started and aborted.
+    #[derive(Debug)]
+    struct FailingParts {
+        inner: Arc<InMemory>,
+        fail_part: usize,
+        abort_fails: std::sync::atomic::AtomicBool,
+        started: AtomicU32,
+        aborted: AtomicU32,
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartStore for FailingParts {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            self.inner.create_multipart(path).await
+        }
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            if part_idx == self.fail_part {
+                return Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "injected: connection reset".into(),
+                });
+            }
+            self.inner.put_part(path, id, part_idx, data).await
+        }
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &MultipartId,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete_multipart(path, id, parts).await
+        }
+        async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+            if self.abort_fails.load(Ordering::SeqCst) {
+                return Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "injected: connection refused".into(),
+                });
+            }
+            self.inner.abort_multipart(path, id).await?;
+            self.aborted.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_multipart_upload_is_aborted_now_or_from_its_journal() {
+        let memory = Arc::new(InMemory::new());
+        let parts = Arc::new(FailingParts {
+            inner: Arc::clone(&memory),
+            fail_part: 1,
+            abort_fails: true.into(),
+            started: AtomicU32::new(0),
+            aborted: AtomicU32::new(0),
+        });
+        let multipart: Arc<dyn MultipartStore> = parts.clone();
+        let d = Destination {
+            multipart: Some(multipart),
+            ..Destination::from_store(memory.clone(), "memory://")
+        }
+        .with_upload_journal("_lakeport/t/uploads/1")
+        .with_retry(RetryPolicy {
+            initial: Duration::from_millis(5),
+            max_interval: Duration::from_millis(10),
+            max_elapsed: Duration::from_millis(1500),
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![7u8; UPLOAD_CHUNK + 10]).unwrap();
+        let rt = runtime();
+        rt.block_on(async {
+            // The store is down for aborts too: every attempt's upload stays journaled.
+            let err = d.upload_file(&big, "p/big.bin").await.unwrap_err();
+            assert!(matches!(err, Error::Transient(_)), "{err}");
+            assert!(
+                err.to_string()
+                    .contains("upload part of memory:///p/big.bin"),
+                "{err}"
+            );
+            let started = parts.started.load(Ordering::SeqCst);
+            assert!(started >= 2, "retried whole: {started} uploads");
+            assert_eq!(parts.aborted.load(Ordering::SeqCst), 0);
+            let journal = d.list("_lakeport/t/uploads/1").await.unwrap();
+            assert_eq!(journal.len() as u32, started, "{journal:?}");
+            assert!(d.list("p").await.unwrap().is_empty(), "no object appeared");
+
+            // Back up: the journal lets a later look abort every one of them.
+            parts.abort_fails.store(false, Ordering::SeqCst);
+            let aborted = d.abort_journaled_uploads("_lakeport/t").await.unwrap();
+            assert_eq!(aborted as u32, started);
+            assert!(d.list("_lakeport").await.unwrap().is_empty());
+
+            // With aborts working, a failed upload is aborted at once and leaves no entry.
+            let before = parts.aborted.load(Ordering::SeqCst);
+            d.upload_file(&big, "p/big.bin").await.unwrap_err();
+            let now = parts.started.load(Ordering::SeqCst) - started;
+            assert_eq!(parts.aborted.load(Ordering::SeqCst) - before, now);
+            assert!(d.list("_lakeport").await.unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn storage_options_reach_the_store() {
+        let storage = StorageOptions {
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: Some("eu-west-3".into()),
+            allow_http: Some(true),
+            ..StorageOptions::default()
+        };
+        let d = Destination::open("s3://bucket/lake", &storage).unwrap();
+        let shown = d.store().to_string();
+        assert!(shown.contains("bucket"), "{shown}");
+        assert_eq!(d.url(), "s3://bucket/lake");
+        // A local folder ignores them (the task check refuses them before).
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Destination::open(dir.path().to_str().unwrap(), &storage).is_ok());
     }
 
     #[test]

@@ -9,7 +9,8 @@ for the store, DuckDB and pyarrow for the Parquet objects, Spark SQL for the DDL
 finished full-mode run (names, status record, footer metadata, types, values, partitions);
 the helpers at the end read a task's run records, stored state and lake files (incremental
 delivery, runs started in the background with `Workdir.spawn`) and talk to `lakeport serve`
-(`serving`, `call`).
+(`serving`, `call`). `s3_server` is a real S3-compatible server (s3s-fs) on 127.0.0.1 for the
+whole session.
 """
 
 import contextlib
@@ -18,9 +19,13 @@ import decimal
 import json
 import os
 import re
+import shutil
+import signal
+import socket
 import sqlite3
 import struct
 import subprocess
+import tempfile
 import textwrap
 import time
 import urllib.error
@@ -146,24 +151,26 @@ class Workdir:
         self.tasks = {}
 
     # -- running the binary ---------------------------------------------------------------
-    def command(self, *args):
-        """argv (without the binary) and environment of `lakeport --store ... ARGS` here."""
+    def command(self, *args, env=None):
+        """argv (without the binary) and environment of `lakeport --store ... ARGS` here
+        (`env`: variables to add to this process's environment)."""
         argv = ["--store", "sqlite:lakeport.db", "--pipelines", "pipelines",
                 "--schemas", "schemas", *map(str, args)]
-        env = dict(os.environ)
-        env.pop("LAKEPORT_STORE", None)
-        env.setdefault("RUST_BACKTRACE", "1")
-        return argv, env
+        full = dict(os.environ)
+        full.pop("LAKEPORT_STORE", None)
+        full.setdefault("RUST_BACKTRACE", "1")
+        full.update(env or {})
+        return argv, full
 
-    def spawn(self, *args, **popen):
+    def spawn(self, *args, env=None, **popen):
         """Starts `lakeport ARGS` here without waiting for it (a `subprocess.Popen`; the caller
         waits for it or kills it)."""
-        argv, env = self.command(*args)
+        argv, env = self.command(*args, env=env)
         return subprocess.Popen([str(self.binary), *argv], cwd=self.root, env=env, **popen)
 
-    def lakeport(self, *args, expect=None, timeout=600):
+    def lakeport(self, *args, expect=None, timeout=600, env=None):
         """Runs `lakeport --store ... --pipelines pipelines --schemas schemas ARGS` here."""
-        argv, env = self.command(*args)
+        argv, env = self.command(*args, env=env)
         p = subprocess.run([str(self.binary), *argv], cwd=self.root, capture_output=True,
                            text=True, timeout=timeout, env=env)
         r = Result(argv, p.returncode, p.stdout, p.stderr)
@@ -618,6 +625,141 @@ def serving(wd, listen="127.0.0.1:0"):
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+# -- a real S3-compatible server on 127.0.0.1 ---------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class S3Server:
+    """s3s-fs (crates.io; `make s3s-fs` builds it into the tools cache, env `LAKEPORT_S3S_FS`)
+    serving `root` on 127.0.0.1:`port` with one access key. Buckets are folders under the root
+    and objects plain files; its own bookkeeping sits beside them as `.bucket-*.json` (an
+    object's ETag: `<md5>-<parts>` after a multipart upload) and `.upload-<id>.json` plus
+    `.upload_id-<id>.part-<n>` (a multipart upload in progress)."""
+
+    ACCESS_KEY = "lakeport-e2e-key"
+    SECRET_KEY = "lakeport-e2e-secret"
+    REGION = "us-east-1"
+
+    def __init__(self, binary, root, port):
+        self.binary, self.root, self.port = Path(binary), Path(root), port
+        self.log = self.root.parent / "s3s-fs.log"
+        self.process = None
+
+    @property
+    def endpoint(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=15):
+        """Starts the server and waits until it accepts connections; fails the test if it
+        cannot."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        log = open(self.log, "ab")
+        self.process = subprocess.Popen(
+            [str(self.binary), "--host", "127.0.0.1", "--port", str(self.port),
+             "--access-key", self.ACCESS_KEY, "--secret-key", self.SECRET_KEY, str(self.root)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"s3s-fs exited with {self.process.returncode}:\n"
+                            f"{self.log.read_text(errors='replace')[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        pytest.fail(f"s3s-fs did not listen on {self.endpoint} within {timeout}s")
+
+    def kill(self):
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def fs(self):
+        """A pyarrow S3FileSystem on the server (pyarrow's own S3 client, not lakeport's)."""
+        from pyarrow import fs as pafs
+        return pafs.S3FileSystem(
+            access_key=self.ACCESS_KEY, secret_key=self.SECRET_KEY, region=self.REGION,
+            endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
+            allow_bucket_creation=True, connect_timeout=5, request_timeout=30)
+
+    def create_bucket(self, name):
+        self.fs().create_dir(name)
+        return name
+
+    def credentials_env(self, key_var="LAKEPORT_E2E_S3_KEY", secret_var="LAKEPORT_E2E_S3_SECRET"):
+        return {key_var: self.ACCESS_KEY, secret_var: self.SECRET_KEY}
+
+    def storage(self, key_var="LAKEPORT_E2E_S3_KEY", secret_var="LAKEPORT_E2E_S3_SECRET"):
+        """A task file's `storage:` section for this server (credentials by variable name)."""
+        return {"endpoint": self.endpoint, "region": self.REGION, "path_style": True,
+                "allow_http": True, "access_key_id_env": key_var,
+                "secret_access_key_env": secret_var}
+
+    def uploads_in_progress(self):
+        """Ids of the multipart uploads the server holds open (started, neither completed
+        nor aborted)."""
+        return sorted(p.name[len(".upload-"):-len(".json")]
+                      for p in self.root.glob(".upload-*.json"))
+
+    def parts_uploaded(self):
+        """How many parts of open multipart uploads the server holds."""
+        return len(list(self.root.glob(".upload_id-*.part-*")))
+
+    def etag(self, bucket, key):
+        """The ETag the server recorded for an object (`<md5>-<parts>` after multipart)."""
+        import base64
+
+        def b64(text):
+            return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+        meta = self.root / f".bucket-{b64(bucket)}.object-{b64(key)}.internal.json"
+        return json.loads(meta.read_text())["e_tag"]
+
+
+def s3s_fs_binary():
+    env = os.environ.get("LAKEPORT_S3S_FS")
+    if env:
+        return Path(env)
+    base = os.environ.get("LAKEPORT_TOOLS_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lakeport-tools")
+    return Path(base) / "s3s-fs-0.14.1" / "bin" / "s3s-fs"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """One s3s-fs for the session on a free 127.0.0.1 port with a temporary data folder,
+    stopped at the end whatever happened. A test that needs it fails (never skips) when it
+    cannot start."""
+    binary = s3s_fs_binary()
+    if not binary.is_file():
+        pytest.fail(f"s3s-fs not found at {binary}: run `make s3s-fs` (or set LAKEPORT_S3S_FS)")
+    folder = Path(tempfile.mkdtemp(prefix="lakeport-s3-"))
+    (folder / "data").mkdir()
+    server = S3Server(binary, folder / "data", free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def call(base, path, method="GET", token=None):

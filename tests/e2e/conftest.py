@@ -611,10 +611,10 @@ def lake_files(wd, task):
 # -- lakeport serve ------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def serving(wd, listen="127.0.0.1:0"):
-    """`lakeport serve --listen LISTEN` here; yields (process, base URL on 127.0.0.1); killed
-    on the way out if still running."""
-    p = wd.spawn("serve", "--listen", listen, stdout=subprocess.PIPE,
+def serving(wd, listen="127.0.0.1:0", env=None):
+    """`lakeport serve --listen LISTEN` here (with extra environment variables `env`); yields
+    (process, base URL on 127.0.0.1); killed on the way out if still running."""
+    p = wd.spawn("serve", "--listen", listen, env=env, stdout=subprocess.PIPE,
                  stderr=subprocess.PIPE, text=True)
     try:
         line = p.stdout.readline()

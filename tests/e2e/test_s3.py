@@ -7,7 +7,6 @@ a run at once with the fix and commit nothing; the server killed and restarted m
 lakeport killed mid-upload, still deliver every row exactly once and leave no multipart
 upload open; and the `storage:` keys are checked before anything runs."""
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +25,7 @@ import pyarrow.parquet as pq
 import yaml
 from pyarrow import fs as pafs
 
-from conftest import REPO, SUMMARY_RE, call
+from conftest import REPO, SUMMARY_RE, call, serving
 
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py, the report generator)
@@ -407,7 +406,7 @@ def test_inventory_import_and_watcher_pass_from_the_server(wd, s3_server):
         "kind": "inventory-watch", "name": "s3-watch", "root": f"s3://{bucket}/inventory",
         "schedule": "* * * * * *", "storage": s3.storage()}, sort_keys=False))
     wd.ok("validate")
-    with serving_env(wd, s3.credentials_env()) as (p, base):
+    with serving(wd, env=s3.credentials_env()) as (p, base):
         def applied():
             code, body = call(base, "/api/watchers/s3-watch")
             assert code == 200, body
@@ -425,29 +424,6 @@ def test_inventory_import_and_watcher_pass_from_the_server(wd, s3_server):
     rel2 = r2.manifest.relative_to(local).as_posix()
     assert {f"s3://{bucket}/{rel1}", f"s3://{bucket}/{rel2}"} <= {
         i["manifest_url"] for i in imports}, imports
-
-
-def serving_env(wd, env):
-    """`conftest.serving(wd)` with extra environment variables for the service (stopped with
-    SIGTERM, killed if it does not end)."""
-    @contextlib.contextmanager
-    def cm():
-        p = wd.spawn("serve", "--listen", "127.0.0.1:0", env=env, stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE, text=True)
-        try:
-            line = p.stdout.readline()
-            m = re.search(r"http://[0-9.]+:(\d+)/", line)
-            assert m, f"serve printed {line!r}"
-            yield p, f"http://127.0.0.1:{m.group(1)}"
-        finally:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-    return cm()
 
 
 # -- checks of the storage keys ---------------------------------------------------------------

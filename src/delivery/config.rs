@@ -171,6 +171,7 @@ const PARQUET_KEYS: &[&str] = &[
     "target_file_size",
     "row_group_rows",
     "encoding",
+    "buffer_size",
 ];
 const DIRTY_KEYS: &[&str] = &["keep"];
 const CATALOG_KEYS: &[&str] = &["dialect", "table", "database"];

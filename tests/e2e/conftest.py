@@ -128,7 +128,7 @@ def task_yaml(name, **keys):
         "partition_time": {"from": "write_time", "timezone": "UTC"},
         "mode": "full",
         "schema": "auto",
-        "parquet": {"compression": "zstd", "target_file_size": "128MiB"},
+        "parquet": {"compression": "zstd", "target_file_size": "128MiB", "buffer_size": "256MiB"},
         "concurrency": 2,
         "schedule": "0 0 2 * * *",
         "deletes": "ignore",

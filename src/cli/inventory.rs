@@ -8,7 +8,7 @@ use crate::config::parse_duration;
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
 use crate::inventory::report::{open_report_with, Provider};
-use crate::inventory::watch::{WatchEvent, WatchTarget, Watcher};
+use crate::inventory::watch::{is_missing_folder, WatchEvent, WatchTarget, Watcher};
 use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
 
 /// The table reports and listings go to.
@@ -167,7 +167,7 @@ pub(crate) fn show_ms(ms: i64) -> String {
 /// (a [`Watcher`] pass), printing what each pass did.
 async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
     let table = inventory_table(ctx)?;
-    if !args.root_url.contains("://") && !std::path::Path::new(&args.root_url).is_dir() {
+    if is_missing_folder(&args.root_url) {
         return Err(Error::NotFound(format!(
             "report root {}: no such folder",
             args.root_url

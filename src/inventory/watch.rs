@@ -114,7 +114,7 @@ fn check_watcher(
             None
         }
         Some(r) => match resolve_destination(&r, project) {
-            Ok(root) if !root.contains("://") && !Path::new(&root).is_dir() => {
+            Ok(root) if is_missing_folder(&root) => {
                 problems.push("root", format!("{root}: no such folder"));
                 None
             }
@@ -170,6 +170,12 @@ fn check_watcher(
         },
         schedule: schedule?,
     })
+}
+
+/// Whether `root` names a local folder that does not exist (URLs are not looked at: whether
+/// a bucket answers is a pass's business).
+pub fn is_missing_folder(root: &str) -> bool {
+    !root.contains("://") && !Path::new(root).is_dir()
 }
 
 /// What a pass saw, as it happens.

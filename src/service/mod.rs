@@ -478,6 +478,15 @@ fn snapshot<D: Scheduled>(slots: &Slots<D>) -> BTreeMap<String, Arc<Slot<D>>> {
     slots.read().unwrap_or_else(PoisonError::into_inner).clone()
 }
 
+/// One slot of a kind, by name (without copying the map, as every API request asks).
+fn lookup<D: Scheduled>(slots: &Slots<D>, name: &str) -> Option<Arc<Slot<D>>> {
+    slots
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(name)
+        .cloned()
+}
+
 impl Service {
     /// A service for the tasks and watchers `loader` reads, over `store`; nothing runs until
     /// [`Service::start`].
@@ -526,7 +535,7 @@ impl Service {
 
     /// One task's slot.
     pub fn slot(&self, name: &str) -> Option<Arc<TaskSlot>> {
-        self.slots().remove(name)
+        lookup(&self.slots, name)
     }
 
     /// Every watcher slot, by name (a snapshot).
@@ -536,7 +545,7 @@ impl Service {
 
     /// One watcher's slot.
     pub fn watcher(&self, name: &str) -> Option<Arc<WatcherSlot>> {
-        self.watchers().remove(name)
+        lookup(&self.watchers, name)
     }
 
     /// Starts ticking the cron tasks and watchers and the continuous tasks' loops.

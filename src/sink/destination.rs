@@ -609,15 +609,12 @@ impl Destination {
             if !rel.ends_with(".json") {
                 continue;
             }
-            let entry: Option<JournalEntry> = match self.store.get(&self.path(&rel)).await {
-                Ok(got) => match got.bytes().await {
-                    Ok(bytes) => serde_json::from_slice(&bytes).ok(),
-                    Err(e) => {
-                        tracing::warn!(marker = %self.object_url(&rel), error = %e,
-                            "cannot read an upload journal entry; trying again next time");
-                        continue;
-                    }
-                },
+            let read = match self.store.get(&self.path(&rel)).await {
+                Ok(got) => got.bytes().await,
+                Err(e) => Err(e),
+            };
+            let entry: Option<JournalEntry> = match read {
+                Ok(bytes) => serde_json::from_slice(&bytes).ok(),
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => {
                     tracing::warn!(marker = %self.object_url(&rel), error = %e,

@@ -24,6 +24,7 @@ pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
+pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::Path;

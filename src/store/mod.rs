@@ -16,7 +16,10 @@
 //!   key that is absent or already deleted changes nothing.
 //! - [`Store::apply`] is one transaction: all changes or none.
 
+pub(crate) mod batch;
+pub(crate) mod checks;
 pub mod listing;
+pub mod postgres;
 pub(crate) mod row_bytes;
 pub mod schema;
 pub(crate) mod sorter;
@@ -24,7 +27,6 @@ pub mod sqlite;
 
 #[cfg(test)]
 pub(crate) mod conformance;
-pub mod postgres;
 
 use std::collections::BTreeMap;
 use std::path::Path;

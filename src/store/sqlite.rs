@@ -40,17 +40,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMillisecondBuilder,
-};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use crate::error::{Error, Result};
-use crate::store::schema::is_identifier;
+use crate::store::batch::{append_null, Builders, ColumnBuilder};
+use crate::store::checks::{check_def, check_key, check_row, differences};
 use crate::store::{
     check_plan, ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord,
     Lag, LiveSet, OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store,
@@ -458,60 +455,12 @@ impl TableSql {
 
     /// Checks an upsert's values against the declared columns.
     fn check_row(&self, values: &[Value]) -> Result<()> {
-        let cols = &self.def.columns;
-        for (i, c) in cols.iter().enumerate() {
-            match values.get(i) {
-                Some(v) => check_value(&c.name, c.ty, self.is_key[i], v)?,
-                None => {
-                    return Err(Error::InvalidInput(format!(
-                        "column {}: expected {}, found no value (the upsert has {} values, table {} has {} columns)",
-                        c.name,
-                        c.ty,
-                        values.len(),
-                        self.name(),
-                        cols.len()
-                    )))
-                }
-            }
-        }
-        if values.len() > cols.len() {
-            return Err(Error::InvalidInput(format!(
-                "expected {} values (the columns of table {}), found {}",
-                cols.len(),
-                self.name(),
-                values.len()
-            )));
-        }
-        Ok(())
+        check_row(&self.def, &self.is_key, values)
     }
 
     /// Checks a delete's key values against the declared key columns.
     fn check_key(&self, key: &[Value]) -> Result<()> {
-        for (j, &i) in self.key_idx.iter().enumerate() {
-            let c = &self.def.columns[i];
-            match key.get(j) {
-                Some(v) => check_value(&c.name, c.ty, true, v)?,
-                None => {
-                    return Err(Error::InvalidInput(format!(
-                        "column {}: expected {}, found no value (the delete has {} key values, table {} has {} key columns)",
-                        c.name,
-                        c.ty,
-                        key.len(),
-                        self.name(),
-                        self.key_idx.len()
-                    )))
-                }
-            }
-        }
-        if key.len() > self.key_idx.len() {
-            return Err(Error::InvalidInput(format!(
-                "expected {} key values (primary key of table {}), found {}",
-                self.key_idx.len(),
-                self.name(),
-                key.len()
-            )));
-        }
-        Ok(())
+        check_key(&self.def, &self.key_idx, key)
     }
 
     /// `SELECT` in key order within optional key bounds: the live rows, or with `changes`
@@ -553,52 +502,6 @@ impl TableSql {
         }
         let _ = write!(sql, " ORDER BY {}", self.key_list);
         sql
-    }
-}
-
-fn check_value(name: &str, ty: ColumnType, key: bool, v: &Value) -> Result<()> {
-    let ok = match (ty, v) {
-        (_, Value::Null) => !key,
-        (ColumnType::Double, Value::Double(d)) => !d.is_nan(),
-        (ColumnType::String, Value::String(_))
-        | (ColumnType::Int64, Value::Int64(_))
-        | (ColumnType::Bool, Value::Bool(_))
-        | (ColumnType::Binary, Value::Binary(_))
-        | (ColumnType::TimestampMs, Value::TimestampMs(_)) => true,
-        _ => false,
-    };
-    if ok {
-        return Ok(());
-    }
-    let why = match v {
-        Value::Null => " (key columns cannot be NULL)",
-        Value::Double(d) if d.is_nan() => " (SQLite cannot store NaN)",
-        _ => "",
-    };
-    Err(Error::InvalidInput(format!(
-        "column {name}: expected {ty}, found {}{why}",
-        Described(v)
-    )))
-}
-
-/// A value as an error message shows it: its type and a short rendering.
-struct Described<'a>(&'a Value);
-
-impl fmt::Display for Described<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Value::Null => f.write_str("null"),
-            Value::String(s) => {
-                let short: String = s.chars().take(40).collect();
-                let more = if short.len() < s.len() { "…" } else { "" };
-                write!(f, "string {short:?}{more}")
-            }
-            Value::Int64(v) => write!(f, "int64 {v}"),
-            Value::Double(v) => write!(f, "double {v}"),
-            Value::Bool(v) => write!(f, "bool {v}"),
-            Value::Binary(b) => write!(f, "binary ({} bytes)", b.len()),
-            Value::TimestampMs(v) => write!(f, "timestamp_ms {v}"),
-        }
     }
 }
 
@@ -859,71 +762,6 @@ impl<'c> Statements<'c> {
             tombstone: prepare(&a.t.tombstone)?,
         })
     }
-}
-
-/// What differs between the stored and the declared definition of one table.
-fn differences(stored: &TableDef, declared: &TableDef) -> Vec<String> {
-    let mut out = Vec::new();
-    if stored.primary_key != declared.primary_key {
-        out.push(format!(
-            "primary key: stored [{}], declared [{}]",
-            stored.primary_key.join(", "),
-            declared.primary_key.join(", ")
-        ));
-    }
-    for c in &stored.columns {
-        match declared.column(&c.name) {
-            None => out.push(format!(
-                "column {}: stored as {}, not declared",
-                c.name, c.ty
-            )),
-            Some(d) if d.ty != c.ty => out.push(format!(
-                "column {}: stored as {}, declared as {}",
-                c.name, c.ty, d.ty
-            )),
-            Some(_) => {}
-        }
-    }
-    for d in &declared.columns {
-        if stored.column(&d.name).is_none() {
-            out.push(format!(
-                "column {}: declared as {}, not in the store",
-                d.name, d.ty
-            ));
-        }
-    }
-    if out.is_empty() && stored.columns != declared.columns {
-        let names = |t: &TableDef| {
-            t.columns
-                .iter()
-                .map(|c| c.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        out.push(format!(
-            "column order: stored [{}], declared [{}]",
-            names(stored),
-            names(declared)
-        ));
-    }
-    out
-}
-
-/// Basic checks on a definition that did not come through `TableDef::from_yaml`.
-fn check_def(def: &TableDef) -> Result<()> {
-    let bad_name = !is_identifier(&def.table)
-        || def
-            .columns
-            .iter()
-            .any(|c| !is_identifier(&c.name) || c.name.starts_with('_'));
-    let bad_key = def.primary_key.is_empty() || def.key_indexes().len() != def.primary_key.len();
-    if bad_name || bad_key || def.columns.is_empty() {
-        return Err(Error::InvalidConfig(format!(
-            "table {:?}: not a valid declaration (names, columns or primary key)",
-            def.table
-        )));
-    }
-    Ok(())
 }
 
 fn create_table_sql(def: &TableDef) -> String {
@@ -1856,182 +1694,91 @@ impl ShardReader for SqliteShard {
                 .map_err(at("binding a shard bound"))?;
         }
         let mut rows = stmt.raw_query();
-        let mut b = Builders::new(t, batch_rows, self.deletes);
+        let mut b = Builders::new(&t.def, batch_rows, self.deletes);
         let mut total = 0u64;
         while let Some(row) = rows.next().map_err(at("stepping"))? {
-            b.append(t, row)?;
+            append_row(&mut b, t, row)?;
             total += 1;
             if b.len == batch_rows {
-                on_batch(b.finish(t)?)?;
+                on_batch(b.finish(&t.schema, &t.schema_with_deleted)?)?;
             }
         }
         if b.len > 0 {
-            on_batch(b.finish(t)?)?;
+            on_batch(b.finish(&t.schema, &t.schema_with_deleted)?)?;
         }
         Ok(total)
     }
 }
 
-enum ColumnBuilder {
-    String(StringBuilder),
-    Int64(Int64Builder),
-    Double(Float64Builder),
-    Bool(BooleanBuilder),
-    Binary(BinaryBuilder),
-    Timestamp(TimestampMillisecondBuilder),
-}
-
-/// Arrow builders of one batch: the declared columns, `_seq`, `_write_time` and, for changes
-/// with deletes, `_deleted`.
-struct Builders {
-    columns: Vec<ColumnBuilder>,
-    seq: Int64Builder,
-    write_time: TimestampMillisecondBuilder,
-    deleted: Option<BooleanBuilder>,
-    len: usize,
-}
-
-fn timestamp_builder(capacity: usize) -> TimestampMillisecondBuilder {
-    TimestampMillisecondBuilder::with_capacity(capacity).with_timezone("UTC")
-}
-
-impl Builders {
-    fn new(t: &TableSql, rows: usize, deletes: bool) -> Builders {
-        let columns = t
-            .def
-            .columns
-            .iter()
-            .map(|c| match c.ty {
-                ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(
-                    rows,
-                    rows.saturating_mul(32),
-                )),
-                ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
-                ColumnType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(rows)),
-                ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
-                ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(
-                    rows,
-                    rows.saturating_mul(16),
-                )),
-                ColumnType::TimestampMs => ColumnBuilder::Timestamp(timestamp_builder(rows)),
-            })
-            .collect();
-        Builders {
-            columns,
-            seq: Int64Builder::with_capacity(rows),
-            write_time: timestamp_builder(rows),
-            deleted: deletes.then(|| BooleanBuilder::with_capacity(rows)),
-            len: 0,
-        }
-    }
-
-    fn append(&mut self, t: &TableSql, row: &rusqlite::Row<'_>) -> Result<()> {
-        for (i, b) in self.columns.iter_mut().enumerate() {
-            let c = &t.def.columns[i];
-            let v = row.get_ref(i).map_err(read_failed(t))?;
-            let ok = match (b, v) {
-                (b, ValueRef::Null) => {
-                    let nullable = !t.is_key[i];
-                    if nullable {
-                        append_null(b);
-                    }
-                    nullable
+/// Appends one stored row (the columns, `_seq`, `_write_time`, then `_deleted` when the
+/// builders have it) to `b`.
+fn append_row(b: &mut Builders, t: &TableSql, row: &rusqlite::Row<'_>) -> Result<()> {
+    for (i, col) in b.columns.iter_mut().enumerate() {
+        let c = &t.def.columns[i];
+        let v = row.get_ref(i).map_err(read_failed(t))?;
+        let ok = match (col, v) {
+            (col, ValueRef::Null) => {
+                let nullable = !t.is_key[i];
+                if nullable {
+                    append_null(col);
                 }
-                (ColumnBuilder::String(b), ValueRef::Text(s)) => match std::str::from_utf8(s) {
-                    Ok(s) => {
-                        b.append_value(s);
-                        true
-                    }
-                    Err(_) => false,
-                },
-                (ColumnBuilder::Int64(b), ValueRef::Integer(v)) => {
-                    b.append_value(v);
-                    true
-                }
-                (ColumnBuilder::Timestamp(b), ValueRef::Integer(v)) => {
-                    b.append_value(v);
-                    true
-                }
-                (ColumnBuilder::Double(b), ValueRef::Real(v)) => {
-                    b.append_value(v);
-                    true
-                }
-                (ColumnBuilder::Bool(b), ValueRef::Integer(v @ (0 | 1))) => {
-                    b.append_value(v == 1);
-                    true
-                }
-                (ColumnBuilder::Binary(b), ValueRef::Blob(v)) => {
-                    b.append_value(v);
-                    true
-                }
-                _ => false,
-            };
-            if !ok {
-                return Err(Error::Store(format!(
-                    "table {}: column {} of row {}: expected {}, found {}",
-                    t.name(),
-                    c.name,
-                    RowKey(t, row),
-                    c.ty,
-                    StoredValue(v)
-                )));
+                nullable
             }
-        }
-        let n = t.def.columns.len();
-        let seq: i64 = row.get(n).map_err(read_failed(t))?;
-        let write_time: i64 = row.get(n + 1).map_err(read_failed(t))?;
-        self.seq.append_value(seq);
-        self.write_time.append_value(write_time);
-        if let Some(deleted) = &mut self.deleted {
-            let flag: i64 = row.get(n + 2).map_err(read_failed(t))?;
-            deleted.append_value(flag != 0);
-        }
-        self.len += 1;
-        Ok(())
-    }
-
-    fn finish(&mut self, t: &TableSql) -> Result<RecordBatch> {
-        let mut arrays: Vec<ArrayRef> = self
-            .columns
-            .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
-                    ColumnBuilder::String(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Int64(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Double(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Binary(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            (ColumnBuilder::String(b), ValueRef::Text(s)) => match std::str::from_utf8(s) {
+                Ok(s) => {
+                    b.append_value(s);
+                    true
                 }
-            })
-            .collect();
-        arrays.push(Arc::new(self.seq.finish()));
-        arrays.push(Arc::new(self.write_time.finish()));
-        self.len = 0;
-        let schema = match &mut self.deleted {
-            None => Arc::clone(&t.schema),
-            Some(deleted) => {
-                arrays.push(Arc::new(deleted.finish()));
-                Arc::clone(&t.schema_with_deleted)
+                Err(_) => false,
+            },
+            (ColumnBuilder::Int64(b), ValueRef::Integer(v)) => {
+                b.append_value(v);
+                true
             }
+            (ColumnBuilder::Timestamp(b), ValueRef::Integer(v)) => {
+                b.append_value(v);
+                true
+            }
+            (ColumnBuilder::Double(b), ValueRef::Real(v)) => {
+                b.append_value(v);
+                true
+            }
+            (ColumnBuilder::Bool(b), ValueRef::Integer(v @ (0 | 1))) => {
+                b.append_value(v == 1);
+                true
+            }
+            (ColumnBuilder::Binary(b), ValueRef::Blob(v)) => {
+                b.append_value(v);
+                true
+            }
+            _ => false,
         };
-        Ok(RecordBatch::try_new(schema, arrays)?)
+        if !ok {
+            return Err(Error::Store(format!(
+                "table {}: column {} of row {}: expected {}, found {}",
+                t.name(),
+                c.name,
+                RowKey(t, row),
+                c.ty,
+                StoredValue(v)
+            )));
+        }
     }
+    let n = t.def.columns.len();
+    let seq: i64 = row.get(n).map_err(read_failed(t))?;
+    let write_time: i64 = row.get(n + 1).map_err(read_failed(t))?;
+    b.seq.append_value(seq);
+    b.write_time.append_value(write_time);
+    if let Some(deleted) = &mut b.deleted {
+        let flag: i64 = row.get(n + 2).map_err(read_failed(t))?;
+        deleted.append_value(flag != 0);
+    }
+    b.len += 1;
+    Ok(())
 }
 
 fn read_failed(t: &TableSql) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
     move |e| Error::Store(format!("reading table {}: {e}", t.name()))
-}
-
-fn append_null(b: &mut ColumnBuilder) {
-    match b {
-        ColumnBuilder::String(b) => b.append_null(),
-        ColumnBuilder::Int64(b) => b.append_null(),
-        ColumnBuilder::Double(b) => b.append_null(),
-        ColumnBuilder::Bool(b) => b.append_null(),
-        ColumnBuilder::Binary(b) => b.append_null(),
-        ColumnBuilder::Timestamp(b) => b.append_null(),
-    }
 }
 
 /// A stored value as an error message shows it: storage class and a short rendering.

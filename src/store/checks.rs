@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
-use crate::store::{ColumnType, TableDef, Value};
+use crate::store::{ColumnType, ImportRecord, TableDef, Value};
 
 /// Checks an upsert's values against the declared columns (`is_key[i]`: column i is part of
 /// the primary key, so it cannot be NULL).
@@ -179,3 +179,79 @@ pub(crate) fn check_def(def: &TableDef) -> Result<()> {
     Ok(())
 }
 
+/// The table's first two key columns must be strings: the bucket and the key of a scope.
+pub(crate) fn check_scope_columns(def: &TableDef, key_idx: &[usize]) -> Result<()> {
+    let string_key = |j: usize| {
+        key_idx
+            .get(j)
+            .is_some_and(|&i| def.columns[i].ty == ColumnType::String)
+    };
+    if string_key(0) && string_key(1) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "table {}: a snapshot import needs a primary key that starts with two string \
+             columns (bucket, key), found [{}]",
+            def.table,
+            def.primary_key.join(", ")
+        )))
+    }
+}
+
+/// Checks that an upsert of a snapshot import lies inside the draft's scope (its first key
+/// column is the bucket, its second starts with the prefix).
+pub(crate) fn check_in_scope(key_idx: &[usize], draft: &ImportRecord, values: &[Value]) -> Result<()> {
+    let bucket = values.get(key_idx[0]);
+    let key = values.get(key_idx[1]);
+    let inside = matches!(bucket, Some(Value::String(b)) if *b == draft.scope_bucket)
+        && matches!(key, Some(Value::String(k)) if k.starts_with(&draft.scope_prefix));
+    if inside {
+        return Ok(());
+    }
+    let show = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => format!("{s:?}"),
+        Some(other) => format!("{other:?}"),
+        None => "nothing".into(),
+    };
+    Err(Error::InvalidInput(format!(
+        "{}: row with bucket {} and key {} is outside the snapshot's scope (bucket {:?}, prefix {:?})",
+        draft.manifest_url,
+        show(bucket),
+        show(key),
+        draft.scope_bucket,
+        draft.scope_prefix
+    )))
+}
+
+/// Refuses a snapshot (`draft`) created before `newest`, the newest one applied to its scope:
+/// reports apply in creation order.
+pub(crate) fn older_than_newest(draft: &ImportRecord, newest: &ImportRecord) -> Result<()> {
+    if draft.created_ms >= newest.created_ms {
+        return Ok(());
+    }
+    let scope = if draft.scope_prefix.is_empty() {
+        format!("bucket {}", draft.scope_bucket)
+    } else {
+        format!(
+            "bucket {} prefix {:?}",
+            draft.scope_bucket, draft.scope_prefix
+        )
+    };
+    Err(Error::Conflict(format!(
+        "{}: refused: this snapshot was created at {}, before the newest one applied to {scope} \
+         (created at {}, {}, import {}); reports apply in creation order",
+        draft.manifest_url,
+        show_ms(draft.created_ms),
+        show_ms(newest.created_ms),
+        newest.manifest_url,
+        newest.import_id
+    )))
+}
+
+/// An epoch-ms time as RFC 3339 UTC (the number itself when out of range).
+pub(crate) fn show_ms(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || format!("{ms} ms"),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    )
+}

@@ -40,11 +40,12 @@ use crate::error::{Error, Result};
 
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
 pub use schema::{ColumnDef, ColumnType, TableDef};
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by a `--store` URL: `sqlite:PATH` or `sqlite://PATH` (relative or
-/// absolute; the file is created if needed). `postgres://…` is recognised but not available in
-/// this build yet. Anything else is an [`Error::InvalidConfig`].
+/// absolute; the file is created if needed), or `postgres://…` / `postgresql://…` (a
+/// PostgreSQL database; see [`postgres`]). Anything else is an [`Error::InvalidConfig`].
 pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     if let Some(rest) = url.strip_prefix("sqlite:") {
         let path = rest.strip_prefix("//").unwrap_or(rest);
@@ -56,9 +57,7 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(SqliteStore::open(Path::new(path))?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::InvalidConfig(
-            "--store: PostgreSQL is not available in this build yet".into(),
-        ));
+        return Ok(Arc::new(PostgresStore::open(url)?));
     }
     Err(Error::InvalidConfig(format!(
         "--store: expected sqlite:PATH or postgres://…, got {url:?}"

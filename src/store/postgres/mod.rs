@@ -1,113 +1,247 @@
-//! The PostgreSQL metadata store (work in progress on branch `pg-store`: the connection pool,
-//! the metadata schema and the commit log are here and tested; the [`Store`](crate::store::Store)
-//! methods are not yet).
+//! PostgreSQL backend of the metadata store (`--store postgres://user@host:port/db`).
+//!
+//! Same semantics as the SQLite backend (the conformance suite runs on both); what differs is
+//! that PostgreSQL runs writers concurrently, from any number of lakeport processes.
+//!
+//! # Layout
+//! - `_lakeport_meta(id = 1, seq, last_write_ms)`: the store's highest `_seq` and the write
+//!   time of its newest transaction; its one row is also the commit lock (below).
+//! - `_lakeport_tables(name, definition)`: every declared table, its [`TableDef`] as JSON.
+//! - `_lakeport_runs`, `_lakeport_tasks`, `_lakeport_live` (the `runs` submodule) and
+//!   `_lakeport_imports` (the `import` submodule): the same records as in SQLite.
+//! - `data_<table>`: the declared columns (`TEXT COLLATE "C"`, `BIGINT`, `DOUBLE PRECISION`,
+//!   `BOOLEAN`, `BYTEA`, `TIMESTAMPTZ`), then `_seq BIGINT`, `_write_time TIMESTAMPTZ`,
+//!   `_deleted BOOLEAN`; primary key = the declared key, an index on `_seq`. Text sorts by
+//!   bytes (`COLLATE "C"`), as S3 lists keys and as SQLite compares.
 //!
 //! # Change sequence under concurrent writers
 //!
-//! SQLite has one writer at a time, so a `_seq` taken from a counter at write time commits in
-//! order. PostgreSQL runs writers concurrently: a sequence value taken at insert by a slow
-//! transaction can commit *after* a higher one taken by a fast transaction, and an incremental
-//! run that delivered up to the higher one would skip the lower one forever.
+//! A `_seq` taken from a counter when a row is written does not commit in order: a slow
+//! transaction's lower number can become visible *after* a fast transaction's higher one, and
+//! an incremental run that delivered up to the higher one would skip the lower forever.
 //!
-//! Design: **sequence at commit, by a commit log.** Every write transaction tags its rows with
-//! its transaction id (`_xid xid8`) and an ordinal within the transaction (`_ord`). As its last
-//! statement it takes a transaction-level advisory lock ([`COMMIT_LOCK`]) and inserts its row
-//! into `_lakeport_commits (xid, commit_seq)` with `commit_seq` from a sequence. PostgreSQL
-//! makes a transaction visible (ProcArrayEndTransaction) *before* it releases its locks, so a
-//! later committer gets its `commit_seq` only after the earlier one is visible: commit order
-//! and `commit_seq` order are the same, and any snapshot that sees `commit_seq` c sees every
-//! commit below c. A row's `_seq` is `commit_seq << 32 | _ord` (unique, increasing in commit
-//! order, ordinals below 2^32 per transaction), computed when reading by joining the commit
-//! log on `_xid`; checkpoints stay plain `u64`s of that form, so the `Store` trait does not
-//! change. The lock serialises only the tail of each write (one small insert and the commit's
-//! WAL flush); writers of different rows otherwise run in parallel.
-//!
-//! Rejected: delivering up to the oldest in-flight transaction's first sequence value (a
-//! horizon). It needs every writer to publish its floor before it takes a value, a snapshot
-//! taken before the horizon is read, and in-progress transaction lists from
-//! `pg_current_snapshot()` to be matched to floors — correct, but subtle in each of those
-//! steps; the commit log's argument is one line.
+//! So `_seq` is **allocated at commit**. A write transaction writes its rows with a
+//! placeholder `_seq = -ordinal` (negative, so never mistaken for a committed one; no other
+//! transaction sees them before commit anyway). As its last statements it locks the meta row
+//! (`SELECT … FOR UPDATE`), renumbers its own rows `seq + 1 ..= seq + n` in ordinal order
+//! with one write time, stores the new `seq`, and commits. PostgreSQL makes a transaction
+//! visible (ProcArrayEndTransaction) *before* it releases its locks, so the next writer reads
+//! `seq` only after the previous one is visible: `_seq` order is commit order. A reader whose
+//! snapshot sees `seq = S` therefore sees every row with `_seq <= S` and none above: reading
+//! `seq` in the same REPEATABLE READ snapshot as the rows gives a bound that never skips a
+//! change. The lock serialises only each writer's tail (one `UPDATE` of its own rows and the
+//! commit); the rest of concurrent writes runs in parallel. Rejected: delivering only up to
+//! the oldest in-flight transaction's horizon (needs every writer to publish its floor and a
+//! match of `pg_current_snapshot()`'s in-progress list to floors, each step subtle), and one
+//! store-wide write lock for the whole transaction (correct, but serialises every writer).
 //!
 //! # Snapshots
 //!
-//! Full-mode shards read one consistent state: the first shard's REPEATABLE READ transaction
-//! exports its snapshot (`pg_export_snapshot()`); the others `SET TRANSACTION SNAPSHOT` to it.
-//! Rows stream through portals (a bounded number of rows per fetch), never the whole table.
+//! The shards of one snapshot read one state: the first shard's REPEATABLE READ transaction
+//! reads `seq` and exports its snapshot (`pg_export_snapshot()`); the others `SET TRANSACTION
+//! SNAPSHOT` to it before any query. Each shard's rows stream from the server as they are
+//! decoded into Arrow batches (the client holds one network buffer, never the table).
+//!
+//! # Connections
+//!
+//! The [`Store`] trait is blocking (its callers run it on blocking threads), so this backend
+//! uses the `postgres` crate, tokio-postgres's blocking wrapper by the same authors, pooled by
+//! `r2d2_postgres`. The pool holds at most [`POOL_SIZE`] connections; a snapshot holds one per
+//! shard until its readers are dropped.
 
-use std::time::Duration;
+mod import;
+mod listing;
+mod read;
+mod runs;
+mod write;
 
-use r2d2_postgres::postgres::{NoTls, Transaction};
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow::datatypes::SchemaRef;
+use r2d2_postgres::postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::{Error, Result};
+use crate::store::checks::{check_def, check_key, check_row, differences};
+use crate::store::{
+    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
+    OwnerGone, RunRecord, Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value,
+};
 
-/// The advisory lock (one 64-bit key) every write transaction takes just before it records
-/// its commit: "lakeport" in ASCII.
-pub const COMMIT_LOCK: i64 = 0x6c61_6b65_706f_7274;
+pub use r2d2_postgres::postgres;
 
 /// Connections a store keeps open at most.
-const POOL_SIZE: u32 = 16;
+pub const POOL_SIZE: u32 = 16;
 
-/// How long a caller waits for a free connection.
+/// How long a caller waits for a free connection, and for a server to answer a connect.
 const POOL_WAIT: Duration = Duration::from_secs(30);
 
-/// lakeport's own tables. `_lakeport_commits` is the commit log (see the module docs).
+/// An advisory lock (one 64-bit key: "lakeport" in ASCII) that serialises the creation of
+/// lakeport's tables and declarations across processes.
+const DDL_LOCK: i64 = 0x6c61_6b65_706f_7274;
+
+/// lakeport's own tables (the submodules add theirs).
 const CREATE_META: &str = r#"
-CREATE TABLE IF NOT EXISTS "_lakeport_tables" ("name" TEXT PRIMARY KEY, "definition" TEXT NOT NULL);
-CREATE SEQUENCE IF NOT EXISTS "_lakeport_commit_seq";
-CREATE TABLE IF NOT EXISTS "_lakeport_commits" (
-    "xid" xid8 PRIMARY KEY,
-    "commit_seq" BIGINT NOT NULL UNIQUE,
-    "committed_ms" BIGINT NOT NULL
+CREATE TABLE IF NOT EXISTS "_lakeport_meta" (
+    "id" INTEGER PRIMARY KEY CHECK ("id" = 1),
+    "seq" BIGINT NOT NULL,
+    "last_write_ms" BIGINT NOT NULL
 );
+INSERT INTO "_lakeport_meta" ("id", "seq", "last_write_ms") VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+CREATE TABLE IF NOT EXISTS "_lakeport_tables" ("name" TEXT PRIMARY KEY, "definition" TEXT NOT NULL);
 "#;
+
+const READ_SEQ: &str = r#"SELECT "seq" FROM "_lakeport_meta" WHERE "id" = 1"#;
 
 /// A pool of connections to one PostgreSQL database.
 pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+/// One pooled connection.
+pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
-/// Opens a pool on `url` (`postgres://user@host:port/db`) and creates lakeport's tables. A
-/// server that does not answer is an [`Error::Store`] naming the URL without its password.
-pub fn connect(url: &str) -> Result<Pool> {
-    let shown = without_password(url);
-    let config = url
-        .parse::<r2d2_postgres::postgres::Config>()
-        .map_err(|e| Error::InvalidConfig(format!("--store {shown}: {e}")))?;
-    let manager = PostgresConnectionManager::new(config, NoTls);
-    let pool = r2d2::Pool::builder()
-        .max_size(POOL_SIZE)
-        .connection_timeout(POOL_WAIT)
-        .build(manager)
-        .map_err(|e| Error::Store(format!("connecting to {shown}: {e}")))?;
-    let mut conn = pool
-        .get()
-        .map_err(|e| Error::Store(format!("connecting to {shown}: {e}")))?;
-    // CREATE … IF NOT EXISTS races with itself across processes: serialise on the lock.
-    let mut tx = conn
-        .transaction()
-        .map_err(|e| Error::Store(format!("opening {shown}: {e}")))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])
-        .and_then(|_| tx.batch_execute(CREATE_META))
-        .map_err(|e| Error::Store(format!("creating lakeport's tables in {shown}: {e}")))?;
-    tx.commit()
-        .map_err(|e| Error::Store(format!("opening {shown}: {e}")))?;
-    Ok(pool)
+/// The PostgreSQL metadata store: a pool of connections and the layout of each table in use.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The pool's connection settings (for a direct attempt that says why it failed).
+    config: postgres::Config,
+    /// The URL without its password, for messages.
+    shown: String,
+    tables: Mutex<HashMap<String, Arc<TableSql>>>,
 }
 
-/// Records the commit of the write transaction `tx` as its last statement and returns its
-/// `commit_seq`: after this, `tx` must commit (or roll back) without further writes.
-pub fn record_commit(tx: &mut Transaction<'_>, now_ms: i64) -> Result<i64> {
-    let at = |e: r2d2_postgres::postgres::Error| Error::Store(format!("recording a commit: {e}"));
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COMMIT_LOCK])
-        .map_err(at)?;
-    let row = tx
-        .query_one(
-            r#"INSERT INTO "_lakeport_commits" ("xid", "commit_seq", "committed_ms")
-               VALUES (pg_current_xact_id(), nextval('"_lakeport_commit_seq"'), $1)
-               RETURNING "commit_seq""#,
-            &[&now_ms],
-        )
-        .map_err(at)?;
-    Ok(row.get(0))
+impl fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("url", &self.shown)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`, or the key=value
+    /// form) and creates lakeport's tables if needed. A malformed URL is an
+    /// [`Error::InvalidConfig`]; a server that does not answer or refuses is an
+    /// [`Error::Store`]; both name the URL without its password.
+    pub fn open(url: &str) -> Result<PostgresStore> {
+        let shown = without_password(url);
+        let mut config = url
+            .parse::<postgres::Config>()
+            .map_err(|e| Error::InvalidConfig(format!("--store {shown}: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        config.application_name("lakeport");
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(POOL_SIZE)
+            .min_idle(Some(1))
+            .connection_timeout(POOL_WAIT)
+            .build_unchecked(manager);
+        let store = PostgresStore {
+            pool,
+            config,
+            shown,
+            tables: Mutex::new(HashMap::new()),
+        };
+        let mut conn = store.conn_now()?;
+        let mut tx = conn
+            .transaction()
+            .map_err(store.db("opening the store"))?;
+        // CREATE … IF NOT EXISTS races with itself across processes: serialise on a lock.
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
+            .map_err(store.db("opening the store"))?;
+        tx.batch_execute(&format!(
+            "{CREATE_META}{}{}",
+            runs::CREATE_RUNS,
+            import::CREATE_IMPORTS
+        ))
+        .map_err(store.db("creating lakeport's tables"))?;
+        tx.commit().map_err(store.db("opening the store"))?;
+        Ok(store)
+    }
+
+    /// The URL of the store without its password.
+    pub fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// A connection from the pool, waiting up to [`POOL_WAIT`] for a free one.
+    pub(crate) fn conn(&self) -> Result<Conn> {
+        self.pool
+            .get()
+            .map_err(|e| Error::Store(format!("connecting to {}: {e}", self.shown)))
+    }
+
+    /// A connection, failing at once (with the server's own reason) when the server cannot
+    /// be reached: used when opening, so that a wrong URL does not wait for the pool.
+    fn conn_now(&self) -> Result<Conn> {
+        if let Some(conn) = self.pool.try_get() {
+            return Ok(conn);
+        }
+        // `try_get` gives no reason; one direct attempt does.
+        match self.config.connect(NoTls) {
+            Ok(client) => drop(client),
+            Err(e) => {
+                return Err(Error::Store(format!(
+                    "connecting to {}: {}",
+                    self.shown,
+                    describe(&e)
+                )))
+            }
+        }
+        self.conn()
+    }
+
+    /// Maps a database error to [`Error::Store`], saying what was being done.
+    pub(crate) fn db(&self, what: impl fmt::Display) -> impl FnOnce(postgres::Error) -> Error {
+        let shown = self.shown.clone();
+        move |e| Error::Store(format!("{what} ({shown}): {}", describe(&e)))
+    }
+
+    /// The layout of table `name`, read through `conn` on first use.
+    pub(crate) fn table_sql(
+        &self,
+        conn: &mut impl postgres::GenericClient,
+        name: &str,
+    ) -> Result<Arc<TableSql>> {
+        let cache = || self.tables.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = cache().get(name) {
+            return Ok(Arc::clone(t));
+        }
+        let def = stored_def(self, conn, name)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "table {name:?} is not in the store (declare it under schemas/)"
+            ))
+        })?;
+        let sql = Arc::new(TableSql::new(def));
+        cache().insert(name.to_string(), Arc::clone(&sql));
+        Ok(sql)
+    }
+}
+
+/// A database error with its server message and detail when it has them (the `postgres`
+/// crate's own display is only "db error").
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut s = format!("{}: {}", db.severity(), db.message());
+            if let Some(detail) = db.detail() {
+                let _ = write!(s, " ({detail})");
+            }
+            s
+        }
+        None => {
+            let mut s = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(cause) = source {
+                let _ = write!(s, ": {cause}");
+                source = cause.source();
+            }
+            s
+        }
+    }
 }
 
 /// `url` with the password of its user part replaced by `***`.
@@ -120,122 +254,404 @@ fn without_password(url: &str) -> String {
             }
             _ => url.to_string(),
         },
+        None if url.contains("password") => url
+            .split_whitespace()
+            .map(|kv| {
+                if kv.starts_with("password=") {
+                    "password=***"
+                } else {
+                    kv
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
         None => url.to_string(),
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
 
-    /// The server of these tests: `LAKEPORT_TEST_POSTGRES` (make test starts one). Without
-    /// it they fail, saying so: they are not skipped.
-    fn test_url() -> String {
-        std::env::var("LAKEPORT_TEST_POSTGRES").unwrap_or_else(|_| {
-            panic!("LAKEPORT_TEST_POSTGRES is not set: run the tests through make test")
-        })
-    }
+/// A stored integer that must not be negative (`_seq`, counters).
+pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
+}
 
-    #[test]
-    fn passwords_are_not_shown() {
-        assert_eq!(
-            without_password("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(without_password("postgres://u@h/db"), "postgres://u@h/db");
-    }
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
+}
 
-    /// Eight writers commit rows after random delays (a transaction holds its row for up to
-    /// 20 ms before it records its commit) while a reader delivers "every row whose commit is
-    /// above my checkpoint and at most the newest commit I see", moving its checkpoint each
-    /// time. Every row must be delivered exactly once: a commit_seq that became visible after
-    /// a higher one would be skipped.
-    #[test]
-    #[ignore = "needs LAKEPORT_TEST_POSTGRES (make test)"]
-    fn no_change_is_skipped_under_concurrent_writers() {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Arc;
-        let pool = connect(&test_url()).unwrap();
-        pool.get()
-            .unwrap()
-            .batch_execute(
-                r#"DROP TABLE IF EXISTS "t_rows"; CREATE TABLE "t_rows" ("id" BIGINT PRIMARY KEY, "_xid" xid8 NOT NULL);"#,
-            )
-            .unwrap();
-        let done = Arc::new(AtomicBool::new(false));
-        let writers: Vec<_> = (0..8i64)
-            .map(|w| {
-                let pool = pool.clone();
-                std::thread::spawn(move || {
-                    for n in 0..40i64 {
-                        let mut conn = pool.get().unwrap();
-                        let mut tx = conn.transaction().unwrap();
-                        let id = w * 1000 + n;
-                        tx.execute(
-                            r#"INSERT INTO "t_rows" VALUES ($1, pg_current_xact_id())"#,
-                            &[&id],
-                        )
-                        .unwrap();
-                        let pause = (id * 7919 % 20) as u64;
-                        std::thread::sleep(Duration::from_millis(pause));
-                        record_commit(&mut tx, 0).unwrap();
-                        tx.commit().unwrap();
-                    }
-                })
-            })
-            .collect();
-        let reader = {
-            let (pool, done) = (pool.clone(), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let mut delivered: Vec<i64> = Vec::new();
-                let mut checkpoint = 0i64;
-                loop {
-                    let finished = done.load(Ordering::SeqCst);
-                    let mut conn = pool.get().unwrap();
-                    let mut tx = conn
-                        .build_transaction()
-                        .isolation_level(r2d2_postgres::postgres::IsolationLevel::RepeatableRead)
-                        .start()
-                        .unwrap();
-                    let upto: i64 = tx
-                        .query_one(
-                            r#"SELECT coalesce(max("commit_seq"), 0) FROM "_lakeport_commits""#,
-                            &[],
-                        )
-                        .unwrap()
-                        .get(0);
-                    for row in tx
-                        .query(
-                            r#"SELECT r."id" FROM "t_rows" r JOIN "_lakeport_commits" c
-                               ON c."xid" = r."_xid"
-                               WHERE c."commit_seq" > $1 AND c."commit_seq" <= $2"#,
-                            &[&checkpoint, &upto],
-                        )
-                        .unwrap()
-                    {
-                        delivered.push(row.get(0));
-                    }
-                    tx.commit().unwrap();
-                    checkpoint = upto;
-                    if finished {
-                        return delivered;
-                    }
-                    std::thread::sleep(Duration::from_millis(3));
-                }
-            })
-        };
-        for w in writers {
-            w.join().unwrap();
-        }
-        done.store(true, Ordering::SeqCst);
-        let mut delivered = reader.join().unwrap();
-        delivered.sort_unstable();
-        let expected: Vec<i64> = (0..8i64)
-            .flat_map(|w| (0..40i64).map(move |n| w * 1000 + n))
-            .collect();
-        assert_eq!(
-            delivered, expected,
-            "a change was skipped or delivered twice"
-        );
+/// `"name"` with embedded quotes doubled.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQL type of a column (text sorts by bytes).
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::String => "TEXT COLLATE \"C\"",
+        ColumnType::Int64 => "BIGINT",
+        ColumnType::Double => "DOUBLE PRECISION",
+        ColumnType::Bool => "BOOLEAN",
+        ColumnType::Binary => "BYTEA",
+        ColumnType::TimestampMs => "TIMESTAMPTZ",
     }
 }
+
+/// The array type an `unnest` parameter of a column has.
+fn array_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::String => "text[]",
+        ColumnType::Int64 => "int8[]",
+        ColumnType::Double => "float8[]",
+        ColumnType::Bool => "bool[]",
+        ColumnType::Binary => "bytea[]",
+        ColumnType::TimestampMs => "timestamptz[]",
+    }
+}
+
+/// The data table of a declared table.
+fn data_table(table: &str) -> String {
+    quote(&format!("data_{table}"))
+}
+
+fn stored_def(
+    store: &PostgresStore,
+    conn: &mut impl postgres::GenericClient,
+    name: &str,
+) -> Result<Option<TableDef>> {
+    let row = conn
+        .query_opt(
+            r#"SELECT "definition" FROM "_lakeport_tables" WHERE "name" = $1"#,
+            &[&name],
+        )
+        .map_err(store.db(format_args!("reading the definition of table {name}")))?;
+    row.map(|r| {
+        let json: String = r.get(0);
+        serde_json::from_str(&json).map_err(|e| {
+            Error::Store(format!(
+                "the stored definition of table {name} is not valid: {e}"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// One table's layout and SQL texts, built once per table.
+#[derive(Debug)]
+pub(crate) struct TableSql {
+    def: TableDef,
+    schema: SchemaRef,
+    /// `schema` with a last, non-null Boolean `_deleted`.
+    schema_with_deleted: SchemaRef,
+    /// Column indexes of the key, in key order.
+    key_idx: Vec<usize>,
+    /// Column indexes of the other columns, in table order.
+    other_idx: Vec<usize>,
+    /// Whether column i is part of the key.
+    is_key: Vec<bool>,
+    /// `"data_<table>"`.
+    data: String,
+    /// `"k1", "k2"`.
+    key_list: String,
+    /// Every column, then `_seq`, `_write_time`.
+    select_list: String,
+}
+
+impl TableSql {
+    fn new(def: TableDef) -> TableSql {
+        let data = data_table(&def.table);
+        let key_idx = def.key_indexes();
+        let n = def.columns.len();
+        let other_idx: Vec<usize> = (0..n).filter(|i| !key_idx.contains(i)).collect();
+        let col = |i: usize| quote(&def.columns[i].name);
+        let key_list = key_idx.iter().map(|&i| col(i)).collect::<Vec<_>>().join(", ");
+        let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
+        TableSql {
+            schema: def.arrow_schema(),
+            schema_with_deleted: def.arrow_schema_with_deleted(),
+            is_key: (0..n).map(|i| key_idx.contains(&i)).collect(),
+            select_list: format!("{all}, \"_seq\", \"_write_time\""),
+            def,
+            key_idx,
+            other_idx,
+            data,
+            key_list,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.def.table
+    }
+
+    fn col(&self, i: usize) -> String {
+        quote(&self.def.columns[i].name)
+    }
+
+    fn check_row(&self, values: &[Value]) -> Result<()> {
+        check_row(&self.def, &self.is_key, values)
+    }
+
+    fn check_key(&self, key: &[Value]) -> Result<()> {
+        check_key(&self.def, &self.key_idx, key)
+    }
+
+    /// `d."k1" = i."k1" AND …`: the key of `d` equals the key of `i`.
+    fn key_join(&self, d: &str, i: &str) -> String {
+        self.key_idx
+            .iter()
+            .map(|&k| format!("{d}.{c} = {i}.{c}", c = self.col(k)))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+}
+
+fn create_table_sql(def: &TableDef) -> String {
+    let data = data_table(&def.table);
+    let mut cols: Vec<String> = def
+        .columns
+        .iter()
+        .map(|c| {
+            let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
+            format!("{} {}{not_null}", quote(&c.name), sql_type(c.ty))
+        })
+        .collect();
+    cols.push("\"_seq\" BIGINT NOT NULL".into());
+    cols.push("\"_write_time\" TIMESTAMPTZ NOT NULL".into());
+    cols.push("\"_deleted\" BOOLEAN NOT NULL DEFAULT false".into());
+    let key = def
+        .primary_key
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TABLE {data} ({}, PRIMARY KEY ({key}));\n\
+         CREATE INDEX {} ON {data} (\"_seq\") INCLUDE (\"_deleted\");",
+        cols.join(", "),
+        quote(&format!("data_{}_by_seq", def.table)),
+    )
+}
+
+/// The condition that leaves tombstones out, unless changes are read with their deletes.
+fn unless_deletes(deletes: bool) -> &'static str {
+    if deletes {
+        ""
+    } else {
+        "NOT \"_deleted\" AND "
+    }
+}
+
+/// Reads a count or `_seq` column that must not be negative.
+fn count(row: &Row, i: usize, what: &str) -> Result<u64> {
+    non_negative(row.get::<_, i64>(i), what)
+}
+
+impl Store for PostgresStore {
+    fn ensure_table(&self, def: &TableDef) -> Result<()> {
+        check_def(def)?;
+        let name = &def.table;
+        let mut conn = self.conn()?;
+        let mut tx = conn
+            .transaction()
+            .map_err(self.db(format_args!("declaring table {name}")))?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
+            .map_err(self.db(format_args!("declaring table {name}")))?;
+        if let Some(stored) = stored_def(self, &mut tx, name)? {
+            if stored == *def {
+                listing::ensure_index(self, &mut tx, def)?;
+                return tx
+                    .commit()
+                    .map_err(self.db(format_args!("declaring table {name}")));
+            }
+            return Err(Error::Conflict(format!(
+                "table {name} exists in the store with a different definition: {}",
+                differences(&stored, def).join("; ")
+            )));
+        }
+        let json = serde_json::to_string(def)
+            .map_err(|e| Error::Store(format!("encoding the definition of table {name}: {e}")))?;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_tables" ("name", "definition") VALUES ($1, $2)"#,
+            &[name, &json],
+        )
+        .map_err(self.db(format_args!("declaring table {name}")))?;
+        tx.batch_execute(&create_table_sql(def))
+            .map_err(self.db(format_args!("creating table {name}")))?;
+        listing::ensure_index(self, &mut tx, def)?;
+        tx.commit()
+            .map_err(self.db(format_args!("declaring table {name}")))
+    }
+
+    fn table_stats(&self) -> Result<Vec<TableStats>> {
+        let mut conn = self.conn()?;
+        let names: Vec<String> = conn
+            .query(
+                r#"SELECT "name" FROM "_lakeport_tables" ORDER BY "name" COLLATE "C""#,
+                &[],
+            )
+            .map_err(self.db("listing tables"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let mut out = Vec::with_capacity(names.len());
+        for table in names {
+            let sql = format!(
+                "SELECT count(*) FILTER (WHERE NOT \"_deleted\"), \
+                 count(*) FILTER (WHERE \"_deleted\"), coalesce(max(\"_seq\"), 0) FROM {}",
+                data_table(&table)
+            );
+            let row = conn
+                .query_one(&sql, &[])
+                .map_err(self.db(format_args!("counting rows of table {table}")))?;
+            out.push(TableStats {
+                rows: count(&row, 0, "a row count")?,
+                tombstones: count(&row, 1, "a tombstone count")?,
+                max_seq: count(&row, 2, "a _seq")?,
+                table,
+            });
+        }
+        Ok(out)
+    }
+
+    fn apply(
+        &self,
+        table: &str,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ApplyOutcome> {
+        write::apply(self, table, changes)
+    }
+
+    fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot> {
+        read::snapshot(self, table, shards)
+    }
+
+    fn changes(
+        &self,
+        table: &str,
+        after_seq: u64,
+        shards: usize,
+        deletes: bool,
+    ) -> Result<Snapshot> {
+        read::changes(self, table, after_seq, shards, deletes)
+    }
+
+    fn lag(&self, table: &str, after_seq: u64, deletes: bool) -> Result<Lag> {
+        let mut conn = self.conn()?;
+        let t = self.table_sql(&mut *conn, table)?;
+        let what = format!("lag of table {table}");
+        let after = to_i64(after_seq, "a checkpoint")?;
+        let mut tx = conn
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(self.db(&what))?;
+        let behind = format!(
+            "FROM {} WHERE {}\"_seq\" > $1",
+            t.data,
+            unless_deletes(deletes)
+        );
+        let row = tx
+            .query_one(
+                &format!(
+                    "SELECT (SELECT coalesce(max(\"_seq\"), 0) FROM {}), \
+                     (SELECT count(*) {behind}), \
+                     (SELECT (extract(epoch FROM \"_write_time\") * 1000)::bigint {behind} \
+                      ORDER BY \"_seq\" LIMIT 1)",
+                    t.data
+                ),
+                &[&after],
+            )
+            .map_err(self.db(&what))?;
+        let lag = Lag {
+            newest_seq: count(&row, 0, "a _seq")?,
+            rows_behind: count(&row, 1, "a row count")?,
+            oldest_write_ms: row.get(2),
+        };
+        tx.commit().map_err(self.db(&what))?;
+        Ok(lag)
+    }
+
+    fn purge_tombstones(&self, table: &str, up_to_seq: u64) -> Result<u64> {
+        let mut conn = self.conn()?;
+        let t = self.table_sql(&mut *conn, table)?;
+        conn.execute(
+            &format!(
+                "DELETE FROM {} WHERE \"_deleted\" AND \"_seq\" > 0 AND \"_seq\" <= $1",
+                t.data
+            ),
+            &[&i64::try_from(up_to_seq).unwrap_or(i64::MAX)],
+        )
+        .map_err(self.db(format!("purging tombstones of table {table}")))
+    }
+
+    fn start_run(
+        &self,
+        record: &RunRecord,
+        lease: Duration,
+        gone: OwnerGone<'_>,
+    ) -> Result<StartedRun> {
+        runs::start_run(self, record, lease, gone)
+    }
+
+    fn heartbeat(&self, run_id: u64) -> Result<()> {
+        runs::heartbeat(self, run_id)
+    }
+
+    fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()> {
+        runs::finish_run(self, record, live)
+    }
+
+    fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()> {
+        runs::clear_pending_removal(self, task, removed)
+    }
+
+    fn task_state(&self, task: &str) -> Result<Option<TaskState>> {
+        runs::task_state(self, task)
+    }
+
+    fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>> {
+        runs::live_objects(self, task)
+    }
+
+    fn live_partitions(&self, task: &str) -> Result<Vec<(String, u64)>> {
+        runs::live_partitions(self, task)
+    }
+
+    fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
+        runs::runs(self, task, limit)
+    }
+
+    fn apply_snapshot(
+        &self,
+        draft: &ImportRecord,
+        changes: &mut dyn Iterator<Item = Result<Change>>,
+    ) -> Result<ImportOutcome> {
+        import::apply_snapshot(self, draft, changes)
+    }
+
+    fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
+        import::imports(self, limit)
+    }
+
+    fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
+        listing::list_objects(self, q)
+    }
+
+    fn summarize_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        by: crate::store::SummaryBy,
+    ) -> Result<Vec<crate::store::SummaryRow>> {
+        listing::summarize_objects(self, bucket, prefix, by)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

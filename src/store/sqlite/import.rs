@@ -29,11 +29,12 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{db, non_negative, quote, show_ms, Applier, Bind, SqliteStore, Statements, Stored};
+use super::{db, non_negative, quote, Applier, Bind, SqliteStore, Statements, Stored};
 use crate::error::{Error, Result};
+use crate::store::checks::{check_in_scope, check_scope_columns, older_than_newest};
 use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::RowSorter;
-use crate::store::{Change, ColumnType, ImportOutcome, ImportRecord, Value};
+use crate::store::{Change, ImportOutcome, ImportRecord, Value};
 
 /// Columns of `_lakeport_imports` besides the JSON record, used to find earlier imports of a
 /// scope without decoding every record.
@@ -135,7 +136,7 @@ impl SqliteStore {
         let (t, upper) = {
             let conn = self.lock();
             let t = self.table_sql(&conn, table)?;
-            check_scope_columns(&t)?;
+            check_scope_columns(&t.def, &t.key_idx)?;
             if let Some(earlier) = earlier_import(&conn, draft)? {
                 return Ok(ImportOutcome::AlreadyImported(earlier));
             }
@@ -155,7 +156,7 @@ impl SqliteStore {
                     )))
                 }
             };
-            check_in_scope(&t, draft, &values)?;
+            check_in_scope(&t.key_idx, draft, &values)?;
             t.check_row(&values)?;
             sorter.push_with(|out| codec.encode_values(&values, out))?;
         }
@@ -284,48 +285,6 @@ impl SqliteStore {
     }
 }
 
-/// The table's first two key columns must be strings: the bucket and the key of a scope.
-fn check_scope_columns(t: &super::TableSql) -> Result<()> {
-    let string_key = |j: usize| {
-        t.key_idx
-            .get(j)
-            .is_some_and(|&i| t.def.columns[i].ty == ColumnType::String)
-    };
-    if string_key(0) && string_key(1) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
-            "table {}: a snapshot import needs a primary key that starts with two string \
-             columns (bucket, key), found [{}]",
-            t.name(),
-            t.def.primary_key.join(", ")
-        )))
-    }
-}
-
-fn check_in_scope(t: &super::TableSql, draft: &ImportRecord, values: &[Value]) -> Result<()> {
-    let bucket = values.get(t.key_idx[0]);
-    let key = values.get(t.key_idx[1]);
-    let inside = matches!(bucket, Some(Value::String(b)) if *b == draft.scope_bucket)
-        && matches!(key, Some(Value::String(k)) if k.starts_with(&draft.scope_prefix));
-    if inside {
-        return Ok(());
-    }
-    let show = |v: Option<&Value>| match v {
-        Some(Value::String(s)) => format!("{s:?}"),
-        Some(other) => format!("{other:?}"),
-        None => "nothing".into(),
-    };
-    Err(Error::InvalidInput(format!(
-        "{}: row with bucket {} and key {} is outside the snapshot's scope (bucket {:?}, prefix {:?})",
-        draft.manifest_url,
-        show(bucket),
-        show(key),
-        draft.scope_bucket,
-        draft.scope_prefix
-    )))
-}
-
 fn decode_record(id: i64, json: &str) -> Result<ImportRecord> {
     serde_json::from_str(json).map_err(|e| {
         Error::Store(format!(
@@ -370,27 +329,7 @@ fn refuse_older(conn: &Connection, draft: &ImportRecord) -> Result<()> {
     let Some((id, json)) = newest else {
         return Ok(());
     };
-    let newest = decode_record(id, &json)?;
-    if draft.created_ms >= newest.created_ms {
-        return Ok(());
-    }
-    let scope = if draft.scope_prefix.is_empty() {
-        format!("bucket {}", draft.scope_bucket)
-    } else {
-        format!(
-            "bucket {} prefix {:?}",
-            draft.scope_bucket, draft.scope_prefix
-        )
-    };
-    Err(Error::Conflict(format!(
-        "{}: refused: this snapshot was created at {}, before the newest one applied to {scope} \
-         (created at {}, {}, import {}); reports apply in creation order",
-        draft.manifest_url,
-        show_ms(draft.created_ms),
-        show_ms(newest.created_ms),
-        newest.manifest_url,
-        newest.import_id
-    )))
+    older_than_newest(draft, &decode_record(id, &json)?)
 }
 
 /// The scope of a snapshot: its bucket, its key prefix and the prefix's upper bound.

@@ -1,0 +1,131 @@
+//! Tests of the PostgreSQL store against a real server: `LAKEPORT_TEST_POSTGRES` names it
+//! (`make test` runs the tests under `scripts/with-postgres.sh`, which starts a throwaway
+//! cluster). Without the variable these tests fail, saying so: they are never skipped.
+//! Each test gets a database of its own.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::store::conformance;
+
+/// The server of these tests.
+pub(crate) fn server_url() -> String {
+    std::env::var("LAKEPORT_TEST_POSTGRES").unwrap_or_else(|_| {
+        panic!(
+            "LAKEPORT_TEST_POSTGRES is not set: run the tests through make test \
+             (or scripts/with-postgres.sh cargo test)"
+        )
+    })
+}
+
+/// The URL of a new, empty database on the test server.
+pub(crate) fn fresh_database() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let url = server_url();
+    let name = format!(
+        "lakeport_test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut admin = postgres::Client::connect(&url, NoTls).unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A store on a new, empty database.
+pub(crate) fn fresh_store() -> PostgresStore {
+    PostgresStore::open(&fresh_database()).unwrap()
+}
+
+fn with_store(test: fn(&dyn Store)) {
+    test(&fresh_store());
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                with_store(conformance::$name);
+            }
+        )*
+    };
+}
+
+/// The listing suite (`store::conformance::listing`), run here like the rest.
+mod listing {
+    use super::with_store;
+    use crate::store::conformance::listing as conformance;
+
+    conformance_tests!(
+        paging_returns_every_key_once_in_byte_order,
+        versions_and_tombstones,
+        delimiter_rolls_up_common_prefixes_across_pages,
+        pages_resume_after_concurrent_changes,
+        limits_and_bad_tokens,
+        unknown_bucket_is_empty,
+        summaries_group_exactly,
+    );
+}
+
+conformance_tests!(
+    seq_is_store_wide,
+    unchanged_upsert_takes_no_seq,
+    upsert_after_delete_is_insert,
+    delete_leaves_tombstone,
+    apply_is_atomic_on_iterator_error,
+    apply_is_atomic_on_bad_value,
+    write_time_follows_seq,
+    snapshot_shards_cover_rows,
+    snapshot_with_more_shards_than_rows,
+    snapshot_consistent_under_writer,
+    runs_and_task_state,
+    changes_after_a_checkpoint,
+    changes_with_deletes_and_purging,
+    runs_of_a_task_never_overlap,
+    runs_of_a_gone_process_are_taken_over_at_once,
+    tables_are_declared_once,
+    snapshot_import_diffs_its_scope,
+    snapshot_import_same_or_older_is_not_applied,
+    snapshot_import_prefix_scope_and_atomicity,
+    snapshot_import_into_empty_scope_with_repeated_keys,
+    snapshot_import_sorted_removals,
+    snapshot_import_out_of_order_switch,
+    snapshot_import_repeated_key,
+    snapshot_import_revives_tombstones,
+    snapshot_import_prefix_edges,
+    snapshot_import_versions_in_byte_order,
+    snapshot_import_matches_a_model,
+);
+
+#[test]
+fn passwords_are_not_shown() {
+    assert_eq!(
+        without_password("postgres://u:secret@h:5432/db"),
+        "postgres://u:***@h:5432/db"
+    );
+    assert_eq!(without_password("postgres://u@h/db"), "postgres://u@h/db");
+    assert_eq!(
+        without_password("host=h user=u password=secret"),
+        "host=h user=u password=***"
+    );
+}
+
+/// A server that does not answer is an error naming the URL (without its password) and the
+/// reason, at once rather than after the pool's wait.
+#[test]
+fn unreachable_server_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let url = format!("postgres://u:secret@127.0.0.1:{port}/db");
+    let started = std::time::Instant::now();
+    let err = PostgresStore::open(&url).unwrap_err().to_string();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{err}");
+    assert!(err.contains(&format!("postgres://u:***@127.0.0.1:{port}/db")), "{err}");
+    assert!(!err.contains("secret"), "{err}");
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+}

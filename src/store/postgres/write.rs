@@ -1,0 +1,441 @@
+//! Writes to a PostgreSQL data table ([`Store::apply`](crate::store::Store::apply) and the
+//! upserts of a snapshot import): changes go to the server in batches of up to
+//! [`BATCH_ROWS`], each one statement over `unnest`ed arrays, and the transaction ends by
+//! allocating the `_seq` of every row it changed (see the module docs of
+//! [`postgres`](super): sequence at commit).
+//!
+//! An upsert batch is one `INSERT … ON CONFLICT DO UPDATE … WHERE <the row differs>`: an
+//! unchanged row is not written at all. Rows written get `_seq = -ordinal` (their place among
+//! the transaction's changes); [`Writer::commit`] renumbers them. A key repeated within a batch
+//! would make `ON CONFLICT` touch one row twice, so a repeat (or a switch between upserts and
+//! deletes) sends the batch first: changes apply in their order.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+
+use super::postgres::types::ToSql;
+use super::postgres::Transaction;
+use super::{array_type, count, non_negative, now_ms, PostgresStore, TableSql};
+use crate::error::{Error, Result};
+use crate::store::{ApplyOutcome, Change, ColumnType, Value};
+
+/// Changes sent to the server in one statement at most.
+pub(super) const BATCH_ROWS: usize = 4096;
+
+/// Applies `changes` to `table` in one transaction (see [`Store::apply`](crate::store::Store::apply)).
+pub(super) fn apply(
+    store: &PostgresStore,
+    table: &str,
+    changes: &mut dyn Iterator<Item = Result<Change>>,
+) -> Result<ApplyOutcome> {
+    let mut conn = store.conn()?;
+    let t = store.table_sql(&mut *conn, table)?;
+    let mut tx = conn
+        .transaction()
+        .map_err(store.db(format_args!("starting a write to table {table}")))?;
+    // On any error `tx` is dropped, which rolls everything back.
+    let mut w = Writer::new(store, &t, None);
+    for change in changes {
+        match change? {
+            Change::Upsert(values) => {
+                t.check_row(&values)?;
+                w.upsert(&mut tx, values)?;
+            }
+            Change::Delete(key) => {
+                t.check_key(&key)?;
+                w.delete(&mut tx, key)?;
+            }
+        }
+    }
+    let out = w.commit(&mut tx)?;
+    tx.commit()
+        .map_err(store.db(format_args!("committing a write to table {table}")))?;
+    Ok(out)
+}
+
+/// The values of one column of a batch, as the array parameter `unnest` takes.
+enum ColumnArray {
+    Text(Vec<Option<String>>),
+    Int(Vec<Option<i64>>),
+    Double(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    Bytes(Vec<Option<Vec<u8>>>),
+    Time(Vec<Option<DateTime<Utc>>>),
+}
+
+impl ColumnArray {
+    fn new(ty: ColumnType) -> ColumnArray {
+        match ty {
+            ColumnType::String => ColumnArray::Text(Vec::new()),
+            ColumnType::Int64 => ColumnArray::Int(Vec::new()),
+            ColumnType::Double => ColumnArray::Double(Vec::new()),
+            ColumnType::Bool => ColumnArray::Bool(Vec::new()),
+            ColumnType::Binary => ColumnArray::Bytes(Vec::new()),
+            ColumnType::TimestampMs => ColumnArray::Time(Vec::new()),
+        }
+    }
+
+    /// Appends a value already checked against the column's type.
+    fn push(&mut self, v: Value) -> Result<()> {
+        match (self, v) {
+            (ColumnArray::Text(a), Value::String(s)) => a.push(Some(s)),
+            (ColumnArray::Int(a), Value::Int64(v)) => a.push(Some(v)),
+            (ColumnArray::Double(a), Value::Double(v)) => a.push(Some(v)),
+            (ColumnArray::Bool(a), Value::Bool(v)) => a.push(Some(v)),
+            (ColumnArray::Bytes(a), Value::Binary(v)) => a.push(Some(v)),
+            (ColumnArray::Time(a), Value::TimestampMs(ms)) => {
+                a.push(Some(DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+                    Error::InvalidInput(format!(
+                        "timestamp {ms} ms is outside the range PostgreSQL stores"
+                    ))
+                })?))
+            }
+            (ColumnArray::Text(a), Value::Null) => a.push(None),
+            (ColumnArray::Int(a), Value::Null) => a.push(None),
+            (ColumnArray::Double(a), Value::Null) => a.push(None),
+            (ColumnArray::Bool(a), Value::Null) => a.push(None),
+            (ColumnArray::Bytes(a), Value::Null) => a.push(None),
+            (ColumnArray::Time(a), Value::Null) => a.push(None),
+            (_, v) => {
+                return Err(Error::Store(format!(
+                    "a checked value does not fit its column: {v:?}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        match self {
+            ColumnArray::Text(a) => a.clear(),
+            ColumnArray::Int(a) => a.clear(),
+            ColumnArray::Double(a) => a.clear(),
+            ColumnArray::Bool(a) => a.clear(),
+            ColumnArray::Bytes(a) => a.clear(),
+            ColumnArray::Time(a) => a.clear(),
+        }
+    }
+
+    fn param(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            ColumnArray::Text(a) => a,
+            ColumnArray::Int(a) => a,
+            ColumnArray::Double(a) => a,
+            ColumnArray::Bool(a) => a,
+            ColumnArray::Bytes(a) => a,
+            ColumnArray::Time(a) => a,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Upsert,
+    Delete,
+}
+
+/// The batches and counters of one write transaction to one table.
+pub(super) struct Writer<'s> {
+    store: &'s PostgresStore,
+    t: &'s TableSql,
+    kind: Kind,
+    /// Upserts: every column; deletes: the key columns.
+    columns: Vec<ColumnArray>,
+    ords: Vec<i64>,
+    /// Keys in the batch (their debug rendering: exact, and types never mix in a column).
+    keys: HashSet<String>,
+    next_ord: i64,
+    out: ApplyOutcome,
+    upsert_sql: String,
+    delete_sql: String,
+}
+
+impl<'s> Writer<'s> {
+    /// A writer for `t`; with `seen`, every upserted key is also inserted into that table
+    /// (a temporary table of the key columns: the keys a snapshot import held).
+    pub(super) fn new(store: &'s PostgresStore, t: &'s TableSql, seen: Option<&str>) -> Self {
+        Writer {
+            store,
+            t,
+            kind: Kind::Upsert,
+            columns: Vec::new(),
+            ords: Vec::new(),
+            keys: HashSet::new(),
+            next_ord: 0,
+            out: ApplyOutcome::default(),
+            upsert_sql: upsert_sql(t, seen),
+            delete_sql: delete_sql(t),
+        }
+    }
+
+    /// Queues a checked upsert.
+    pub(super) fn upsert(&mut self, tx: &mut Transaction<'_>, values: Vec<Value>) -> Result<()> {
+        let key = self.key_text(self.t.key_idx.iter().map(|&i| &values[i]));
+        self.start(tx, Kind::Upsert, key)?;
+        for (col, v) in self.columns.iter_mut().zip(values) {
+            col.push(v)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a checked delete (key values in key order).
+    pub(super) fn delete(&mut self, tx: &mut Transaction<'_>, key: Vec<Value>) -> Result<()> {
+        let text = self.key_text(key.iter());
+        self.start(tx, Kind::Delete, text)?;
+        for (col, v) in self.columns.iter_mut().zip(key) {
+            col.push(v)?;
+        }
+        Ok(())
+    }
+
+    fn key_text<'v>(&self, key: impl Iterator<Item = &'v Value>) -> String {
+        let mut s = String::new();
+        for v in key {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{v:?}\u{0}");
+        }
+        s
+    }
+
+    /// Makes room in the batch for one change of `kind` with key `key`, sending the batch
+    /// first when it is full, of the other kind, or holds the key already.
+    fn start(&mut self, tx: &mut Transaction<'_>, kind: Kind, key: String) -> Result<()> {
+        if !self.ords.is_empty()
+            && (kind != self.kind || self.ords.len() >= BATCH_ROWS || self.keys.contains(&key))
+        {
+            self.flush(tx)?;
+        }
+        if self.ords.is_empty() {
+            self.kind = kind;
+            let def = &self.t.def;
+            self.columns = match kind {
+                Kind::Upsert => def.columns.iter().map(|c| ColumnArray::new(c.ty)).collect(),
+                Kind::Delete => self
+                    .t
+                    .key_idx
+                    .iter()
+                    .map(|&i| ColumnArray::new(def.columns[i].ty))
+                    .collect(),
+            };
+        }
+        self.keys.insert(key);
+        self.next_ord += 1;
+        self.ords.push(self.next_ord);
+        Ok(())
+    }
+
+    /// Sends the queued batch.
+    pub(super) fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
+        if self.ords.is_empty() {
+            return Ok(());
+        }
+        let table = self.t.name();
+        let mut params: Vec<&(dyn ToSql + Sync)> =
+            self.columns.iter().map(ColumnArray::param).collect();
+        params.push(&self.ords);
+        let sent = self.ords.len() as u64;
+        match self.kind {
+            Kind::Upsert => {
+                let row = tx
+                    .query_one(&self.upsert_sql, &params)
+                    .map_err(self.store.db(format_args!("writing rows of table {table}")))?;
+                let inserted = count(&row, 0, "a row count")?;
+                let updated = count(&row, 1, "a row count")?;
+                self.out.inserted += inserted;
+                self.out.updated += updated;
+                self.out.unchanged += sent - inserted - updated;
+            }
+            Kind::Delete => {
+                let deleted = tx
+                    .execute(&self.delete_sql, &params)
+                    .map_err(self.store.db(format_args!("deleting rows of table {table}")))?;
+                self.out.deleted += deleted;
+                self.out.unchanged += sent - deleted;
+            }
+        }
+        for c in &mut self.columns {
+            c.clear();
+        }
+        self.ords.clear();
+        self.keys.clear();
+        Ok(())
+    }
+
+    /// Counts of the changes sent so far (after [`Writer::flush`]).
+    pub(super) fn outcome(&self) -> ApplyOutcome {
+        self.out
+    }
+
+    /// Counts a change that was not sent because it changes nothing.
+    pub(super) fn count_unchanged(&mut self, n: u64) {
+        self.out.unchanged += n;
+    }
+
+    /// Counts tombstones written by the caller's own statement (their `_seq` placeholders
+    /// taken from [`Writer::take_ords`]).
+    pub(super) fn count_deleted(&mut self, n: u64) {
+        self.out.deleted += n;
+    }
+
+    /// The next placeholder ordinal, for a statement of the caller's that writes rows.
+    pub(super) fn next_ord(&self) -> i64 {
+        self.next_ord
+    }
+
+    /// Reserves `n` ordinals after [`Writer::next_ord`] for the caller's own statement.
+    pub(super) fn take_ords(&mut self, n: i64) {
+        self.next_ord += n;
+    }
+
+    /// Sends what is queued, then allocates the `_seq` of every row the transaction wrote:
+    /// locks the meta row, renumbers the rows in ordinal order after the store's `seq` with
+    /// one write time (never below the previous transaction's), and stores the new `seq`.
+    /// The caller commits right after.
+    pub(super) fn commit(mut self, tx: &mut Transaction<'_>) -> Result<ApplyOutcome> {
+        self.flush(tx)?;
+        let (store, t) = (self.store, self.t);
+        let table = t.name();
+        let written = self.out.inserted + self.out.updated + self.out.deleted;
+        if written == 0 {
+            let row = tx
+                .query_one(super::READ_SEQ, &[])
+                .map_err(store.db("reading the store's seq"))?;
+            self.out.seq = count(&row, 0, "the store's seq")?;
+            return Ok(self.out);
+        }
+        let at = || store.db(format!("allocating the _seq of a write to table {table}"));
+        let meta = tx
+            .query_one(
+                r#"SELECT "seq", "last_write_ms" FROM "_lakeport_meta" WHERE "id" = 1 FOR UPDATE"#,
+                &[],
+            )
+            .map_err(at())?;
+        let base: i64 = meta.get(0);
+        let write_ms = now_ms().max(meta.get(1));
+        let write_time = DateTime::from_timestamp_millis(write_ms)
+            .ok_or_else(|| Error::Store(format!("write time {write_ms} ms is out of range")))?;
+        let renumbered = tx
+            .execute(
+                &format!(
+                    "UPDATE {data} d SET \"_seq\" = $1 + r.\"_n\", \"_write_time\" = $2 \
+                     FROM (SELECT {keys}, row_number() OVER (ORDER BY \"_seq\" DESC) AS \"_n\" \
+                           FROM {data} WHERE \"_seq\" < 0) r \
+                     WHERE {join}",
+                    data = t.data,
+                    keys = t.key_list,
+                    join = t.key_join("d", "r"),
+                ),
+                &[&base, &write_time],
+            )
+            .map_err(at())?;
+        let seq = base + i64::try_from(renumbered).unwrap_or(i64::MAX);
+        tx.execute(
+            r#"UPDATE "_lakeport_meta" SET "seq" = $1, "last_write_ms" = $2 WHERE "id" = 1"#,
+            &[&seq, &write_ms],
+        )
+        .map_err(at())?;
+        self.out.seq = non_negative(seq, "the store's seq")?;
+        Ok(self.out)
+    }
+
+    /// The write time [`Writer::commit`] gave (after it): read back by an import record.
+    pub(super) fn table(&self) -> &TableSql {
+        self.t
+    }
+}
+
+/// The upsert of one batch: parameters are one array per column then the ordinals; returns
+/// one row (inserted, updated), inserted counting revived tombstones.
+fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
+    let n = t.def.columns.len();
+    let cols: Vec<String> = (0..n).map(|i| t.col(i)).collect();
+    let all = cols.join(", ");
+    let arrays = t
+        .def
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}", i + 1, array_type(c.ty)))
+        .chain(std::iter::once(format!("${}::int8[]", n + 1)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let d_keys = t
+        .key_idx
+        .iter()
+        .map(|&i| format!("d.{}", cols[i]))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sets: Vec<String> = t
+        .other_idx
+        .iter()
+        .map(|&i| format!("{c} = excluded.{c}", c = cols[i]))
+        .collect();
+    sets.push("\"_seq\" = excluded.\"_seq\"".into());
+    sets.push("\"_write_time\" = excluded.\"_write_time\"".into());
+    sets.push("\"_deleted\" = false".into());
+    let differs = if t.other_idx.is_empty() {
+        "d.\"_deleted\"".to_string()
+    } else {
+        let side = |s: &str| {
+            t.other_idx
+                .iter()
+                .map(|&i| format!("{s}.{}", cols[i]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "d.\"_deleted\" OR ({}) IS DISTINCT FROM ({})",
+            side("d"),
+            side("excluded")
+        )
+    };
+    let seen_cte = seen
+        .map(|s| format!(", s AS (INSERT INTO {s} SELECT {} FROM i)", t.key_list))
+        .unwrap_or_default();
+    format!(
+        "WITH i AS (SELECT * FROM unnest({arrays}) AS i({all}, \"_ord\")), \
+         o AS (SELECT {d_keys}, d.\"_deleted\" FROM {data} d JOIN i ON {join_di}), \
+         w AS (INSERT INTO {data} AS d ({all}, \"_seq\", \"_write_time\", \"_deleted\") \
+               SELECT {all}, -\"_ord\", now(), false FROM i \
+               ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {differs} \
+               RETURNING {d_keys}){seen_cte} \
+         SELECT count(*) FILTER (WHERE o.\"_deleted\" IS NOT FALSE), \
+                count(*) FILTER (WHERE o.\"_deleted\" IS FALSE) \
+         FROM w LEFT JOIN o ON {join_wo}",
+        data = t.data,
+        keys = t.key_list,
+        join_di = t.key_join("d", "i"),
+        join_wo = t.key_join("w", "o"),
+        sets = sets.join(", "),
+    )
+}
+
+/// The tombstoning of one batch of keys: parameters are one array per key column then the
+/// ordinals; the row count is the number of live rows it turned into tombstones.
+fn delete_sql(t: &TableSql) -> String {
+    let k = t.key_idx.len();
+    let arrays = t
+        .key_idx
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| format!("${}::{}", j + 1, array_type(t.def.columns[i].ty)))
+        .chain(std::iter::once(format!("${}::int8[]", k + 1)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut sets: Vec<String> = t
+        .other_idx
+        .iter()
+        .map(|&i| format!("{} = NULL", t.col(i)))
+        .collect();
+    sets.push("\"_seq\" = -i.\"_ord\"".into());
+    sets.push("\"_deleted\" = true".into());
+    format!(
+        "WITH i AS (SELECT * FROM unnest({arrays}) AS i({keys}, \"_ord\")) \
+         UPDATE {data} d SET {sets} FROM i WHERE {join} AND NOT d.\"_deleted\"",
+        keys = t.key_list,
+        data = t.data,
+        sets = sets.join(", "),
+        join = t.key_join("d", "i"),
+    )
+}

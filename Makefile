@@ -4,8 +4,10 @@
 #                demo tasks of pipelines/ into demo/lake/, print the DDL and where to look
 #   make test    rustfmt check, clippy, cargo test, then the end-to-end suite (tests/e2e, run
 #                by pytest in .venv against the debug binary; DuckDB, pyarrow, Spark,
-#                Debian's chromium for the status page, installed with apt-get when missing,
-#                and the S3-compatible server s3s-fs, built once into the tools cache)
+#                Debian's chromium for the status page and postgresql for the PostgreSQL
+#                store, installed with apt-get when missing, and the S3-compatible server
+#                s3s-fs, built once into the tools cache); one throwaway PostgreSQL cluster
+#                on a free loopback port serves the whole run (scripts/with-postgres.sh)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
 #                continuous-delivery latency, the API under wrk load beside five delivering
 #                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
@@ -45,7 +47,7 @@ TOOLS ?= $(or $(LAKEPORT_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)$(if $(LAKE
 S3S_FS_VERSION := 0.14.1
 S3S_FS := $(TOOLS)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
 
-.PHONY: help run test bench lint venv chromium s3s-fs wrk e2e demo-clean
+.PHONY: help run test test-with-postgres bench lint venv chromium s3s-fs postgresql wrk e2e demo-clean
 
 help:
 	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
@@ -77,6 +79,16 @@ chromium:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq chromium >/dev/null || { \
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
+	fi
+
+## PostgreSQL from Debian's packages (as root), when no server binaries are installed. The
+## package's own cluster is not used: scripts/with-postgres.sh starts a throwaway one.
+postgresql:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql (the PostgreSQL store's tests run against it)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq postgresql >/dev/null || { \
+	    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }; \
 	fi
 
 ## s3s-fs from crates.io, built once (about 2 minutes) into $(TOOLS). CARGO_TARGET_DIR is
@@ -121,16 +133,25 @@ run:
 demo-clean:
 	rm -rf demo
 
-test: venv chromium s3s-fs
+test: venv chromium s3s-fs postgresql
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	scripts/with-postgres.sh $(MAKE) --no-print-directory test-with-postgres
+
+## What `make test` runs inside one throwaway PostgreSQL cluster (scripts/with-postgres.sh
+## starts it and exports LAKEPORT_TEST_POSTGRES; it is stopped and removed at the end, even on
+## failure): the Rust tests (the store conformance suite runs on SQLite and on PostgreSQL),
+## then the end-to-end suite.
+test-with-postgres:
 	$(CARGO) test
 	$(CARGO) build
 	$(MAKE) --no-print-directory e2e
 
-## The end-to-end suite alone (expects a debug build).
-e2e: venv chromium s3s-fs
-	LAKEPORT_BIN=$(LAKEPORT_BIN) LAKEPORT_S3S_FS=$(S3S_FS) \
+## The end-to-end suite alone (expects a debug build); starts its own PostgreSQL cluster
+## unless LAKEPORT_TEST_POSTGRES names one.
+e2e: venv chromium s3s-fs postgresql
+	$(if $(LAKEPORT_TEST_POSTGRES),,scripts/with-postgres.sh) \
+	  env LAKEPORT_BIN=$(LAKEPORT_BIN) LAKEPORT_S3S_FS=$(S3S_FS) \
 	  $(VPY) -m pytest tests/e2e -q $(PYTEST_ARGS)
 
 ## wrk, the load generator of the serve benchmark, from Debian (installed once; as root).

@@ -103,7 +103,6 @@ impl Builders {
     }
 }
 
-
 pub(crate) fn append_null(b: &mut ColumnBuilder) {
     match b {
         ColumnBuilder::String(b) => b.append_null(),
@@ -114,4 +113,3 @@ pub(crate) fn append_null(b: &mut ColumnBuilder) {
         ColumnBuilder::Timestamp(b) => b.append_null(),
     }
 }
-

@@ -83,7 +83,9 @@ pub(crate) fn check_value(name: &str, ty: ColumnType, key: bool, v: &Value) -> R
     }
     let why = match v {
         Value::Null => " (key columns cannot be NULL)",
-        Value::Double(d) if d.is_nan() => " (NaN is not stored: it equals no value, so a change to or from it could not be told)",
+        Value::Double(d) if d.is_nan() => {
+            " (NaN is not stored: it equals no value, so a change to or from it could not be told)"
+        }
         _ => "",
     };
     Err(Error::InvalidInput(format!(
@@ -112,7 +114,6 @@ impl fmt::Display for Described<'_> {
         }
     }
 }
-
 
 /// What differs between the stored and the declared definition of one table.
 pub(crate) fn differences(stored: &TableDef, declared: &TableDef) -> Vec<String> {
@@ -200,7 +201,11 @@ pub(crate) fn check_scope_columns(def: &TableDef, key_idx: &[usize]) -> Result<(
 
 /// Checks that an upsert of a snapshot import lies inside the draft's scope (its first key
 /// column is the bucket, its second starts with the prefix).
-pub(crate) fn check_in_scope(key_idx: &[usize], draft: &ImportRecord, values: &[Value]) -> Result<()> {
+pub(crate) fn check_in_scope(
+    key_idx: &[usize],
+    draft: &ImportRecord,
+    values: &[Value],
+) -> Result<()> {
     let bucket = values.get(key_idx[0]);
     let key = values.get(key_idx[1]);
     let inside = matches!(bucket, Some(Value::String(b)) if *b == draft.scope_bucket)

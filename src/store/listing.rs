@@ -469,6 +469,24 @@ impl Cursor {
     }
 }
 
+/// The smallest string greater than every string that starts with `prefix`, in code-point
+/// (= UTF-8 byte, SQLite BINARY) order; `None` when there is none (empty prefix, or one made
+/// only of `char::MAX`).
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match last {
+            '\u{D7FF}' => Some('\u{E000}'),
+            c => char::from_u32(u32::from(c) + 1),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

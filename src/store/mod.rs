@@ -2,13 +2,17 @@
 //! store-wide change sequence `_seq`, plus the records of delivery runs.
 //!
 //! This module owns table declarations ([`TableDef`], read from `schemas/*.yaml`), the
-//! [`Store`] trait every backend implements, and the backends themselves (SQLite today). It does
+//! [`Store`] trait every backend implements, and the backends themselves (SQLite and
+//! PostgreSQL). It does
 //! not parse input files (that is `inventory`) and knows nothing of Parquet or the lake: a
 //! snapshot comes out as Arrow record batches in the table's own *store types*
 //! ([`TableDef::arrow_schema`]), and delivery takes it from there.
 //!
 //! Semantics every backend keeps (and the conformance suite checks):
-//! - `_seq` is strictly increasing across the whole store; each changed row takes the next one.
+//! - `_seq` is strictly increasing across the whole store, in commit order: a transaction's
+//!   rows all take numbers above every earlier transaction's, each row changed its own (a key
+//!   changed twice in one transaction takes one or two). A reader that sees `_seq` S sees
+//!   every change up to S (see `postgres` for how concurrent writers keep this).
 //! - `_write_time` is one UTC millisecond time per transaction, never lower than an earlier
 //!   transaction's (so it is non-decreasing in `_seq`).
 //! - An upsert whose values equal the stored row changes nothing and takes no `_seq`.
@@ -39,8 +43,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
-pub use schema::{ColumnDef, ColumnType, TableDef};
 pub use postgres::PostgresStore;
+pub use schema::{ColumnDef, ColumnType, TableDef};
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by a `--store` URL: `sqlite:PATH` or `sqlite://PATH` (relative or

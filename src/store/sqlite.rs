@@ -2364,7 +2364,10 @@ mod tests {
             .err()
             .unwrap();
         assert!(matches!(&pg, Error::Store(_)), "{pg}");
-        assert!(pg.to_string().contains("postgres://u:***@127.0.0.1:1/db"), "{pg}");
+        assert!(
+            pg.to_string().contains("postgres://u:***@127.0.0.1:1/db"),
+            "{pg}"
+        );
         assert!(!pg.to_string().contains("secret"), "{pg}");
         let other = open_store("mysql://x").err().unwrap();
         assert_eq!(

@@ -1,15 +1,260 @@
-//! PLACEHOLDER
-use super::PostgresStore;
-use crate::error::Result;
+//! Snapshot imports in PostgreSQL ([`Store::apply_snapshot`](crate::store::Store::apply_snapshot)):
+//! one write transaction that upserts a snapshot's rows, tombstones the rows of its scope the
+//! snapshot did not hold, and records the import in `_lakeport_imports`.
+//!
+//! Rows stream through the batched writer of [`write`](super::write) (an unchanged row is not
+//! written and takes no `_seq`); the same statement that upserts a batch also records its
+//! keys in a temporary table. When every row is in, one `UPDATE` tombstones the live rows of
+//! the scope whose key the temporary table does not hold (an anti-join on the server: nothing
+//! of the scope comes to the client). Imports into one table are serialised by a
+//! transaction-level advisory lock on the table, so two imports of one scope never diff
+//! against each other's uncommitted rows; the "already imported" and "older than the newest"
+//! checks run again under it.
+
+use std::time::Instant;
+
+use super::postgres::Transaction;
+use super::{non_negative, PostgresStore, TableSql};
+use crate::error::{Error, Result};
+use crate::store::checks::{check_in_scope, check_scope_columns, older_than_newest};
+use crate::store::listing::prefix_upper_bound;
 use crate::store::{Change, ImportOutcome, ImportRecord};
-pub(super) const CREATE_IMPORTS: &str = "";
+
+use super::write::Writer;
+
+/// `_lakeport_imports`: the records, with the columns that find earlier imports of a scope.
+pub(super) const CREATE_IMPORTS: &str = r#"
+CREATE TABLE IF NOT EXISTS "_lakeport_imports" (
+    "import_id" BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    "tbl" TEXT NOT NULL,
+    "scope_bucket" TEXT NOT NULL,
+    "scope_prefix" TEXT NOT NULL,
+    "manifest_md5" TEXT NOT NULL,
+    "created_ms" BIGINT NOT NULL,
+    "record" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "_lakeport_imports_by_scope"
+    ON "_lakeport_imports" ("tbl", "scope_bucket", "scope_prefix", "created_ms");
+"#;
+
+/// The temporary table of the keys a snapshot held (dropped at commit).
+const SEEN: &str = "pg_temp.\"_lakeport_seen\"";
+
+/// Applies a snapshot of one scope (see [`Store::apply_snapshot`](crate::store::Store::apply_snapshot)).
 pub(super) fn apply_snapshot(
-    _s: &PostgresStore,
-    _d: &ImportRecord,
-    _c: &mut dyn Iterator<Item = Result<Change>>,
+    store: &PostgresStore,
+    draft: &ImportRecord,
+    changes: &mut dyn Iterator<Item = Result<Change>>,
 ) -> Result<ImportOutcome> {
-    todo!()
+    let started = Instant::now();
+    let table = draft.table.as_str();
+    let mut conn = store.conn()?;
+    let t = store.table_sql(&mut *conn, table)?;
+    check_scope_columns(&t.def, &t.key_idx)?;
+    let what = format!("importing {} into table {table}", draft.manifest_url);
+    let mut tx = conn.transaction().map_err(store.db(&what))?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("lakeport import {table}")],
+    )
+    .map_err(store.db(&what))?;
+    if let Some(earlier) = earlier_import(store, &mut tx, draft)? {
+        return Ok(ImportOutcome::AlreadyImported(earlier));
+    }
+    if let Some(newest) = newest_import(store, &mut tx, draft)? {
+        older_than_newest(draft, &newest)?;
+    }
+    tx.batch_execute(&format!(
+        "CREATE TEMP TABLE {SEEN} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
+        t.key_list, t.data
+    ))
+    .map_err(store.db(&what))?;
+
+    let mut w = Writer::new(store, &t, Some(SEEN));
+    let mut rows = 0u64;
+    for change in changes {
+        let values = match change? {
+            Change::Upsert(values) => values,
+            Change::Delete(_) => {
+                return Err(Error::InvalidInput(format!(
+                    "{}: a snapshot holds rows, not deletes",
+                    draft.manifest_url
+                )))
+            }
+        };
+        check_in_scope(&t.key_idx, draft, &values)?;
+        t.check_row(&values)?;
+        w.upsert(&mut tx, values)?;
+        rows += 1;
+    }
+    w.flush(&mut tx)?;
+    let gone = tombstone_unseen(store, &mut tx, &t, draft, w.next_ord())?;
+    w.add_tombstones(gone);
+    let (out, write_ms) = w.commit(&mut tx)?;
+
+    let mut record = draft.clone();
+    record.table = table.to_string();
+    record.imported_ms = write_ms;
+    record.rows = rows;
+    record.inserted = out.inserted;
+    record.updated = out.updated;
+    record.deleted = out.deleted;
+    record.unchanged = out.unchanged;
+    record.seq = out.seq;
+    record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    record.import_id = insert_record(store, &mut tx, &record)?;
+    tx.commit().map_err(store.db(&what))?;
+    Ok(ImportOutcome::Applied(record))
 }
-pub(super) fn imports(_s: &PostgresStore, _l: usize) -> Result<Vec<ImportRecord>> {
-    todo!()
+
+/// Tombstones the live rows of the draft's scope whose key the snapshot did not hold, with
+/// placeholder ordinals after `after_ord` in key order; returns how many.
+fn tombstone_unseen(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    t: &TableSql,
+    draft: &ImportRecord,
+    after_ord: i64,
+) -> Result<u64> {
+    let bucket = t.col(t.key_idx[0]);
+    let key = t.col(t.key_idx[1]);
+    let upper = prefix_upper_bound(&draft.scope_prefix);
+    let mut sets: Vec<String> = t
+        .other_idx
+        .iter()
+        .map(|&i| format!("{} = NULL", t.col(i)))
+        .collect();
+    sets.push("\"_seq\" = -($2 + r.\"_n\")".into());
+    sets.push("\"_deleted\" = true".into());
+    let sql = format!(
+        "UPDATE {data} d SET {sets} \
+         FROM (SELECT {x_keys}, row_number() OVER (ORDER BY {x_keys}) AS \"_n\" \
+               FROM {data} x \
+               WHERE x.{bucket} = $1 AND x.{key} >= $3{upper_test} AND NOT x.\"_deleted\" \
+                 AND NOT EXISTS (SELECT 1 FROM {SEEN} s WHERE {seen_join})) r \
+         WHERE {join}",
+        data = t.data,
+        sets = sets.join(", "),
+        x_keys = t
+            .key_idx
+            .iter()
+            .map(|&i| format!("x.{}", t.col(i)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        upper_test = if upper.is_some() {
+            format!(" AND x.{key} < $4")
+        } else {
+            String::new()
+        },
+        seen_join = t.key_join("s", "x"),
+        join = t.key_join("d", "r"),
+    );
+    let prefix = draft.scope_prefix.clone();
+    let gone = match &upper {
+        Some(upper) => tx.execute(&sql, &[&draft.scope_bucket, &after_ord, &prefix, upper]),
+        None => tx.execute(&sql, &[&draft.scope_bucket, &after_ord, &prefix]),
+    }
+    .map_err(store.db(format_args!(
+        "tombstoning rows of table {} absent from {}",
+        t.name(),
+        draft.manifest_url
+    )))?;
+    Ok(gone)
+}
+
+/// The newest import records (see [`Store::imports`](crate::store::Store::imports)).
+pub(super) fn imports(store: &PostgresStore, limit: usize) -> Result<Vec<ImportRecord>> {
+    let mut conn = store.conn()?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    conn.query(
+        r#"SELECT "import_id", "record" FROM "_lakeport_imports"
+           ORDER BY "import_id" DESC LIMIT $1"#,
+        &[&limit],
+    )
+    .map_err(store.db("reading import records"))?
+    .iter()
+    .map(|r| decode_record(r.get(0), r.get(1)))
+    .collect()
+}
+
+fn decode_record(id: i64, json: &str) -> Result<ImportRecord> {
+    serde_json::from_str(json).map_err(|e| {
+        Error::Store(format!(
+            "the stored record of import {id} is not valid: {e}"
+        ))
+    })
+}
+
+/// An import of the same snapshot into the same scope, if there was one.
+fn earlier_import(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    draft: &ImportRecord,
+) -> Result<Option<ImportRecord>> {
+    tx.query_opt(
+        r#"SELECT "import_id", "record" FROM "_lakeport_imports"
+           WHERE "tbl" = $1 AND "scope_bucket" = $2 AND "scope_prefix" = $3
+             AND "manifest_md5" = $4
+           ORDER BY "import_id" DESC LIMIT 1"#,
+        &[
+            &draft.table,
+            &draft.scope_bucket,
+            &draft.scope_prefix,
+            &draft.manifest_md5,
+        ],
+    )
+    .map_err(store.db("looking up earlier imports"))?
+    .map(|r| decode_record(r.get(0), r.get(1)))
+    .transpose()
+}
+
+/// The newest snapshot applied to the draft's scope (by creation time), if any.
+fn newest_import(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    draft: &ImportRecord,
+) -> Result<Option<ImportRecord>> {
+    tx.query_opt(
+        r#"SELECT "import_id", "record" FROM "_lakeport_imports"
+           WHERE "tbl" = $1 AND "scope_bucket" = $2 AND "scope_prefix" = $3
+           ORDER BY "created_ms" DESC, "import_id" DESC LIMIT 1"#,
+        &[&draft.table, &draft.scope_bucket, &draft.scope_prefix],
+    )
+    .map_err(store.db("looking up earlier imports"))?
+    .map(|r| decode_record(r.get(0), r.get(1)))
+    .transpose()
+}
+
+/// Stores `record` under a new import id (which goes into the stored JSON too); the id.
+fn insert_record(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    record: &ImportRecord,
+) -> Result<u64> {
+    let at = || store.db("writing the import record");
+    let row = tx
+        .query_one(
+            r#"INSERT INTO "_lakeport_imports"
+               ("tbl", "scope_bucket", "scope_prefix", "manifest_md5", "created_ms", "record")
+               VALUES ($1, $2, $3, $4, $5, '') RETURNING "import_id""#,
+            &[
+                &record.table,
+                &record.scope_bucket,
+                &record.scope_prefix,
+                &record.manifest_md5,
+                &record.created_ms,
+            ],
+        )
+        .map_err(at())?;
+    let id: i64 = row.get(0);
+    let mut stored = record.clone();
+    stored.import_id = non_negative(id, "an import id")?;
+    let json = serde_json::to_string(&stored)
+        .map_err(|e| Error::Store(format!("encoding an import record: {e}")))?;
+    tx.execute(
+        r#"UPDATE "_lakeport_imports" SET "record" = $2 WHERE "import_id" = $1"#,
+        &[&id, &json],
+    )
+    .map_err(at())?;
+    Ok(stored.import_id)
 }

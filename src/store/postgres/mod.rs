@@ -146,9 +146,7 @@ impl PostgresStore {
             tables: Mutex::new(HashMap::new()),
         };
         let mut conn = store.conn_now()?;
-        let mut tx = conn
-            .transaction()
-            .map_err(store.db("opening the store"))?;
+        let mut tx = conn.transaction().map_err(store.db("opening the store"))?;
         // CREATE … IF NOT EXISTS races with itself across processes: serialise on a lock.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
             .map_err(store.db("opening the store"))?;
@@ -369,7 +367,11 @@ impl TableSql {
         let n = def.columns.len();
         let other_idx: Vec<usize> = (0..n).filter(|i| !key_idx.contains(i)).collect();
         let col = |i: usize| quote(&def.columns[i].name);
-        let key_list = key_idx.iter().map(|&i| col(i)).collect::<Vec<_>>().join(", ");
+        let key_list = key_idx
+            .iter()
+            .map(|&i| col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
         let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
         TableSql {
             schema: def.arrow_schema(),

@@ -38,6 +38,10 @@ pub(super) fn live_objects(_s: &PostgresStore, _task: &str) -> Result<Vec<Delive
 pub(super) fn live_partitions(_s: &PostgresStore, _task: &str) -> Result<Vec<(String, u64)>> {
     todo!()
 }
-pub(super) fn runs(_s: &PostgresStore, _task: Option<&str>, _limit: usize) -> Result<Vec<RunRecord>> {
+pub(super) fn runs(
+    _s: &PostgresStore,
+    _task: Option<&str>,
+    _limit: usize,
+) -> Result<Vec<RunRecord>> {
     todo!()
 }

@@ -48,7 +48,7 @@ pub(super) fn apply(
             }
         }
     }
-    let out = w.commit(&mut tx)?;
+    let (out, _) = w.commit(&mut tx)?;
     tx.commit()
         .map_err(store.db(format_args!("committing a write to table {table}")))?;
     Ok(out)
@@ -84,13 +84,13 @@ impl ColumnArray {
             (ColumnArray::Double(a), Value::Double(v)) => a.push(Some(v)),
             (ColumnArray::Bool(a), Value::Bool(v)) => a.push(Some(v)),
             (ColumnArray::Bytes(a), Value::Binary(v)) => a.push(Some(v)),
-            (ColumnArray::Time(a), Value::TimestampMs(ms)) => {
-                a.push(Some(DateTime::from_timestamp_millis(ms).ok_or_else(|| {
+            (ColumnArray::Time(a), Value::TimestampMs(ms)) => a.push(Some(
+                DateTime::from_timestamp_millis(ms).ok_or_else(|| {
                     Error::InvalidInput(format!(
                         "timestamp {ms} ms is outside the range PostgreSQL stores"
                     ))
-                })?))
-            }
+                })?,
+            )),
             (ColumnArray::Text(a), Value::Null) => a.push(None),
             (ColumnArray::Int(a), Value::Null) => a.push(None),
             (ColumnArray::Double(a), Value::Null) => a.push(None),
@@ -247,9 +247,10 @@ impl<'s> Writer<'s> {
                 self.out.unchanged += sent - inserted - updated;
             }
             Kind::Delete => {
-                let deleted = tx
-                    .execute(&self.delete_sql, &params)
-                    .map_err(self.store.db(format_args!("deleting rows of table {table}")))?;
+                let deleted = tx.execute(&self.delete_sql, &params).map_err(
+                    self.store
+                        .db(format_args!("deleting rows of table {table}")),
+                )?;
                 self.out.deleted += deleted;
                 self.out.unchanged += sent - deleted;
             }
@@ -262,37 +263,24 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Counts of the changes sent so far (after [`Writer::flush`]).
-    pub(super) fn outcome(&self) -> ApplyOutcome {
-        self.out
-    }
-
-    /// Counts a change that was not sent because it changes nothing.
-    pub(super) fn count_unchanged(&mut self, n: u64) {
-        self.out.unchanged += n;
-    }
-
-    /// Counts tombstones written by the caller's own statement (their `_seq` placeholders
-    /// taken from [`Writer::take_ords`]).
-    pub(super) fn count_deleted(&mut self, n: u64) {
-        self.out.deleted += n;
-    }
-
-    /// The next placeholder ordinal, for a statement of the caller's that writes rows.
+    /// The last placeholder ordinal used: a statement of the caller's that writes rows
+    /// numbers them after it, then reports them with [`Writer::add_tombstones`].
     pub(super) fn next_ord(&self) -> i64 {
         self.next_ord
     }
 
-    /// Reserves `n` ordinals after [`Writer::next_ord`] for the caller's own statement.
-    pub(super) fn take_ords(&mut self, n: i64) {
-        self.next_ord += n;
+    /// Counts `n` tombstones the caller wrote with the ordinals after [`Writer::next_ord`].
+    pub(super) fn add_tombstones(&mut self, n: u64) {
+        self.out.deleted += n;
+        self.next_ord += i64::try_from(n).unwrap_or(i64::MAX);
     }
 
     /// Sends what is queued, then allocates the `_seq` of every row the transaction wrote:
     /// locks the meta row, renumbers the rows in ordinal order after the store's `seq` with
     /// one write time (never below the previous transaction's), and stores the new `seq`.
-    /// The caller commits right after.
-    pub(super) fn commit(mut self, tx: &mut Transaction<'_>) -> Result<ApplyOutcome> {
+    /// Returns the outcome and the write time (ms since epoch UTC); the caller commits right
+    /// after.
+    pub(super) fn commit(mut self, tx: &mut Transaction<'_>) -> Result<(ApplyOutcome, i64)> {
         self.flush(tx)?;
         let (store, t) = (self.store, self.t);
         let table = t.name();
@@ -302,7 +290,7 @@ impl<'s> Writer<'s> {
                 .query_one(super::READ_SEQ, &[])
                 .map_err(store.db("reading the store's seq"))?;
             self.out.seq = count(&row, 0, "the store's seq")?;
-            return Ok(self.out);
+            return Ok((self.out, now_ms()));
         }
         let at = || store.db(format!("allocating the _seq of a write to table {table}"));
         let meta = tx
@@ -336,12 +324,7 @@ impl<'s> Writer<'s> {
         )
         .map_err(at())?;
         self.out.seq = non_negative(seq, "the store's seq")?;
-        Ok(self.out)
-    }
-
-    /// The write time [`Writer::commit`] gave (after it): read back by an import record.
-    pub(super) fn table(&self) -> &TableSql {
-        self.t
+        Ok((self.out, write_ms))
     }
 }
 

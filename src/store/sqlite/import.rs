@@ -32,6 +32,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavi
 use super::{db, non_negative, quote, Applier, Bind, SqliteStore, Statements, Stored};
 use crate::error::{Error, Result};
 use crate::store::checks::{check_in_scope, check_scope_columns, older_than_newest};
+use crate::store::listing::prefix_upper_bound;
 use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::RowSorter;
 use crate::store::{Change, ImportOutcome, ImportRecord, Value};
@@ -58,24 +59,6 @@ const SORT_BUDGET: usize = 64 << 20;
 
 /// Stored rows read per seek of the scope.
 const SCAN_CHUNK: usize = 1024;
-
-/// The smallest string greater than every string that starts with `prefix`, in code-point
-/// (= UTF-8 byte, SQLite BINARY) order; `None` when there is none (empty prefix, or one made
-/// only of `char::MAX`).
-pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let next = match last {
-            '\u{D7FF}' => Some('\u{E000}'),
-            c => char::from_u32(u32::from(c) + 1),
-        };
-        if let Some(next) = next {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
-    }
-    None
-}
 
 /// The two statements that read a scope's stored rows in key order, a chunk at a time: every
 /// key column, `_deleted`, then the other columns in table order. `?1` is the bucket; the

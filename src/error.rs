@@ -26,6 +26,11 @@ pub enum Error {
     /// The request contradicts what the store already holds (e.g. a table redeclared differently).
     #[error("{0}")]
     Conflict(String),
+    /// The work is being done elsewhere: another run of the task holds its lease (in this or
+    /// another lakeport process), or finished first and moved the checkpoint. Nothing was
+    /// done; a later run continues from where that one ends.
+    #[error("{0}")]
+    Busy(String),
     /// The metadata store failed; the message names the operation.
     #[error("store: {0}")]
     Store(String),

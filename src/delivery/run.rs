@@ -205,7 +205,12 @@ pub async fn run_task_with(
     let started = blocking(&store, move |s| {
         s.start_run(&plan, lease, &|other| process_gone(other, me.as_ref()))
     })
-    .await?;
+    .await
+    .map_err(|e| match e {
+        // Another run of the task holds its lease or moved its checkpoint meanwhile.
+        Error::Conflict(m) => Error::Busy(m),
+        e => e,
+    })?;
     let mut record = started.run;
     let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
     if !started.interrupted.is_empty() {

@@ -6,7 +6,8 @@
 //! - `lakeport_dirty_rows_total{reason}`: dirty rows by reason;
 //! - `lakeport_runs_total{result="succeeded"|"failed"}` and
 //!   `lakeport_run_duration_seconds` (histogram, 10 ms to about 5.5 h);
-//! - `lakeport_skipped_overlaps_total`: scheduled ticks skipped because a run was going;
+//! - `lakeport_skipped_overlaps_total`: ticks skipped because a run was going, in this process
+//!   or, with several workers on one store, in another one (which holds the task's lease);
 //! - `lakeport_last_success_timestamp_seconds`, `lakeport_lag_seconds`, `lakeport_lag_rows`:
 //!   read from the store at each scrape (the last success among the task's last 100 runs; the
 //!   age of the oldest undelivered change, 0 when none; the changes behind the checkpoint).

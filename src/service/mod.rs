@@ -751,12 +751,21 @@ impl Service {
             let clock = std::time::Instant::now();
             let task = slot.task();
             let outcome = run_task(store, Arc::clone(&task), Arc::new(Quiet)).await;
-            metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
             match &outcome {
-                Ok(run) => tracing::info!("{}", run.line()),
-                Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
+                // Another worker on the same store runs it (or just did): not a failure.
+                Err(Error::Busy(why)) => {
+                    metrics.record_skip(&task.name);
+                    tracing::info!(task = %task.name, "not run here: {why}");
+                }
+                _ => {
+                    metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
+                    match &outcome {
+                        Ok(run) => tracing::info!("{}", run.line()),
+                        Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
+                    }
+                    slot.record(&outcome);
+                }
             }
-            slot.record(&outcome);
             slot.running.store(false, Ordering::SeqCst);
         });
         Ok(())

@@ -14,7 +14,7 @@ use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
 use crate::config::{load_pipelines, parse_duration};
 use crate::error::{Error, Result};
-use crate::service::{http, Declared, Loader, Service};
+use crate::service::{http, workers, Declared, Loader, Service};
 use crate::store::schema::load_tables;
 
 /// The environment variable holding the API token.
@@ -80,6 +80,8 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     ))?;
     let app = http::router(service.clone(), http::Access { token, every_call });
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&service)));
+    let me = workers::this_worker(&bound.to_string());
+    let reports = tokio::spawn(workers::report(Arc::clone(service.store()), me.clone()));
     axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal())
         .await
@@ -87,6 +89,8 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     reloads.abort();
     tracing::info!("stopping: no new runs; runs in flight get {:?}", args.grace);
     let cancelled = service.shutdown(args.grace).await;
+    reports.abort();
+    workers::leave(Arc::clone(service.store()), &me).await;
     print(&format!(
         "lakeport serve: stopped ({cancelled} runs cancelled after the grace period)"
     ))

@@ -126,6 +126,7 @@ pub fn router(service: Arc<Service>, access: Access) -> Router {
         .route("/api/watchers/{name}", get(one_watcher))
         .route("/api/watchers/{name}/run", post(watch_now))
         .route("/metrics", get(metrics))
+        .route("/api/workers", get(list_workers))
         .route("/api/reload", post(reload))
         .route("/api/openapi.json", get(openapi))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
@@ -410,6 +411,16 @@ async fn list_watchers(State(service): State<Arc<Service>>) -> Response {
     Json(json!({ "watchers": out })).into_response()
 }
 
+async fn list_workers(State(service): State<Arc<Service>>) -> Response {
+    let store = Arc::clone(service.store());
+    match blocking(move || super::workers::workers(store.as_ref())).await {
+        Ok((workers, unowned)) => {
+            Json(json!({ "workers": workers, "unowned_runs": unowned })).into_response()
+        }
+        Err(e) => failed(e),
+    }
+}
+
 async fn one_watcher(State(service): State<Arc<Service>>, Path(name): Path<String>) -> Response {
     match service.watcher(&name) {
         Some(slot) => Json(watcher_view(&slot)).into_response(),
@@ -501,7 +512,7 @@ mod tests {
                 seen += 1;
             }
         }
-        assert_eq!(seen, 14);
+        assert_eq!(seen, 15);
         let response = app.oneshot(ask("get", "/api/nothing")).await.unwrap();
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await

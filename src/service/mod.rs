@@ -30,6 +30,7 @@
 pub mod http;
 pub mod metrics;
 mod page;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::path::Path;

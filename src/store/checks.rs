@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
-use crate::store::{ColumnType, ImportRecord, TableDef, Value};
+use crate::store::{ColumnType, ImportRecord, TableDef, Value, WorkerRecord};
 
 /// Checks an upsert's values against the declared columns (`is_key[i]`: column i is part of
 /// the primary key, so it cannot be NULL).
@@ -259,4 +259,28 @@ pub(crate) fn show_ms(ms: i64) -> String {
         || format!("{ms} ms"),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     )
+}
+
+/// A worker's record as stored: the time of this report (now, ms since epoch UTC) and the
+/// record with `heartbeat_ms` set to it, as JSON.
+pub(crate) fn worker_json(worker: &WorkerRecord) -> Result<(i64, String)> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut record = worker.clone();
+    record.heartbeat_ms = now;
+    let json = serde_json::to_string(&record)
+        .map_err(|e| Error::Store(format!("encoding worker {}: {e}", worker.worker_id)))?;
+    Ok((now, json))
+}
+
+/// Stored worker records, oldest first.
+pub(crate) fn decode_workers(records: &[String]) -> Result<Vec<WorkerRecord>> {
+    let mut out = records
+        .iter()
+        .map(|json| {
+            serde_json::from_str::<WorkerRecord>(json)
+                .map_err(|e| Error::Store(format!("a stored worker record is not valid: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    out.sort_by(|a, b| (a.started_ms, &a.worker_id).cmp(&(b.started_ms, &b.worker_id)));
+    Ok(out)
 }

@@ -1056,3 +1056,45 @@ pub(crate) fn tables_are_declared_once(store: &dyn Store) {
     ));
     assert_eq!(store.table_stats().unwrap().len(), 1);
 }
+
+/// Workers report themselves, are listed oldest first with the time of their last report,
+/// are forgotten when they stop, and are pruned once silent for longer than asked.
+pub(crate) fn workers_are_recorded_and_forgotten(store: &dyn Store) {
+    use crate::store::WorkerRecord;
+    let worker = |id: &str, started_ms: i64| WorkerRecord {
+        worker_id: id.to_string(),
+        host: "h".into(),
+        pid: 7,
+        listen: "127.0.0.1:8080".into(),
+        version: "test".into(),
+        started_ms,
+        heartbeat_ms: 0,
+    };
+    assert!(store.workers().unwrap().is_empty());
+    let long = Duration::from_secs(3600);
+    let before = chrono::Utc::now().timestamp_millis();
+    store.worker_heartbeat(&worker("b", 20), long).unwrap();
+    store.worker_heartbeat(&worker("a", 10), long).unwrap();
+    store.worker_heartbeat(&worker("b", 20), long).unwrap();
+    let listed = store.workers().unwrap();
+    let ids: Vec<&str> = listed.iter().map(|w| w.worker_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(
+        listed.iter().all(|w| w.heartbeat_ms >= before),
+        "{listed:?}"
+    );
+    store.remove_worker("a").unwrap();
+    assert_eq!(store.workers().unwrap().len(), 1);
+    // "b" is silent past a zero limit once "c" reports a little later: it is forgotten.
+    std::thread::sleep(Duration::from_millis(5));
+    store
+        .worker_heartbeat(&worker("c", 30), Duration::ZERO)
+        .unwrap();
+    let ids: Vec<String> = store
+        .workers()
+        .unwrap()
+        .into_iter()
+        .map(|w| w.worker_id)
+        .collect();
+    assert_eq!(ids, ["c"]);
+}

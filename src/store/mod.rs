@@ -361,6 +361,27 @@ pub struct RunOwner {
     pub pid: u32,
 }
 
+/// A `lakeport serve` process working on the store (a worker), as it last reported itself.
+/// Several workers on one store share its tasks: each run takes its task's lease
+/// ([`Store::start_run`]), so a task runs in one worker at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Unique per process: `host:pid:started_ms`.
+    pub worker_id: String,
+    /// The host's name.
+    pub host: String,
+    /// The process id on that host.
+    pub pid: u32,
+    /// The address its API listens on.
+    pub listen: String,
+    /// lakeport's version.
+    pub version: String,
+    /// When it started, ms since epoch UTC.
+    pub started_ms: i64,
+    /// Its last report, ms since epoch UTC (set by [`Store::worker_heartbeat`]).
+    pub heartbeat_ms: i64,
+}
+
 /// Says whether the process of a `Running` run is known to be gone (see [`Store::start_run`]).
 pub type OwnerGone<'a> = &'a (dyn Fn(&RunRecord) -> bool + Sync);
 
@@ -567,6 +588,18 @@ pub trait Store: Send + Sync {
 
     /// The newest import records (of every table), newest first, at most `limit`.
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>>;
+
+    // --- Workers (`lakeport serve` processes sharing the store) ---
+
+    /// Records that `worker` is alive: stores it with `heartbeat_ms` set to now, and forgets
+    /// every worker silent for longer than `forget_after` (one that was killed).
+    fn worker_heartbeat(&self, worker: &WorkerRecord, forget_after: Duration) -> Result<()>;
+
+    /// Every worker the store knows, oldest first.
+    fn workers(&self) -> Result<Vec<WorkerRecord>>;
+
+    /// Forgets a worker that stopped.
+    fn remove_worker(&self, worker_id: &str) -> Result<()>;
 
     // --- Listing the object-inventory table (semantics: `store::listing`) ---
 

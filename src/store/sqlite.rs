@@ -47,11 +47,13 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use crate::error::{Error, Result};
 use crate::store::batch::{append_null, Builders, ColumnBuilder};
-use crate::store::checks::{check_def, check_key, check_row, differences, show_ms};
+use crate::store::checks::{
+    check_def, check_key, check_row, decode_workers, differences, show_ms, worker_json,
+};
 use crate::store::{
     check_plan, ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord,
     Lag, LiveSet, OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store,
-    TableDef, TableStats, TaskState, Value,
+    TableDef, TableStats, TaskState, Value, WorkerRecord,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -84,6 +86,11 @@ CREATE TABLE IF NOT EXISTS "_lakeport_live" (
     PRIMARY KEY ("task", "path")
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS "_lakeport_live_by_partition" ON "_lakeport_live" ("task", "partition");
+CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
+    "worker_id" TEXT PRIMARY KEY,
+    "heartbeat_ms" INTEGER NOT NULL,
+    "record" TEXT NOT NULL
+);
 "#;
 
 mod import;
@@ -1519,6 +1526,54 @@ impl Store for SqliteStore {
 
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         self.imports_impl(limit)
+    }
+
+    fn worker_heartbeat(&self, worker: &WorkerRecord, forget_after: Duration) -> Result<()> {
+        let (now, json) = worker_json(worker)?;
+        let forget_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
+        let mut conn = self.lock();
+        let at = || db(format!("recording worker {}", worker.worker_id));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_workers" ("worker_id", "heartbeat_ms", "record")
+               VALUES (?1, ?2, ?3)
+               ON CONFLICT ("worker_id") DO UPDATE SET "heartbeat_ms" = excluded."heartbeat_ms",
+                   "record" = excluded."record""#,
+            rusqlite::params![worker.worker_id, now, json],
+        )
+        .map_err(at())?;
+        tx.execute(
+            r#"DELETE FROM "_lakeport_workers" WHERE "heartbeat_ms" < ?1"#,
+            [now.saturating_sub(forget_ms)],
+        )
+        .map_err(at())?;
+        tx.commit().map_err(at())
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let conn = self.lock();
+        let at = || db("reading the workers");
+        let mut stmt = conn
+            .prepare_cached(r#"SELECT "record" FROM "_lakeport_workers""#)
+            .map_err(at())?;
+        let records = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(at())?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(at())?;
+        decode_workers(&records)
+    }
+
+    fn remove_worker(&self, worker_id: &str) -> Result<()> {
+        let conn = self.lock();
+        conn.execute(
+            r#"DELETE FROM "_lakeport_workers" WHERE "worker_id" = ?1"#,
+            [worker_id],
+        )
+        .map_err(db(format!("forgetting worker {worker_id}")))?;
+        Ok(())
     }
 
     fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {

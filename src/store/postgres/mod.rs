@@ -65,10 +65,13 @@ use r2d2_postgres::postgres::{NoTls, Row};
 use r2d2_postgres::PostgresConnectionManager;
 
 use crate::error::{Error, Result};
-use crate::store::checks::{check_def, check_key, check_row, differences};
+use crate::store::checks::{
+    check_def, check_key, check_row, decode_workers, differences, worker_json,
+};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     OwnerGone, RunRecord, Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value,
+    WorkerRecord,
 };
 
 pub use r2d2_postgres::postgres;
@@ -92,6 +95,11 @@ CREATE TABLE IF NOT EXISTS "_lakeport_meta" (
 );
 INSERT INTO "_lakeport_meta" ("id", "seq", "last_write_ms") VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
 CREATE TABLE IF NOT EXISTS "_lakeport_tables" ("name" TEXT PRIMARY KEY, "definition" TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
+    "worker_id" TEXT PRIMARY KEY,
+    "heartbeat_ms" BIGINT NOT NULL,
+    "record" TEXT NOT NULL
+);
 "#;
 
 const READ_SEQ: &str = r#"SELECT "seq" FROM "_lakeport_meta" WHERE "id" = 1"#;
@@ -639,6 +647,49 @@ impl Store for PostgresStore {
 
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         import::imports(self, limit)
+    }
+
+    fn worker_heartbeat(&self, worker: &WorkerRecord, forget_after: Duration) -> Result<()> {
+        let (now, json) = worker_json(worker)?;
+        let forget_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
+        let mut conn = self.conn()?;
+        let at = || self.db(format!("recording worker {}", worker.worker_id));
+        let mut tx = conn.transaction().map_err(at())?;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_workers" ("worker_id", "heartbeat_ms", "record")
+               VALUES ($1, $2, $3)
+               ON CONFLICT ("worker_id") DO UPDATE SET "heartbeat_ms" = excluded."heartbeat_ms",
+                   "record" = excluded."record""#,
+            &[&worker.worker_id, &now, &json],
+        )
+        .map_err(at())?;
+        tx.execute(
+            r#"DELETE FROM "_lakeport_workers" WHERE "heartbeat_ms" < $1"#,
+            &[&now.saturating_sub(forget_ms)],
+        )
+        .map_err(at())?;
+        tx.commit().map_err(at())
+    }
+
+    fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let mut conn = self.conn()?;
+        let records: Vec<String> = conn
+            .query(r#"SELECT "record" FROM "_lakeport_workers""#, &[])
+            .map_err(self.db("reading the workers"))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        decode_workers(&records)
+    }
+
+    fn remove_worker(&self, worker_id: &str) -> Result<()> {
+        let mut conn = self.conn()?;
+        conn.execute(
+            r#"DELETE FROM "_lakeport_workers" WHERE "worker_id" = $1"#,
+            &[&worker_id],
+        )
+        .map_err(self.db(format!("forgetting worker {worker_id}")))?;
+        Ok(())
     }
 
     fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {

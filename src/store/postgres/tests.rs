@@ -99,6 +99,7 @@ conformance_tests!(
     snapshot_import_prefix_edges,
     snapshot_import_versions_in_byte_order,
     snapshot_import_matches_a_model,
+    workers_are_recorded_and_forgotten,
 );
 
 #[test]

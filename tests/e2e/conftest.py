@@ -148,13 +148,15 @@ class Workdir:
         (self.root / "schemas").mkdir(exist_ok=True)
         (self.root / "pipelines").mkdir(exist_ok=True)
         self.store_path = self.root / "lakeport.db"
+        # The --store URL; a PostgreSQL test points it at its own database.
+        self.store = "sqlite:lakeport.db"
         self.tasks = {}
 
     # -- running the binary ---------------------------------------------------------------
     def command(self, *args, env=None):
         """argv (without the binary) and environment of `lakeport --store ... ARGS` here
         (`env`: variables to add to this process's environment)."""
-        argv = ["--store", "sqlite:lakeport.db", "--pipelines", "pipelines",
+        argv = ["--store", self.store, "--pipelines", "pipelines",
                 "--schemas", "schemas", *map(str, args)]
         full = dict(os.environ)
         full.pop("LAKEPORT_STORE", None)

@@ -1,0 +1,164 @@
+"""lakeport on a PostgreSQL store (the throwaway cluster `make test` starts; its URL is in
+LAKEPORT_TEST_POSTGRES, and each test makes a database of its own with psql): delivery read
+back by DuckDB, a store that does not answer, and three `lakeport serve` workers sharing
+tasks, one killed with SIGKILL in the middle of a run: every row reaches the lake exactly
+once."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from conftest import call, duck, serving, wait_for
+
+COLUMNS = [("id", "int64"), ("name", "string"), ("at", "timestamp_ms")]
+
+
+def psql():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))
+    assert found, "PostgreSQL's psql is not installed (make postgresql)"
+    return found[-1]
+
+
+@pytest.fixture
+def pg_url():
+    """A new, empty database on the test server."""
+    server = os.environ.get("LAKEPORT_TEST_POSTGRES")
+    assert server, "LAKEPORT_TEST_POSTGRES is not set: run through make test / make e2e"
+    name = "e2e_" + uuid.uuid4().hex[:12]
+    subprocess.run([psql(), server, "-q", "-c", f"CREATE DATABASE {name}"], check=True,
+                   capture_output=True)
+    return server.rsplit("/", 1)[0] + "/" + name
+
+
+def rows(ids):
+    return [{"id": i, "name": f"n{i}", "at": 1_700_000_000_000 + i} for i in ids]
+
+
+def lake_rows(wd, task):
+    """(count, distinct ids, min id, max id) of every Parquet object of the task, by DuckDB."""
+    files = [str(p) for p in wd.objects(task)]
+    if not files:
+        return (0, 0, None, None)
+    con = duck()
+    try:
+        return con.execute("SELECT count(*), count(DISTINCT id), min(id), max(id) "
+                           "FROM read_parquet(?)", [files]).fetchone()
+    finally:
+        con.close()
+
+
+def test_delivery_from_postgres(wd, pg_url):
+    """Full and incremental delivery from a PostgreSQL store, read back by DuckDB: the full
+    task holds the live rows, the incremental one every change once."""
+    wd.store = pg_url
+    wd.write_table("items", ["id"], COLUMNS)
+    common = {"source": "items", "prefix": "", "partition_time": {"from": "write_time"}}
+    wd.write_task("full", mode="full", **common)
+    wd.write_task("inc", mode="incremental", **common)
+    wd.load("items", rows(range(1, 20_001)))
+    _, first = wd.run("inc")
+    assert first["rows"] == 20_000
+    wd.load("items", rows(range(15_001, 25_001)))   # 5,000 updated (new name), 5,000 new
+    wd.load("items", [{"id": i, "name": f"m{i}", "at": 1} for i in range(15_001, 20_001)])
+    _, second = wd.run("inc")
+    assert second["rows"] == 10_000, second
+    _, full = wd.run("full")
+    assert full["rows"] == 25_000
+    assert lake_rows(wd, "full") == (25_000, 25_000, 1, 25_000)
+    # The incremental lake holds rows 1..20,000 from the first run and the newest version of
+    # 15,001..25,000 from the second.
+    assert lake_rows(wd, "inc") == (30_000, 25_000, 1, 25_000)
+    con = duck()
+    try:
+        names = dict(con.execute(
+            "SELECT id, arg_max(name, _seq) FROM read_parquet(?) GROUP BY id",
+            [[str(p) for p in wd.objects("inc")]]).fetchall())
+    finally:
+        con.close()
+    assert names[15_001] == "m15001" and names[20_001] == "n20001" and names[1] == "n1"
+    tables = {t["table"]: t for t in wd.tables_json()["tables"]}
+    assert tables["items"]["rows"] == 25_000
+
+
+def test_unreachable_store_is_a_clear_error(wd):
+    """A PostgreSQL server that does not answer: exit 1 at once, naming the URL without its
+    password and the reason."""
+    with __import__("socket").socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wd.store = f"postgres://lp:hunter2@127.0.0.1:{port}/lake"
+    started = time.time()
+    r = wd.lakeport("tables", expect=1)
+    assert time.time() - started < 15, r
+    assert f"postgres://lp:***@127.0.0.1:{port}/lake" in r.err, r
+    assert "hunter2" not in r.err and "refused" in r.err.lower(), r
+
+
+def test_three_workers_one_killed_deliver_exactly_once(wd, pg_url):
+    """Three `lakeport serve` processes on one PostgreSQL store share three incremental tasks
+    (each ticking every second). As soon as one worker is seen holding a run it is killed with
+    SIGKILL; more rows arrive meanwhile. The killed run is taken over (recorded as
+    interrupted, what it wrote removed) and every row reaches each task's lake exactly once."""
+    wd.store = pg_url
+    wd.write_table("items", ["id"], COLUMNS)
+    tasks = ["t1", "t2", "t3"]
+    for t in tasks:
+        wd.write_task(t, mode="incremental", schedule="* * * * * *", source="items", prefix="",
+                      partition_time={"from": "write_time"}, concurrency=1)
+    wd.load("items", rows(range(1, 150_001)))
+    total = 150_000
+
+    with serving(wd) as (p1, b1), serving(wd) as (p2, b2), serving(wd) as (p3, b3):
+        by_pid = {p1.pid: (p1, b1), p2.pid: (p2, b2), p3.pid: (p3, b3)}
+        status, doc = wait_for("three workers in /api/workers",
+                               lambda: (lambda r: r if len(r[1]["workers"]) == 3 else None)(
+                                   call(b1, "/api/workers")), timeout=30)
+        assert status == 200 and {w["pid"] for w in doc["workers"]} == set(by_pid), doc
+
+        def holder():
+            _, doc = call(b1, "/api/workers")
+            for w in doc["workers"]:
+                if w["runs"] and w["pid"] != p1.pid:
+                    return w
+            return None
+
+        victim = wait_for("a worker (not the first) holding a run", holder, timeout=60)
+        held = victim["runs"][0]
+        proc, _ = by_pid[victim["pid"]]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        survivors = [b for pid, (p, b) in by_pid.items() if pid != victim["pid"]]
+
+        wd.load("items", rows(range(150_001, 160_001)))
+        wd.load("items", rows(range(160_001, 165_001)))
+        total = 165_000
+
+        def all_delivered():
+            return all(lake_rows(wd, t)[1] == total for t in tasks)
+
+        wait_for("every task to deliver every row", all_delivered, timeout=120)
+        _, doc = call(survivors[0], "/api/workers")
+        assert victim["pid"] not in {w["pid"] for w in doc["workers"] if w["alive"]} or \
+            not any(w["runs"] for w in doc["workers"] if w["pid"] == victim["pid"]), doc
+        _, runs = call(survivors[0], f"/api/tasks/{held['task']}/runs?limit=100")
+        killed = [r for r in runs["runs"] if r["run_id"] == held["run_id"]]
+        assert killed and killed[0]["status"] == "failed", runs
+        assert "interrupted" in killed[0]["error"], killed
+        for p, _ in by_pid.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p, _ in by_pid.values():
+            assert p.wait(timeout=60) in (0, -signal.SIGKILL), p.args
+
+    for t in tasks:
+        count, distinct, low, high = lake_rows(wd, t)
+        assert (count, distinct, low, high) == (total, total, 1, total), (t, count, distinct)
+    tables = {t["table"]: t for t in wd.tables_json()["tables"]}
+    assert tables["items"]["rows"] == total
+    print(json.dumps({"killed_worker": victim["pid"], "killed_run": held}))

@@ -12,6 +12,8 @@
 #                continuous-delivery latency, the API under wrk load beside five delivering
 #                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
 #   make lint    rustfmt check, clippy, Python syntax check
+#   make lint-deploy   the linters of deploy/ (hadolint, yamllint, the compose spec, dclint,
+#                kustomize and the Kubernetes schemas; make test runs it too)
 #
 # CARGO_TARGET_DIR is honoured (.ci/run points it at a cache outside the clone), and so is
 # LAKEPORT_TOOLS_DIR, where tools built for the tests are kept between runs.
@@ -46,11 +48,19 @@ TOOLS ?= $(or $(LAKEPORT_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)$(if $(LAKE
 # Its newest release needs a newer rustc than this project's, hence the pinned version.
 S3S_FS_VERSION := 0.14.1
 S3S_FS := $(TOOLS)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
+# The linters of deploy/, also kept in $(TOOLS): the Python ones (pinned in
+# deploy/lint-requirements.txt) in a venv of their own, dclint from the npm registry.
+DEPLOY_REQS := deploy/lint-requirements.txt
+LINT_VENV := $(TOOLS)/deploy-lint-venv
+LINT_BIN := $(LINT_VENV)/bin
+DCLINT_VERSION := 3.1.0
+DCLINT := $(TOOLS)/dclint-$(DCLINT_VERSION)/node_modules/.bin/dclint
 
-.PHONY: help run test test-with-postgres bench lint venv chromium s3s-fs postgresql wrk e2e demo-clean
+.PHONY: help run test test-with-postgres bench lint lint-deploy deploy-linters venv chromium \
+  s3s-fs postgresql wrk e2e demo-clean
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -136,6 +146,7 @@ demo-clean:
 test: venv chromium s3s-fs postgresql
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(MAKE) --no-print-directory lint-deploy
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-with-postgres
 
 ## What `make test` runs inside one throwaway PostgreSQL cluster (scripts/with-postgres.sh
@@ -170,3 +181,40 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(PYTHON) -m py_compile scripts/*.py tests/e2e/*.py
+
+## The linters of deploy/, installed once into $(TOOLS) (the venv again when
+## deploy/lint-requirements.txt changes). dclint needs the machine's Node.js (20.19 or newer).
+deploy-linters:
+	@if [ ! -x $(LINT_BIN)/python ]; then \
+	  echo "creating $(LINT_VENV) (the linters of deploy/)"; \
+	  $(PYTHON) -m venv $(LINT_VENV) 2>/dev/null || { \
+	    rm -rf $(LINT_VENV); \
+	    $(PYTHON) -m pip install --quiet --disable-pip-version-check \
+	      --target $(TOOLS)/virtualenv virtualenv; \
+	    PYTHONPATH=$(TOOLS)/virtualenv $(PYTHON) -m virtualenv --quiet $(LINT_VENV); }; \
+	fi
+	@want=$$(sha256sum $(DEPLOY_REQS) | cut -d' ' -f1); \
+	if [ "$$(cat $(LINT_VENV)/.requirements.sha256 2>/dev/null)" != "$$want" ]; then \
+	  echo "installing $(DEPLOY_REQS) into $(LINT_VENV)"; \
+	  $(LINT_BIN)/python -m pip install --quiet --disable-pip-version-check -r $(DEPLOY_REQS); \
+	  echo "$$want" > $(LINT_VENV)/.requirements.sha256; \
+	fi
+	@if [ ! -x $(DCLINT) ]; then \
+	  command -v npm >/dev/null || { echo "dclint needs npm (Node.js 20.19 or newer)" >&2; exit 1; }; \
+	  echo "installing dclint $(DCLINT_VERSION) into $(TOOLS) (npm registry; once)"; \
+	  npm install --silent --no-audit --no-fund --no-save \
+	    --prefix $(TOOLS)/dclint-$(DCLINT_VERSION) dclint@$(DCLINT_VERSION); \
+	fi
+
+## Every file of deploy/ through the linter of its kind (nothing is built or deployed: no
+## Docker engine or cluster is needed), then scripts/check_deploy.py for what they share.
+lint-deploy: deploy-linters
+	$(LINT_BIN)/hadolint --no-color deploy/docker/Dockerfile
+	$(LINT_BIN)/yamllint --strict -c deploy/.yamllint.yaml deploy
+	$(LINT_BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/docker/compose.yaml
+	$(DCLINT) --no-color -c deploy/docker/.dclintrc.yaml --max-warnings 0 deploy/docker/compose.yaml
+	@rendered=$$(mktemp --suffix=.yaml); trap 'rm -f "$$rendered"' EXIT; \
+	echo "$(LINT_BIN)/kubectl kustomize deploy | kubernetes-validate --strict, scripts/check_deploy.py"; \
+	$(LINT_BIN)/kubectl kustomize deploy > "$$rendered"; \
+	$(LINT_BIN)/kubernetes-validate --strict --quiet "$$rendered" deploy/k8s/*.yaml; \
+	$(LINT_BIN)/python scripts/check_deploy.py "$$rendered"

@@ -621,7 +621,12 @@ def serving(wd, listen="127.0.0.1:0", env=None):
     try:
         line = p.stdout.readline()
         m = re.search(r"http://[0-9.]+:(\d+)/", line)
-        assert m, f"serve printed {line!r}; stderr: {p.stderr.read() if p.poll() is not None else ''}"
+        if not m:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+            raise AssertionError(f"serve printed {line!r}, exit {p.poll()}; stderr: {p.stderr.read()}")
         yield p, f"http://127.0.0.1:{m.group(1)}"
     finally:
         if p.poll() is None:

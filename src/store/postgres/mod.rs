@@ -109,9 +109,62 @@ pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 /// One pooled connection.
 pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
 
+/// Owns something that holds connections and drops it off the async runtime's threads.
+///
+/// The `postgres` client is tokio-postgres driven by a small runtime of its own: closing a
+/// connection blocks on that runtime, which panics on a thread that drives another runtime
+/// (lakeport's). Store calls run on blocking threads, but a store or a snapshot shard may be
+/// dropped anywhere: when the dropping thread is inside a runtime, the value is dropped on a
+/// thread of its own (joined, so the connections are closed when the drop returns).
+pub(crate) struct OffRuntime<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffRuntime<T> {
+    pub(crate) fn new(value: T) -> Self {
+        OffRuntime(Some(value))
+    }
+
+    /// Drops `value` now, on a thread of its own if this one is inside a tokio runtime.
+    pub(crate) fn drop_now(value: T) {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            if std::thread::spawn(move || drop(value)).join().is_err() {
+                tracing::warn!("closing PostgreSQL connections panicked");
+            }
+        } else {
+            drop(value);
+        }
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for OffRuntime<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        match &self.0 {
+            Some(v) => v,
+            None => unreachable!("an OffRuntime is emptied only when dropped"),
+        }
+    }
+}
+
+impl<T: Send + 'static> std::ops::DerefMut for OffRuntime<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        match &mut self.0 {
+            Some(v) => v,
+            None => unreachable!("an OffRuntime is emptied only when dropped"),
+        }
+    }
+}
+
+impl<T: Send + 'static> Drop for OffRuntime<T> {
+    fn drop(&mut self) {
+        if let Some(value) = self.0.take() {
+            Self::drop_now(value);
+        }
+    }
+}
+
 /// The PostgreSQL metadata store: a pool of connections and the layout of each table in use.
 pub struct PostgresStore {
-    pool: Pool,
+    pool: OffRuntime<Pool>,
     /// The pool's connection settings (for a direct attempt that says why it failed).
     config: postgres::Config,
     /// The URL without its password, for messages.
@@ -148,7 +201,7 @@ impl PostgresStore {
             .connection_timeout(POOL_WAIT)
             .build_unchecked(manager);
         let store = PostgresStore {
-            pool,
+            pool: OffRuntime::new(pool),
             config,
             shown,
             tables: Mutex::new(HashMap::new()),

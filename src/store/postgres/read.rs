@@ -20,7 +20,9 @@ use chrono::{DateTime, Utc};
 use super::postgres::fallible_iterator::FallibleIterator;
 use super::postgres::types::ToSql;
 use super::postgres::Row;
-use super::{count, describe, to_i64, unless_deletes, Conn, PostgresStore, TableSql, POOL_SIZE};
+use super::{
+    count, describe, to_i64, unless_deletes, Conn, OffRuntime, PostgresStore, TableSql, POOL_SIZE,
+};
 use crate::error::{Error, Result};
 use crate::store::batch::{Builders, ColumnBuilder};
 use crate::store::{ColumnType, ShardReader, Snapshot};
@@ -34,9 +36,21 @@ const KEY_SCAN_MIN_ROWS: u64 = 50_000;
 const MAX_SHARDS: usize = (POOL_SIZE / 2) as usize;
 
 /// A connection inside a read transaction that is rolled back when dropped, so that the
-/// connection goes back to the pool clean.
+/// connection goes back to the pool clean (off the async runtime's threads: [`OffRuntime`]).
 struct ReadTx {
-    conn: Conn,
+    /// Always `Some` until dropped.
+    conn: Option<Conn>,
+}
+
+/// What dropping a [`ReadTx`] does, wherever it happens.
+struct RollBack(Conn);
+
+impl Drop for RollBack {
+    fn drop(&mut self) {
+        if let Err(e) = self.0.batch_execute("ROLLBACK") {
+            tracing::debug!(error = %describe(&e), "ending a snapshot's read transaction");
+        }
+    }
 }
 
 impl ReadTx {
@@ -46,9 +60,9 @@ impl ReadTx {
         let mut conn = store.conn()?;
         conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(store.db("starting a snapshot"))?;
-        let mut tx = ReadTx { conn };
+        let mut tx = ReadTx { conn: Some(conn) };
         let row = tx
-            .conn
+            .c()
             .query_one(
                 r#"SELECT "seq", pg_export_snapshot() FROM "_lakeport_meta" WHERE "id" = 1"#,
                 &[],
@@ -63,9 +77,9 @@ impl ReadTx {
         let mut conn = store.conn()?;
         conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .map_err(store.db("starting a snapshot shard"))?;
-        let mut tx = ReadTx { conn };
+        let mut tx = ReadTx { conn: Some(conn) };
         // The id comes from the server (hex and dashes); quoted as a literal all the same.
-        tx.conn
+        tx.c()
             .batch_execute(&format!(
                 "SET TRANSACTION SNAPSHOT '{}'",
                 id.replace('\'', "''")
@@ -75,10 +89,19 @@ impl ReadTx {
     }
 }
 
+impl ReadTx {
+    fn c(&mut self) -> &mut Conn {
+        match &mut self.conn {
+            Some(conn) => conn,
+            None => unreachable!("a ReadTx's connection is taken only when it is dropped"),
+        }
+    }
+}
+
 impl Drop for ReadTx {
     fn drop(&mut self) {
-        if let Err(e) = self.conn.batch_execute("ROLLBACK") {
-            tracing::debug!(error = %describe(&e), "ending a snapshot's read transaction");
+        if let Some(conn) = self.conn.take() {
+            OffRuntime::drop_now(RollBack(conn));
         }
     }
 }
@@ -138,10 +161,10 @@ impl Param {
 /// Opens the snapshot of `table`'s live rows (see [`Store::snapshot`](crate::store::Store::snapshot)).
 pub(super) fn snapshot(store: &PostgresStore, table: &str, shards: usize) -> Result<Snapshot> {
     let (mut first, seq, id) = ReadTx::first(store)?;
-    let t = store.table_sql(&mut *first.conn, table)?;
+    let t = store.table_sql(&mut **first.c(), table)?;
     let what = format!("snapshot of table {table}");
     let row = first
-        .conn
+        .c()
         .query_one(
             &format!("SELECT count(*) FROM {} WHERE NOT \"_deleted\"", t.data),
             &[],
@@ -167,7 +190,7 @@ pub(super) fn changes(
     deletes: bool,
 ) -> Result<Snapshot> {
     let (mut first, seq, id) = ReadTx::first(store)?;
-    let t = store.table_sql(&mut *first.conn, table)?;
+    let t = store.table_sql(&mut **first.c(), table)?;
     let what = format!("changes of table {table} after _seq {after_seq}");
     if after_seq > seq {
         return Err(Error::Conflict(format!(
@@ -184,7 +207,7 @@ pub(super) fn changes(
         unless_deletes(deletes)
     );
     let row = first
-        .conn
+        .c()
         .query_one(&format!("SELECT count(*) {in_range}"), &[&start, &end])
         .map_err(store.db(&what))?;
     let rows = count(&row, 0, "a row count")?;
@@ -196,7 +219,7 @@ pub(super) fn changes(
     };
     if rows >= KEY_SCAN_MIN_ROWS {
         let row = first
-            .conn
+            .c()
             .query_one(
                 &format!("SELECT count(*) FROM {} WHERE NOT \"_deleted\"", t.data),
                 &[],
@@ -220,7 +243,7 @@ pub(super) fn changes(
     let mut starts = vec![start];
     if !targets.is_empty() {
         let found = first
-            .conn
+            .c()
             .query(
                 &format!(
                     "SELECT \"_seq\" FROM (SELECT \"_seq\", row_number() OVER (ORDER BY \"_seq\") \
@@ -289,7 +312,7 @@ fn key_bounds(
         return Ok(Vec::new());
     }
     let found = tx
-        .conn
+        .c()
         .query(
             &format!(
                 "SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS \"_n\" \
@@ -430,7 +453,7 @@ impl ShardReader for PgShard {
         let params = self.params.iter().map(Param::as_sql);
         let mut rows = self
             .tx
-            .conn
+            .c()
             .query_raw(self.sql.as_str(), params)
             .map_err(at)?;
         let mut b = Builders::new(&t.def, batch_rows, self.deletes);

@@ -1098,3 +1098,67 @@ pub(crate) fn workers_are_recorded_and_forgotten(store: &dyn Store) {
         .collect();
     assert_eq!(ids, ["c"]);
 }
+
+/// One `#[test]` per check of this suite (and a `listing` module of the listing suite's),
+/// each running the check on a store that `$with_store` makes: a backend's test module says
+/// `conformance_suite!(with_store);` with a `fn with_store(test: fn(&dyn Store))` in scope.
+/// The one list of checks, so that every backend runs all of them.
+macro_rules! conformance_suite {
+    ($with_store:ident) => {
+        $crate::store::conformance::conformance_suite!(@tests $with_store, $crate::store::conformance,
+            seq_is_store_wide,
+            unchanged_upsert_takes_no_seq,
+            upsert_after_delete_is_insert,
+            delete_leaves_tombstone,
+            apply_is_atomic_on_iterator_error,
+            apply_is_atomic_on_bad_value,
+            write_time_follows_seq,
+            snapshot_shards_cover_rows,
+            snapshot_with_more_shards_than_rows,
+            snapshot_consistent_under_writer,
+            runs_and_task_state,
+            changes_after_a_checkpoint,
+            changes_with_deletes_and_purging,
+            runs_of_a_task_never_overlap,
+            runs_of_a_gone_process_are_taken_over_at_once,
+            tables_are_declared_once,
+            snapshot_import_diffs_its_scope,
+            snapshot_import_same_or_older_is_not_applied,
+            snapshot_import_prefix_scope_and_atomicity,
+            snapshot_import_into_empty_scope_with_repeated_keys,
+            snapshot_import_sorted_removals,
+            snapshot_import_out_of_order_switch,
+            snapshot_import_repeated_key,
+            snapshot_import_revives_tombstones,
+            snapshot_import_prefix_edges,
+            snapshot_import_versions_in_byte_order,
+            snapshot_import_matches_a_model,
+            workers_are_recorded_and_forgotten,
+        );
+
+        /// The listing suite (`store::conformance::listing`).
+        mod listing {
+            use super::$with_store;
+            $crate::store::conformance::conformance_suite!(@tests $with_store,
+                $crate::store::conformance::listing,
+                paging_returns_every_key_once_in_byte_order,
+                versions_and_tombstones,
+                delimiter_rolls_up_common_prefixes_across_pages,
+                pages_resume_after_concurrent_changes,
+                limits_and_bad_tokens,
+                unknown_bucket_is_empty,
+                summaries_group_exactly,
+            );
+        }
+    };
+    (@tests $with_store:ident, $suite:path, $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                use $suite as suite;
+                $with_store(suite::$name);
+            }
+        )*
+    };
+}
+pub(crate) use conformance_suite;

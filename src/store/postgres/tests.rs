@@ -6,7 +6,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
-use crate::store::conformance;
 
 /// The server of these tests.
 pub(crate) fn server_url() -> String {
@@ -44,63 +43,7 @@ fn with_store(test: fn(&dyn Store)) {
     test(&fresh_store());
 }
 
-macro_rules! conformance_tests {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                with_store(conformance::$name);
-            }
-        )*
-    };
-}
-
-/// The listing suite (`store::conformance::listing`), run here like the rest.
-mod listing {
-    use super::with_store;
-    use crate::store::conformance::listing as conformance;
-
-    conformance_tests!(
-        paging_returns_every_key_once_in_byte_order,
-        versions_and_tombstones,
-        delimiter_rolls_up_common_prefixes_across_pages,
-        pages_resume_after_concurrent_changes,
-        limits_and_bad_tokens,
-        unknown_bucket_is_empty,
-        summaries_group_exactly,
-    );
-}
-
-conformance_tests!(
-    seq_is_store_wide,
-    unchanged_upsert_takes_no_seq,
-    upsert_after_delete_is_insert,
-    delete_leaves_tombstone,
-    apply_is_atomic_on_iterator_error,
-    apply_is_atomic_on_bad_value,
-    write_time_follows_seq,
-    snapshot_shards_cover_rows,
-    snapshot_with_more_shards_than_rows,
-    snapshot_consistent_under_writer,
-    runs_and_task_state,
-    changes_after_a_checkpoint,
-    changes_with_deletes_and_purging,
-    runs_of_a_task_never_overlap,
-    runs_of_a_gone_process_are_taken_over_at_once,
-    tables_are_declared_once,
-    snapshot_import_diffs_its_scope,
-    snapshot_import_same_or_older_is_not_applied,
-    snapshot_import_prefix_scope_and_atomicity,
-    snapshot_import_into_empty_scope_with_repeated_keys,
-    snapshot_import_sorted_removals,
-    snapshot_import_out_of_order_switch,
-    snapshot_import_repeated_key,
-    snapshot_import_revives_tombstones,
-    snapshot_import_prefix_edges,
-    snapshot_import_versions_in_byte_order,
-    snapshot_import_matches_a_model,
-    workers_are_recorded_and_forgotten,
-);
+crate::store::conformance::conformance_suite!(with_store);
 
 #[test]
 fn passwords_are_not_shown() {

@@ -5,7 +5,7 @@ use std::fmt;
 
 use crate::error::{Error, Result};
 use crate::store::schema::is_identifier;
-use crate::store::{ColumnType, ImportRecord, TableDef, Value, WorkerRecord};
+use crate::store::{Change, ColumnType, ImportRecord, TableDef, Value, WorkerRecord};
 
 /// Checks an upsert's values against the declared columns (`is_key[i]`: column i is part of
 /// the primary key, so it cannot be NULL).
@@ -197,6 +197,29 @@ pub(crate) fn check_scope_columns(def: &TableDef, key_idx: &[usize]) -> Result<(
             def.primary_key.join(", ")
         )))
     }
+}
+
+/// The values of one change of a snapshot import into `draft`'s scope, checked: an upsert (a
+/// snapshot holds no deletes), inside the scope, of the table's types.
+pub(crate) fn snapshot_row(
+    draft: &ImportRecord,
+    def: &TableDef,
+    key_idx: &[usize],
+    is_key: &[bool],
+    change: Change,
+) -> Result<Vec<Value>> {
+    let values = match change {
+        Change::Upsert(values) => values,
+        Change::Delete(_) => {
+            return Err(Error::InvalidInput(format!(
+                "{}: a snapshot holds rows, not deletes",
+                draft.manifest_url
+            )))
+        }
+    };
+    check_in_scope(key_idx, draft, &values)?;
+    check_row(def, is_key, &values)?;
+    Ok(values)
 }
 
 /// Checks that an upsert of a snapshot import lies inside the draft's scope (its first key

@@ -28,6 +28,7 @@ pub(crate) mod row_bytes;
 pub(crate) mod runs;
 pub mod schema;
 pub(crate) mod sorter;
+pub(crate) mod sql;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -51,6 +51,7 @@ use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
 use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
+use crate::store::sql::{data_columns, data_table, quote};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
@@ -324,11 +325,6 @@ fn read_json<T: serde::de::DeserializeOwned>(
     .transpose()
 }
 
-/// `"name"` with embedded quotes doubled.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 fn sql_type(ty: ColumnType) -> &'static str {
     match ty {
         ColumnType::String => "TEXT",
@@ -336,11 +332,6 @@ fn sql_type(ty: ColumnType) -> &'static str {
         ColumnType::Double => "REAL",
         ColumnType::Binary => "BLOB",
     }
-}
-
-/// The data table of a declared table.
-fn data_table(table: &str) -> String {
-    quote(&format!("data_{table}"))
 }
 
 /// One table's layout and SQL texts, built once per table.
@@ -773,27 +764,18 @@ impl<'c> Statements<'c> {
 }
 
 fn create_table_sql(def: &TableDef) -> String {
-    let data = data_table(&def.table);
-    let mut cols: Vec<String> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
-            format!("{} {}{not_null}", quote(&c.name), sql_type(c.ty))
-        })
-        .collect();
-    cols.push("\"_seq\" INTEGER NOT NULL".into());
-    cols.push("\"_write_time\" INTEGER NOT NULL".into());
-    cols.push("\"_deleted\" INTEGER NOT NULL DEFAULT 0".into());
-    let key = def
-        .primary_key
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (columns, key) = data_columns(
+        def,
+        sql_type,
+        &[
+            "\"_seq\" INTEGER NOT NULL",
+            "\"_write_time\" INTEGER NOT NULL",
+            "\"_deleted\" INTEGER NOT NULL DEFAULT 0",
+        ],
+    );
     format!(
-        "CREATE TABLE {data} ({}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
-        cols.join(", "),
+        "CREATE TABLE {} ({columns}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
+        data_table(&def.table),
         seq_index_sql(def)
     )
 }

@@ -13,10 +13,11 @@
 
 use std::time::Instant;
 
+use super::postgres::types::ToSql;
 use super::postgres::Transaction;
 use super::{non_negative, PostgresStore, TableSql};
 use crate::error::{Error, Result};
-use crate::store::checks::{check_in_scope, check_scope_columns, older_than_newest};
+use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
 use crate::store::listing::prefix_upper_bound;
 use crate::store::{Change, ImportOutcome, ImportRecord};
 
@@ -73,17 +74,7 @@ pub(super) fn apply_snapshot(
     let mut w = Writer::new(store, &t, Some(SEEN));
     let mut rows = 0u64;
     for change in changes {
-        let values = match change? {
-            Change::Upsert(values) => values,
-            Change::Delete(_) => {
-                return Err(Error::InvalidInput(format!(
-                    "{}: a snapshot holds rows, not deletes",
-                    draft.manifest_url
-                )))
-            }
-        };
-        check_in_scope(&t.key_idx, draft, &values)?;
-        t.check_row(&values)?;
+        let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, change?)?;
         w.upsert(&mut tx, values)?;
         rows += 1;
     }
@@ -191,7 +182,9 @@ fn earlier_import(
     tx: &mut Transaction<'_>,
     draft: &ImportRecord,
 ) -> Result<Option<ImportRecord>> {
-    tx.query_opt(
+    find_import(
+        store,
+        tx,
         r#"SELECT "import_id", "record" FROM "_lakeport_imports"
            WHERE "tbl" = $1 AND "scope_bucket" = $2 AND "scope_prefix" = $3
              AND "manifest_md5" = $4
@@ -203,9 +196,6 @@ fn earlier_import(
             &draft.manifest_md5,
         ],
     )
-    .map_err(store.db("looking up earlier imports"))?
-    .map(|r| decode_record(r.get(0), r.get(1)))
-    .transpose()
 }
 
 /// The newest snapshot applied to the draft's scope (by creation time), if any.
@@ -214,15 +204,27 @@ fn newest_import(
     tx: &mut Transaction<'_>,
     draft: &ImportRecord,
 ) -> Result<Option<ImportRecord>> {
-    tx.query_opt(
+    find_import(
+        store,
+        tx,
         r#"SELECT "import_id", "record" FROM "_lakeport_imports"
            WHERE "tbl" = $1 AND "scope_bucket" = $2 AND "scope_prefix" = $3
            ORDER BY "created_ms" DESC, "import_id" DESC LIMIT 1"#,
         &[&draft.table, &draft.scope_bucket, &draft.scope_prefix],
     )
-    .map_err(store.db("looking up earlier imports"))?
-    .map(|r| decode_record(r.get(0), r.get(1)))
-    .transpose()
+}
+
+/// The one import record (`import_id`, `record`) that `sql` selects, if any.
+fn find_import(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<ImportRecord>> {
+    tx.query_opt(sql, params)
+        .map_err(store.db("looking up earlier imports"))?
+        .map(|r| decode_record(r.get(0), r.get(1)))
+        .transpose()
 }
 
 /// Stores `record` under a new import id (which goes into the stored JSON too); the id.

@@ -68,6 +68,7 @@ use crate::error::{Error, Result};
 use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
+use crate::store::sql::{data_columns, data_table, quote};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     OwnerGone, RunRecord, Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value,
@@ -344,11 +345,6 @@ pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
 
-/// `"name"` with embedded quotes doubled.
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// The SQL type of a column (text sorts by bytes).
 fn sql_type(ty: ColumnType) -> &'static str {
     match ty {
@@ -371,11 +367,6 @@ fn array_type(ty: ColumnType) -> &'static str {
         ColumnType::Binary => "bytea[]",
         ColumnType::TimestampMs => "timestamptz[]",
     }
-}
-
-/// The data table of a declared table.
-fn data_table(table: &str) -> String {
-    quote(&format!("data_{table}"))
 }
 
 fn stored_def(
@@ -475,27 +466,18 @@ impl TableSql {
 
 fn create_table_sql(def: &TableDef) -> String {
     let data = data_table(&def.table);
-    let mut cols: Vec<String> = def
-        .columns
-        .iter()
-        .map(|c| {
-            let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
-            format!("{} {}{not_null}", quote(&c.name), sql_type(c.ty))
-        })
-        .collect();
-    cols.push("\"_seq\" BIGINT NOT NULL".into());
-    cols.push("\"_write_time\" TIMESTAMPTZ NOT NULL".into());
-    cols.push("\"_deleted\" BOOLEAN NOT NULL DEFAULT false".into());
-    let key = def
-        .primary_key
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let (columns, key) = data_columns(
+        def,
+        sql_type,
+        &[
+            "\"_seq\" BIGINT NOT NULL",
+            "\"_write_time\" TIMESTAMPTZ NOT NULL",
+            "\"_deleted\" BOOLEAN NOT NULL DEFAULT false",
+        ],
+    );
     format!(
-        "CREATE TABLE {data} ({}, PRIMARY KEY ({key}));\n\
+        "CREATE TABLE {data} ({columns}, PRIMARY KEY ({key}));\n\
          CREATE INDEX {} ON {data} (\"_seq\") INCLUDE (\"_deleted\");",
-        cols.join(", "),
         quote(&format!("data_{}_by_seq", def.table)),
     )
 }

@@ -237,9 +237,7 @@ pub(super) fn changes(
         }
     }
     // `_seq` ranges of about equal size: shard s starts at the (rows * s / used)-th change.
-    let targets: Vec<i64> = (1..used)
-        .map(|s| (u128::from(rows) * s as u128 / used as u128) as i64 + 1)
-        .collect();
+    let targets = split_points(rows, used);
     let mut starts = vec![start];
     if !targets.is_empty() {
         let found = first
@@ -289,6 +287,13 @@ fn shards_for(rows: u64, asked: usize) -> usize {
     asked.clamp(1, MAX_SHARDS).min(by_rows)
 }
 
+/// Where shards 1..`used` of `rows` rows start: 1-based row numbers `rows * s / used + 1`.
+fn split_points(rows: u64, used: usize) -> Vec<i64> {
+    (1..used)
+        .map(|s| (u128::from(rows) * s as u128 / used as u128) as i64 + 1)
+        .collect()
+}
+
 /// A `_seq` range of changes read by key ranges: `[start, end)`, with tombstones if `deletes`.
 #[derive(Debug, Clone, Copy)]
 struct SeqRange {
@@ -305,9 +310,7 @@ fn key_bounds(
     rows: u64,
     used: usize,
 ) -> Result<Vec<Vec<KeyValue>>> {
-    let targets: Vec<i64> = (1..used)
-        .map(|s| (u128::from(rows) * s as u128 / used as u128) as i64 + 1)
-        .collect();
+    let targets = split_points(rows, used);
     if targets.is_empty() {
         return Ok(Vec::new());
     }

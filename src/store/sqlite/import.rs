@@ -31,7 +31,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavi
 
 use super::{db, non_negative, quote, Applier, Bind, SqliteStore, Statements, Stored};
 use crate::error::{Error, Result};
-use crate::store::checks::{check_in_scope, check_scope_columns, older_than_newest};
+use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
 use crate::store::listing::prefix_upper_bound;
 use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::RowSorter;
@@ -130,17 +130,7 @@ impl SqliteStore {
         let codec = RowCodec::new(t.def.columns.iter().map(|c| c.ty).collect(), &t.key_idx);
         let mut sorter = RowSorter::new(SORT_BUDGET);
         for change in changes {
-            let values = match change? {
-                Change::Upsert(values) => values,
-                Change::Delete(_) => {
-                    return Err(Error::InvalidInput(format!(
-                        "{}: a snapshot holds rows, not deletes",
-                        draft.manifest_url
-                    )))
-                }
-            };
-            check_in_scope(&t.key_idx, draft, &values)?;
-            t.check_row(&values)?;
+            let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, change?)?;
             sorter.push_with(|out| codec.encode_values(&values, out))?;
         }
         let rows = sorter.rows();

@@ -264,6 +264,30 @@ impl ImportRecord {
     }
 }
 
+impl ImportRecord {
+    /// The record of `draft` applied: `rows` read, what the store did (`out`), its write time
+    /// and how long since `started` (the store fills in the id when it stores it).
+    pub(crate) fn applied(
+        draft: &ImportRecord,
+        rows: u64,
+        out: &ApplyOutcome,
+        imported_ms: i64,
+        started: std::time::Instant,
+    ) -> ImportRecord {
+        ImportRecord {
+            imported_ms,
+            rows,
+            inserted: out.inserted,
+            updated: out.updated,
+            deleted: out.deleted,
+            unchanged: out.unchanged,
+            seq: out.seq,
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..draft.clone()
+        }
+    }
+}
+
 /// What [`Store::apply_snapshot`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImportOutcome {

@@ -83,16 +83,7 @@ pub(super) fn apply_snapshot(
     w.add_tombstones(gone);
     let (out, write_ms) = w.commit(&mut tx)?;
 
-    let mut record = draft.clone();
-    record.table = table.to_string();
-    record.imported_ms = write_ms;
-    record.rows = rows;
-    record.inserted = out.inserted;
-    record.updated = out.updated;
-    record.deleted = out.deleted;
-    record.unchanged = out.unchanged;
-    record.seq = out.seq;
-    record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut record = ImportRecord::applied(draft, rows, &out, write_ms, started);
     record.import_id = insert_record(store, &mut tx, &record)?;
     tx.commit().map_err(store.db(&what))?;
     Ok(ImportOutcome::Applied(record))

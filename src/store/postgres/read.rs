@@ -162,15 +162,7 @@ impl Param {
 pub(super) fn snapshot(store: &PostgresStore, table: &str, shards: usize) -> Result<Snapshot> {
     let (mut first, seq, id) = ReadTx::first(store)?;
     let t = store.table_sql(&mut **first.c(), table)?;
-    let what = format!("snapshot of table {table}");
-    let row = first
-        .c()
-        .query_one(
-            &format!("SELECT count(*) FROM {} WHERE NOT \"_deleted\"", t.data),
-            &[],
-        )
-        .map_err(store.db(&what))?;
-    let rows = count(&row, 0, "a row count")?;
+    let rows = live_rows(store, &mut first, &t)?;
     let used = shards_for(rows, shards);
     let bounds = key_bounds(store, &mut first, &t, rows, used)?;
     Ok(Snapshot {
@@ -218,14 +210,7 @@ pub(super) fn changes(
         deletes,
     };
     if rows >= KEY_SCAN_MIN_ROWS {
-        let row = first
-            .c()
-            .query_one(
-                &format!("SELECT count(*) FROM {} WHERE NOT \"_deleted\"", t.data),
-                &[],
-            )
-            .map_err(store.db(&what))?;
-        let live = count(&row, 0, "a row count")?;
+        let live = live_rows(store, &mut first, &t)?;
         if rows.saturating_mul(4) >= live && live >= used as u64 {
             // A large share of the table: one pass in key order, split by key ranges.
             let bounds = key_bounds(store, &mut first, &t, live, used)?;
@@ -285,6 +270,18 @@ pub(super) fn changes(
 fn shards_for(rows: u64, asked: usize) -> usize {
     let by_rows = usize::try_from(rows).unwrap_or(usize::MAX);
     asked.clamp(1, MAX_SHARDS).min(by_rows)
+}
+
+/// The live rows of `t` in the snapshot of `tx`.
+fn live_rows(store: &PostgresStore, tx: &mut ReadTx, t: &TableSql) -> Result<u64> {
+    let row = tx
+        .c()
+        .query_one(
+            &format!("SELECT count(*) FROM {} WHERE NOT \"_deleted\"", t.data),
+            &[],
+        )
+        .map_err(store.db(format_args!("counting the rows of table {}", t.name())))?;
+    count(&row, 0, "a row count")
 }
 
 /// Where shards 1..`used` of `rows` rows start: 1-based row numbers `rows * s / used + 1`.

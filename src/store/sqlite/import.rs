@@ -218,16 +218,7 @@ impl SqliteStore {
         let write_time = a.write_time;
         let out = a.finish(&tx)?;
 
-        let mut record = draft.clone();
-        record.table = table.to_string();
-        record.imported_ms = write_time;
-        record.rows = rows;
-        record.inserted = out.inserted;
-        record.updated = out.updated;
-        record.deleted = out.deleted;
-        record.unchanged = out.unchanged;
-        record.seq = out.seq;
-        record.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut record = ImportRecord::applied(draft, rows, &out, write_time, started);
         record.import_id = insert_record(&tx, &record)?;
         tx.commit()
             .map_err(db(format_args!("committing an import into table {table}")))?;

@@ -8,7 +8,9 @@
 //! unchanged row is not written at all. Rows written get `_seq = -ordinal` (their place among
 //! the transaction's changes); [`Writer::commit`] renumbers them. A key repeated within a batch
 //! would make `ON CONFLICT` touch one row twice, so a repeat (or a switch between upserts and
-//! deletes) sends the batch first: changes apply in their order.
+//! deletes) sends the batch first: changes apply in their order. A batch's rows are inserted
+//! in key order, so two writers of overlapping keys lock them in the same order (and wait
+//! for each other rather than deadlock) as long as each writes its keys in ascending order.
 
 use std::collections::HashSet;
 
@@ -380,7 +382,7 @@ fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
         "WITH i AS (SELECT * FROM unnest({arrays}) AS i({all}, \"_ord\")), \
          o AS (SELECT {d_keys}, d.\"_deleted\" FROM {data} d JOIN i ON {join_di}), \
          w AS (INSERT INTO {data} AS d ({all}, \"_seq\", \"_write_time\", \"_deleted\") \
-               SELECT {all}, -\"_ord\", now(), false FROM i \
+               SELECT {all}, -\"_ord\", now(), false FROM i ORDER BY {keys} \
                ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {differs} \
                RETURNING {d_keys}){seen_cte} \
          SELECT count(*) FILTER (WHERE o.\"_deleted\" IS NOT FALSE), \

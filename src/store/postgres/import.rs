@@ -79,8 +79,9 @@ pub(super) fn apply_snapshot(
         rows += 1;
     }
     w.flush(&mut tx)?;
-    let gone = tombstone_unseen(store, &mut tx, &t, draft, w.next_ord())?;
-    w.add_tombstones(gone);
+    let numbering = w.seq_params()?;
+    let (gone, max_seq) = tombstone_unseen(store, &mut tx, &t, draft, w.next_ord(), numbering)?;
+    w.add_tombstones(gone, max_seq);
     let (out, write_ms) = w.commit(&mut tx)?;
 
     let mut record = ImportRecord::applied(draft, rows, &out, write_ms, started);
@@ -89,15 +90,18 @@ pub(super) fn apply_snapshot(
     Ok(ImportOutcome::Applied(record))
 }
 
-/// Tombstones the live rows of the draft's scope whose key the snapshot did not hold, with
-/// placeholder ordinals after `after_ord` in key order; returns how many.
+/// Tombstones the live rows of the draft's scope whose key the snapshot did not hold,
+/// numbered with the ordinals after `after_ord` in key order (`_seq = factor * ordinal +
+/// base`, `_write_time` = time: the writer's numbering); returns how many and their highest
+/// `_seq`.
 fn tombstone_unseen(
     store: &PostgresStore,
     tx: &mut Transaction<'_>,
     t: &TableSql,
     draft: &ImportRecord,
     after_ord: i64,
-) -> Result<u64> {
+    (factor, base, time): (i64, i64, chrono::DateTime<chrono::Utc>),
+) -> Result<(u64, Option<i64>)> {
     let bucket = t.col(t.key_idx[0]);
     let key = t.col(t.key_idx[1]);
     let upper = prefix_upper_bound(&draft.scope_prefix);
@@ -106,15 +110,17 @@ fn tombstone_unseen(
         .iter()
         .map(|&i| format!("{} = NULL", t.col(i)))
         .collect();
-    sets.push("\"_seq\" = -($2 + r.\"_n\")".into());
+    sets.push("\"_seq\" = $4::int8 * ($2 + r.\"_n\") + $5::int8".into());
+    sets.push("\"_write_time\" = $6".into());
     sets.push("\"_deleted\" = true".into());
     let sql = format!(
-        "UPDATE {data} d SET {sets} \
+        "WITH u AS (UPDATE {data} d SET {sets} \
          FROM (SELECT {x_keys}, row_number() OVER (ORDER BY {x_keys}) AS \"_n\" \
                FROM {data} x \
                WHERE x.{bucket} = $1 AND x.{key} >= $3{upper_test} AND NOT x.\"_deleted\" \
                  AND NOT EXISTS (SELECT 1 FROM {SEEN} s WHERE {seen_join})) r \
-         WHERE {join}",
+         WHERE {join} RETURNING d.\"_seq\") \
+         SELECT count(*), max(\"_seq\") FROM u",
         data = t.data,
         sets = sets.join(", "),
         x_keys = t
@@ -124,7 +130,7 @@ fn tombstone_unseen(
             .collect::<Vec<_>>()
             .join(", "),
         upper_test = if upper.is_some() {
-            format!(" AND x.{key} < $4")
+            format!(" AND x.{key} < $7")
         } else {
             String::new()
         },
@@ -132,16 +138,23 @@ fn tombstone_unseen(
         join = t.key_join("d", "r"),
     );
     let prefix = draft.scope_prefix.clone();
-    let gone = match &upper {
-        Some(upper) => tx.execute(&sql, &[&draft.scope_bucket, &after_ord, &prefix, upper]),
-        None => tx.execute(&sql, &[&draft.scope_bucket, &after_ord, &prefix]),
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+        &draft.scope_bucket,
+        &after_ord,
+        &prefix,
+        &factor,
+        &base,
+        &time,
+    ];
+    if let Some(upper) = &upper {
+        params.push(upper);
     }
-    .map_err(store.db(format_args!(
+    let row = tx.query_one(&sql, &params).map_err(store.db(format_args!(
         "tombstoning rows of table {} absent from {}",
         t.name(),
         draft.manifest_url
     )))?;
-    Ok(gone)
+    Ok((non_negative(row.get(0), "a row count")?, row.get(1)))
 }
 
 /// The newest import records (see [`Store::imports`](crate::store::Store::imports)).

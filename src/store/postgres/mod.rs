@@ -30,7 +30,9 @@
 //! snapshot sees `seq = S` therefore sees every row with `_seq <= S` and none above: reading
 //! `seq` in the same REPEATABLE READ snapshot as the rows gives a bound that never skips a
 //! change. The lock serialises only each writer's tail (one `UPDATE` of its own rows and the
-//! commit); the rest of concurrent writes runs in parallel. Rejected: delivering only up to
+//! commit); the rest of concurrent writes runs in parallel. A bulk transaction (a first batch
+//! of [`write::BATCH_ROWS`] changes) takes the lock before it writes and gives its rows their
+//! final numbers at once instead (the same order argument; see [`write`]). Rejected: delivering only up to
 //! the oldest in-flight transaction's horizon (needs every writer to publish its floor and a
 //! match of `pg_current_snapshot()`'s in-progress list to floors, each step subtle), and one
 //! store-wide write lock for the whole transaction (correct, but serialises every writer).
@@ -53,7 +55,7 @@ mod import;
 mod listing;
 mod read;
 mod runs;
-mod write;
+pub(crate) mod write;
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};

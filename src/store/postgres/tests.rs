@@ -126,6 +126,27 @@ fn no_change_is_skipped_under_concurrent_writers() {
         })
         .collect();
 
+    // One bulk writer too: transactions of more than a batch, which hold the meta row's lock
+    // from their first batch and write final numbers (writer 99).
+    const BULK_ROWS: i64 = 5_000;
+    const BULK_TRANSACTIONS: i64 = 3;
+    let bulk = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            for tx in 0..BULK_TRANSACTIONS {
+                let mut changes = (0..BULK_ROWS).map(move |r| {
+                    if r % 1000 == 999 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Ok(Change::Upsert(vec![
+                        Value::Int64(99),
+                        Value::Int64(100_000 + tx * BULK_ROWS + r),
+                    ]))
+                });
+                store.apply("events", &mut changes).unwrap();
+            }
+        })
+    };
     let reader = {
         let (store, done) = (Arc::clone(&store), Arc::clone(&done));
         std::thread::spawn(move || {
@@ -161,6 +182,7 @@ fn no_change_is_skipped_under_concurrent_writers() {
     for w in writers {
         w.join().unwrap();
     }
+    bulk.join().unwrap();
     done.store(true, Ordering::SeqCst);
     let (mut delivered, passes) = reader.join().unwrap();
     let total = delivered.len();
@@ -170,6 +192,7 @@ fn no_change_is_skipped_under_concurrent_writers() {
             (0..TRANSACTIONS)
                 .flat_map(move |tx| (0..1 + (w + tx) % 3).map(move |r| (w, tx * 10 + r)))
         })
+        .chain((0..BULK_TRANSACTIONS * BULK_ROWS).map(|n| (99, 100_000 + n)))
         .collect();
     expected.sort_unstable();
     assert!(
@@ -185,4 +208,50 @@ fn no_change_is_skipped_under_concurrent_writers() {
         delivered, expected,
         "a change was skipped or delivered twice"
     );
+}
+
+/// A transaction whose first batch is full takes the meta row's lock at once and writes final
+/// numbers (no renumbering pass): its rows are numbered in order above the store's `seq`, an
+/// unchanged row keeps its number, and `seq` ends at the highest number written.
+#[test]
+fn bulk_writes_number_rows_at_once() {
+    use crate::store::postgres::write::BATCH_ROWS;
+    let store = fresh_store();
+    let def = TableDef::from_yaml(
+        "table: big\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: int64 }\n",
+        "big.yaml",
+    )
+    .unwrap();
+    store.ensure_table(&def).unwrap();
+    let n = (BATCH_ROWS * 2 + 10) as i64;
+    let rows = |changed: i64| {
+        (0..n).map(move |i| {
+            let v = if i < changed { i + 1000 } else { i };
+            Ok(Change::Upsert(vec![Value::Int64(i), Value::Int64(v)]))
+        })
+    };
+    let first = store.apply("big", &mut rows(0)).unwrap();
+    assert_eq!((first.inserted, first.seq), (n as u64, n as u64));
+    let seqs = |store: &PostgresStore| -> Vec<i64> {
+        let mut conn = store.conn().unwrap();
+        conn.query(r#"SELECT "_seq" FROM "data_big" ORDER BY "id""#, &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(seqs(&store), (1..=n).collect::<Vec<_>>());
+    // Ten rows change: they take numbers above n, in order; the rest keep theirs.
+    let second = store.apply("big", &mut rows(10)).unwrap();
+    assert_eq!((second.updated, second.unchanged), (10, n as u64 - 10));
+    let after = seqs(&store);
+    assert!(
+        after[..10].windows(2).all(|w| w[0] < w[1]) && after[0] > n,
+        "{:?}",
+        &after[..10]
+    );
+    assert_eq!(&after[10..], &(11..=n).collect::<Vec<_>>()[..]);
+    assert_eq!(second.seq as i64, after[9]);
+    let stats = store.table_stats().unwrap();
+    assert_eq!(stats[0].max_seq, second.seq);
 }

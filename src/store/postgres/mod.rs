@@ -11,7 +11,9 @@
 //!   `_lakeport_imports` (the `import` submodule): the same records as in SQLite.
 //! - `data_<table>`: the declared columns (`TEXT COLLATE "C"`, `BIGINT`, `DOUBLE PRECISION`,
 //!   `BOOLEAN`, `BYTEA`, `TIMESTAMPTZ`), then `_seq BIGINT`, `_write_time TIMESTAMPTZ`,
-//!   `_deleted BOOLEAN`; primary key = the declared key, an index on `_seq`. Text sorts by
+//!   `_deleted BOOLEAN`; primary key = the declared key (its index includes `_deleted`, so
+//!   that counting and bounding live rows in key order reads the index alone), an index on
+//!   `_seq`. Text sorts by
 //!   bytes (`COLLATE "C"`), as S3 lists keys and as SQLite compares.
 //!
 //! # Change sequence under concurrent writers
@@ -478,7 +480,7 @@ fn create_table_sql(def: &TableDef) -> String {
         ],
     );
     format!(
-        "CREATE TABLE {data} ({columns}, PRIMARY KEY ({key}));\n\
+        "CREATE TABLE {data} ({columns}, PRIMARY KEY ({key}) INCLUDE (\"_deleted\"));\n\
          CREATE INDEX {} ON {data} (\"_seq\") INCLUDE (\"_deleted\");",
         quote(&format!("data_{}_by_seq", def.table)),
     )

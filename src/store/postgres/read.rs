@@ -299,7 +299,9 @@ struct SeqRange {
     deletes: bool,
 }
 
-/// The first key of shards 1..`used`: the live keys at offsets `rows * s / used` in key order.
+/// The first key of shards 1..`used`: the live keys at offsets `rows * s / used` in key order,
+/// each one ordered read of the primary key (which includes `_deleted`, so that the read is
+/// index-only once vacuum has marked the pages visible) that skips to its offset; no sort.
 fn key_bounds(
     store: &PostgresStore,
     tx: &mut ReadTx,
@@ -307,43 +309,36 @@ fn key_bounds(
     rows: u64,
     used: usize,
 ) -> Result<Vec<Vec<KeyValue>>> {
-    let targets = split_points(rows, used);
-    if targets.is_empty() {
-        return Ok(Vec::new());
-    }
-    let found = tx
-        .c()
-        .query(
-            &format!(
-                "SELECT {keys} FROM (SELECT {keys}, row_number() OVER (ORDER BY {keys}) AS \"_n\" \
-                 FROM {data} WHERE NOT \"_deleted\") x WHERE \"_n\" = ANY($1) ORDER BY \"_n\"",
-                keys = t.key_list,
-                data = t.data
-            ),
-            &[&targets],
-        )
-        .map_err(store.db(format_args!("finding shard bounds of table {}", t.name())))?;
-    if found.len() != targets.len() {
-        return Err(Error::Store(format!(
-            "reading table {}: found {} shard bounds for {used} shards",
-            t.name(),
-            found.len()
-        )));
-    }
-    found
-        .iter()
-        .map(|row| {
-            t.key_idx
-                .iter()
-                .enumerate()
-                .map(|(j, &i)| {
-                    KeyValue::read(row, j, t.def.columns[i].ty).map_err(|e| {
-                        Error::Store(format!("reading a shard bound of table {}: {e}", t.name()))
-                    })
+    let sql = format!(
+        "SELECT {keys} FROM {data} WHERE NOT \"_deleted\" ORDER BY {keys} OFFSET $1 LIMIT 1",
+        keys = t.key_list,
+        data = t.data
+    );
+    let mut bounds = Vec::with_capacity(used.saturating_sub(1));
+    for offset in split_points(rows, used) {
+        let row = tx
+            .c()
+            .query_opt(&sql, &[&(offset - 1)])
+            .map_err(store.db(format_args!("finding shard bounds of table {}", t.name())))?
+            .ok_or_else(|| {
+                Error::Store(format!(
+                    "reading table {}: no row at offset {offset} for a shard bound",
+                    t.name()
+                ))
+            })?;
+        let key = t
+            .key_idx
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| {
+                KeyValue::read(&row, j, t.def.columns[i].ty).map_err(|e| {
+                    Error::Store(format!("reading a shard bound of table {}: {e}", t.name()))
                 })
-                .collect()
-        })
-        .collect()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        bounds.push(key);
+    }
+    Ok(bounds)
 }
 
 /// One reader per key range: shard `s` reads keys from `bounds[s - 1]` (the start for the

@@ -59,6 +59,7 @@ import ctypes
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -183,10 +184,10 @@ class S3Server:
             allow_bucket_creation=True, connect_timeout=5, request_timeout=60)
 
     def listing(self, prefix):
-        """{key under prefix: size} of the Parquet objects, listed through the S3 API."""
+        """{key: size} of the Parquet objects under prefix, listed through the S3 API."""
         from pyarrow import fs as pafs
         infos = self.fs().get_file_info(pafs.FileSelector(f"{BUCKET}/{prefix}", recursive=True))
-        return {i.path.split("/", 2)[2]: i.size for i in infos
+        return {i.path.split("/", 1)[1]: i.size for i in infos
                 if i.type == pafs.FileType.File and i.path.endswith(".parquet")}
 
 
@@ -413,7 +414,7 @@ def bench(a, lakeport, s3s_fs, url):
         problems = verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake)
     finally:
         s3.stop()
-    report(a, runs, work, local, ducklake)
+    report(a, runs, summaries, work, local, ducklake)
     for p in problems:
         print(f"bench postgres: PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0
@@ -480,7 +481,7 @@ def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake):
     return problems
 
 
-def report(a, runs, work, local, ducklake):
+def report(a, runs, summaries, work, local, ducklake):
     n = a.rows
     best = {k: min(v, key=lambda x: x[0]) for k, v in runs.items()}
     rate = {k: n / v[0] for k, v in best.items()}
@@ -489,6 +490,11 @@ def report(a, runs, work, local, ducklake):
           "duckdb": lake_bytes(ducklake / "1") / 1e6}
     objs = {"s3": objects_per_partition(s3_lake), "local": objects_per_partition(local / "1"),
             "duckdb": objects_per_partition(ducklake / "1")}
+    inner = {}  # the run's own time from its summary line ("... in 1.23s"), start-up excluded
+    for k in ("s3", "local"):
+        got = [re.search(r" in ([0-9.]+)s", summaries[f"pg-{k}-{r}"])
+               for r in range(1, a.rounds + 1)]
+        inner[k] = ", ".join(g[1] if g else "?" for g in got)
     label = {"s3": "lakeport -> S3 (s3s-fs)", "local": "lakeport -> local folder",
              "duckdb": "DuckDB postgres_scan -> COPY local"}
     w = max(len(v) for v in label.values())
@@ -501,6 +507,9 @@ def report(a, runs, work, local, ducklake):
         each = ", ".join(f"{s:.2f}" for s, _ in runs[k])
         print(f"  {label[k]:<{w}} : {rate[k]:12,.0f} rows/s  ({secs:.2f}s{rss}; runs {each} s; "
               f"median {statistics.median(s for s, _ in runs[k]):.2f}s)")
+        if k in inner:
+            print(f"  {'':<{w}}   (run time in lakeport's summaries, start-up excluded: "
+                  f"{inner[k]} s)")
     r_s3 = rate["s3"] / rate["duckdb"]
     r_local = rate["local"] / rate["duckdb"]
     print(f"ratio lakeport(S3)/DuckDB   : {r_s3:.2f}x   (target >= {TARGET}x)  "

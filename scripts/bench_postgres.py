@@ -47,7 +47,10 @@ one object per partition per shard.
 
 Prints rows/s of each contender, the ratios lakeport(S3)/DuckDB and lakeport(local)/DuckDB
 with PASS/FAIL against the 1.5x target, lakeport to S3 vs to a local folder, peak RSS, lake
-MB and objects. Exit status 1 when a verification fails (a FAIL against the target alone does
+MB and objects, and where the CPU went in each best run: the contender's own user + system
+seconds (/usr/bin/time for lakeport, getrusage around the COPY for DuckDB), the PostgreSQL
+server's (postmaster and its reaped backends, /proc) and s3s-fs's; on a 2-core machine
+that shows which side a run waits for. Exit status 1 when a verification fails (a FAIL against the target alone does
 not change it, as in scripts/bench.py).
 
     scripts/bench_postgres.py --bin target/release/lakeport             # BENCH_ROWS=1000000
@@ -60,6 +63,7 @@ import importlib.metadata
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -74,7 +78,7 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import SUMMARY_RE, describe, objects_per_partition, timed  # noqa: E402
+from bench import SUMMARY_RE, describe, objects_per_partition  # noqa: E402
 
 TARGET = 1.5
 BUCKET = "lakeport-bench"
@@ -132,6 +136,54 @@ def die_with_parent():
     """preexec_fn: the child gets SIGTERM when this process dies, however it dies."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def proc_cpu(pid, children=False):
+    """CPU seconds (user + system) of a running process, and with `children` those of the
+    children it has reaped (a postmaster reaps its backends), from /proc."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(f[11]) + int(f[12]) + (int(f[13]) + int(f[14]) if children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def run_timed(cmd, cwd, env):
+    """Runs cmd under /usr/bin/time: (wall s, user + system CPU s, peak RSS KiB, stdout)."""
+    stats = cwd / ".time"
+    t0 = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", str(stats), *cmd],
+                       cwd=cwd, capture_output=True, text=True, env=env)
+    secs = time.perf_counter() - t0
+    if p.returncode != 0:
+        sys.exit(f"bench postgres: {' '.join(map(str, cmd))} failed ({p.returncode}):\n"
+                 f"{p.stdout}{p.stderr[-5000:]}")
+    user, system, rss = stats.read_text().split()[-3:]
+    stats.unlink()
+    return secs, float(user) + float(system), int(rss), p.stdout
+
+
+class Others:
+    """CPU seconds of the other processes a timed run makes work: the PostgreSQL server
+    (postmaster and its reaped backends; None when the server is not on this machine) and
+    s3s-fs."""
+
+    def __init__(self, url, s3):
+        self.s3 = s3
+        self.postmaster = None
+        try:
+            pidfile = Path(psql(url, "SHOW data_directory")) / "postmaster.pid"
+            self.postmaster = int(pidfile.read_text().split()[0])
+            proc_cpu(self.postmaster, children=True)
+        except (OSError, ValueError, IndexError):
+            self.postmaster = None
+
+    def now(self):
+        pg = proc_cpu(self.postmaster, children=True) if self.postmaster else None
+        return pg, proc_cpu(self.s3.process.pid)
+
+    def since(self, before):
+        time.sleep(0.3)  # the backends of the run's connections exit and are reaped
+        pg, s3 = self.now()
+        return (None if pg is None else pg - before[0]), s3 - before[1]
 
 
 class S3Server:
@@ -362,7 +414,7 @@ def bench(a, lakeport, s3s_fs, url):
         print(f"generated {inv.stat().st_size / 1e6:,.0f} MB of NDJSON in "
               f"{time.perf_counter() - t0:.1f}s", flush=True)
         os.sync()
-        load_s, load_rss, out = timed([*base, "load", TABLE, str(inv)], work, env)
+        load_s, _, load_rss, out = run_timed([*base, "load", TABLE, str(inv)], work, env)
         print(f"{out.strip()}  [lakeport load into PostgreSQL: {n / load_s:,.0f} rows/s, "
               f"{load_s:.2f}s, peak RSS {load_rss / 1024:.0f} MB]", flush=True)
         inv.unlink()
@@ -376,6 +428,17 @@ def bench(a, lakeport, s3s_fs, url):
         runs = {"s3": [], "local": [], "duckdb": []}
         summaries = {}
         tasks = {}
+        others = Others(url, s3)
+
+        def lakeport_run(who, r, task):
+            tasks[(who, r)] = task
+            os.sync()
+            before = others.now()
+            secs, cpu, rss, out = run_timed([*base, "run", task], work, env)
+            pg, s3cpu = others.since(before)
+            runs[who].append({"secs": secs, "rss": rss, "cpu": cpu, "pg": pg, "s3": s3cpu})
+            summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
+
         for r in range(1, a.rounds + 1):
             # A: lakeport -> S3
             task = f"pg-s3-{r}"
@@ -384,32 +447,30 @@ def bench(a, lakeport, s3s_fs, url):
                                  concurrency=a.concurrency)
                 + STORAGE_YAML.format(endpoint=s3.endpoint, region=REGION, key_var=KEY_VAR,
                                       secret_var=SECRET_VAR))
-            tasks[("s3", r)] = task
-            os.sync()
-            secs, rss, out = timed([*base, "run", task], work, env)
-            runs["s3"].append((secs, rss))
-            summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
+            lakeport_run("s3", r, task)
             # B: lakeport -> local folder
             task = f"pg-local-{r}"
             (work / "pipelines" / f"{task}.yaml").write_text(
                 TASK_YAML.format(task=task, dest=local / str(r), concurrency=a.concurrency))
-            tasks[("local", r)] = task
-            os.sync()
-            secs, rss, out = timed([*base, "run", task], work, env)
-            runs["local"].append((secs, rss))
-            summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
+            lakeport_run("local", r, task)
             # C: DuckDB postgres_scan -> COPY to a local folder
             ducklake.mkdir(exist_ok=True)  # COPY creates the folder, not its parents
             con = duck(a.concurrency, url)
             sql = duck_copy_sql(con, ducklake / str(r))
             os.sync()
+            before = others.now()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             con.execute(sql)
             secs = time.perf_counter() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
             con.close()
-            runs["duckdb"].append((secs, None))
-            print(f"round {r}: lakeport -> S3 {runs['s3'][-1][0]:.2f}s, lakeport -> local "
-                  f"{runs['local'][-1][0]:.2f}s, DuckDB {secs:.2f}s", flush=True)
+            pg, s3cpu = others.since(before)
+            runs["duckdb"].append({
+                "secs": secs, "rss": None, "pg": pg, "s3": s3cpu,
+                "cpu": cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime})
+            print(f"round {r}: lakeport -> S3 {runs['s3'][-1]['secs']:.2f}s, lakeport -> local "
+                  f"{runs['local'][-1]['secs']:.2f}s, DuckDB {secs:.2f}s", flush=True)
 
         problems = verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake)
     finally:
@@ -483,8 +544,8 @@ def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake):
 
 def report(a, runs, summaries, work, local, ducklake):
     n = a.rows
-    best = {k: min(v, key=lambda x: x[0]) for k, v in runs.items()}
-    rate = {k: n / v[0] for k, v in best.items()}
+    best = {k: min(v, key=lambda x: x["secs"]) for k, v in runs.items()}
+    rate = {k: n / v["secs"] for k, v in best.items()}
     s3_lake = work / "s3" / BUCKET / "s3-1"
     mb = {"s3": lake_bytes(s3_lake) / 1e6, "local": lake_bytes(local / "1") / 1e6,
           "duckdb": lake_bytes(ducklake / "1") / 1e6}
@@ -499,17 +560,18 @@ def report(a, runs, summaries, work, local, ducklake):
              "duckdb": "DuckDB postgres_scan -> COPY local"}
     w = max(len(v) for v in label.values())
     print()
-    print(f"{n:,} rows, full mode, {a.concurrency} shards / DuckDB threads; best of "
-          f"{a.rounds} runs each (fastest), runs in order A B C per round:")
+    print(f"{n:,} rows, full mode, {a.concurrency} shards / DuckDB threads; best (fastest) of "
+          f"{a.rounds} runs each, run in the order A B C per round:")
     for k in ("s3", "local", "duckdb"):
-        secs = best[k][0]
-        rss = f", peak RSS {best[k][1] / 1024:.0f} MB" if best[k][1] else ""
-        each = ", ".join(f"{s:.2f}" for s, _ in runs[k])
-        print(f"  {label[k]:<{w}} : {rate[k]:12,.0f} rows/s  ({secs:.2f}s{rss}; runs {each} s; "
-              f"median {statistics.median(s for s, _ in runs[k]):.2f}s)")
+        b = best[k]
+        rss = f", peak RSS {b['rss'] / 1024:.0f} MB" if b["rss"] else ""
+        each = ", ".join(f"{x['secs']:.2f}" for x in runs[k])
+        med = statistics.median(x["secs"] for x in runs[k])
+        print(f"  {label[k]:<{w}} : {rate[k]:12,.0f} rows/s  ({b['secs']:.2f}s{rss}; "
+              f"runs {each} s; median {med:.2f}s)")
         if k in inner:
-            print(f"  {'':<{w}}   (run time in lakeport's summaries, start-up excluded: "
-                  f"{inner[k]} s)")
+            print(f"  {'':<{w}}   run time in lakeport's summaries (start-up excluded): "
+                  f"{inner[k]} s")
     r_s3 = rate["s3"] / rate["duckdb"]
     r_local = rate["local"] / rate["duckdb"]
     print(f"ratio lakeport(S3)/DuckDB   : {r_s3:.2f}x   (target >= {TARGET}x)  "
@@ -517,12 +579,19 @@ def report(a, runs, summaries, work, local, ducklake):
     print(f"ratio lakeport(local)/DuckDB: {r_local:.2f}x   (target >= {TARGET}x)  "
           f"{verdict(r_local >= TARGET)}")
     per_round = ", ".join(
-        f"{n / s3[0] / (n / d[0]):.2f}x/{n / lo[0] / (n / d[0]):.2f}x"
+        f"{d['secs'] / s3['secs']:.2f}x/{d['secs'] / lo['secs']:.2f}x"
         for s3, lo, d in zip(runs["s3"], runs["local"], runs["duckdb"]))
-    print(f"  per round (S3/local vs DuckDB): {per_round}")
+    print(f"  the same ratios within each round (S3/local): {per_round}")
     print(f"lakeport S3 vs local: {rate['s3'] / rate['local']:.2f}x the local rate "
-          f"({best['s3'][0]:.2f}s vs {best['local'][0]:.2f}s, "
-          f"{best['s3'][0] - best['local'][0]:+.2f}s)")
+          f"({best['s3']['secs']:.2f}s vs {best['local']['secs']:.2f}s, "
+          f"{best['s3']['secs'] - best['local']['secs']:+.2f}s)")
+    print("CPU seconds of the best runs (user + system; 2 cores = 2 s per wall second):")
+    for k in ("s3", "local", "duckdb"):
+        b = best[k]
+        who = "lakeport" if k != "duckdb" else "DuckDB (in this Python process)"
+        pg = "?" if b["pg"] is None else f"{b['pg']:.2f}"
+        print(f"  {label[k]:<{w}} : {who} {b['cpu']:.2f}, PostgreSQL server {pg}, "
+              f"s3s-fs {b['s3']:.2f}; wall {b['secs']:.2f}")
     print(f"lake MB (round 1): lakeport S3 {mb['s3']:,.1f}, local {mb['local']:,.1f}; "
           f"DuckDB {mb['duckdb']:,.1f}")
     print(f"objects per partition: lakeport S3 {describe(objs['s3'])}; local "

@@ -1,11 +1,14 @@
 //! Spool files: where an object is encoded before it is uploaded whole.
 //!
 //! They live in `LAKEPORT_SPOOL_DIR` (default the system temp folder), are named
-//! `lakeport-<pid>-<random><suffix>` and are removed once uploaded or when their writer is
-//! dropped. A process killed mid-run cannot remove its own, so the first run of a process, and
-//! then one run every [`SWEEP_INTERVAL`] (a service or a continuous task runs often), removes
-//! the spool files of lakeport processes that are no longer running (by the PID in the name,
-//! on systems with `/proc`; elsewhere nothing is removed).
+//! `lakeport-<pid>@<start>-<random><suffix>` (`<start>`: when the process started, in clock
+//! ticks since boot, from `/proc/<pid>/stat`) and are removed once uploaded or when their
+//! writer is dropped. A process killed mid-run cannot remove its own, so the first run of a
+//! process, and then one run every [`SWEEP_INTERVAL`] (a service or a continuous task runs
+//! often), removes the spool files of lakeport processes that are no longer running: no
+//! process has the PID, or the process that has it started at another time (a PID reused;
+//! in a container lakeport is PID 1 after every restart). Names without `@<start>` (older
+//! versions) are judged by the PID alone. On systems without `/proc` nothing is removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -31,8 +34,13 @@ pub fn default_spool_dir() -> PathBuf {
 
 /// A new spool file in `dir`, named for this process, ending in `suffix`.
 pub fn spool_file(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
+    let pid = std::process::id();
+    let owner = match process_start(pid) {
+        Some(start) => format!("{PREFIX}{pid}@{start}-"),
+        None => format!("{PREFIX}{pid}-"),
+    };
     tempfile::Builder::new()
-        .prefix(&format!("{PREFIX}{}-", std::process::id()))
+        .prefix(&owner)
         .suffix(suffix)
         .tempfile_in(dir)
         .map_err(|e| Error::io("create spool file in", dir, e))
@@ -68,25 +76,40 @@ pub fn remove_stale_spool_files(dir: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(spool_pid) else {
+        let Some((pid, start)) = name.to_str().and_then(spool_owner) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists()
-            && std::fs::remove_file(entry.path()).is_ok()
-        {
+        let gone = match start {
+            Some(start) => process_start(pid) != Some(start),
+            None => !Path::new(&format!("/proc/{pid}")).exists(),
+        };
+        if gone && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
 }
 
-/// The PID in a spool file's name (`lakeport-<pid>-<random>.<kind>.spool`).
-fn spool_pid(name: &str) -> Option<u32> {
+/// The PID and, when the name has it, the start time of the process in a spool file's name
+/// (`lakeport-<pid>[@<start>]-<random>.<kind>.spool`).
+fn spool_owner(name: &str) -> Option<(u32, Option<u64>)> {
     if !name.ends_with(".spool") {
         return None;
     }
-    let (pid, _) = name.strip_prefix(PREFIX)?.split_once('-')?;
-    pid.parse().ok()
+    let (owner, _) = name.strip_prefix(PREFIX)?.split_once('-')?;
+    match owner.split_once('@') {
+        Some((pid, start)) => Some((pid.parse().ok()?, Some(start.parse().ok()?))),
+        None => Some((owner.parse().ok()?, None)),
+    }
+}
+
+/// When process `pid` started (clock ticks since boot: field 22 of `/proc/<pid>/stat`), or
+/// `None` when no such process runs (or there is no `/proc`).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count after it.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -105,11 +128,43 @@ mod tests {
     }
 
     #[test]
-    fn pids_are_read_from_spool_names() {
-        assert_eq!(spool_pid("lakeport-123-abc.parquet.spool"), Some(123));
-        assert_eq!(spool_pid("lakeport-abc.parquet.spool"), None);
-        assert_eq!(spool_pid("lakeport-123-abc.parquet"), None);
-        assert_eq!(spool_pid("other-123-abc.parquet.spool"), None);
+    fn owners_are_read_from_spool_names() {
+        assert_eq!(
+            spool_owner("lakeport-123-abc.parquet.spool"),
+            Some((123, None))
+        );
+        assert_eq!(
+            spool_owner("lakeport-123@4567-abc.parquet.spool"),
+            Some((123, Some(4567)))
+        );
+        assert_eq!(spool_owner("lakeport-abc.parquet.spool"), None);
+        assert_eq!(spool_owner("lakeport-1@x-abc.parquet.spool"), None);
+        assert_eq!(spool_owner("lakeport-123-abc.parquet"), None);
+        assert_eq!(spool_owner("other-123-abc.parquet.spool"), None);
+    }
+
+    /// A file named for this process's PID but another start time is a PID reused (a
+    /// container's PID 1 after a restart): removed. This process's own files are kept.
+    #[test]
+    fn a_reused_pid_does_not_keep_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = spool_file(dir.path(), ".parquet.spool").unwrap();
+        let pid = std::process::id();
+        let start = process_start(pid).unwrap();
+        assert!(
+            mine.path()
+                .to_str()
+                .unwrap()
+                .contains(&format!("lakeport-{pid}@{start}-")),
+            "{:?}",
+            mine.path()
+        );
+        let earlier = dir
+            .path()
+            .join(format!("lakeport-{pid}@{}-x.parquet.spool", start + 1));
+        std::fs::write(&earlier, b"half").unwrap();
+        assert_eq!(remove_stale_spool_files(dir.path()), 1);
+        assert!(!earlier.exists() && mine.path().exists());
     }
 
     #[test]

@@ -43,6 +43,8 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::store::schema::OBJECT_INVENTORY;
+use crate::store::TableDef;
 
 /// Entries (and common prefixes) per page when the query does not say.
 pub const DEFAULT_LIST_LIMIT: usize = 1000;
@@ -413,6 +415,205 @@ pub fn common_prefix<'k>(key: &'k str, prefix: &str, delimiter: char) -> Option<
     Some(&key[..prefix.len() + at + delimiter.len_utf8()])
 }
 
+/// The least string at or above `bound` (bytes, compared as S3 compares keys) that a text
+/// column can hold: valid UTF-8 without NUL; `None` when there is none. For every such string
+/// `s`, `s >= bound` exactly when `s >= least_text_at_or_above(bound)` (and, when there is
+/// none, `s < bound` for all). A backend whose text values must be valid UTF-8 (PostgreSQL)
+/// binds this instead of a byte bound from [`ListQuery::start`] or [`prefix_successor`],
+/// which may not be UTF-8 (`"é"`'s successor ends in byte 0xAA, a lone continuation byte).
+pub(crate) fn least_text_at_or_above(bound: &[u8]) -> Option<String> {
+    let valid = match std::str::from_utf8(bound) {
+        Ok(_) => bound.len(),
+        Err(e) => e.valid_up_to(),
+    };
+    let k = bound[..valid].iter().position(|&b| b == 0).unwrap_or(valid);
+    let head = std::str::from_utf8(&bound[..k]).ok()?;
+    let rest = &bound[k..];
+    if rest.is_empty() {
+        return Some(head.to_string());
+    }
+    // `rest` starts with no whole character a text can hold, so no such character's bytes are
+    // a prefix of it: a string `head + c + …` is at or above `bound` exactly when `c`'s bytes
+    // are above `rest`. The least such `c` alone follows `head`; without one, the answer is
+    // the least string above every string that starts with `head`.
+    match least_char_above(rest) {
+        Some(c) => Some(format!("{head}{c}")),
+        None => text_successor(head),
+    }
+}
+
+/// [`least_text_at_or_above`] for the lower bound of a range (as [`ListQuery::start`] gives
+/// it): the text bound and whether it is inclusive; `None` when no text is in the range.
+pub(crate) fn text_lower_bound(bound: &[u8], inclusive: bool) -> Option<(String, bool)> {
+    let text = least_text_at_or_above(bound)?;
+    // A bound that is not itself a text is never equal to one: `> bound` is `>= text`.
+    let inclusive = inclusive || text.as_bytes() != bound;
+    Some((text, inclusive))
+}
+
+/// The least character other than NUL (code-point order is UTF-8 byte order) whose bytes
+/// are above `rest`.
+fn least_char_above(rest: &[u8]) -> Option<char> {
+    // Characters U+0001..=U+10FFFF without the surrogates, by index.
+    const COUNT: u32 = 0x10_FFFF - 0x800;
+    let nth = |i: u32| {
+        let cp = i + 1;
+        char::from_u32(if cp >= 0xD800 { cp + 0x800 } else { cp })
+    };
+    let above = |i: u32| {
+        let mut buf = [0u8; 4];
+        nth(i).is_some_and(|c| c.encode_utf8(&mut buf).as_bytes() > rest)
+    };
+    let (mut lo, mut hi) = (0, COUNT);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if above(mid) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    if lo < COUNT {
+        nth(lo)
+    } else {
+        None
+    }
+}
+
+/// The least string (valid UTF-8) above every string that starts with `text`: its last
+/// character below U+10FFFF incremented, what follows dropped; `None` when there is none.
+fn text_successor(text: &str) -> Option<String> {
+    let mut chars: Vec<char> = text.chars().collect();
+    while let Some(c) = chars.pop() {
+        let next = match c {
+            '\u{10FFFF}' => continue,
+            '\u{D7FF}' => '\u{E000}',
+            c => char::from_u32(u32::from(c) + 1)?,
+        };
+        chars.push(next);
+        return Some(chars.into_iter().collect());
+    }
+    None
+}
+
+/// Columns of `object_inventory` that listing and summaries read, by their declared names.
+pub(crate) const LISTED_COLUMNS: [&str; 9] = [
+    "bucket",
+    "key",
+    "version_id",
+    "is_latest",
+    "is_delete_marker",
+    "size",
+    "last_modified",
+    "storage_class",
+    "etag",
+];
+
+/// Whether `def` is the object-inventory table with every column listing reads: the table
+/// a backend gives its listing index.
+pub(crate) fn is_listed_table(def: &TableDef) -> bool {
+    def.table == OBJECT_INVENTORY && LISTED_COLUMNS.iter().all(|c| def.column(c).is_some())
+}
+
+/// What a backend does after handing a row to [`PageBuilder::take`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Hand over the next row of the range.
+    Next,
+    /// Go on at the first key at or above these bytes (a common prefix was listed: its keys
+    /// are skipped with one seek); may not be UTF-8 (see [`least_text_at_or_above`]).
+    Seek(Vec<u8>),
+    /// The page is complete.
+    Stop,
+}
+
+/// Fills one page of a listing from the rows a backend reads in `(key, version_id)` order
+/// from the page's start ([`ListQuery::start`]) up to the prefix's [`prefix_successor`],
+/// tombstones left out. It owns what every backend must do alike: leave out versions that are
+/// not current, roll keys up into common prefixes (asking the backend to seek past each), list
+/// a key once (from its `is_latest` row when it has one), stop at the limit, and end the page
+/// with its continuation token ([`PageBuilder::finish`]).
+#[derive(Debug)]
+pub(crate) struct PageBuilder<'q> {
+    q: &'q ListQuery,
+    out: ListPage,
+    /// The last item listed, and whether it came from an `is_latest` row.
+    last: Option<(Cursor, bool)>,
+}
+
+impl<'q> PageBuilder<'q> {
+    /// An empty page of `q`.
+    pub(crate) fn new(q: &'q ListQuery) -> Self {
+        PageBuilder {
+            q,
+            out: ListPage::default(),
+            last: None,
+        }
+    }
+
+    /// Entries and common prefixes listed so far.
+    pub(crate) fn items(&self) -> usize {
+        self.out.entries.len() + self.out.common_prefixes.len()
+    }
+
+    /// Takes one live row: its key, its `is_latest` and `is_delete_marker` flags, and how to
+    /// read the rest of it (`entry`, called only when the row is listed). A new item past the
+    /// limit truncates the page.
+    pub(crate) fn take(
+        &mut self,
+        key: &str,
+        is_latest: Option<bool>,
+        is_delete_marker: Option<bool>,
+        entry: impl FnOnce() -> Result<ObjectEntry>,
+    ) -> Result<Step> {
+        if is_latest == Some(false) || is_delete_marker == Some(true) {
+            return Ok(Step::Next);
+        }
+        let is_latest = is_latest == Some(true);
+        if let Some(d) = self.q.delimiter {
+            if let Some(cp) = common_prefix(key, &self.q.prefix, d) {
+                if self.items() == self.q.limit {
+                    self.out.is_truncated = true;
+                    return Ok(Step::Stop);
+                }
+                self.out.common_prefixes.push(cp.to_string());
+                self.last = Some((Cursor::AfterPrefix(cp.to_string()), false));
+                return Ok(match prefix_successor(cp.as_bytes()) {
+                    Some(next) => Step::Seek(next),
+                    None => Step::Stop,
+                });
+            }
+        }
+        let same_key = matches!(&self.last, Some((Cursor::AfterKey(k), _)) if k == key);
+        if same_key {
+            // Another current version of the key just listed: its is_latest row wins.
+            if is_latest && !self.last.as_ref().is_some_and(|l| l.1) {
+                let entry = entry()?;
+                if let Some(e) = self.out.entries.last_mut() {
+                    *e = entry;
+                }
+                self.last = Some((Cursor::AfterKey(key.to_string()), true));
+            }
+            return Ok(Step::Next);
+        }
+        if self.items() == self.q.limit {
+            self.out.is_truncated = true;
+            return Ok(Step::Stop);
+        }
+        self.out.entries.push(entry()?);
+        self.last = Some((Cursor::AfterKey(key.to_string()), is_latest));
+        Ok(Step::Next)
+    }
+
+    /// The page, with its continuation token when it is truncated.
+    pub(crate) fn finish(mut self) -> ListPage {
+        if self.out.is_truncated {
+            self.out.next_continuation_token = self.last.map(|(c, _)| c.encode());
+        }
+        self.out
+    }
+}
+
 /// Version of the token layout below.
 const TOKEN_VERSION: u8 = 1;
 
@@ -489,6 +690,8 @@ pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::strategy::Strategy;
+
     use super::*;
 
     #[test]
@@ -618,6 +821,141 @@ mod tests {
         assert_eq!(common_prefix("ab/c", "a", '/'), Some("ab/"));
         assert_eq!(common_prefix("x/b/c", "a/", '/'), None);
         assert_eq!(common_prefix("été→x→y", "été", '→'), Some("été→"));
+    }
+
+    #[test]
+    fn text_bounds_of_byte_bounds() {
+        let least = |b: &[u8]| least_text_at_or_above(b);
+        assert_eq!(least(b"a/b"), Some("a/b".into()));
+        assert_eq!(least(b""), Some(String::new()));
+        // "é" is C3 A9: its successor C3 AA is not UTF-8; the least text above is "ê".
+        assert_eq!(
+            least(&prefix_successor("é".as_bytes()).unwrap()),
+            Some("ê".into())
+        );
+        // A lone lead byte, an overlong lead, a surrogate's bytes, past U+10FFFF.
+        assert_eq!(least(b"a\xC0"), Some("a\u{80}".into()));
+        assert_eq!(least(b"a\xE0\x80"), Some("a\u{800}".into()));
+        assert_eq!(least(b"a\xED\xA0\x80"), Some("a\u{E000}".into()));
+        assert_eq!(least(b"a\xF4\x90"), Some("b".into()));
+        assert_eq!(least(b"a\xFF"), Some("b".into()));
+        assert_eq!(least(b"\xFF"), None);
+        assert_eq!(least(b"\xF4\x8F\xBF\xBF\xFF"), None);
+        assert_eq!(least(b"a\xD7\xBF\xF5"), Some("a\u{600}".into()));
+        assert_eq!(least(b"\xED\x9F\xBF\xFF"), Some("\u{E000}".into()));
+        // NUL is no text's: "a\0x" rounds up to "a\u{1}".
+        assert_eq!(least(b"a\0x"), Some("a\u{1}".into()));
+        assert_eq!(text_lower_bound(b"a", false), Some(("a".into(), false)));
+        assert_eq!(
+            text_lower_bound(b"a\xC0", false),
+            Some(("a\u{80}".into(), true))
+        );
+        assert_eq!(text_lower_bound(b"\xFF", true), None);
+    }
+
+    /// Bytes and characters near the edges of UTF-8's encoding lengths and of the surrogates.
+    fn edge_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let bytes = [
+            0x00u8, 0x01, b'/', b'a', 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2,
+            0xDF, 0xE0, 0xED, 0xEE, 0xEF, 0xF0, 0xF3, 0xF4, 0xF5, 0xFF,
+        ];
+        proptest::collection::vec(proptest::sample::select(bytes.to_vec()), 0..6)
+    }
+
+    fn edge_text() -> impl Strategy<Value = String> {
+        let chars = [
+            '\u{1}',
+            '/',
+            'a',
+            '\u{7F}',
+            '\u{80}',
+            '\u{7FF}',
+            '\u{800}',
+            '\u{D7FF}',
+            '\u{E000}',
+            '\u{FFFF}',
+            '\u{10000}',
+            '\u{3FFFF}',
+            '\u{40000}',
+            '\u{10FFFF}',
+        ];
+        proptest::collection::vec(proptest::sample::select(chars.to_vec()), 0..5)
+            .prop_map(|c| c.into_iter().collect())
+    }
+
+    proptest::proptest! {
+        /// Every text compares with the text bound as with the byte bound; the text bound is
+        /// a text and at or above the byte bound.
+        #[test]
+        fn text_bounds_keep_every_comparison(bound in edge_bytes(), cut in 0usize..6, tail in edge_text()) {
+            // Texts near the bound: its longest text prefix, cut, and a tail.
+            let valid = match std::str::from_utf8(&bound) {
+                Ok(s) => s.to_string(),
+                Err(e) => String::from_utf8(bound[..e.valid_up_to()].to_vec()).unwrap(),
+            };
+            let valid: String = valid.replace('\0', "");
+            let head: String = valid.chars().take(cut).collect();
+            let text = format!("{head}{tail}");
+            let least = least_text_at_or_above(&bound);
+            if let Some(l) = &least {
+                proptest::prop_assert!(l.as_bytes() >= bound.as_slice());
+                proptest::prop_assert!(!l.contains('\0'));
+            }
+            let at_or_above = text.as_bytes() >= bound.as_slice();
+            proptest::prop_assert_eq!(
+                at_or_above,
+                least.as_ref().is_some_and(|l| text >= *l),
+                "{:?} vs {:?} ({:?})", text, bound, least
+            );
+        }
+    }
+
+    fn row(key: &str) -> ObjectEntry {
+        ObjectEntry {
+            key: key.into(),
+            version_id: None,
+            size: None,
+            last_modified_ms: None,
+            storage_class: None,
+            etag: None,
+        }
+    }
+
+    #[test]
+    fn pages_roll_up_prefixes_and_keep_one_version_per_key() {
+        let mut q = ListQuery::new("b");
+        q.delimiter = Some('/');
+        q.limit = 3;
+        let mut page = PageBuilder::new(&q);
+        let mut take = |key: &str, latest: Option<bool>, marker: Option<bool>| {
+            page.take(key, latest, marker, || {
+                let mut e = row(key);
+                e.version_id = latest.map(|l| l.to_string());
+                Ok(e)
+            })
+            .unwrap()
+        };
+        assert_eq!(take("a", Some(false), None), Step::Next);
+        assert_eq!(take("a", None, Some(true)), Step::Next);
+        assert_eq!(take("b", None, None), Step::Next);
+        assert_eq!(take("b", Some(true), None), Step::Next);
+        assert_eq!(take("b", None, None), Step::Next);
+        assert_eq!(take("c/x", None, None), Step::Seek(b"c0".to_vec()));
+        assert_eq!(take("d", Some(true), None), Step::Next);
+        assert_eq!(take("e", None, None), Step::Stop);
+        let out = page.finish();
+        assert_eq!(out.common_prefixes, ["c/"]);
+        let entries: Vec<_> = out
+            .entries
+            .iter()
+            .map(|e| (e.key.as_str(), e.version_id.as_deref()))
+            .collect();
+        assert_eq!(entries, [("b", Some("true")), ("d", Some("true"))]);
+        assert!(out.is_truncated);
+        assert_eq!(
+            out.next_continuation_token,
+            Some(Cursor::AfterKey("d".into()).encode())
+        );
     }
 
     /// Key, size, storage class, last modified.

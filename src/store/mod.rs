@@ -25,6 +25,7 @@ pub(crate) mod checks;
 pub mod listing;
 pub mod postgres;
 pub(crate) mod row_bytes;
+pub(crate) mod runs;
 pub mod schema;
 pub(crate) mod sorter;
 pub mod sqlite;

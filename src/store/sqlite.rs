@@ -48,12 +48,13 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::store::batch::{append_null, Builders, ColumnBuilder};
 use crate::store::checks::{
-    check_def, check_key, check_row, decode_workers, differences, show_ms, worker_json,
+    check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
+use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
 use crate::store::{
-    check_plan, ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord,
-    Lag, LiveSet, OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store,
-    TableDef, TableStats, TaskState, Value, WorkerRecord,
+    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
+    OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
+    TableStats, TaskState, Value, WorkerRecord,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -831,11 +832,6 @@ fn to_i64(v: u64, what: &str) -> Result<i64> {
     i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
 
-fn decode_run(id: i64, json: &str) -> Result<RunRecord> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::Store(format!("the stored record of run {id} is not valid: {e}")))
-}
-
 /// The status and record of run `id`, if the store holds it.
 fn stored_run(conn: &Connection, id: i64) -> Result<Option<(String, RunRecord)>> {
     let stored: Option<(String, String)> = conn
@@ -884,11 +880,6 @@ fn read_runs(
     Ok(out)
 }
 
-fn record_json(r: &RunRecord) -> Result<String> {
-    serde_json::to_string(r)
-        .map_err(|e| Error::Store(format!("encoding run {} of {}: {e}", r.run_id, r.task)))
-}
-
 fn load_task_state(conn: &Connection, task: &str) -> Result<Option<TaskState>> {
     read_json(
         conn,
@@ -899,8 +890,7 @@ fn load_task_state(conn: &Connection, task: &str) -> Result<Option<TaskState>> {
 }
 
 fn save_task_state(conn: &Connection, state: &TaskState) -> Result<()> {
-    let json = serde_json::to_string(state)
-        .map_err(|e| Error::Store(format!("encoding the state of task {}: {e}", state.task)))?;
+    let json = state_json(state)?;
     conn.execute(
         r#"INSERT INTO "_lakeport_tasks" ("task", "state") VALUES (?1, ?2)
            ON CONFLICT ("task") DO UPDATE SET "state" = excluded."state""#,
@@ -958,8 +948,7 @@ fn put_live(conn: &Connection, task: &str, objects: &[DeliveredObject]) -> Resul
         )
         .map_err(at())?;
     for o in objects {
-        let json = serde_json::to_string(o)
-            .map_err(|e| Error::Store(format!("encoding object {} of task {task}: {e}", o.path)))?;
+        let json = object_json(task, o)?;
         insert
             .execute(rusqlite::params![task, o.path, o.partition, json])
             .map_err(at())?;
@@ -981,23 +970,9 @@ fn load_live(conn: &Connection, task: &str) -> Result<Vec<DeliveredObject>> {
     let mut out = Vec::new();
     for json in rows {
         let json = json.map_err(at())?;
-        out.push(serde_json::from_str(&json).map_err(|e| {
-            Error::Store(format!(
-                "a stored live object of task {task} is not valid: {e}"
-            ))
-        })?);
+        out.push(decode_object(task, &json)?);
     }
     Ok(out)
-}
-
-/// Puts `objects` into `list`, replacing entries of the same path.
-fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
-    for o in objects {
-        match list.iter_mut().find(|x| x.path == o.path) {
-            Some(x) => *x = o.clone(),
-            None => list.push(o.clone()),
-        }
-    }
 }
 
 /// Commits a successful run's objects and its task's new state: the objects join the live
@@ -1005,20 +980,10 @@ fn put_objects(list: &mut Vec<DeliveredObject>, objects: &[DeliveredObject]) {
 /// checkpoint and the next object id move on.
 fn advance_state(conn: &Connection, run: &RunRecord, live: LiveSet) -> Result<()> {
     let task = &run.task;
-    let mut state = load_task_state(conn, task)?.unwrap_or_else(|| TaskState {
-        task: task.clone(),
-        ..TaskState::default()
-    });
-    state.next_object_seq = state.next_object_seq.max(run.next_object_seq);
-    state.checkpoint = state.checkpoint.max(run.seq_to);
-    let is_new = |o: &DeliveredObject| run.objects.iter().any(|n| n.path == o.path);
-    state.pending_removal.retain(|o| !is_new(o));
+    let state = runs::advance_state(load_task_state(conn, task)?, run, live, || {
+        load_live(conn, task)
+    })?;
     if live == LiveSet::Replace {
-        let gone: Vec<DeliveredObject> = load_live(conn, task)?
-            .into_iter()
-            .filter(|o| !is_new(o))
-            .collect();
-        put_objects(&mut state.pending_removal, &gone);
         conn.execute(r#"DELETE FROM "_lakeport_live" WHERE "task" = ?1"#, [task])
             .map_err(db(format!("replacing the live objects of task {task}")))?;
     }
@@ -1307,55 +1272,20 @@ impl Store for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(at())?;
         let now = now_ms();
-        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
-        let mut interrupted = Vec::new();
-        for mut other in running_runs(&tx, task)? {
-            let heard = other.heartbeat_ms.unwrap_or(other.started_ms);
-            let silent_ms = now.saturating_sub(heard);
-            let process_gone = gone(&other);
-            if silent_ms < lease_ms && !process_gone {
-                return Err(Error::Conflict(format!(
-                    "task {task}: run {} is still running (started {}, last heard from {:.1} s \
-                     ago); runs of a task never overlap, so this one did not start. If no \
-                     lakeport process is running it, it is taken over once silent for {:.0} s",
-                    other.run_id,
-                    show_ms(other.started_ms),
-                    silent_ms as f64 / 1000.0,
-                    lease.as_secs_f64()
-                )));
-            }
-            other.status = RunStatus::Failed;
-            other.ended_ms = Some(now);
-            let why = match (&other.owner, process_gone) {
-                (Some(o), true) => format!("its process {} on {} is gone", o.pid, o.host),
-                _ => format!(
-                    "no sign of life for {:.1} s (lease {:.0} s)",
-                    silent_ms as f64 / 1000.0,
-                    lease.as_secs_f64()
-                ),
-            };
-            other.error = Some(format!(
-                "interrupted: {why}; taken over by a later run, which removes what it wrote"
-            ));
+        let interrupted = runs::take_over(task, running_runs(&tx, task)?, now, lease, gone)?;
+        for other in &interrupted {
             tx.execute(
                 r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
                 rusqlite::params![
                     other.status.as_str(),
-                    record_json(&other)?,
+                    record_json(other)?,
                     to_i64(other.run_id, "run id")?
                 ],
             )
             .map_err(at())?;
-            interrupted.push(other);
         }
         let state = load_task_state(&tx, task)?;
-        check_plan(record, state.as_ref())?;
-        let next = state.map_or(0, |s| s.next_object_seq);
-        let mut run = record.clone();
-        run.status = RunStatus::Running;
-        run.first_object_seq = next;
-        run.next_object_seq = next;
-        run.heartbeat_ms = Some(now);
+        let mut run = runs::new_run(record, state.as_ref(), now)?;
         tx.execute(
             r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
                VALUES (?1, ?2, ?3, '{}')"#,
@@ -1382,16 +1312,7 @@ impl Store for SqliteStore {
         let Some((status, mut run)) = stored_run(&tx, id)? else {
             return Err(Error::NotFound(format!("run {run_id} is not in the store")));
         };
-        if status != RunStatus::Running.as_str() {
-            return Err(Error::Conflict(format!(
-                "run {run_id} of task {} is no longer running ({status}{}); stop writing",
-                run.task,
-                run.error
-                    .as_deref()
-                    .map(|e| format!(": {e}"))
-                    .unwrap_or_default()
-            )));
-        }
+        runs::check_heartbeat(run_id, &status, &run)?;
         run.heartbeat_ms = Some(now_ms());
         tx.execute(
             r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
@@ -1403,11 +1324,7 @@ impl Store for SqliteStore {
 
     fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()> {
         let (task, id) = (&record.task, record.run_id);
-        if record.status == RunStatus::Running {
-            return Err(Error::InvalidInput(format!(
-                "run {id} of task {task}: a finished run must be succeeded or failed, not running"
-            )));
-        }
+        runs::check_finished(record)?;
         let mut conn = self.lock();
         let at = || db(format!("finishing run {id} of task {task}"));
         let tx = conn
@@ -1415,24 +1332,12 @@ impl Store for SqliteStore {
             .map_err(at())?;
         let run_id = to_i64(id, "run id")?;
         let stored = stored_run(&tx, run_id)?.map(|(status, run)| (run.task, status));
-        match stored {
-            None => {
-                return Err(Error::NotFound(format!(
-                    "run {id} of task {task} is not in the store"
-                )))
-            }
-            Some((t, _)) if t != *task => {
-                return Err(Error::Conflict(format!(
-                    "run {id} belongs to task {t}, not to task {task}"
-                )))
-            }
-            Some((_, status)) if status != RunStatus::Running.as_str() => {
-                return Err(Error::Conflict(format!(
-                    "run {id} of task {task} has already finished ({status})"
-                )))
-            }
-            Some(_) => {}
-        }
+        runs::check_finish(
+            record,
+            stored
+                .as_ref()
+                .map(|(t, status)| (t.as_str(), status.as_str())),
+        )?;
         tx.execute(
             r#"UPDATE "_lakeport_runs" SET "status" = ?1, "record" = ?2 WHERE "run_id" = ?3"#,
             rusqlite::params![record.status.as_str(), record_json(record)?, run_id],
@@ -1454,11 +1359,7 @@ impl Store for SqliteStore {
         let Some(mut state) = load_task_state(&tx, task)? else {
             return Ok(());
         };
-        let before = state.pending_removal.len();
-        state
-            .pending_removal
-            .retain(|o| !removed.iter().any(|r| r.path == o.path));
-        if state.pending_removal.len() != before {
+        if runs::forget_removed(&mut state, removed) {
             save_task_state(&tx, &state)?;
             tx.commit().map_err(at())?;
         }

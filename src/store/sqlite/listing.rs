@@ -27,8 +27,8 @@ use rusqlite::{Connection, ToSql};
 use super::{connect, db, quote, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::listing::{
-    common_prefix, prefix_successor, Cursor, ListPage, ListQuery, ObjectEntry, Summarizer,
-    SummaryBy, SummaryRow,
+    is_listed_table, prefix_successor, ListPage, ListQuery, ObjectEntry, PageBuilder, Step,
+    Summarizer, SummaryBy, SummaryRow,
 };
 use crate::store::schema::OBJECT_INVENTORY;
 use crate::store::TableDef;
@@ -39,19 +39,6 @@ pub(super) const CURRENT_INDEX: &str = "data_object_inventory_current";
 /// The row filter of current live objects; summaries repeat it word for word so that
 /// SQLite can use the partial index.
 const CURRENT: &str = r#""_deleted" = 0 AND "is_latest" IS NOT 0 AND "is_delete_marker" IS NOT 1"#;
-
-/// Columns the listing and the index need, with `object_inventory`'s declared names.
-const NEEDED: [&str; 9] = [
-    "bucket",
-    "key",
-    "version_id",
-    "is_latest",
-    "is_delete_marker",
-    "size",
-    "last_modified",
-    "storage_class",
-    "etag",
-];
 
 fn create_index_sql() -> String {
     format!(
@@ -65,7 +52,7 @@ fn create_index_sql() -> String {
 /// missing (a store made before listing existed: the index is built once, here). Runs inside
 /// `ensure_table`'s write transaction.
 pub(super) fn ensure_index(conn: &Connection, def: &TableDef) -> Result<()> {
-    if def.table != OBJECT_INVENTORY || NEEDED.iter().any(|c| def.column(c).is_none()) {
+    if !is_listed_table(def) {
         return Ok(());
     }
     if has_index(conn).map_err(db("looking for the listing index"))? {
@@ -124,64 +111,6 @@ fn bind_range(
     Ok(())
 }
 
-/// The page being filled.
-struct Page<'q> {
-    q: &'q ListQuery,
-    out: ListPage,
-    /// The last item listed, and whether it came from an `is_latest` row.
-    last: Option<(Cursor, bool)>,
-}
-
-/// What to do after one row.
-enum Next {
-    Row,
-    Seek(Vec<u8>),
-    Stop,
-}
-
-impl Page<'_> {
-    fn items(&self) -> usize {
-        self.out.entries.len() + self.out.common_prefixes.len()
-    }
-
-    /// Takes one current row. A new item past the limit truncates the page.
-    fn take(&mut self, key: &str, row: &rusqlite::Row<'_>, is_latest: bool) -> Result<Next> {
-        if let Some(d) = self.q.delimiter {
-            if let Some(cp) = common_prefix(key, &self.q.prefix, d) {
-                if self.items() == self.q.limit {
-                    self.out.is_truncated = true;
-                    return Ok(Next::Stop);
-                }
-                self.out.common_prefixes.push(cp.to_string());
-                self.last = Some((Cursor::AfterPrefix(cp.to_string()), false));
-                return Ok(match prefix_successor(cp.as_bytes()) {
-                    Some(next) => Next::Seek(next),
-                    None => Next::Stop,
-                });
-            }
-        }
-        let same_key = matches!(&self.last, Some((Cursor::AfterKey(k), _)) if k == key);
-        if same_key {
-            // Another current version of the key just listed: its is_latest row wins.
-            if is_latest && !self.last.as_ref().is_some_and(|l| l.1) {
-                let entry = entry(key, row)?;
-                if let Some(e) = self.out.entries.last_mut() {
-                    *e = entry;
-                }
-                self.last = Some((Cursor::AfterKey(key.to_string()), true));
-            }
-            return Ok(Next::Row);
-        }
-        if self.items() == self.q.limit {
-            self.out.is_truncated = true;
-            return Ok(Next::Stop);
-        }
-        self.out.entries.push(entry(key, row)?);
-        self.last = Some((Cursor::AfterKey(key.to_string()), is_latest));
-        Ok(Next::Row)
-    }
-}
-
 const LIST_COLUMNS: &str = "\"key\", \"is_latest\", \"is_delete_marker\", \"version_id\", \"size\", \"last_modified\", \"storage_class\", \"etag\"";
 
 fn entry(key: &str, row: &rusqlite::Row<'_>) -> Result<ObjectEntry> {
@@ -216,11 +145,7 @@ pub(super) fn list_objects(store: &SqliteStore, q: &ListQuery) -> Result<ListPag
         )
     };
     let (from_sql, after_sql) = (sql(true), sql(false));
-    let mut page = Page {
-        q,
-        out: ListPage::default(),
-        last: None,
-    };
+    let mut page = PageBuilder::new(q);
     'seek: loop {
         let mut stmt = conn
             .prepare_cached(if inclusive { &from_sql } else { &after_sql })
@@ -244,24 +169,18 @@ pub(super) fn list_objects(store: &SqliteStore, q: &ListQuery) -> Result<ListPag
             };
             let is_latest: Option<bool> = row.get(1).map_err(at)?;
             let is_delete_marker: Option<bool> = row.get(2).map_err(at)?;
-            if is_latest == Some(false) || is_delete_marker == Some(true) {
-                continue;
-            }
-            match page.take(key, row, is_latest == Some(true))? {
-                Next::Row => {}
-                Next::Seek(next) => {
+            match page.take(key, is_latest, is_delete_marker, || entry(key, row))? {
+                Step::Next => {}
+                Step::Seek(next) => {
                     (lower, inclusive) = (next, true);
                     continue 'seek;
                 }
-                Next::Stop => break 'seek,
+                Step::Stop => break 'seek,
             }
         }
         break;
     }
-    if page.out.is_truncated {
-        page.out.next_continuation_token = page.last.map(|(c, _)| c.encode());
-    }
-    Ok(page.out)
+    Ok(page.finish())
 }
 
 /// The summary scan: key, size, storage class, last modified of the current objects in a

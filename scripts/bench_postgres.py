@@ -62,7 +62,6 @@ import ctypes
 import importlib.metadata
 import json
 import os
-import re
 import resource
 import shutil
 import signal
@@ -146,19 +145,23 @@ def proc_cpu(pid, children=False):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_timed(cmd, cwd, env):
-    """Runs cmd under /usr/bin/time: (wall s, user + system CPU s, peak RSS KiB, stdout)."""
+def run_timed(cmd, cwd, env, accept_abort=False):
+    """Runs cmd under /usr/bin/time: (wall s, user + system CPU s, peak RSS KiB, stdout,
+    aborted). With accept_abort, an end by SIGABRT (exit 134) is returned too (aborted True);
+    any other non-zero exit ends the benchmark."""
     stats = cwd / ".time"
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", str(stats), *cmd],
                        cwd=cwd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
-    if p.returncode != 0:
+    aborted = p.returncode == 134 and accept_abort
+    if p.returncode != 0 and not aborted:
         sys.exit(f"bench postgres: {' '.join(map(str, cmd))} failed ({p.returncode}):\n"
                  f"{p.stdout}{p.stderr[-5000:]}")
+    # /usr/bin/time writes "Command terminated by signal 6" before the figures then.
     user, system, rss = stats.read_text().split()[-3:]
     stats.unlink()
-    return secs, float(user) + float(system), int(rss), p.stdout
+    return secs, float(user) + float(system), int(rss), p.stdout, aborted
 
 
 class Others:
@@ -338,6 +341,12 @@ def main():
     ap.add_argument("--s3s-fs", default=os.environ.get("LAKEPORT_S3S_FS"),
                     help="the s3s-fs binary (env LAKEPORT_S3S_FS; default: the tools cache "
                          "of make s3s-fs)")
+    ap.add_argument("--accept-abort", action="store_true",
+                    default=os.environ.get("BENCH_PG_ACCEPT_ABORT") == "1",
+                    help="accept a lakeport run that ends by SIGABRT (exit 134) when its run "
+                         "record says it succeeded and its lake verifies (env "
+                         "BENCH_PG_ACCEPT_ABORT=1); for a lakeport whose PostgreSQL store "
+                         "panics while closing its connections at exit")
     ap.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES"),
                     help="an empty database to use (env BENCH_POSTGRES); default: a database "
                          "of its own in a throwaway cluster (scripts/with-postgres.sh)")
@@ -414,9 +423,12 @@ def bench(a, lakeport, s3s_fs, url):
         print(f"generated {inv.stat().st_size / 1e6:,.0f} MB of NDJSON in "
               f"{time.perf_counter() - t0:.1f}s", flush=True)
         os.sync()
-        load_s, _, load_rss, out = run_timed([*base, "load", TABLE, str(inv)], work, env)
+        load_s, _, load_rss, out, aborted = run_timed([*base, "load", TABLE, str(inv)], work,
+                                                      env, a.accept_abort)
         print(f"{out.strip()}  [lakeport load into PostgreSQL: {n / load_s:,.0f} rows/s, "
-              f"{load_s:.2f}s, peak RSS {load_rss / 1024:.0f} MB]", flush=True)
+              f"{load_s:.2f}s, peak RSS {load_rss / 1024:.0f} MB"
+              f"{'; ended by SIGABRT (exit 134), accepted by --accept-abort' if aborted else ''}]",
+              flush=True)
         inv.unlink()
         t0 = time.perf_counter()
         psql(url, f"VACUUM ANALYZE data_{TABLE}")
@@ -434,10 +446,17 @@ def bench(a, lakeport, s3s_fs, url):
             tasks[(who, r)] = task
             os.sync()
             before = others.now()
-            secs, cpu, rss, out = run_timed([*base, "run", task], work, env)
+            secs, cpu, rss, out, aborted = run_timed([*base, "run", task], work, env,
+                                                     a.accept_abort)
             pg, s3cpu = others.since(before)
-            runs[who].append({"secs": secs, "rss": rss, "cpu": cpu, "pg": pg, "s3": s3cpu})
-            summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
+            runs[who].append({"secs": secs, "rss": rss, "cpu": cpu, "pg": pg, "s3": s3cpu,
+                              "task": task, "aborted": aborted})
+            if aborted:
+                summaries[task] = None
+                print(f"  {task}: lakeport ended by SIGABRT (exit 134); accepted by "
+                      f"--accept-abort if its run record says it succeeded", flush=True)
+            else:
+                summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
 
         for r in range(1, a.rounds + 1):
             # A: lakeport -> S3
@@ -472,18 +491,21 @@ def bench(a, lakeport, s3s_fs, url):
             print(f"round {r}: lakeport -> S3 {runs['s3'][-1]['secs']:.2f}s, lakeport -> local "
                   f"{runs['local'][-1]['secs']:.2f}s, DuckDB {secs:.2f}s", flush=True)
 
-        problems = verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake)
+        run_secs = {}
+        problems = verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake,
+                          run_secs)
     finally:
         s3.stop()
-    report(a, runs, summaries, work, local, ducklake)
+    report(a, runs, run_secs, work, local, ducklake)
     for p in problems:
         print(f"bench postgres: PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0
 
 
-def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake):
+def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake, run_secs):
     """Every output against the store: rows and fingerprints per partition, columns, run
-    records; the S3 objects also through the S3 API. Returns the problems found."""
+    records (their durations go into run_secs); the S3 objects also through the S3 API.
+    Returns the problems found."""
     problems = []
     n = a.rows
     con = duck(a.concurrency, url)
@@ -514,13 +536,18 @@ def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake):
             problems.append(f"{name}: columns {cols} differ from {ref_cols}")
         if who in ("s3", "local"):
             task = tasks[(who, r)]
-            m = SUMMARY_RE.match(summaries[task])
-            if not m or int(m["rows"]) != n:
+            m = SUMMARY_RE.match(summaries[task] or "")
+            if summaries[task] is not None and (not m or int(m["rows"]) != n):
                 problems.append(f"{task}: run summary {summaries[task]!r}, expected {n} rows")
-            status = json.loads(subprocess.run(
-                [*base, "status", task, "--json"], cwd=work, env=env, capture_output=True,
-                text=True, check=True).stdout)
+            p = subprocess.run([*base, "status", task, "--json"], cwd=work, env=env,
+                               capture_output=True, text=True)
+            if p.returncode != 0 and not (p.returncode == -signal.SIGABRT and a.accept_abort):
+                sys.exit(f"bench postgres: lakeport status {task} failed ({p.returncode}):\n"
+                         f"{p.stderr[-3000:]}")
+            status = json.loads(p.stdout)
             last = (status.get("tasks") or [{}])[0].get("last_run") or {}
+            if last.get("ended_ms") and last.get("started_ms"):
+                run_secs[task] = (last["ended_ms"] - last["started_ms"]) / 1000
             if last.get("status") != "succeeded" or last.get("rows") != n:
                 problems.append(f"{task}: last run {last.get('status')!r} with "
                                 f"{last.get('rows')!r} rows")
@@ -542,7 +569,7 @@ def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake):
     return problems
 
 
-def report(a, runs, summaries, work, local, ducklake):
+def report(a, runs, run_secs, work, local, ducklake):
     n = a.rows
     best = {k: min(v, key=lambda x: x["secs"]) for k, v in runs.items()}
     rate = {k: n / v["secs"] for k, v in best.items()}
@@ -551,11 +578,9 @@ def report(a, runs, summaries, work, local, ducklake):
           "duckdb": lake_bytes(ducklake / "1") / 1e6}
     objs = {"s3": objects_per_partition(s3_lake), "local": objects_per_partition(local / "1"),
             "duckdb": objects_per_partition(ducklake / "1")}
-    inner = {}  # the run's own time from its summary line ("... in 1.23s"), start-up excluded
-    for k in ("s3", "local"):
-        got = [re.search(r" in ([0-9.]+)s", summaries[f"pg-{k}-{r}"])
-               for r in range(1, a.rounds + 1)]
-        inner[k] = ", ".join(g[1] if g else "?" for g in got)
+    # A run's own time, start to end of its run record (start-up and store opening excluded).
+    inner = {k: ", ".join(f"{run_secs[x['task']]:.2f}" if x["task"] in run_secs else "?"
+                          for x in runs[k]) for k in ("s3", "local")}
     label = {"s3": "lakeport -> S3 (s3s-fs)", "local": "lakeport -> local folder",
              "duckdb": "DuckDB postgres_scan -> COPY local"}
     w = max(len(v) for v in label.values())
@@ -570,7 +595,7 @@ def report(a, runs, summaries, work, local, ducklake):
         print(f"  {label[k]:<{w}} : {rate[k]:12,.0f} rows/s  ({b['secs']:.2f}s{rss}; "
               f"runs {each} s; median {med:.2f}s)")
         if k in inner:
-            print(f"  {'':<{w}}   run time in lakeport's summaries (start-up excluded): "
+            print(f"  {'':<{w}}   run records, started to ended (start-up excluded): "
                   f"{inner[k]} s")
     r_s3 = rate["s3"] / rate["duckdb"]
     r_local = rate["local"] / rate["duckdb"]
@@ -592,6 +617,11 @@ def report(a, runs, summaries, work, local, ducklake):
         pg = "?" if b["pg"] is None else f"{b['pg']:.2f}"
         print(f"  {label[k]:<{w}} : {who} {b['cpu']:.2f}, PostgreSQL server {pg}, "
               f"s3s-fs {b['s3']:.2f}; wall {b['secs']:.2f}")
+    aborted = sum(x.get("aborted", False) for k in ("s3", "local") for x in runs[k])
+    if aborted:
+        print(f"NOTE: {aborted} of {2 * a.rounds} lakeport runs ended by SIGABRT (exit 134) "
+              f"after their run committed (accepted by --accept-abort; their records say "
+              f"succeeded and their lakes verified)")
     print(f"lake MB (round 1): lakeport S3 {mb['s3']:,.1f}, local {mb['local']:,.1f}; "
           f"DuckDB {mb['duckdb']:,.1f}")
     print(f"objects per partition: lakeport S3 {describe(objs['s3'])}; local "

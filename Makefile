@@ -10,7 +10,9 @@
 #                on a free loopback port serves the whole run (scripts/with-postgres.sh)
 #   make bench   delivery vs DuckDB (BENCH_ROWS, default 1,000,000), inventory ingest vs Python,
 #                continuous-delivery latency, the API under wrk load beside five delivering
-#                tasks (BENCH_CASE=delivery|ingest|latency|serve; installs Debian's wrk)
+#                tasks, delivery from a PostgreSQL store to S3 (s3s-fs) and a local folder vs
+#                DuckDB (BENCH_CASE=delivery|ingest|latency|serve|postgres; installs Debian's
+#                wrk and postgresql, builds s3s-fs)
 #   make lint    rustfmt check, clippy, Python syntax check
 #   make lint-deploy   the linters of deploy/ (hadolint, yamllint, the compose spec, dclint,
 #                kustomize and the Kubernetes schemas; make test runs it too)
@@ -40,6 +42,7 @@ DEMO_STORE := sqlite:demo/lakeport.db
 LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas schemas
 
 BENCH_ROWS ?= 1000000
+BENCH_CASE ?= all
 PYTEST_ARGS ?=
 
 # Tools the tests build, kept outside the clone between runs.
@@ -60,7 +63,7 @@ DCLINT := $(TOOLS)/dclint-$(DCLINT_VERSION)/node_modules/.bin/dclint
   s3s-fs postgresql wrk e2e demo-clean
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -173,9 +176,13 @@ wrk:
 	    DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; }
 
-bench: venv wrk
+## BENCH_CASE=postgres is scripts/bench_postgres.py (its own PostgreSQL cluster and s3s-fs);
+## all runs it after the cases of scripts/bench.py.
+bench: venv wrk s3s-fs postgresql
 	$(CARGO) build --release
-	BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN)
+	$(if $(filter-out postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN))
+	$(if $(filter all postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) LAKEPORT_S3S_FS=$(S3S_FS) \
+	  $(VPY) scripts/bench_postgres.py --bin $(RELEASE_BIN))
 
 lint:
 	$(CARGO) fmt --all -- --check

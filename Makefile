@@ -97,14 +97,15 @@ chromium:
 	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }; \
 	fi
 
-## PostgreSQL from Debian's packages (as root), when no server binaries are installed. The
-## package's own cluster is not used: scripts/with-postgres.sh starts a throwaway one.
+## PostgreSQL from Debian's packages (as root), when no server binaries are installed, and
+## openssl (the throwaway server's TLS certificates). The package's own cluster is not used:
+## scripts/with-postgres.sh starts a throwaway one.
 postgresql:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-	  echo "installing Debian's postgresql (the PostgreSQL store's tests run against it)"; \
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v openssl >/dev/null; then \
+	  echo "installing Debian's postgresql and openssl (the PostgreSQL store's tests, with TLS)"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get install -y -qq postgresql >/dev/null || { \
-	    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }; \
+	  apt-get install -y -qq postgresql openssl >/dev/null || { \
+	    apt-get update -qq && apt-get install -y -qq postgresql openssl >/dev/null; }; \
 	fi
 
 ## s3s-fs from crates.io, built once (about 2 minutes) into $(TOOLS). CARGO_TARGET_DIR is

@@ -65,8 +65,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::datatypes::SchemaRef;
-use r2d2_postgres::postgres::{NoTls, Row};
+use r2d2_postgres::postgres::config::SslMode;
+use r2d2_postgres::postgres::Row;
 use r2d2_postgres::PostgresConnectionManager;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
 use crate::store::checks::{
@@ -110,9 +112,9 @@ CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
 const READ_SEQ: &str = r#"SELECT "seq" FROM "_lakeport_meta" WHERE "id" = 1"#;
 
 /// A pool of connections to one PostgreSQL database.
-pub type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 /// One pooled connection.
-pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
 /// Owns something that holds connections and drops it off the async runtime's threads.
 ///
@@ -172,6 +174,7 @@ pub struct PostgresStore {
     pool: OffRuntime<Pool>,
     /// The pool's connection settings (for a direct attempt that says why it failed).
     config: postgres::Config,
+    tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     shown: String,
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
@@ -192,14 +195,21 @@ impl PostgresStore {
     /// [`Error::Store`]; both name the URL without its password.
     pub fn open(url: &str) -> Result<PostgresStore> {
         let shown = without_password(url);
+        let (url, root_cert) = take_root_cert(url);
         let mut config = url
             .parse::<postgres::Config>()
             .map_err(|e| Error::InvalidConfig(format!("--store {shown}: {e}")))?;
+        if !url.contains("sslmode") {
+            // libpq's default (`prefer`) tries TLS without checking the certificate; here
+            // TLS always checks it, so it is used only when the URL asks for it.
+            config.ssl_mode(SslMode::Disable);
+        }
+        let tls = tls_connector(root_cert.as_deref(), &shown)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("lakeport");
-        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
@@ -208,6 +218,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool: OffRuntime::new(pool),
             config,
+            tls,
             shown,
             tables: Mutex::new(HashMap::new()),
         };
@@ -245,7 +256,7 @@ impl PostgresStore {
             return Ok(conn);
         }
         // `try_get` gives no reason; one direct attempt does.
-        match self.config.connect(NoTls) {
+        match self.config.connect(self.tls.clone()) {
             Ok(client) => drop(client),
             Err(e) => {
                 return Err(Error::Store(format!(
@@ -306,6 +317,85 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             s
         }
     }
+}
+
+/// `url` without its `sslrootcert` setting (libpq's name for the file of the certificates that
+/// sign the server's; the `postgres` crate does not know it) and the file it names.
+fn take_root_cert(url: &str) -> (String, Option<std::path::PathBuf>) {
+    let decode = |v: &str| {
+        percent_encoding::percent_decode_str(v)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    if let Some((base, query)) = url.split_once('?') {
+        let mut root = None;
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+                Some(v) => {
+                    root = Some(std::path::PathBuf::from(decode(v)));
+                    false
+                }
+                None => true,
+            })
+            .collect();
+        let url = if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        };
+        return (url, root);
+    }
+    if url.contains("://") {
+        return (url.to_string(), None);
+    }
+    let mut root = None;
+    let kept: Vec<&str> = url
+        .split_whitespace()
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(v) => {
+                root = Some(std::path::PathBuf::from(v));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (kept.join(" "), root)
+}
+
+/// The TLS connector of a store: rustls, the server's certificate checked against
+/// `root_cert` (a PEM file) when given, else against the system's trusted roots.
+fn tls_connector(root_cert: Option<&std::path::Path>, shown: &str) -> Result<MakeRustlsConnect> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let bad = |e: &dyn std::fmt::Display| {
+                Error::InvalidConfig(format!(
+                    "--store {shown}: sslrootcert {}: expected PEM certificates: {e}",
+                    path.display()
+                ))
+            };
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))?;
+            for cert in certs {
+                roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(bad(&"the file holds none"));
+            }
+        }
+        None => {
+            // Certificates the system holds but rustls cannot parse are skipped.
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(roots = added, "system roots for TLS to PostgreSQL");
+        }
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
 }
 
 /// `url` with the password of its user part replaced by `***`.

@@ -26,7 +26,7 @@ pub(crate) fn fresh_database() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::SeqCst)
     );
-    let mut admin = postgres::Client::connect(&url, NoTls).unwrap();
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .unwrap();
@@ -254,4 +254,69 @@ fn bulk_writes_number_rows_at_once() {
     assert_eq!(second.seq as i64, after[9]);
     let stats = store.table_stats().unwrap();
     assert_eq!(stats[0].max_seq, second.seq);
+}
+
+/// Whether the store's connections use TLS, as the server sees it.
+fn uses_tls(store: &PostgresStore) -> bool {
+    let mut conn = store.conn().unwrap();
+    conn.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+/// `sslmode=require` connects over TLS, the server's certificate checked against
+/// `sslrootcert` (the test server's throwaway CA); one the trusted roots do not sign is
+/// refused with the reason; a URL that does not ask for TLS stays plain (libpq's `prefer`
+/// would try TLS without checking the certificate; here TLS always checks it).
+#[test]
+fn tls_is_used_when_asked_and_the_certificate_checked() {
+    let ca = std::env::var("LAKEPORT_TEST_POSTGRES_CA").unwrap_or_else(|_| {
+        panic!("LAKEPORT_TEST_POSTGRES_CA is not set: scripts/with-postgres.sh sets it (openssl)")
+    });
+    let url = fresh_database();
+    let encoded: String =
+        percent_encoding::utf8_percent_encode(&ca, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let checked =
+        PostgresStore::open(&format!("{url}?sslmode=require&sslrootcert={encoded}")).unwrap();
+    assert!(uses_tls(&checked));
+    assert!(!uses_tls(&PostgresStore::open(&url).unwrap()));
+    let err = PostgresStore::open(&format!("{url}?sslmode=require"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+    let missing = PostgresStore::open(&format!(
+        "{url}?sslmode=require&sslrootcert=/nonexistent.pem"
+    ))
+    .unwrap_err();
+    assert!(matches!(missing, Error::InvalidConfig(_)), "{missing}");
+    assert!(
+        missing.to_string().contains("/nonexistent.pem"),
+        "{missing}"
+    );
+}
+
+#[test]
+fn root_certificates_are_taken_out_of_urls() {
+    assert_eq!(
+        take_root_cert("postgres://u@h/db?sslmode=require&sslrootcert=%2Fetc%2Fca.pem"),
+        (
+            "postgres://u@h/db?sslmode=require".to_string(),
+            Some("/etc/ca.pem".into())
+        )
+    );
+    assert_eq!(
+        take_root_cert("postgres://u@h/db?sslrootcert=ca.pem"),
+        ("postgres://u@h/db".to_string(), Some("ca.pem".into()))
+    );
+    assert_eq!(
+        take_root_cert("host=h sslrootcert=/ca.pem dbname=d"),
+        ("host=h dbname=d".to_string(), Some("/ca.pem".into()))
+    );
+    assert_eq!(
+        take_root_cert("postgres://u@h/db"),
+        ("postgres://u@h/db".to_string(), None)
+    );
 }

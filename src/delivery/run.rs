@@ -197,7 +197,7 @@ pub async fn run_task_with(
         error: None,
         heartbeat_ms: None,
         new_partitions: Vec::new(),
-        owner: this_process(),
+        owner: RunOwner::this_process(),
     };
     observer.planned(snapshot.rows);
     let lease = task.lease;
@@ -385,19 +385,6 @@ impl Phase {
             Phase::Incremental => "incremental",
         }
     }
-}
-
-/// This process, as a run's owner: the host's name and the process id (`None` when the host
-/// has no name to tell it from others).
-fn this_process() -> Option<RunOwner> {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())?;
-    let host = host.trim();
-    (!host.is_empty()).then(|| RunOwner {
-        host: host.to_string(),
-        pid: std::process::id(),
-    })
 }
 
 /// Whether `run`'s process is known to have ended: it ran on this host, in another process,
@@ -837,7 +824,7 @@ mod tests {
 
     #[test]
     fn only_a_run_of_an_ended_process_on_this_host_is_gone() {
-        let me = this_process().expect("this host has a name");
+        let me = RunOwner::this_process().expect("this host has a name");
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let ended = child.id();
         child.wait().unwrap();

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{blocking, RunRecord, RunStatus, Store, WorkerRecord};
+use crate::store::{blocking, RunOwner, RunRecord, RunStatus, Store, WorkerRecord};
 
 /// How often a worker reports itself.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -26,10 +26,8 @@ const RECENT_RUNS: usize = 1000;
 
 /// This process's record: host, pid, the API's address, version, start time.
 pub fn this_worker(listen: &str) -> WorkerRecord {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_string())
+    let host = RunOwner::this_process()
+        .map(|me| me.host)
         .unwrap_or_default();
     let pid = std::process::id();
     let started_ms = chrono::Utc::now().timestamp_millis();
@@ -110,19 +108,17 @@ pub fn workers(store: &dyn Store) -> Result<(Vec<WorkerView>, Vec<HeldRun>)> {
         started_ms: r.started_ms,
         heartbeat_ms: r.heartbeat_ms,
     };
+    // A worker holds the running runs whose owner is its process.
+    let holds = |w: &WorkerRecord, r: &RunRecord| {
+        r.owner
+            .as_ref()
+            .is_some_and(|o| o.host == w.host && o.pid == w.pid)
+    };
     let views: Vec<WorkerView> = store
         .workers()?
         .into_iter()
         .map(|w| {
-            let runs = running
-                .iter()
-                .filter(|r| {
-                    r.owner
-                        .as_ref()
-                        .is_some_and(|o| o.host == w.host && o.pid == w.pid)
-                })
-                .map(held)
-                .collect();
+            let runs = running.iter().filter(|r| holds(&w, r)).map(held).collect();
             WorkerView {
                 alive: now.saturating_sub(w.heartbeat_ms) <= silent_ms,
                 runs,
@@ -132,13 +128,7 @@ pub fn workers(store: &dyn Store) -> Result<(Vec<WorkerView>, Vec<HeldRun>)> {
         .collect();
     let orphans = running
         .iter()
-        .filter(|r| {
-            !views.iter().any(|v| {
-                r.owner
-                    .as_ref()
-                    .is_some_and(|o| o.host == v.worker.host && o.pid == v.worker.pid)
-            })
-        })
+        .filter(|r| !views.iter().any(|v| holds(&v.worker, r)))
         .map(held)
         .collect();
     Ok((views, orphans))

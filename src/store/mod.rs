@@ -408,6 +408,21 @@ pub struct WorkerRecord {
     pub heartbeat_ms: i64,
 }
 
+impl RunOwner {
+    /// This process: the host's name and the process id (`None` when the host has no name
+    /// to tell it from others).
+    pub fn this_process() -> Option<RunOwner> {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())?;
+        let host = host.trim();
+        (!host.is_empty()).then(|| RunOwner {
+            host: host.to_string(),
+            pid: std::process::id(),
+        })
+    }
+}
+
 /// Says whether the process of a `Running` run is known to be gone (see [`Store::start_run`]).
 pub type OwnerGone<'a> = &'a (dyn Fn(&RunRecord) -> bool + Sync);
 

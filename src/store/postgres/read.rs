@@ -243,26 +243,43 @@ pub(super) fn changes(
         t.select_list,
         if deletes { ", \"_deleted\"" } else { "" }
     );
-    let mut out: Vec<Box<dyn ShardReader>> = Vec::with_capacity(used);
-    let mut first = Some(first);
-    for s in 0..used {
-        let tx = match first.take() {
-            Some(tx) => tx,
-            None => ReadTx::adopt(store, &id)?,
-        };
-        out.push(Box::new(PgShard {
-            tx,
-            t: Arc::clone(&t),
-            sql: sql.clone(),
-            params: vec![Param::Seq(starts[s]), Param::Seq(starts[s + 1])],
-            deletes,
-        }));
-    }
+    let queries = (0..used).map(|s| {
+        let params = vec![Param::Seq(starts[s]), Param::Seq(starts[s + 1])];
+        (sql.clone(), params)
+    });
     Ok(Snapshot {
         seq,
         rows,
-        shards: out,
+        shards: readers(store, first, &id, &t, queries, deletes)?,
     })
+}
+
+/// One reader per `(sql, params)` query, in order, each in the snapshot: the first on the
+/// transaction that exported it, the others on connections that adopt it (`id`).
+fn readers(
+    store: &PostgresStore,
+    first: ReadTx,
+    id: &str,
+    t: &Arc<TableSql>,
+    queries: impl Iterator<Item = (String, Vec<Param>)>,
+    deletes: bool,
+) -> Result<Vec<Box<dyn ShardReader>>> {
+    let mut first = Some(first);
+    let mut out: Vec<Box<dyn ShardReader>> = Vec::new();
+    for (sql, params) in queries {
+        let tx = match first.take() {
+            Some(tx) => tx,
+            None => ReadTx::adopt(store, id)?,
+        };
+        out.push(Box::new(PgShard {
+            tx,
+            t: Arc::clone(t),
+            sql,
+            params,
+            deletes,
+        }));
+    }
+    Ok(out)
 }
 
 /// Shards to use for `rows` rows when `asked` were asked for: at most one per row (none for
@@ -353,9 +370,7 @@ fn key_range_shards(
     used: usize,
     changes: Option<SeqRange>,
 ) -> Result<Vec<Box<dyn ShardReader>>> {
-    let mut out: Vec<Box<dyn ShardReader>> = Vec::with_capacity(used);
-    let mut first = Some(first);
-    for s in 0..used {
+    let queries = (0..used).map(|s| {
         let lower = s.checked_sub(1).map(|p| bounds[p].clone());
         let upper = bounds.get(s).cloned();
         let sql = range_sql(t, lower.is_some(), upper.is_some(), changes);
@@ -368,19 +383,10 @@ fn key_range_shards(
         if let Some(c) = changes {
             params.extend([Param::Seq(c.start), Param::Seq(c.end)]);
         }
-        let tx = match first.take() {
-            Some(tx) => tx,
-            None => ReadTx::adopt(store, id)?,
-        };
-        out.push(Box::new(PgShard {
-            tx,
-            t: Arc::clone(t),
-            sql,
-            params,
-            deletes: changes.is_some_and(|c| c.deletes),
-        }));
-    }
-    Ok(out)
+        (sql, params)
+    });
+    let deletes = changes.is_some_and(|c| c.deletes);
+    readers(store, first, id, t, queries, deletes)
 }
 
 /// `SELECT` in key order within optional key bounds: the live rows, or with `changes` the

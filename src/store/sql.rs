@@ -1,7 +1,29 @@
-//! SQL text the two SQL backends write the same way: quoted names, the name of a table's data
-//! table, and its column definitions (each backend brings its own types).
+//! What the two SQL backends do the same way: SQL text (quoted names, the name of a table's
+//! data table, its column definitions, each backend bringing its own types), the integers
+//! they store (signed) as lakeport's counters and `_seq` (unsigned), and the clock of writes.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::error::{Error, Result};
 use crate::store::{ColumnType, TableDef};
+
+/// Now, in ms since the epoch (UTC).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stored integer that must not be negative (`_seq`, counters).
+pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
+}
+
+/// A counter or `_seq` as the stores keep it (signed 64 bits).
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
+}
 
 /// `"name"` with embedded quotes doubled.
 pub(crate) fn quote(name: &str) -> String {

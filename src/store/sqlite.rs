@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -51,7 +51,7 @@ use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
 use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
-use crate::store::sql::{data_columns, data_table, quote};
+use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
@@ -278,17 +278,6 @@ fn db(what: impl fmt::Display) -> impl FnOnce(rusqlite::Error) -> Error {
 }
 
 /// A stored integer that must not be negative (`_seq`, counters).
-fn non_negative(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn read_meta(conn: &Connection, sql: &str, what: &str) -> Result<i64> {
     let v: Option<i64> = conn
         .prepare_cached(sql)
@@ -808,10 +797,6 @@ fn upgrade_seq_index(conn: &Connection, def: &TableDef) -> Result<()> {
         .map_err(at())?;
     }
     Ok(())
-}
-
-fn to_i64(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
 
 /// The status and record of run `id`, if the store holds it.

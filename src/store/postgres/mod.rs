@@ -62,7 +62,7 @@ pub(crate) mod write;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use r2d2_postgres::postgres::config::SslMode;
@@ -74,7 +74,7 @@ use crate::error::{Error, Result};
 use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
-use crate::store::sql::{data_columns, data_table, quote};
+use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
     OwnerGone, RunRecord, Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value,
@@ -235,11 +235,6 @@ impl PostgresStore {
         .map_err(store.db("creating lakeport's tables"))?;
         tx.commit().map_err(store.db("opening the store"))?;
         Ok(store)
-    }
-
-    /// The URL of the store without its password.
-    pub fn url(&self) -> &str {
-        &self.shown
     }
 
     /// A connection from the pool, waiting up to [`POOL_WAIT`] for a free one.
@@ -421,22 +416,6 @@ fn without_password(url: &str) -> String {
             .join(" "),
         None => url.to_string(),
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// A stored integer that must not be negative (`_seq`, counters).
-pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
-}
-
-pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::InvalidInput(format!("{what} {v} is too large")))
 }
 
 /// The SQL type of a column (text sorts by bytes).

@@ -86,7 +86,7 @@ partition_time: {{ from: column, column: last_modified, timezone: UTC }}
 mode: full
 schema: auto
 parquet: {{ compression: zstd, target_file_size: 128MiB }}
-concurrency: 2
+concurrency: {concurrency}
 schedule: "0 0 2 * * *"
 deletes: ignore
 dirty: {{ keep: true }}
@@ -210,7 +210,7 @@ def delivery(a, lakeport):
     store = work / "lakeport.db"
     lake_lp = work / "lake-lakeport"
     lake_duck = work / "lake-duckdb"
-    (work / "pipelines" / f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, dest=lake_lp))
+    (work / "pipelines" / f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, dest=lake_lp, concurrency=2))
     base = [str(lakeport), "--store", f"sqlite:{store}", "--pipelines", "pipelines",
             "--schemas", "schemas"]
     env = dict(os.environ)
@@ -241,7 +241,7 @@ def delivery(a, lakeport):
     # since then, in one run (the same table, partitions, codec and shards).
     lake_inc = work / "lake-incremental"
     (work / "pipelines" / f"{TASK_INC}.yaml").write_text(
-        TASK_YAML.format(task=TASK_INC, dest=lake_inc).replace("mode: full", "mode: incremental")
+        TASK_YAML.format(task=TASK_INC, dest=lake_inc, concurrency=2).replace("mode: full", "mode: incremental")
         .replace("table: bench_daily", "table: bench_incremental"))
     inc_s, inc_rss, out = timed([*base, "run", TASK_INC], work, env)
     inc_summary = out.strip().splitlines()[-1] if out.strip() else ""

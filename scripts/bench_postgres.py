@@ -78,7 +78,7 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import SUMMARY_RE, describe, objects_per_partition  # noqa: E402
+from bench import SUMMARY_RE, TASK_YAML, describe, objects_per_partition  # noqa: E402
 
 TARGET = 1.5
 BUCKET = "lakeport-bench"
@@ -89,20 +89,7 @@ KEY_VAR, SECRET_VAR = "LAKEPORT_BENCH_S3_KEY", "LAKEPORT_BENCH_S3_SECRET"
 TABLE = "object_inventory"
 S3S_FS_VERSION = "0.14.1"  # Makefile: S3S_FS_VERSION
 
-TASK_YAML = """\
-name: {task}
-source: object_inventory
-destination: {dest}
-prefix: "dt=$yyyy-$MM-$dd"
-partition_time: {{ from: column, column: last_modified, timezone: UTC }}
-mode: full
-schema: auto
-parquet: {{ compression: zstd, target_file_size: 128MiB }}
-concurrency: {concurrency}
-schedule: "0 0 2 * * *"
-deletes: ignore
-dirty: {{ keep: true }}
-"""
+# The task is the delivery benchmark's (scripts/bench.py), with the concurrency asked for.
 
 STORAGE_YAML = """\
 storage: {{ endpoint: "{endpoint}", region: {region}, path_style: true, allow_http: true,

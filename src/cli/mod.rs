@@ -46,6 +46,11 @@ pub struct Cli {
     /// Folder of table declarations and delivery schemas (*.yaml).
     #[arg(long, global = true, default_value = "schemas")]
     pub schemas: PathBuf,
+    /// Shards this process delivers at once when the store shares them between processes
+    /// (PostgreSQL): its own runs' and other workers' together [default: the CPUs it may use].
+    #[arg(long, global = true, env = "LAKEPORT_SHARD_SLOTS",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub shard_slots: Option<u16>,
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
@@ -82,6 +87,9 @@ pub enum Command {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    if let Some(slots) = cli.shard_slots {
+        crate::delivery::shared::set_shard_slots(usize::from(slots));
+    }
     let ctx = Context {
         store_url: cli.store,
         pipelines: cli.pipelines,

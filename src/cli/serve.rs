@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
 use crate::config::{load_pipelines, parse_duration};
+use crate::delivery::shared::help_with_shards;
 use crate::error::{Error, Result};
 use crate::service::{http, workers, Declared, Loader, Service};
 use crate::store::schema::load_tables;
@@ -82,13 +83,33 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let reloads = tokio::spawn(reload_on_sighup(Arc::clone(&service)));
     let me = workers::this_worker(&bound.to_string());
     let reports = tokio::spawn(workers::report(Arc::clone(service.store()), me.clone()));
+    // Shards that other workers' runs offer (a store that shares them: PostgreSQL).
+    let (stop_helping, helping_stops) = tokio::sync::watch::channel(false);
+    let helping = service.store().shares_shards().then(|| {
+        let declared = Arc::clone(&service);
+        let tasks = move || declared.slots().values().map(|s| s.task()).collect();
+        tokio::spawn(help_with_shards(
+            Arc::clone(service.store()),
+            tasks,
+            helping_stops,
+        ))
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(stop_signal())
         .await
         .map_err(|e| Error::io("serve HTTP on", std::path::Path::new(&bound.to_string()), e))?;
     reloads.abort();
     tracing::info!("stopping: no new runs; runs in flight get {:?}", args.grace);
-    let cancelled = service.shutdown(args.grace).await;
+    let _ = stop_helping.send(true);
+    // Other workers' shards in hand get the same grace (then they are claimed again later).
+    let helped = async {
+        if let Some(helping) = helping {
+            if tokio::time::timeout(args.grace, helping).await.is_err() {
+                tracing::warn!("stopped delivering other workers' shards after the grace period");
+            }
+        }
+    };
+    let (cancelled, ()) = tokio::join!(service.shutdown(args.grace), helped);
     reports.abort();
     workers::leave(Arc::clone(service.store()), &me).await;
     print(&format!(

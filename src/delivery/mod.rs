@@ -12,6 +12,7 @@ pub mod ddl;
 pub mod follow;
 pub mod manifest;
 pub mod run;
+pub mod shared;
 pub mod status;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};

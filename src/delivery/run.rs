@@ -27,6 +27,7 @@
 //! and aborts what is left there once its shards are done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,14 +45,16 @@ use crate::delivery::manifest::{
     manifest_path, manifests_folder, manifests_to_prune, prunes_after, run_uploads_folder,
     uploads_folder, Manifest,
 };
+use crate::delivery::shared::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
 use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files, sweep_due};
+use crate::store::shards::this_worker_id;
 use crate::store::{
-    DeliveredObject, LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, Store, TaskState,
+    LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, ShardResult, Store, TaskState,
     DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
 };
 
@@ -112,7 +115,7 @@ impl RunSummary {
 }
 
 /// Runs a store call on a blocking thread.
-async fn blocking<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T>
+pub(super) async fn blocking<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
@@ -222,7 +225,7 @@ pub async fn run_task_with(
         tracing::warn!(task = %task.name, runs = %ids.join(", "),
             "took over runs that stopped without finishing; removing what they wrote");
         let unfinished: Vec<u64> = started.interrupted.iter().map(|r| r.run_id).collect();
-        remove_run_objects(&dest, &record, &unfinished).await;
+        remove_run_objects(&dest, &record, &unfinished, &BTreeSet::new()).await;
     }
     // Under the lease, before this run uploads anything: every journaled upload of the task
     // belongs to a run that has ended. This is also the run's first request to a cloud
@@ -249,35 +252,18 @@ pub async fn run_task_with(
     tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
         shards = record.shards, "run planned");
 
-    let mut handles = Vec::new();
     let uploading = failure.is_none();
-    let readers = if uploading {
-        snapshot.shards
-    } else {
-        Vec::new()
-    };
-    for (cid, reader) in readers.into_iter().enumerate() {
-        let shard = Shard {
+    let mut delivered = Vec::new();
+    if uploading {
+        let shards = RunShards {
             task: Arc::clone(&task),
             dest: Arc::clone(&dest),
-            concurrent_id: cid as u32,
             run: record.clone(),
-            run_time_ms: started_ms,
-            runtime: Handle::current(),
             observer: Arc::clone(&observer),
         };
-        handles.push(tokio::task::spawn_blocking(move || shard.deliver(reader)));
-    }
-    let mut outcomes = Vec::new();
-    for handle in handles {
-        match handle.await {
-            Ok(Ok(outcome)) => outcomes.push(outcome),
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
-            }
-            Err(e) => {
-                failure.get_or_insert(Error::Store(format!("shard thread panicked: {e}")));
-            }
+        match deliver_shards(&store, &shards, snapshot.shards).await {
+            Ok(d) => delivered = d,
+            Err(e) => failure = Some(e),
         }
     }
 
@@ -293,16 +279,22 @@ pub async fn run_task_with(
     }
 
     let mut dirty_objects = Vec::new();
+    if failure.is_none() && delivered.iter().any(|d| d.attempt > 1) {
+        // A worker that was killed or lost its claim may have left objects of this run that
+        // the shard's final attempt did not write: remove them before anything names them.
+        let keep = reported_paths(&delivered);
+        remove_run_objects(&dest, &record, &[record.run_id], &keep).await;
+    }
     if failure.is_none() {
-        for outcome in outcomes {
-            record.rows += outcome.rows;
-            record.bytes += outcome.objects.iter().map(|o| o.bytes).sum::<u64>();
-            record.objects.extend(outcome.objects);
-            record.next_object_seq = record.next_object_seq.max(outcome.next_seq);
-            for (reason, n) in outcome.dirty {
+        for Delivered { result, .. } in delivered {
+            record.rows += result.rows;
+            record.bytes += result.objects.iter().map(|o| o.bytes).sum::<u64>();
+            record.objects.extend(result.objects);
+            record.next_object_seq = record.next_object_seq.max(result.next_seq);
+            for (reason, n) in result.dirty {
                 *record.dirty.entry(reason).or_default() += n;
             }
-            dirty_objects.extend(outcome.dirty_object.map(|o| o.path));
+            dirty_objects.extend(result.dirty_object.map(|o| o.path));
         }
         record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
         record.objects.sort_by(|a, b| a.path.cmp(&b.path));
@@ -323,7 +315,7 @@ pub async fn run_task_with(
         record.status = RunStatus::Failed;
         record.error = Some(error.to_string());
         record.objects.clear();
-        remove_run_objects(&dest, &record, &[record.run_id]).await;
+        remove_run_objects(&dest, &record, &[record.run_id], &BTreeSet::new()).await;
         let failed = record.clone();
         if let Err(e) = blocking(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
             tracing::error!(task = %task.name, "could not record the failed run: {e}");
@@ -392,12 +384,7 @@ impl Phase {
 /// run on another host is never judged from here.
 fn process_gone(run: &RunRecord, me: Option<&RunOwner>) -> bool {
     match (&run.owner, me) {
-        (Some(owner), Some(me)) => {
-            owner.host == me.host
-                && owner.pid != me.pid
-                && std::path::Path::new("/proc/self").exists()
-                && !std::path::Path::new(&format!("/proc/{}", owner.pid)).exists()
-        }
+        (Some(owner), Some(me)) => owner.is_gone_seen_from(me),
         _ => false,
     }
 }
@@ -457,18 +444,25 @@ async fn write_manifest(dest: &Destination, run: &RunRecord) -> Result<()> {
 /// object is numbered that high: a committed run moves the task's next id past its objects,
 /// so they are found by name, whatever the shard count of the run that wrote them); the
 /// manifests and dirty-row files of the runs `unfinished`; and the staging files of uploads a
-/// killed process left half-done in a local destination. Failures are logged: what is left
-/// is removed by the next run that fails or takes over.
-async fn remove_run_objects(dest: &Destination, run: &RunRecord, unfinished: &[u64]) {
+/// killed process left half-done in a local destination; but none of the paths in `keep`.
+/// Failures are logged: what is left is removed by the next run that fails or takes over.
+async fn remove_run_objects(
+    dest: &Destination,
+    run: &RunRecord,
+    unfinished: &[u64],
+    keep: &BTreeSet<String>,
+) {
     let task = run.task.clone();
     let first_seq = run.first_object_seq;
     let ids: BTreeSet<u64> = unfinished.iter().copied().collect();
+    let keep = keep.clone();
     let left_by_run = move |rel: &str| {
         let file = rel.rsplit('/').next().unwrap_or(rel);
-        written_by_run(file, &task, first_seq)
+        let by_run = written_by_run(file, &task, first_seq)
             || ids
                 .iter()
-                .any(|&id| rel == manifest_path(&task, id) || is_dirty_file(rel, &task, id))
+                .any(|&id| rel == manifest_path(&task, id) || is_dirty_file(rel, &task, id));
+        by_run && !keep.contains(rel)
     };
     match dest.list("").await {
         Ok(listed) => {
@@ -516,28 +510,25 @@ fn written_by_run(file: &str, task: &str, first_seq: u64) -> bool {
     matches!((cid.parse::<u32>(), seq.parse::<u64>()), (Ok(_), Ok(s)) if s >= first_seq)
 }
 
-/// What one shard delivered.
-struct ShardOutcome {
-    objects: Vec<DeliveredObject>,
-    rows: u64,
-    next_seq: u64,
-    dirty: BTreeMap<String, u64>,
-    dirty_object: Option<DeliveredObject>,
-}
-
 /// Everything a shard thread needs.
-struct Shard {
-    task: Arc<Task>,
-    dest: Arc<Destination>,
-    concurrent_id: u32,
-    run: RunRecord,
-    run_time_ms: i64,
-    runtime: Handle,
-    observer: Arc<dyn RunObserver>,
+pub(super) struct Shard {
+    pub task: Arc<Task>,
+    /// The destination, journaling uploads under the run's folder.
+    pub dest: Arc<Destination>,
+    /// The id its objects are named with (the shard's, or an attempt's: see `shared`).
+    pub concurrent_id: u32,
+    pub run: RunRecord,
+    pub run_time_ms: i64,
+    pub runtime: Handle,
+    pub observer: Arc<dyn RunObserver>,
+    /// When either is set the shard must stop (its claim was lost, its run failed): the read
+    /// fails at the next batch.
+    pub cancelled: [Arc<AtomicBool>; 2],
 }
 
 impl Shard {
-    fn deliver(self, mut reader: Box<dyn ShardReader>) -> Result<ShardOutcome> {
+    /// Reads the shard and writes its objects. On failure, removes the objects it started.
+    pub(super) fn deliver(self, reader: &mut dyn ShardReader) -> Result<ShardResult> {
         let task = &self.task;
         let metadata = vec![
             ("lakeport.task".to_string(), task.name.clone()),
@@ -551,6 +542,10 @@ impl Shard {
             (
                 "lakeport.concurrent_id".to_string(),
                 self.concurrent_id.to_string(),
+            ),
+            (
+                "lakeport.worker".to_string(),
+                this_worker_id().0.to_string(),
             ),
         ];
         let naming = ObjectNaming {
@@ -596,13 +591,25 @@ impl Shard {
             rows: 0,
         };
         let read = reader.read(BATCH_ROWS, &mut |batch| {
+            if self.cancelled.iter().any(|c| c.load(Ordering::SeqCst)) {
+                return Err(Error::Busy(format!(
+                    "shard {} of run {}: stopped (its claim was lost or its run failed)",
+                    self.concurrent_id, self.run.run_id
+                )));
+            }
             let n = batch.num_rows() as u64;
             batches.deliver(&batch, &mut writer, dirty_file.as_mut())?;
             self.observer.delivered(n);
             Ok(())
         });
         if let Err(e) = read {
-            writer.abort();
+            // The dirty-row file is uploaded only when the shard finishes: nothing of it yet.
+            for rel in writer.abort() {
+                if let Err(de) = self.runtime.block_on(self.dest.delete(&rel)) {
+                    tracing::warn!(object = %self.dest.object_url(&rel), error = %de,
+                        "could not remove an object of a failed shard (the run removes it)");
+                }
+            }
             return Err(e);
         }
         let next_seq = writer.next_seq();
@@ -611,12 +618,13 @@ impl Shard {
             Some(f) => f.finish()?,
             None => None,
         };
-        Ok(ShardOutcome {
+        Ok(ShardResult {
             objects,
             rows: batches.rows,
             next_seq,
             dirty: batches.dirty,
             dirty_object,
+            worker: this_worker_id().0.to_string(),
         })
     }
 }

@@ -3,8 +3,11 @@
 //! worker at a time, and a killed worker's run is taken over by the next one to tick, at once
 //! when it ran on the same host and its process is gone, else once its lease runs out).
 //!
+//! A run's shards are shared too when the store can (PostgreSQL): any worker with a free
+//! slot claims a shard another worker's run offers (`delivery::shared`).
+//!
 //! Each worker reports itself every [`REPORT_EVERY`]; `GET /api/workers` (any worker) lists
-//! them with the runs each holds. A worker silent for [`SILENT_AFTER`] shows as not alive; one
+//! them with the runs and shards each holds. A worker silent for [`SILENT_AFTER`] shows as not alive; one
 //! silent for [`FORGET_AFTER`] is forgotten; one that stops cleanly removes itself.
 
 use std::sync::Arc;
@@ -13,7 +16,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::store::{blocking, RunOwner, RunRecord, RunStatus, Store, WorkerRecord};
+use crate::store::shards::this_worker_id;
+use crate::store::{
+    blocking, RunOwner, RunRecord, RunStatus, ShardState, ShardStatus, Store, WorkerRecord,
+};
 
 /// How often a worker reports itself.
 pub const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -30,9 +36,9 @@ pub fn this_worker(listen: &str) -> WorkerRecord {
         .map(|me| me.host)
         .unwrap_or_default();
     let pid = std::process::id();
-    let started_ms = chrono::Utc::now().timestamp_millis();
+    let (worker_id, started_ms) = this_worker_id();
     WorkerRecord {
-        worker_id: format!("{host}:{pid}:{started_ms}"),
+        worker_id: worker_id.to_string(),
         host,
         pid,
         listen: listen.to_string(),
@@ -88,6 +94,23 @@ pub struct WorkerView {
     pub alive: bool,
     /// Runs recorded as running in its process.
     pub runs: Vec<HeldRun>,
+    /// Shards of running runs it has claimed (its own runs' or other workers').
+    pub shards: Vec<HeldShard>,
+}
+
+/// A shard a worker has claimed, as `GET /api/workers` shows it.
+#[derive(Debug, Serialize)]
+pub struct HeldShard {
+    /// The run's task.
+    pub task: String,
+    /// The run's id.
+    pub run_id: u64,
+    /// The shard's place in the run.
+    pub concurrent_id: u32,
+    /// Which claim of the shard this is (1 for the first).
+    pub attempt: u32,
+    /// When the claim was last renewed, ms since epoch UTC.
+    pub heartbeat_ms: Option<i64>,
 }
 
 /// Every worker of the store with the runs it holds, oldest first; and the running runs no
@@ -114,14 +137,31 @@ pub fn workers(store: &dyn Store) -> Result<(Vec<WorkerView>, Vec<HeldRun>)> {
             .as_ref()
             .is_some_and(|o| o.host == w.host && o.pid == w.pid)
     };
+    let claimed: Vec<ShardStatus> = store
+        .shards(None)?
+        .into_iter()
+        .filter(|s| s.state == ShardState::Claimed)
+        .collect();
     let views: Vec<WorkerView> = store
         .workers()?
         .into_iter()
         .map(|w| {
             let runs = running.iter().filter(|r| holds(&w, r)).map(held).collect();
+            let shards = claimed
+                .iter()
+                .filter(|s| s.worker.as_deref() == Some(w.worker_id.as_str()))
+                .map(|s| HeldShard {
+                    task: s.task.clone(),
+                    run_id: s.run_id,
+                    concurrent_id: s.concurrent_id,
+                    attempt: s.attempt,
+                    heartbeat_ms: s.heartbeat_ms,
+                })
+                .collect();
             WorkerView {
                 alive: now.saturating_sub(w.heartbeat_ms) <= silent_ms,
                 runs,
+                shards,
                 worker: w,
             }
         })

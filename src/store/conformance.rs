@@ -19,6 +19,7 @@ use arrow::array::{
 use arrow::record_batch::RecordBatch;
 
 mod imports;
+mod shards;
 
 pub(crate) use imports::{
     snapshot_import_diffs_its_scope, snapshot_import_into_empty_scope_with_repeated_keys,
@@ -28,6 +29,7 @@ pub(crate) use imports::{
     snapshot_import_same_or_older_is_not_applied, snapshot_import_sorted_removals,
     snapshot_import_versions_in_byte_order,
 };
+pub(crate) use shards::shards_are_claimed_once_and_reported;
 
 use crate::error::Error;
 use crate::store::{
@@ -1134,6 +1136,7 @@ macro_rules! conformance_suite {
             snapshot_import_versions_in_byte_order,
             snapshot_import_matches_a_model,
             workers_are_recorded_and_forgotten,
+            shards_are_claimed_once_and_reported,
         );
 
         /// The listing suite (`store::conformance::listing`).

@@ -27,6 +27,7 @@ pub mod postgres;
 pub(crate) mod row_bytes;
 pub(crate) mod runs;
 pub mod schema;
+pub mod shards;
 pub(crate) mod sorter;
 pub(crate) mod sql;
 pub mod sqlite;
@@ -47,6 +48,7 @@ use crate::error::{Error, Result};
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
 pub use postgres::PostgresStore;
 pub use schema::{ColumnDef, ColumnType, TableDef};
+pub use shards::{ClaimFrom, ShardClaim, ShardOffer, ShardResult, ShardState, ShardStatus};
 pub use sqlite::SqliteStore;
 
 /// Opens the store named by a `--store` URL: `sqlite:PATH` or `sqlite://PATH` (relative or
@@ -148,6 +150,12 @@ pub trait ShardReader: Send {
         batch_rows: usize,
         on_batch: &mut dyn FnMut(RecordBatch) -> Result<()>,
     ) -> Result<u64>;
+
+    /// What another process needs to read this shard with [`Store::open_shard`] while the
+    /// snapshot is open (see [`shards`]); `None` when only this reader can (SQLite).
+    fn ticket(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A consistent snapshot of one table, split into primary-key ranges (shards).
@@ -423,6 +431,18 @@ impl RunOwner {
     }
 }
 
+impl RunOwner {
+    /// Whether this process is known, seen from process `me`, to have ended: it ran on
+    /// `me`'s host, is not `me`, and no process has its id now. A reused id looks alive, and a
+    /// process on another host is never judged from here.
+    pub fn is_gone_seen_from(&self, me: &RunOwner) -> bool {
+        self.host == me.host
+            && self.pid != me.pid
+            && Path::new("/proc/self").exists()
+            && !Path::new(&format!("/proc/{}", self.pid)).exists()
+    }
+}
+
 /// Says whether the process of a `Running` run is known to be gone (see [`Store::start_run`]).
 pub type OwnerGone<'a> = &'a (dyn Fn(&RunRecord) -> bool + Sync);
 
@@ -642,6 +662,78 @@ pub trait Store: Send + Sync {
     /// Forgets a worker that stopped.
     fn remove_worker(&self, worker_id: &str) -> Result<()>;
 
+    // --- Shards shared among workers (semantics: `store::shards`) ---
+
+    /// Whether other processes can read this store's snapshot shards (their readers have
+    /// tickets) and the methods below work. `false` (SQLite): they are
+    /// [`Error::Conflict`]s, and [`Store::shards`] lists nothing.
+    fn shares_shards(&self) -> bool {
+        false
+    }
+
+    /// Opens the shard a [`ShardReader::ticket`] describes, in the same snapshot, while the
+    /// snapshot is still open in the process that took it (else an error).
+    fn open_shard(&self, ticket: &str) -> Result<Box<dyn ShardReader>> {
+        let _ = ticket;
+        Err(shards_not_shared())
+    }
+
+    /// Offers the shards of running run `run_id` to every worker, with the fingerprint of
+    /// the task definition it was planned with, claimable by one worker at a time for
+    /// `lease` unrenewed. Forgets the shards of runs that are no longer running.
+    fn offer_shards(
+        &self,
+        run_id: u64,
+        fingerprint: &str,
+        lease: Duration,
+        offers: &[ShardOffer],
+    ) -> Result<()> {
+        let _ = (run_id, fingerprint, lease, offers);
+        Err(shards_not_shared())
+    }
+
+    /// Claims for `worker` one offered shard of a running run that is pending or whose
+    /// claim has expired (the lowest run, then shard, first), or `None`.
+    fn claim_shard(&self, worker: &str, from: ClaimFrom<'_>) -> Result<Option<ShardClaim>> {
+        let _ = (worker, from);
+        Err(shards_not_shared())
+    }
+
+    /// Renews every claim `worker` holds on shards of running runs; returns them as
+    /// `(run_id, concurrent_id, attempt)`. A claim missing from the answer is lost.
+    fn renew_shard_claims(&self, worker: &str) -> Result<Vec<(u64, u32, u32)>> {
+        let _ = worker;
+        Err(shards_not_shared())
+    }
+
+    /// Reports the end of `worker`'s claim `attempt` of a shard: what it delivered, or why
+    /// it failed. `false` (nothing stored) when that claim is no longer held.
+    fn finish_shard(
+        &self,
+        worker: &str,
+        run_id: u64,
+        concurrent_id: u32,
+        attempt: u32,
+        outcome: std::result::Result<&ShardResult, &str>,
+    ) -> Result<bool> {
+        let _ = (worker, run_id, concurrent_id, attempt, outcome);
+        Err(shards_not_shared())
+    }
+
+    /// Makes a shard claimable again at once when claim `attempt` is still its latest and
+    /// unreported (its worker is known to be gone); `false` when it is not.
+    fn release_shard(&self, run_id: u64, concurrent_id: u32, attempt: u32) -> Result<bool> {
+        let _ = (run_id, concurrent_id, attempt);
+        Err(shards_not_shared())
+    }
+
+    /// The offered shards of run `run_id` in shard order, or with `None` those of every
+    /// running run, by run.
+    fn shards(&self, run_id: Option<u64>) -> Result<Vec<ShardStatus>> {
+        let _ = run_id;
+        Ok(Vec::new())
+    }
+
     // --- Listing the object-inventory table (semantics: `store::listing`) ---
 
     /// One page of `object_inventory` listed as S3 lists a bucket: current objects of
@@ -660,4 +752,9 @@ pub trait Store: Send + Sync {
         prefix: &str,
         by: SummaryBy,
     ) -> Result<Vec<SummaryRow>>;
+}
+
+/// What a store that keeps its snapshots to one process says when asked to share a shard.
+fn shards_not_shared() -> Error {
+    Error::Conflict("this store does not share snapshot shards between processes".into())
 }

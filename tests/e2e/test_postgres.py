@@ -167,6 +167,98 @@ def test_three_workers_one_killed_deliver_exactly_once(wd, pg_url):
     print(json.dumps({"killed_worker": victim["pid"], "killed_run": held}))
 
 
+def wide_rows(ids):
+    """Rows with 400 hex characters each (little to compress), so that 1 MiB objects rotate
+    every few thousand rows."""
+    import hashlib
+    return [{"id": i, "name": "".join(hashlib.sha256(f"{i}:{k}".encode()).hexdigest()
+                                      for k in range(6))[:400],
+             "at": 1_700_000_000_000 + i} for i in ids]
+
+
+def worker_of(path):
+    """The worker an object's Parquet metadata names (`lakeport.worker`)."""
+    import pyarrow.parquet as pq
+    return pq.read_metadata(path).metadata[b"lakeport.worker"].decode()
+
+
+def test_two_workers_share_full_mode_shards_and_one_is_killed(wd, pg_url):
+    """Two `lakeport serve` processes on one PostgreSQL store share the shards of a full-mode
+    run (concurrency 4): the worker asked to run it delivers with one slot, the other with
+    three, and the lake holds objects written by both (their Parquet metadata names the
+    worker). A second run: the helping worker is killed with SIGKILL once it holds shards and
+    has uploaded objects of them; the run's own worker sees its process gone and delivers
+    those shards again (a new attempt, objects named apart), the objects the killed worker
+    left are removed, and DuckDB finds every row exactly once."""
+    wd.store = pg_url
+    wd.write_table("items", ["id"], COLUMNS)
+    total = 120_000
+    wd.write_task("shared", mode="full", source="items", prefix="",
+                  partition_time={"from": "write_time"}, concurrency=4, lease="3s",
+                  schedule="0 0 0 1 1 *",
+                  parquet={"compression": "zstd", "target_file_size": "1MiB",
+                           "buffer_size": "64MiB"})
+    wd.load("items", wide_rows(range(1, total + 1)))
+
+    def runs(base):
+        return call(base, "/api/tasks/shared/runs?limit=10")[1]
+
+    def succeeded(base, after):
+        done = [r for r in runs(base) if r["run_id"] > after]
+        assert not any(r["status"] == "failed" for r in done), done
+        return next((r for r in done if r["status"] == "succeeded"), None)
+
+    with serving(wd, env={"LAKEPORT_SHARD_SLOTS": "1"}) as (pa, a), \
+            serving(wd, env={"LAKEPORT_SHARD_SLOTS": "3"}) as (pb, b):
+        _, doc = wait_for("two workers in /api/workers",
+                          lambda: (lambda r: r if len(r[1]["workers"]) == 2 else None)(
+                              call(a, "/api/workers")), timeout=30)
+        ids = {w["pid"]: w["worker_id"] for w in doc["workers"]}
+        assert set(ids) == {pa.pid, pb.pid}, doc
+
+        # Run 1: both workers deliver shards of it.
+        assert call(a, "/api/tasks/shared/run", method="POST")[0] == 202
+        first = wait_for("the first run to succeed", lambda: succeeded(a, 0), timeout=120)
+        assert first["rows"] == total and first["shards"] == 4, first
+        writers = {worker_of(p) for p in wd.objects("shared")}
+        assert writers == set(ids.values()), (writers, ids)
+        assert lake_rows(wd, "shared") == (total, total, 1, total)
+
+        # Run 2: kill the helping worker once it holds shards and has uploaded objects of
+        # them (new files named with a shard id it holds).
+        before = {p.name for p in wd.objects("shared")}
+        assert call(a, "/api/tasks/shared/run", method="POST")[0] == 202
+
+        def helper_wrote():
+            _, doc = call(a, "/api/workers")
+            held = [w["shards"] for w in doc["workers"] if w["pid"] == pb.pid]
+            cids = {s["concurrent_id"] for s in (held[0] if held else [])}
+            new = [p.name for p in wd.objects("shared") if p.name not in before
+                   and int(p.name.split("_")[1]) in cids]
+            return (cids, new) if new else None
+
+        held, left = wait_for("the helping worker holding shards it has written to",
+                              helper_wrote, timeout=60)
+        pb.send_signal(signal.SIGKILL)
+        pb.wait()
+        second = wait_for("the second run to succeed", lambda: succeeded(a, first["run_id"]),
+                          timeout=120)
+        assert second["rows"] == total, second
+        names = [p.name for p in wd.objects("shared")]
+        # The shards the killed worker held were delivered again by a second attempt, whose
+        # objects are named with shard id + 4; what the killed worker uploaded is gone.
+        again = {int(n.split("_")[1]) - 4 for n in names if int(n.split("_")[1]) >= 4}
+        assert held <= again, (held, names)
+        assert not set(left) & set(names), (left, names)
+        assert {worker_of(p) for p in wd.objects("shared")} == {ids[pa.pid]}
+        assert lake_rows(wd, "shared") == (total, total, 1, total)
+        assert sorted(o["path"].rsplit("/", 1)[-1] for o in second["objects"]) == sorted(names)
+        pa.send_signal(signal.SIGTERM)
+        assert pa.wait(timeout=60) == 0
+    print(json.dumps({"killed_worker_held": sorted(held), "objects_it_left": len(left),
+                      "objects": len(names)}))
+
+
 def test_inventory_import_and_listing_on_postgres(wd, pg_url):
     """Bucket-inventory reports imported into a PostgreSQL store diff their scope exactly
     (counts of the second snapshot; a repeated import changes nothing), and `ls` pages

@@ -57,6 +57,7 @@ mod import;
 mod listing;
 mod read;
 mod runs;
+mod shards;
 pub(crate) mod write;
 
 use std::collections::HashMap;
@@ -76,9 +77,9 @@ use crate::store::checks::{
 };
 use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
-    OwnerGone, RunRecord, Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value,
-    WorkerRecord,
+    ApplyOutcome, Change, ClaimFrom, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag,
+    LiveSet, OwnerGone, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardStatus,
+    Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value, WorkerRecord,
 };
 
 pub use r2d2_postgres::postgres;
@@ -228,9 +229,10 @@ impl PostgresStore {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])
             .map_err(store.db("opening the store"))?;
         tx.batch_execute(&format!(
-            "{CREATE_META}{}{}",
+            "{CREATE_META}{}{}{}",
             runs::CREATE_RUNS,
-            import::CREATE_IMPORTS
+            import::CREATE_IMPORTS,
+            shards::CREATE_SHARDS
         ))
         .map_err(store.db("creating lakeport's tables"))?;
         tx.commit().map_err(store.db("opening the store"))?;
@@ -798,6 +800,51 @@ impl Store for PostgresStore {
         )
         .map_err(self.db(format!("forgetting worker {worker_id}")))?;
         Ok(())
+    }
+
+    fn shares_shards(&self) -> bool {
+        true
+    }
+
+    fn open_shard(&self, ticket: &str) -> Result<Box<dyn ShardReader>> {
+        read::open_shard(self, ticket)
+    }
+
+    fn offer_shards(
+        &self,
+        run_id: u64,
+        fingerprint: &str,
+        lease: Duration,
+        offers: &[ShardOffer],
+    ) -> Result<()> {
+        shards::offer(self, run_id, fingerprint, lease, offers)
+    }
+
+    fn claim_shard(&self, worker: &str, from: ClaimFrom<'_>) -> Result<Option<ShardClaim>> {
+        shards::claim(self, worker, from)
+    }
+
+    fn renew_shard_claims(&self, worker: &str) -> Result<Vec<(u64, u32, u32)>> {
+        shards::renew(self, worker)
+    }
+
+    fn finish_shard(
+        &self,
+        worker: &str,
+        run_id: u64,
+        concurrent_id: u32,
+        attempt: u32,
+        outcome: std::result::Result<&ShardResult, &str>,
+    ) -> Result<bool> {
+        shards::finish(self, worker, run_id, concurrent_id, attempt, outcome)
+    }
+
+    fn release_shard(&self, run_id: u64, concurrent_id: u32, attempt: u32) -> Result<bool> {
+        shards::release(self, run_id, concurrent_id, attempt)
+    }
+
+    fn shards(&self, run_id: Option<u64>) -> Result<Vec<ShardStatus>> {
+        shards::list(self, run_id)
     }
 
     fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {

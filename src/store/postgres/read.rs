@@ -16,6 +16,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::postgres::fallible_iterator::FallibleIterator;
 use super::postgres::types::ToSql;
@@ -107,7 +108,8 @@ impl Drop for ReadTx {
 }
 
 /// A value of a key column, as a shard bound.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "KeyWire", try_from = "KeyWire")]
 enum KeyValue {
     Text(String),
     Int(i64),
@@ -139,6 +141,49 @@ impl KeyValue {
             KeyValue::Bytes(v) => v,
             KeyValue::Time(v) => v,
         }
+    }
+}
+
+/// A [`KeyValue`] in a ticket: doubles by their bits and times in microseconds, so that a
+/// bound comes back exactly as it went.
+#[derive(Serialize, Deserialize)]
+enum KeyWire {
+    Text(String),
+    Int(i64),
+    DoubleBits(u64),
+    Bool(bool),
+    Bytes(Vec<u8>),
+    TimeMicros(i64),
+}
+
+impl From<KeyValue> for KeyWire {
+    fn from(k: KeyValue) -> KeyWire {
+        match k {
+            KeyValue::Text(v) => KeyWire::Text(v),
+            KeyValue::Int(v) => KeyWire::Int(v),
+            KeyValue::Double(v) => KeyWire::DoubleBits(v.to_bits()),
+            KeyValue::Bool(v) => KeyWire::Bool(v),
+            KeyValue::Bytes(v) => KeyWire::Bytes(v),
+            KeyValue::Time(v) => KeyWire::TimeMicros(v.timestamp_micros()),
+        }
+    }
+}
+
+impl TryFrom<KeyWire> for KeyValue {
+    type Error = String;
+
+    fn try_from(k: KeyWire) -> std::result::Result<KeyValue, String> {
+        Ok(match k {
+            KeyWire::Text(v) => KeyValue::Text(v),
+            KeyWire::Int(v) => KeyValue::Int(v),
+            KeyWire::DoubleBits(v) => KeyValue::Double(f64::from_bits(v)),
+            KeyWire::Bool(v) => KeyValue::Bool(v),
+            KeyWire::Bytes(v) => KeyValue::Bytes(v),
+            KeyWire::TimeMicros(v) => KeyValue::Time(
+                DateTime::from_timestamp_micros(v)
+                    .ok_or_else(|| format!("time {v} µs is out of range"))?,
+            ),
+        })
     }
 }
 
@@ -238,48 +283,123 @@ pub(super) fn changes(
         starts.extend(found.iter().map(|r| r.get::<_, i64>(0)));
     }
     starts.push(end);
-    let sql = format!(
-        "SELECT {}{} {in_range} ORDER BY \"_seq\"",
-        t.select_list,
-        if deletes { ", \"_deleted\"" } else { "" }
-    );
-    let queries = (0..used).map(|s| {
-        let params = vec![Param::Seq(starts[s]), Param::Seq(starts[s + 1])];
-        (sql.clone(), params)
+    let specs = (0..used).map(|s| ShardSpec::Seqs {
+        start: starts[s],
+        end: starts[s + 1],
+        deletes,
     });
     Ok(Snapshot {
         seq,
         rows,
-        shards: readers(store, first, &id, &t, queries, deletes)?,
+        shards: readers(store, first, &id, &t, specs)?,
     })
 }
 
-/// One reader per `(sql, params)` query, in order, each in the snapshot: the first on the
-/// transaction that exported it, the others on connections that adopt it (`id`).
+/// One reader per shard, in order, each in the snapshot: the first on the transaction that
+/// exported it, the others on connections that adopt it (`id`).
 fn readers(
     store: &PostgresStore,
     first: ReadTx,
     id: &str,
     t: &Arc<TableSql>,
-    queries: impl Iterator<Item = (String, Vec<Param>)>,
-    deletes: bool,
+    specs: impl Iterator<Item = ShardSpec>,
 ) -> Result<Vec<Box<dyn ShardReader>>> {
     let mut first = Some(first);
     let mut out: Vec<Box<dyn ShardReader>> = Vec::new();
-    for (sql, params) in queries {
+    for spec in specs {
         let tx = match first.take() {
             Some(tx) => tx,
             None => ReadTx::adopt(store, id)?,
         };
-        out.push(Box::new(PgShard {
-            tx,
-            t: Arc::clone(t),
-            sql,
-            params,
-            deletes,
-        }));
+        out.push(Box::new(PgShard::new(tx, id, t, spec)));
     }
     Ok(out)
+}
+
+/// [`Store::open_shard`](crate::store::Store::open_shard): the shard a ticket of
+/// [`PgShard::ticket`] describes, on a connection that adopts its snapshot.
+pub(super) fn open_shard(store: &PostgresStore, ticket: &str) -> Result<Box<dyn ShardReader>> {
+    let ticket: Ticket = serde_json::from_str(ticket)
+        .map_err(|e| Error::InvalidInput(format!("a shard ticket: {e}: {ticket}")))?;
+    let mut tx = ReadTx::adopt(store, &ticket.snapshot)?;
+    let t = store.table_sql(&mut **tx.c(), &ticket.table)?;
+    Ok(Box::new(PgShard::new(
+        tx,
+        &ticket.snapshot,
+        &t,
+        ticket.spec,
+    )))
+}
+
+/// What one shard reads: enough to build its query again in another process.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum ShardSpec {
+    /// Keys from `lower` (inclusive; the start when `None`) to `upper` (exclusive; the end
+    /// when `None`): the live rows, or with `changes` the rows of that `_seq` range.
+    Keys {
+        lower: Option<Vec<KeyValue>>,
+        upper: Option<Vec<KeyValue>>,
+        changes: Option<SeqRange>,
+    },
+    /// The changes with `_seq` in `[start, end)`, in `_seq` order, tombstones too with
+    /// `deletes`.
+    Seqs { start: i64, end: i64, deletes: bool },
+}
+
+impl ShardSpec {
+    /// The shard's `SELECT` and its parameters.
+    fn query(&self, t: &TableSql) -> (String, Vec<Param>) {
+        match self {
+            ShardSpec::Keys {
+                lower,
+                upper,
+                changes,
+            } => {
+                let sql = range_sql(t, lower.is_some(), upper.is_some(), *changes);
+                let mut params: Vec<Param> = lower
+                    .iter()
+                    .chain(upper)
+                    .flatten()
+                    .cloned()
+                    .map(Param::Key)
+                    .collect();
+                if let Some(c) = changes {
+                    params.extend([Param::Seq(c.start), Param::Seq(c.end)]);
+                }
+                (sql, params)
+            }
+            ShardSpec::Seqs {
+                start,
+                end,
+                deletes,
+            } => {
+                let sql = format!(
+                    "SELECT {}{} FROM {} WHERE {}\"_seq\" >= $1 AND \"_seq\" < $2 ORDER BY \"_seq\"",
+                    t.select_list,
+                    if *deletes { ", \"_deleted\"" } else { "" },
+                    t.data,
+                    unless_deletes(*deletes)
+                );
+                (sql, vec![Param::Seq(*start), Param::Seq(*end)])
+            }
+        }
+    }
+
+    /// Whether its rows end with `_deleted`.
+    fn deletes(&self) -> bool {
+        match self {
+            ShardSpec::Keys { changes, .. } => changes.is_some_and(|c| c.deletes),
+            ShardSpec::Seqs { deletes, .. } => *deletes,
+        }
+    }
+}
+
+/// A shard as another process opens it: the exported snapshot, the table and the shard.
+#[derive(Serialize, Deserialize)]
+struct Ticket {
+    snapshot: String,
+    table: String,
+    spec: ShardSpec,
 }
 
 /// Shards to use for `rows` rows when `asked` were asked for: at most one per row (none for
@@ -309,7 +429,7 @@ fn split_points(rows: u64, used: usize) -> Vec<i64> {
 }
 
 /// A `_seq` range of changes read by key ranges: `[start, end)`, with tombstones if `deletes`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct SeqRange {
     start: i64,
     end: i64,
@@ -370,23 +490,12 @@ fn key_range_shards(
     used: usize,
     changes: Option<SeqRange>,
 ) -> Result<Vec<Box<dyn ShardReader>>> {
-    let queries = (0..used).map(|s| {
-        let lower = s.checked_sub(1).map(|p| bounds[p].clone());
-        let upper = bounds.get(s).cloned();
-        let sql = range_sql(t, lower.is_some(), upper.is_some(), changes);
-        let mut params: Vec<Param> = lower
-            .into_iter()
-            .chain(upper)
-            .flatten()
-            .map(Param::Key)
-            .collect();
-        if let Some(c) = changes {
-            params.extend([Param::Seq(c.start), Param::Seq(c.end)]);
-        }
-        (sql, params)
+    let specs = (0..used).map(|s| ShardSpec::Keys {
+        lower: s.checked_sub(1).map(|p| bounds[p].clone()),
+        upper: bounds.get(s).cloned(),
+        changes,
     });
-    let deletes = changes.is_some_and(|c| c.deletes);
-    readers(store, first, id, t, queries, deletes)
+    readers(store, first, id, t, specs)
 }
 
 /// `SELECT` in key order within optional key bounds: the live rows, or with `changes` the
@@ -434,13 +543,40 @@ fn range_sql(t: &TableSql, lower: bool, upper: bool, changes: Option<SeqRange>) 
 struct PgShard {
     tx: ReadTx,
     t: Arc<TableSql>,
+    /// The exported snapshot's id.
+    snapshot: String,
+    spec: ShardSpec,
     sql: String,
     params: Vec<Param>,
     /// Whether rows end with `_deleted` (read into a last `_deleted` column).
     deletes: bool,
 }
 
+impl PgShard {
+    fn new(tx: ReadTx, snapshot: &str, t: &Arc<TableSql>, spec: ShardSpec) -> PgShard {
+        let (sql, params) = spec.query(t);
+        PgShard {
+            tx,
+            t: Arc::clone(t),
+            snapshot: snapshot.to_string(),
+            deletes: spec.deletes(),
+            spec,
+            sql,
+            params,
+        }
+    }
+}
+
 impl ShardReader for PgShard {
+    fn ticket(&self) -> Option<String> {
+        let ticket = Ticket {
+            snapshot: self.snapshot.clone(),
+            table: self.t.name().to_string(),
+            spec: self.spec.clone(),
+        };
+        serde_json::to_string(&ticket).ok()
+    }
+
     fn read(
         &mut self,
         batch_rows: usize,

@@ -344,6 +344,7 @@ pub(super) fn finish_run(s: &PostgresStore, record: &RunRecord, live: LiveSet) -
         &[&record.status.as_str(), &record_json(record)?, &id],
     )
     .map_err(s.db(&what))?;
+    super::shards::forget_run(&mut tx, id).map_err(s.db(&what))?;
     if record.status == RunStatus::Succeeded {
         advance_state(s, &mut tx, record, live)?;
     }

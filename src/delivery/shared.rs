@@ -39,8 +39,10 @@ use crate::store::{
     ShardStatus, Store,
 };
 
-/// How often a run waiting for other workers' shards, and an idle worker, look again.
+/// How often a run waiting for other workers' shards looks again.
 const POLL: Duration = Duration::from_millis(250);
+/// How often an idle worker looks for shards to deliver.
+const IDLE_POLL: Duration = Duration::from_millis(500);
 
 /// Shared shards this process delivers at once; 0 until set: the CPUs it may use.
 static SLOTS: AtomicUsize = AtomicUsize::new(0);
@@ -589,7 +591,7 @@ pub async fn help_with_shards(
         if !claimed {
             tokio::select! {
                 _ = stop.changed() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
             }
         }
     }
@@ -622,7 +624,31 @@ pub(super) fn reported_paths(delivered: &[Delivered]) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::naming_id;
+    use super::{fingerprint, naming_id};
+    use crate::delivery::load_tasks;
+    use crate::store::schema::load_tables;
+
+    /// The fingerprint of the one task a pipelines folder at `dir` declares with `yaml`.
+    fn print_of(dir: &std::path::Path, yaml: &str) -> String {
+        std::fs::create_dir_all(dir.join("pipelines")).unwrap();
+        std::fs::create_dir_all(dir.join("schemas")).unwrap();
+        std::fs::write(dir.join("pipelines/t.yaml"), yaml).unwrap();
+        let tables = load_tables(&dir.join("schemas")).unwrap();
+        let tasks = load_tasks(&dir.join("pipelines"), &tables).unwrap();
+        fingerprint(&tasks["daily"])
+    }
+
+    #[test]
+    fn workers_agree_on_a_task_declared_alike_wherever_its_file_is() {
+        let yaml = "name: daily\nsource: object_inventory\ndestination: /lake/daily\n\
+                    prefix: \"dt=$yyyy-$MM-$dd\"\nmode: full\nconcurrency: 4\n";
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let here = print_of(a.path(), yaml);
+        assert_eq!(here, print_of(b.path(), yaml));
+        assert_eq!(here.len(), 32);
+        let other = print_of(b.path(), &yaml.replace("concurrency: 4", "concurrency: 2"));
+        assert_ne!(here, other, "a different declaration is another task");
+    }
 
     #[test]
     fn worker_ids_name_their_host_and_process() {

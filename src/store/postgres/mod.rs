@@ -224,6 +224,23 @@ impl PostgresStore {
             tables: Mutex::new(HashMap::new()),
         };
         let mut conn = store.conn_now()?;
+        // Keys are UTF-8 and sort by their bytes (`COLLATE "C"`): a database of another
+        // encoding would refuse some keys, or store them converted, in the middle of a load.
+        let encoding: String = conn
+            .query_one(
+                "SELECT pg_encoding_to_char(encoding) FROM pg_database \
+                        WHERE datname = current_database()",
+                &[],
+            )
+            .map_err(store.db("reading the database's encoding"))?
+            .get(0);
+        if encoding != "UTF8" {
+            return Err(Error::InvalidConfig(format!(
+                "--store {}: the database's encoding is {encoding}; lakeport needs UTF8 (CREATE \
+                 DATABASE … ENCODING 'UTF8' TEMPLATE template0)",
+                store.shown
+            )));
+        }
         let mut tx = conn.transaction().map_err(store.db("opening the store"))?;
         // CREATE … IF NOT EXISTS races with itself across processes: serialise on a lock.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&DDL_LOCK])

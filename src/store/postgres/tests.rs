@@ -39,6 +39,39 @@ pub(crate) fn fresh_store() -> PostgresStore {
     PostgresStore::open(&fresh_database()).unwrap()
 }
 
+/// A database that is not UTF-8 is refused when the store opens, before anything is created.
+#[test]
+fn a_database_not_in_utf8_is_refused() {
+    let url = server_url();
+    let name = format!("lakeport_latin1_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!(
+            "CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' \
+             TEMPLATE template0"
+        ))
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    match PostgresStore::open(&format!("{base}/{name}")) {
+        Err(Error::InvalidConfig(m)) => {
+            assert!(
+                m.contains("encoding is LATIN1") && m.contains("UTF8"),
+                "{m}"
+            )
+        }
+        other => panic!("expected a configuration error, got {:?}", other.err()),
+    }
+    let mut db = postgres::Client::connect(&format!("{base}/{name}"), postgres::NoTls).unwrap();
+    let tables: i64 = db
+        .query_one(
+            "SELECT count(*) FROM pg_tables WHERE tablename LIKE '_lakeport%'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing created");
+}
+
 fn with_store(test: fn(&dyn Store)) {
     test(&fresh_store());
 }

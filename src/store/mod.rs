@@ -137,7 +137,9 @@ pub struct TableStats {
     pub max_seq: u64,
 }
 
-/// Reads one primary-key range of a consistent snapshot, in primary-key order.
+/// Reads one range of a consistent snapshot: a primary-key range in primary-key order, or (a
+/// large table in PostgreSQL, see `postgres::read`) a range of the table's pages in storage
+/// order.
 ///
 /// Every reader of one [`Snapshot`] sees the same committed state, whatever writers commit
 /// meanwhile. A reader is `Send` so that each shard can run on its own blocking thread.
@@ -164,7 +166,8 @@ pub struct Snapshot {
     pub seq: u64,
     /// Live rows in the snapshot (all shards).
     pub rows: u64,
-    /// One reader per shard, in key order; fewer than asked when the table has fewer rows.
+    /// One reader per shard, in key (or page) order; fewer than asked when the table has
+    /// fewer rows.
     pub shards: Vec<Box<dyn ShardReader>>,
 }
 
@@ -553,7 +556,8 @@ pub trait Store: Send + Sync {
     ) -> Result<ApplyOutcome>;
 
     /// Opens one consistent snapshot of `table`'s live rows split into at most `shards`
-    /// primary-key ranges of about equal size. All shard readers see the same state, even
+    /// primary-key ranges of about equal size (a backend may split a large table by where
+    /// rows are stored instead: [`ShardReader`]). All shard readers see the same state, even
     /// while writers commit. Unknown table: [`Error::NotFound`].
     fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot>;
 

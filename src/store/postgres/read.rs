@@ -11,6 +11,20 @@
 //! Rows stream from the server into Arrow builders: `query_raw` hands over rows as they
 //! arrive, a network buffer at a time, never the whole shard.
 //!
+//! # Shards
+//! - **Page ranges** (a full snapshot of a table of at least [`PAGES_PER_SHARD`] pages per
+//!   shard, on PostgreSQL 14 or later): shard `s` reads the live rows stored in pages
+//!   `[pages·s/n, pages·(s+1)/n)` (the last to the end), a TID range scan that reads each page
+//!   once, in storage order. Reading by key ranges instead costs the server a sort or an
+//!   index scan that visits the heap at random (keys rarely arrive in key order): measured on
+//!   1M inventory rows, 2.4 server CPU-s by key ranges and 1.5 by page ranges. The price:
+//!   rows within an object are in storage order, not key order.
+//! - **Key ranges** (a smaller table, an older server, and changes read by key): bounds at
+//!   equal offsets of the primary key, each shard in key order.
+//! - **`_seq` ranges** (changes, the usual case): in `_seq` order.
+//!
+//! Every shard is described by a [`ShardSpec`], which its ticket carries to other workers.
+//!
 //! [`Store::snapshot`]: crate::store::Store::snapshot
 
 use std::sync::Arc;
@@ -31,6 +45,10 @@ use crate::store::{ColumnType, ShardReader, Snapshot};
 /// Changes of at least this many rows are read by key ranges when they are a quarter of the
 /// table or more: one pass in key order beats an index lookup per row.
 const KEY_SCAN_MIN_ROWS: u64 = 50_000;
+
+/// A full snapshot is split by pages only when each shard gets at least this many (1 MiB of
+/// 8 KiB pages): a smaller table is read by key ranges, in key order.
+const PAGES_PER_SHARD: i64 = 128;
 
 /// Shards one snapshot reads at most: each holds a pooled connection while it lives, and two
 /// snapshots must fit in the pool at once.
@@ -209,12 +227,54 @@ pub(super) fn snapshot(store: &PostgresStore, table: &str, shards: usize) -> Res
     let t = store.table_sql(&mut **first.c(), table)?;
     let rows = live_rows(store, &mut first, &t)?;
     let used = shards_for(rows, shards);
+    if let Some(specs) = page_ranges(store, &mut first, &t, used)? {
+        return Ok(Snapshot {
+            seq,
+            rows,
+            shards: readers(store, first, &id, &t, specs.into_iter())?,
+        });
+    }
     let bounds = key_bounds(store, &mut first, &t, rows, used)?;
     Ok(Snapshot {
         seq,
         rows,
         shards: key_range_shards(store, first, &id, &t, bounds, used, None)?,
     })
+}
+
+/// Shards of a full snapshot split by the table's pages (see the module docs), when the
+/// server scans page ranges (TID range scans, PostgreSQL 14 and later) and the table has at
+/// least [`PAGES_PER_SHARD`] pages per shard; `None` otherwise (key ranges then).
+fn page_ranges(
+    store: &PostgresStore,
+    tx: &mut ReadTx,
+    t: &TableSql,
+    used: usize,
+) -> Result<Option<Vec<ShardSpec>>> {
+    let row = tx
+        .c()
+        .query_one(
+            "SELECT (pg_relation_size(to_regclass($1)) \
+                     / current_setting('block_size')::bigint)::bigint, \
+                    current_setting('server_version_num')::int",
+            &[&t.data],
+        )
+        .map_err(store.db(format_args!("sizing table {}", t.name())))?;
+    let (pages, version): (i64, i32) = (row.get(0), row.get(1));
+    let used = used as i64;
+    if version < 140_000 || pages < PAGES_PER_SHARD * used {
+        return Ok(None);
+    }
+    // The last range has no end: the snapshot's rows all lie in pages that existed when it
+    // was taken, but the table may have grown since it was sized.
+    Ok(Some(
+        (0..used)
+            .map(|s| ShardSpec::Pages {
+                first: pages * s / used,
+                end: (s + 1 < used).then(|| pages * (s + 1) / used),
+            })
+            .collect(),
+    ))
 }
 
 /// Opens the changes of `table` after `after_seq` (see
@@ -344,6 +404,9 @@ enum ShardSpec {
     /// The changes with `_seq` in `[start, end)`, in `_seq` order, tombstones too with
     /// `deletes`.
     Seqs { start: i64, end: i64, deletes: bool },
+    /// The live rows in heap pages `[first, end)` (to the end of the table when `end` is
+    /// `None`), in the order they are stored.
+    Pages { first: i64, end: Option<i64> },
 }
 
 impl ShardSpec {
@@ -382,6 +445,17 @@ impl ShardSpec {
                 );
                 (sql, vec![Param::Seq(*start), Param::Seq(*end)])
             }
+            ShardSpec::Pages { first, end } => {
+                // Page numbers are integers of this process: no quoting needed.
+                let mut sql = format!(
+                    "SELECT {} FROM {} WHERE NOT \"_deleted\" AND ctid >= '({first},0)'::tid",
+                    t.select_list, t.data
+                );
+                if let Some(end) = end {
+                    sql.push_str(&format!(" AND ctid < '({end},0)'::tid"));
+                }
+                (sql, Vec::new())
+            }
         }
     }
 
@@ -390,6 +464,7 @@ impl ShardSpec {
         match self {
             ShardSpec::Keys { changes, .. } => changes.is_some_and(|c| c.deletes),
             ShardSpec::Seqs { deletes, .. } => *deletes,
+            ShardSpec::Pages { .. } => false,
         }
     }
 }

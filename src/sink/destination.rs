@@ -393,7 +393,7 @@ impl Destination {
         let mut md5 = Md5::new();
 
         let first = read_chunk(&mut file, local).await?;
-        md5.update(&first);
+        md5 = hashed(std::mem::take(&mut md5), &first).await;
         if first.len() < UPLOAD_CHUNK {
             let len = first.len() as u64;
             self.store
@@ -425,7 +425,7 @@ impl Destination {
                 if chunk.is_empty() {
                     return Ok(());
                 }
-                md5.update(&chunk);
+                md5 = hashed(std::mem::take(&mut md5), &chunk).await;
                 total += chunk.len() as u64;
                 writer
                     .wait_for_capacity(PARTS_IN_FLIGHT)
@@ -526,7 +526,7 @@ impl Destination {
                 if chunk.is_empty() {
                     break;
                 }
-                md5.update(&chunk);
+                md5 = hashed(std::mem::take(&mut md5), &chunk).await;
             }
             while let Some(joined) = tasks.join_next().await {
                 self.part_done(Some(joined), &mut parts, rel)?;
@@ -970,6 +970,25 @@ fn trim_url(url: &str) -> String {
 }
 
 /// Reads up to [`UPLOAD_CHUNK`] bytes (fewer only at the end of the file).
+/// `md5` updated with `chunk`: on a blocking thread when the chunk is large, so that hashing
+/// an upload's 8 MiB parts never holds up the async runtime's threads.
+async fn hashed(mut md5: Md5, chunk: &Bytes) -> Md5 {
+    if chunk.len() < 1 << 20 {
+        md5.update(chunk);
+        return md5;
+    }
+    let data = chunk.clone();
+    let hashing = tokio::task::spawn_blocking(move || {
+        md5.update(&data);
+        md5
+    });
+    match hashing.await {
+        Ok(md5) => md5,
+        // Only a panic in `update` gets here: let it through.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 async fn read_chunk(file: &mut tokio::fs::File, path: &std::path::Path) -> Result<Bytes> {
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     let mut filled = 0;

@@ -6,8 +6,11 @@
 //! encoded by parquet's synchronous `ArrowWriter` into a local *spool file* (a `tempfile` in the
 //! spool folder: `LAKEPORT_SPOOL_DIR`, else the system temp folder). When an object is complete
 //! (rotation, or [`PartitionedWriter::finish`]) its footer is written and the file is uploaded
-//! with [`Destination::upload_file`] (streamed, multipart when large) via
-//! `runtime.block_on(…)`, then the spool file is removed. Hence:
+//! with [`Destination::upload_file`] (streamed, multipart when large) by a task on the runtime
+//! while the writer goes on encoding (at most [`UPLOADS_IN_FLIGHT`] at once: against a cloud
+//! store, where one request takes tens of milliseconds, uploading objects one after another
+//! would leave the shard idle for most of its time); the spool file is removed when its upload
+//! ends, and [`PartitionedWriter::finish`] waits for every upload. Hence:
 //!
 //! - memory stays bounded however many partitions a shard has open. Rows wait for their
 //!   partition in Arrow form (exactly accounted with `get_array_memory_size`); a partition's
@@ -33,7 +36,7 @@
 //! async code on the runtime (`block_on` would panic there). It does not decide partitions or
 //! convert types; delivery hands it batches already in the lake schema.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +51,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use tempfile::TempPath;
 use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
 
 use super::destination::Destination;
 use super::spool::{default_spool_dir, spool_file};
@@ -56,6 +60,10 @@ use crate::store::DeliveredObject;
 
 /// Rows handed to the encoder at a time, so rotation is checked at a fine grain.
 const WRITE_SLICE_ROWS: usize = 4096;
+
+/// Uploads of complete objects one writer keeps running in the background while it encodes
+/// (each reads its spool file as it sends it: no memory held but buffers).
+const UPLOADS_IN_FLIGHT: usize = 4;
 
 /// How objects are encoded and cut.
 #[derive(Debug, Clone, PartialEq)]
@@ -243,6 +251,8 @@ pub struct PartitionedWriter {
     pending_bytes: usize,
     /// Objects uploaded so far.
     done: Vec<DeliveredObject>,
+    /// Uploads of completed objects still running in the background, oldest first.
+    uploading: VecDeque<JoinHandle<Result<DeliveredObject>>>,
     /// Relative paths whose upload began (done, or failed midway).
     started: Vec<String>,
     spool_dir: PathBuf,
@@ -319,6 +329,7 @@ impl PartitionedWriter {
             open: HashMap::new(),
             pending_bytes: 0,
             done: Vec::new(),
+            uploading: VecDeque::new(),
             started: Vec::new(),
             spool_dir: default_spool_dir(),
             runtime,
@@ -421,8 +432,7 @@ impl PartitionedWriter {
                 }
                 if obj.encoded_size() >= self.options.target_file_size {
                     if let Some(obj) = self.open.remove(partition) {
-                        let delivered = self.complete(obj)?;
-                        self.done.push(delivered);
+                        self.complete(obj)?;
                     }
                 }
             }
@@ -441,37 +451,62 @@ impl PartitionedWriter {
     pub fn finish(mut self) -> Result<Vec<DeliveredObject>> {
         let mut partitions: Vec<String> = self.open.keys().cloned().collect();
         partitions.sort();
-        for partition in partitions {
-            if let Err(e) = self.close_partition(&partition) {
-                let dest = Arc::clone(&self.dest);
-                let runtime = self.runtime.clone();
-                for rel in self.abort() {
-                    if let Err(de) = runtime.block_on(dest.delete(&rel)) {
-                        tracing::warn!(object = %dest.object_url(&rel), error = %de,
-                            "could not remove an object of a failed write");
-                    }
+        let closed = partitions
+            .iter()
+            .try_for_each(|partition| self.close_partition(partition))
+            .and_then(|()| self.settle());
+        if let Err(e) = closed {
+            let dest = Arc::clone(&self.dest);
+            let runtime = self.runtime.clone();
+            for rel in self.abort() {
+                if let Err(de) = runtime.block_on(dest.delete(&rel)) {
+                    tracing::warn!(object = %dest.object_url(&rel), error = %de,
+                        "could not remove an object of a failed write");
                 }
-                return Err(e);
             }
+            return Err(e);
         }
         Ok(std::mem::take(&mut self.done))
     }
 
-    /// Encodes `partition`'s waiting rows, then completes and uploads its open object.
+    /// Encodes `partition`'s waiting rows, then completes its open object and starts its
+    /// upload.
     fn close_partition(&mut self, partition: &str) -> Result<()> {
         self.encode_pending(partition)?;
         if let Some(obj) = self.open.remove(partition) {
-            let delivered = self.complete(obj)?;
-            self.done.push(delivered);
+            self.complete(obj)?;
         }
         Ok(())
     }
 
-    /// Drops every open object and its spool file, and returns the relative paths of objects
-    /// that may already have been uploaded (rotated ones, or one whose upload failed midway);
-    /// the caller deletes them.
+    /// Waits for every upload running in the background; the first that failed is the error
+    /// (the others are waited for all the same).
+    pub fn settle(&mut self) -> Result<()> {
+        let mut failure = None;
+        while let Some(upload) = self.uploading.pop_front() {
+            match self.join(upload) {
+                Ok(object) => self.done.push(object),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    fn join(&self, upload: JoinHandle<Result<DeliveredObject>>) -> Result<DeliveredObject> {
+        self.runtime
+            .block_on(upload)
+            .map_err(|e| Error::Store(format!("an upload task panicked: {e}")))?
+    }
+
+    /// Drops every open object and its spool file, waits for the uploads running in the
+    /// background, and returns the relative paths of objects that may have been uploaded
+    /// (complete ones, or one whose upload failed midway); the caller deletes them.
     pub fn abort(mut self) -> Vec<String> {
         self.open.clear();
+        // An upload still running could complete after the caller deleted its object.
+        let _ = self.settle();
         std::mem::take(&mut self.started)
     }
 
@@ -480,7 +515,8 @@ impl PartitionedWriter {
         self.next_seq
     }
 
-    /// Objects completed and uploaded so far (by rotation), before [`finish`](Self::finish).
+    /// Objects completed and uploaded so far (by rotation) whose uploads have been waited for
+    /// ([`settle`](Self::settle)), before [`finish`](Self::finish).
     pub fn delivered(&self) -> &[DeliveredObject] {
         &self.done
     }
@@ -518,8 +554,10 @@ impl PartitionedWriter {
         })
     }
 
-    /// Writes `obj`'s footer, uploads it and removes its spool file.
-    fn complete(&mut self, obj: OpenObject) -> Result<DeliveredObject> {
+    /// Writes `obj`'s footer and starts uploading it in the background (the spool file is
+    /// removed when the upload ends); waits for the oldest upload first when
+    /// [`UPLOADS_IN_FLIGHT`] are running.
+    fn complete(&mut self, obj: OpenObject) -> Result<()> {
         let OpenObject {
             partition,
             rel_path,
@@ -535,22 +573,35 @@ impl PartitionedWriter {
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
         self.started.push(rel_path.clone());
-        let uploaded = self
-            .runtime
-            .block_on(self.dest.upload_file(&spool, &rel_path))?;
-        if let Err(e) = spool.close() {
-            tracing::warn!(error = %e, "could not remove a spool file");
+        // Uploads that have ended are collected first, so that a refused one stops the writer
+        // before it starts more.
+        while self.uploading.len() >= UPLOADS_IN_FLIGHT
+            || self.uploading.front().is_some_and(JoinHandle::is_finished)
+        {
+            if let Some(oldest) = self.uploading.pop_front() {
+                let object = self.join(oldest)?;
+                self.done.push(object);
+            }
         }
-        tracing::debug!(object = %self.dest.object_url(&rel_path), rows, bytes = uploaded.bytes,
-            "object delivered");
-        Ok(DeliveredObject {
-            path: rel_path,
-            partition,
-            rows,
-            bytes: uploaded.bytes,
-            md5: Some(uploaded.md5),
-            seq_range,
-        })
+        let dest = Arc::clone(&self.dest);
+        self.uploading.push_back(self.runtime.spawn(async move {
+            let uploaded = dest.upload_file(&spool, &rel_path).await;
+            if let Err(e) = spool.close() {
+                tracing::warn!(error = %e, "could not remove a spool file");
+            }
+            let uploaded = uploaded?;
+            tracing::debug!(object = %dest.object_url(&rel_path), rows, bytes = uploaded.bytes,
+                "object delivered");
+            Ok(DeliveredObject {
+                path: rel_path,
+                partition,
+                rows,
+                bytes: uploaded.bytes,
+                md5: Some(uploaded.md5),
+                seq_range,
+            })
+        }));
+        Ok(())
     }
 
     /// Encodes the partitions with the most waiting rows while all waiting rows together
@@ -811,6 +862,7 @@ mod tests {
             for i in 0..40 {
                 w.write("p=a", &batch(i * 500, 500)).unwrap();
             }
+            w.settle().unwrap();
             let rotated = w.delivered().to_vec();
             (w, rotated)
         });
@@ -867,6 +919,7 @@ mod tests {
                 w.write("p=big", &batch(i * 1000, 1000)).unwrap();
             }
             w.write("p=small", &batch(0, 3)).unwrap();
+            w.settle().unwrap();
             w
         });
         assert!(fx.spool_files() >= 1);

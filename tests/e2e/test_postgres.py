@@ -244,6 +244,10 @@ def test_two_workers_share_full_mode_shards_and_one_is_killed(wd, pg_url):
         second = wait_for("the second run to succeed", lambda: succeeded(a, first["run_id"]),
                           timeout=120)
         assert second["rows"] == total, second
+        # The first run's objects are removed just after the second one commits.
+        committed = sorted(o["path"].rsplit("/", 1)[-1] for o in second["objects"])
+        wait_for("the first run's objects to be removed",
+                 lambda: sorted(p.name for p in wd.objects("shared")) == committed, timeout=30)
         names = [p.name for p in wd.objects("shared")]
         # The shards the killed worker held were delivered again by a second attempt, whose
         # objects are named with shard id + 4; what the killed worker uploaded is gone.
@@ -252,7 +256,6 @@ def test_two_workers_share_full_mode_shards_and_one_is_killed(wd, pg_url):
         assert not set(left) & set(names), (left, names)
         assert {worker_of(p) for p in wd.objects("shared")} == {ids[pa.pid]}
         assert lake_rows(wd, "shared") == (total, total, 1, total)
-        assert sorted(o["path"].rsplit("/", 1)[-1] for o in second["objects"]) == sorted(names)
         pa.send_signal(signal.SIGTERM)
         assert pa.wait(timeout=60) == 0
     print(json.dumps({"killed_worker_held": sorted(held), "objects_it_left": len(left),

@@ -7,8 +7,8 @@
 //! slot claims a shard another worker's run offers (`delivery::shared`).
 //!
 //! Each worker reports itself every [`REPORT_EVERY`]; `GET /api/workers` (any worker) lists
-//! them with the runs and shards each holds. A worker silent for [`SILENT_AFTER`] shows as not alive; one
-//! silent for [`FORGET_AFTER`] is forgotten; one that stops cleanly removes itself.
+//! them with the runs and shards each holds. A worker silent for [`SILENT_AFTER`] shows as not
+//! alive; one silent for [`FORGET_AFTER`] is forgotten; one that stops cleanly removes itself.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -183,9 +183,7 @@ pub(super) fn finish(
         ),
         Err(error) => ("failed", error.to_string()),
     };
-    let id = to_i64(run_id, "run id")?;
-    let cid = i32::try_from(concurrent_id).unwrap_or(i32::MAX);
-    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let (id, cid, attempt) = claim_key(run_id, concurrent_id, attempt)?;
     let mut conn = s.conn()?;
     let changed = conn
         .execute(
@@ -201,6 +199,16 @@ pub(super) fn finish(
     Ok(changed == 1)
 }
 
+/// A claim's run, shard and attempt as the table stores them.
+fn claim_key(run_id: u64, concurrent_id: u32, attempt: u32) -> Result<(i64, i32, i32)> {
+    let too_large = |what: &str, v: u32| Error::InvalidInput(format!("{what} {v} is too large"));
+    Ok((
+        to_i64(run_id, "run id")?,
+        i32::try_from(concurrent_id).map_err(|_| too_large("shard", concurrent_id))?,
+        i32::try_from(attempt).map_err(|_| too_large("attempt", attempt))?,
+    ))
+}
+
 /// [`Store::release_shard`](crate::store::Store::release_shard).
 pub(super) fn release(
     s: &PostgresStore,
@@ -208,9 +216,7 @@ pub(super) fn release(
     concurrent_id: u32,
     attempt: u32,
 ) -> Result<bool> {
-    let id = to_i64(run_id, "run id")?;
-    let cid = i32::try_from(concurrent_id).unwrap_or(i32::MAX);
-    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    let (id, cid, attempt) = claim_key(run_id, concurrent_id, attempt)?;
     let mut conn = s.conn()?;
     let changed = conn
         .execute(

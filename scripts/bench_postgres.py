@@ -66,7 +66,6 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -79,12 +78,12 @@ import duckdb
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from bench import SUMMARY_RE, TASK_YAML, describe, objects_per_partition  # noqa: E402
+from s3s_fs import REGION, S3sFs, StartError  # noqa: E402
 
 TARGET = 1.5
 BUCKET = "lakeport-bench"
 ACCESS_KEY = "lakeport-bench-key"
 SECRET_KEY = "lakeport-bench-secret"
-REGION = "us-east-1"
 KEY_VAR, SECRET_VAR = "LAKEPORT_BENCH_S3_KEY", "LAKEPORT_BENCH_S3_SECRET"
 TABLE = "object_inventory"
 S3S_FS_VERSION = "0.14.1"  # Makefile: S3S_FS_VERSION
@@ -111,12 +110,6 @@ def psql(url, sql):
     if p.returncode != 0:
         sys.exit(f"bench postgres: psql {sql!r} failed:\n{p.stderr}")
     return p.stdout.strip()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def die_with_parent():
@@ -174,59 +167,24 @@ class Others:
         return (None if pg is None else pg - before[0]), s3 - before[1]
 
 
-class S3Server:
-    """s3s-fs on 127.0.0.1 serving `root` (buckets are folders, objects plain files)."""
+class S3Server(S3sFs):
+    """The benchmark's s3s-fs (`scripts/s3s_fs.py`) on a free port, ended with this process."""
 
     def __init__(self, binary, root, log):
-        self.binary, self.root, self.log = binary, root, log
-        self.process = None
-        self.port = None
-
-    @property
-    def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(binary, root, None, log, ACCESS_KEY, SECRET_KEY,
+                         preexec_fn=die_with_parent)
 
     def start(self):
-        self.root.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            self.port = free_port()
-            with open(self.log, "ab") as log:
-                self.process = subprocess.Popen(
-                    [str(self.binary), "--host", "127.0.0.1", "--port", str(self.port),
-                     "--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY, str(self.root)],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    preexec_fn=die_with_parent)
-            deadline = time.time() + 15
-            while time.time() < deadline and self.process.poll() is None:
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                        return
-                except OSError:
-                    time.sleep(0.05)
-            self.stop()  # the port was taken meanwhile, or it did not start: try another
-        sys.exit(f"bench postgres: s3s-fs did not start:\n{self.log.read_text()[-2000:]}")
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def fs(self):
-        """pyarrow's own S3 client on the server (not lakeport's)."""
-        from pyarrow import fs as pafs
-        return pafs.S3FileSystem(
-            access_key=ACCESS_KEY, secret_key=SECRET_KEY, region=REGION,
-            endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
-            allow_bucket_creation=True, connect_timeout=5, request_timeout=60)
+        try:
+            super().start()
+        except StartError as e:
+            sys.exit(f"bench postgres: {e}")
 
     def listing(self, prefix):
         """{key: size} of the Parquet objects under prefix, listed through the S3 API."""
         from pyarrow import fs as pafs
-        infos = self.fs().get_file_info(pafs.FileSelector(f"{BUCKET}/{prefix}", recursive=True))
+        infos = self.fs(request_timeout=60).get_file_info(
+            pafs.FileSelector(f"{BUCKET}/{prefix}", recursive=True))
         return {i.path.split("/", 1)[1]: i.size for i in infos
                 if i.type == pafs.FileType.File and i.path.endswith(".parquet")}
 

@@ -21,10 +21,10 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import struct
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -38,6 +38,10 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import s3s_fs  # noqa: E402  (scripts/s3s_fs.py, shared with the PostgreSQL benchmark)
+from s3s_fs import S3sFs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -636,77 +640,24 @@ def serving(wd, listen="127.0.0.1:0", env=None):
 
 # -- a real S3-compatible server on 127.0.0.1 ---------------------------------------------
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class S3Server:
-    """s3s-fs (crates.io; `make s3s-fs` builds it into the tools cache, env `LAKEPORT_S3S_FS`)
-    serving `root` on 127.0.0.1:`port` with one access key. Buckets are folders under the root
-    and objects plain files; its own bookkeeping sits beside them as `.bucket-*.json` (an
-    object's ETag: `<md5>-<parts>` after a multipart upload) and `.upload-<id>.json` plus
-    `.upload_id-<id>.part-<n>` (a multipart upload in progress)."""
+class S3Server(S3sFs):
+    """The tests' s3s-fs (`scripts/s3s_fs.py`) on a fixed port (a restart keeps it), with the
+    checks the tests make of the server's state. A server that does not start fails the test."""
 
     ACCESS_KEY = "lakeport-e2e-key"
     SECRET_KEY = "lakeport-e2e-secret"
-    REGION = "us-east-1"
+    REGION = s3s_fs.REGION
 
     def __init__(self, binary, root, port):
-        self.binary, self.root, self.port = Path(binary), Path(root), port
-        self.log = self.root.parent / "s3s-fs.log"
-        self.process = None
-
-    @property
-    def endpoint(self):
-        return f"http://127.0.0.1:{self.port}"
+        root = Path(root)
+        super().__init__(binary, root, port, root.parent / "s3s-fs.log",
+                         self.ACCESS_KEY, self.SECRET_KEY)
 
     def start(self, timeout=15):
-        """Starts the server and waits until it accepts connections; fails the test if it
-        cannot."""
-        assert self.process is None or self.process.poll() is not None, "already running"
-        log = open(self.log, "ab")
-        self.process = subprocess.Popen(
-            [str(self.binary), "--host", "127.0.0.1", "--port", str(self.port),
-             "--access-key", self.ACCESS_KEY, "--secret-key", self.SECRET_KEY, str(self.root)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"s3s-fs exited with {self.process.returncode}:\n"
-                            f"{self.log.read_text(errors='replace')[-3000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        pytest.fail(f"s3s-fs did not listen on {self.endpoint} within {timeout}s")
-
-    def kill(self):
-        """SIGKILL, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def fs(self):
-        """A pyarrow S3FileSystem on the server (pyarrow's own S3 client, not lakeport's)."""
-        from pyarrow import fs as pafs
-        return pafs.S3FileSystem(
-            access_key=self.ACCESS_KEY, secret_key=self.SECRET_KEY, region=self.REGION,
-            endpoint_override=f"127.0.0.1:{self.port}", scheme="http",
-            allow_bucket_creation=True, connect_timeout=5, request_timeout=30)
+        try:
+            super().start(timeout)
+        except s3s_fs.StartError as e:
+            pytest.fail(str(e))
 
     def create_bucket(self, name):
         self.fs().create_dir(name)
@@ -741,26 +692,17 @@ class S3Server:
         return json.loads(meta.read_text())["e_tag"]
 
 
-def s3s_fs_binary():
-    env = os.environ.get("LAKEPORT_S3S_FS")
-    if env:
-        return Path(env)
-    base = os.environ.get("LAKEPORT_TOOLS_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "lakeport-tools")
-    return Path(base) / "s3s-fs-0.14.1" / "bin" / "s3s-fs"
-
-
 @pytest.fixture(scope="session")
 def s3_server():
     """One s3s-fs for the session on a free 127.0.0.1 port with a temporary data folder,
     stopped at the end whatever happened. A test that needs it fails (never skips) when it
     cannot start."""
-    binary = s3s_fs_binary()
+    binary = s3s_fs.binary()
     if not binary.is_file():
         pytest.fail(f"s3s-fs not found at {binary}: run `make s3s-fs` (or set LAKEPORT_S3S_FS)")
     folder = Path(tempfile.mkdtemp(prefix="lakeport-s3-"))
     (folder / "data").mkdir()
-    server = S3Server(binary, folder / "data", free_port())
+    server = S3Server(binary, folder / "data", s3s_fs.free_port())
     try:
         server.start()
         yield server

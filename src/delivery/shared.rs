@@ -569,20 +569,33 @@ pub async fn help_with_shards(
             match claim {
                 Ok(Some(claim)) => {
                     claimed = true;
-                    if let Some(task) = known.get(&claim.run.task) {
-                        let job = helper_job(&store, task, claim);
-                        running.spawn(async move {
-                            match job {
-                                Ok(job) => {
-                                    let (outcome, _) = job.deliver(None, permit).await;
-                                    if let Err(e) = outcome {
-                                        tracing::error!("delivering another worker's shard: {e}");
-                                    }
-                                }
-                                Err(e) => tracing::error!("delivering another worker's shard: {e}"),
+                    let key = (claim.run.run_id, claim.concurrent_id, claim.attempt);
+                    let job = match known.get(&claim.run.task) {
+                        Some(task) => helper_job(&store, task, claim),
+                        None => Err(Error::NotFound(format!(
+                            "task {} is not declared here",
+                            claim.run.task
+                        ))),
+                    };
+                    let store = Arc::clone(&store);
+                    running.spawn(async move {
+                        let failed = match job {
+                            Ok(job) => job.deliver(None, permit).await.0.err(),
+                            Err(e) => {
+                                // Said at once, rather than left to expire with the claim.
+                                let (run, cid, attempt) = key;
+                                let why = format!("starting the shard: {e}");
+                                let _ = blocking(&store, move |s| {
+                                    s.finish_shard(me, run, cid, attempt, Err(&why))
+                                })
+                                .await;
+                                Some(e)
                             }
-                        });
-                    }
+                        };
+                        if let Some(e) = failed {
+                            tracing::error!("delivering another worker's shard: {e}");
+                        }
+                    });
                 }
                 Ok(None) => {}
                 Err(e) => tracing::warn!("looking for shards to deliver: {e}"),

@@ -253,6 +253,18 @@ pub(crate) fn check_in_scope(
 
 /// Refuses a snapshot (`draft`) created before `newest`, the newest one applied to its scope:
 /// reports apply in creation order.
+/// A checkpoint (`after_seq`) must not be above the store's newest `_seq`: one that is came
+/// from another store ([`Error::Conflict`]).
+pub(crate) fn checkpoint_within(table: &str, after_seq: u64, seq: u64) -> Result<()> {
+    if after_seq > seq {
+        return Err(Error::Conflict(format!(
+            "changes of table {table}: the checkpoint _seq {after_seq} is above the store's \
+             newest _seq {seq}; was the store replaced by an older one?"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn older_than_newest(draft: &ImportRecord, newest: &ImportRecord) -> Result<()> {
     if draft.created_ms >= newest.created_ms {
         return Ok(());

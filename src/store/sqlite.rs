@@ -48,7 +48,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 use crate::error::{Error, Result};
 use crate::store::batch::{append_null, Builders, ColumnBuilder};
 use crate::store::checks::{
-    check_def, check_key, check_row, decode_workers, differences, worker_json,
+    check_def, check_key, check_row, checkpoint_within, decode_workers, differences, worker_json,
 };
 use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
 use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
@@ -1082,12 +1082,7 @@ impl Store for SqliteStore {
             ))
         };
         let seq = self.pin_snapshot(&readers)?;
-        if after_seq > seq {
-            return Err(Error::Conflict(format!(
-                "changes of table {table}: the checkpoint _seq {after_seq} is above the store's \
-                 newest _seq {seq}; was the store replaced by an older one?"
-            )));
-        }
+        checkpoint_within(table, after_seq, seq)?;
         // Shard s reads `_seq` in [starts[s], starts[s + 1]).
         let first = to_i64(after_seq, "a checkpoint")? + 1;
         let end = to_i64(seq, "the store's seq")? + 1;

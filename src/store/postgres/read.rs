@@ -40,6 +40,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::store::batch::{Builders, ColumnBuilder};
+use crate::store::checks::checkpoint_within;
 use crate::store::{ColumnType, ShardReader, Snapshot};
 
 /// Changes of at least this many rows are read by key ranges when they are a quarter of the
@@ -289,20 +290,11 @@ pub(super) fn changes(
     let (mut first, seq, id) = ReadTx::first(store)?;
     let t = store.table_sql(&mut **first.c(), table)?;
     let what = format!("changes of table {table} after _seq {after_seq}");
-    if after_seq > seq {
-        return Err(Error::Conflict(format!(
-            "changes of table {table}: the checkpoint _seq {after_seq} is above the store's \
-             newest _seq {seq}; was the store replaced by an older one?"
-        )));
-    }
+    checkpoint_within(table, after_seq, seq)?;
     // Shards read `_seq` in [start, end).
     let start = to_i64(after_seq, "a checkpoint")? + 1;
     let end = to_i64(seq, "the store's seq")? + 1;
-    let in_range = format!(
-        "FROM {} WHERE {}\"_seq\" >= $1 AND \"_seq\" < $2",
-        t.data,
-        unless_deletes(deletes)
-    );
+    let in_range = seq_range_from(&t, deletes);
     let row = first
         .c()
         .query_one(&format!("SELECT count(*) {in_range}"), &[&start, &end])
@@ -391,6 +383,15 @@ pub(super) fn open_shard(store: &PostgresStore, ticket: &str) -> Result<Box<dyn 
     )))
 }
 
+/// `FROM <data> WHERE` the changes with `_seq` in `[$1, $2)` (tombstones too with `deletes`).
+fn seq_range_from(t: &TableSql, deletes: bool) -> String {
+    format!(
+        "FROM {} WHERE {}\"_seq\" >= $1 AND \"_seq\" < $2",
+        t.data,
+        unless_deletes(deletes)
+    )
+}
+
 /// What one shard reads: enough to build its query again in another process.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum ShardSpec {
@@ -437,11 +438,10 @@ impl ShardSpec {
                 deletes,
             } => {
                 let sql = format!(
-                    "SELECT {}{} FROM {} WHERE {}\"_seq\" >= $1 AND \"_seq\" < $2 ORDER BY \"_seq\"",
+                    "SELECT {}{} {} ORDER BY \"_seq\"",
                     t.select_list,
                     if *deletes { ", \"_deleted\"" } else { "" },
-                    t.data,
-                    unless_deletes(*deletes)
+                    seq_range_from(t, *deletes)
                 );
                 (sql, vec![Param::Seq(*start), Param::Seq(*end)])
             }

@@ -177,6 +177,7 @@ async fn deliver_shared(
     tickets: Vec<String>,
 ) -> Result<Vec<Delivered>> {
     let run_id = run.run.run_id;
+    let shards = readers.len();
     let offers: Vec<ShardOffer> = tickets
         .into_iter()
         .enumerate()
@@ -257,7 +258,7 @@ async fn deliver_shared(
             break None;
         }
         release_claims_of_gone_workers(store, &statuses).await;
-        if statuses.len() == offers_len(&readers)
+        if statuses.len() == shards
             && statuses
                 .iter()
                 .all(|s| matches!(s.state, ShardState::Done(_)))
@@ -333,10 +334,6 @@ fn worker_owner(worker_id: &str) -> Option<RunOwner> {
         host: host.to_string(),
         pid,
     })
-}
-
-fn offers_len(readers: &Mutex<Vec<Option<Box<dyn ShardReader>>>>) -> usize {
-    readers.lock().unwrap_or_else(PoisonError::into_inner).len()
 }
 
 /// One claimed shard and what delivering it needs.

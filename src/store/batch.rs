@@ -32,6 +32,52 @@ pub(crate) struct Builders {
     pub(crate) write_time: TimestampMillisecondBuilder,
     pub(crate) deleted: Option<BooleanBuilder>,
     pub(crate) len: usize,
+    /// Rows each batch is built for (the capacity builders start with).
+    rows: usize,
+}
+
+impl ColumnBuilder {
+    /// A builder of `ty` for `rows` rows; strings and binaries with room for `value_bytes`
+    /// bytes of values (by default 32 a string, 16 a binary value).
+    fn with_capacity(ty: ColumnType, rows: usize, value_bytes: Option<usize>) -> ColumnBuilder {
+        match ty {
+            ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(
+                rows,
+                value_bytes.unwrap_or(rows.saturating_mul(32)),
+            )),
+            ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
+            ColumnType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(rows)),
+            ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
+            ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(
+                rows,
+                value_bytes.unwrap_or(rows.saturating_mul(16)),
+            )),
+            ColumnType::TimestampMs => ColumnBuilder::Timestamp(timestamp_builder(rows)),
+        }
+    }
+
+    /// The array built so far; the builder starts over with room for `rows` rows and, for
+    /// strings and binaries, an eighth more value bytes than this array holds (the next
+    /// batch is likely alike).
+    fn finish_and_renew(&mut self, rows: usize) -> ArrayRef {
+        let (ty, value_bytes) = match self {
+            ColumnBuilder::String(b) => (ColumnType::String, Some(b.values_slice().len())),
+            ColumnBuilder::Binary(b) => (ColumnType::Binary, Some(b.values_slice().len())),
+            ColumnBuilder::Int64(_) => (ColumnType::Int64, None),
+            ColumnBuilder::Double(_) => (ColumnType::Double, None),
+            ColumnBuilder::Bool(_) => (ColumnType::Bool, None),
+            ColumnBuilder::Timestamp(_) => (ColumnType::TimestampMs, None),
+        };
+        let room = value_bytes.map(|used| used.saturating_add(used / 8).max(64));
+        match std::mem::replace(self, ColumnBuilder::with_capacity(ty, rows, room)) {
+            ColumnBuilder::String(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Double(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Binary(mut b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 pub(crate) fn timestamp_builder(capacity: usize) -> TimestampMillisecondBuilder {
@@ -44,20 +90,7 @@ impl Builders {
         let columns = def
             .columns
             .iter()
-            .map(|c| match c.ty {
-                ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(
-                    rows,
-                    rows.saturating_mul(32),
-                )),
-                ColumnType::Int64 => ColumnBuilder::Int64(Int64Builder::with_capacity(rows)),
-                ColumnType::Double => ColumnBuilder::Double(Float64Builder::with_capacity(rows)),
-                ColumnType::Bool => ColumnBuilder::Bool(BooleanBuilder::with_capacity(rows)),
-                ColumnType::Binary => ColumnBuilder::Binary(BinaryBuilder::with_capacity(
-                    rows,
-                    rows.saturating_mul(16),
-                )),
-                ColumnType::TimestampMs => ColumnBuilder::Timestamp(timestamp_builder(rows)),
-            })
+            .map(|c| ColumnBuilder::with_capacity(c.ty, rows, None))
             .collect();
         Builders {
             columns,
@@ -65,37 +98,35 @@ impl Builders {
             write_time: timestamp_builder(rows),
             deleted: deletes.then(|| BooleanBuilder::with_capacity(rows)),
             len: 0,
+            rows,
         }
     }
 
     /// The batch built so far, in `schema` (`with_deleted` when there is a `_deleted`
-    /// column); the builders start over empty.
+    /// column); the builders start over empty, with room for as many rows as they were made
+    /// for (arrow's own `finish` leaves a builder without capacity, and refilling it would
+    /// grow every buffer by doubling and copying, batch after batch).
     pub(crate) fn finish(
         &mut self,
         schema: &SchemaRef,
         with_deleted: &SchemaRef,
     ) -> Result<RecordBatch> {
+        let rows = self.rows;
         let mut arrays: Vec<ArrayRef> = self
             .columns
             .iter_mut()
-            .map(|b| -> ArrayRef {
-                match b {
-                    ColumnBuilder::String(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Int64(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Double(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Bool(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Binary(b) => Arc::new(b.finish()),
-                    ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-                }
-            })
+            .map(|b| b.finish_and_renew(rows))
             .collect();
-        arrays.push(Arc::new(self.seq.finish()));
-        arrays.push(Arc::new(self.write_time.finish()));
+        let seq = std::mem::replace(&mut self.seq, Int64Builder::with_capacity(rows));
+        let write_time = std::mem::replace(&mut self.write_time, timestamp_builder(rows));
+        arrays.push(Arc::new({ seq }.finish()));
+        arrays.push(Arc::new({ write_time }.finish()));
         self.len = 0;
         let schema = match &mut self.deleted {
             None => Arc::clone(schema),
             Some(deleted) => {
-                arrays.push(Arc::new(deleted.finish()));
+                let done = std::mem::replace(deleted, BooleanBuilder::with_capacity(rows));
+                arrays.push(Arc::new({ done }.finish()));
                 Arc::clone(with_deleted)
             }
         };
@@ -111,5 +142,68 @@ pub(crate) fn append_null(b: &mut ColumnBuilder) {
         ColumnBuilder::Bool(b) => b.append_null(),
         ColumnBuilder::Binary(b) => b.append_null(),
         ColumnBuilder::Timestamp(b) => b.append_null(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    #[test]
+    fn batches_after_the_first_are_built_alike() {
+        let def = TableDef::from_yaml(
+            "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  \
+             - { name: n, type: int64 }\n  - { name: b, type: binary }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let (schema, with_deleted) = (def.arrow_schema(), def.arrow_schema_with_deleted());
+        let mut b = Builders::new(&def, 3, false);
+        let mut batches = Vec::new();
+        for round in 0..3i64 {
+            for i in 0..3 {
+                let v = round * 3 + i;
+                let ColumnBuilder::String(k) = &mut b.columns[0] else {
+                    panic!("k is a string")
+                };
+                // the second round's values are longer than the first's
+                k.append_value("x".repeat(1 + v as usize * 40));
+                match &mut b.columns[1] {
+                    ColumnBuilder::Int64(n) if v % 2 == 0 => n.append_null(),
+                    ColumnBuilder::Int64(n) => n.append_value(v),
+                    _ => panic!("n is an int64"),
+                }
+                append_null(&mut b.columns[2]);
+                b.seq.append_value(v);
+                b.write_time.append_value(v * 1000);
+                b.len += 1;
+            }
+            batches.push(b.finish(&schema, &with_deleted).unwrap());
+        }
+        for (round, batch) in batches.iter().enumerate() {
+            let round = round as i64;
+            let keys: Vec<usize> = batch
+                .column(0)
+                .as_string::<i32>()
+                .iter()
+                .map(|k| k.unwrap().len())
+                .collect();
+            let expected: Vec<usize> = (0..3).map(|i| 1 + (round * 3 + i) as usize * 40).collect();
+            assert_eq!(keys, expected, "round {round}");
+            let n = batch.column(1).as_primitive::<Int64Type>();
+            let expected: Int64Array = (0..3)
+                .map(|i| round * 3 + i)
+                .map(|v| (v % 2 != 0).then_some(v))
+                .collect();
+            assert_eq!(n, &expected, "round {round}");
+            assert_eq!(batch.column(2).null_count(), 3);
+            assert_eq!(
+                batch.column(3).as_primitive::<Int64Type>().value(0),
+                round * 3
+            );
+            assert_eq!(batch.schema(), schema);
+        }
     }
 }

@@ -10,8 +10,9 @@
 //! `source` (a declared table), `destination` (path, `file://`, `s3://`, `gs://`, `az://`),
 //! `prefix` [""], `partition_time` {`from`: `write_time` | `column` (+ `column`) | `run_time`,
 //! `timezone`: IANA name [UTC]}, `mode` [full], `schema` [auto], `parquet` {`compression`
-//! [zstd], `target_file_size` [128MiB], `row_group_rows` [1048576], `encoding`: dictionary |
-//! plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
+//! [zstd], `target_file_size` [128MiB], `row_group_rows` [1048576], `encoding`: dictionary
+//! (but PLAIN for columns whose values are nearly all distinct, see
+//! [`PartitionedWriter`](crate::sink::PartitionedWriter)) | plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
 //! together [256MiB]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
 //! `continuous`; parsed here as `serve` runs it), `deletes` [ignore] or `emit` (adds
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`

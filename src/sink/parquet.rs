@@ -26,6 +26,12 @@
 //! - an object becomes visible only when complete (`LocalFileSystem` stages and renames; S3,
 //!   GCS and Azure complete multipart uploads atomically).
 //!
+//! Encodings: with [`ParquetOptions::dictionary`], every column is dictionary-encoded except
+//! those whose values are nearly all distinct in the first rows the writer encodes (its first
+//! row group, decided once per writer: [`nearly_distinct_columns`]); those are written PLAIN.
+//! Encoders are therefore made when an object's first row group is encoded, not when its
+//! first rows arrive.
+//!
 //! Objects are named `<partition>/<task>_<concurrent id>_<sequence id>.parquet`. Sequence ids
 //! belong to the writer: the first object takes [`ObjectNaming::first_seq`], each new object
 //! the next one. An object rotates (closes, uploads, and the partition's next rows open a new
@@ -36,12 +42,12 @@
 //! async code on the runtime (`block_on` would panic there). It does not decide partitions or
 //! convert types; delivery hands it batches already in the lake schema.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, Int64Array, UInt32Array};
+use arrow::array::{Array, AsArray, Int64Array, UInt32Array};
 use arrow::compute::take_record_batch;
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
@@ -49,6 +55,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use tempfile::TempPath;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -173,6 +180,106 @@ impl ObjectNaming {
     }
 }
 
+/// Rows of a writer's first encoded rows that [`nearly_distinct_columns`] looks at.
+const DICTIONARY_SAMPLE_ROWS: usize = 4096;
+
+/// Non-null values a column needs in the sample to be judged at all; a sparser column keeps
+/// dictionary encoding.
+const DICTIONARY_SAMPLE_MIN_VALUES: usize = 256;
+
+/// The top-level columns of `sample` (its first [`DICTIONARY_SAMPLE_ROWS`] rows) whose
+/// non-null values are over 90% distinct: strings, binaries and fixed-width primitives.
+///
+/// Dictionary encoding such a column costs a hash of every value and stores each value once
+/// in the dictionary page anyway, plus an index per row: larger and slower than PLAIN.
+/// parquet-mr and DuckDB fall back to PLAIN in this case by themselves; the parquet crate
+/// falls back only once a dictionary outgrows its page limit (1 MiB), so a few thousand keys,
+/// ETags or `_seq` values per row group would always be dictionary-encoded. The threshold is
+/// high because a sample overstates distinctness: 1,000 values spread over 4,096 rows look
+/// 100% distinct in the first 700 rows.
+fn nearly_distinct_columns(sample: &[RecordBatch]) -> Vec<String> {
+    let Some(first) = sample.first() else {
+        return Vec::new();
+    };
+    let schema = first.schema();
+    (0..schema.fields().len())
+        .filter(|&c| {
+            let mut tally = DistinctTally::default();
+            let mut rows_left = DICTIONARY_SAMPLE_ROWS;
+            for batch in sample {
+                if rows_left == 0 {
+                    break;
+                }
+                let array = batch.column(c);
+                let rows = array.len().min(rows_left);
+                rows_left -= rows;
+                if !tally.add(array.as_ref(), rows) {
+                    return false;
+                }
+            }
+            tally.values >= DICTIONARY_SAMPLE_MIN_VALUES && tally.distinct() * 10 > tally.values * 9
+        })
+        .map(|c| schema.field(c).name().clone())
+        .collect()
+}
+
+/// Distinct non-null values seen in the arrays of one column.
+#[derive(Default)]
+struct DistinctTally<'a> {
+    values: usize,
+    bytes: HashSet<&'a [u8]>,
+    fixed: HashSet<u128>,
+}
+
+impl<'a> DistinctTally<'a> {
+    fn distinct(&self) -> usize {
+        self.bytes.len() + self.fixed.len()
+    }
+
+    /// Counts the first `rows` rows of `array`; false when its type is not one that is
+    /// judged (booleans, nested types, primitives wider than 16 bytes).
+    fn add(&mut self, array: &'a dyn Array, rows: usize) -> bool {
+        let valid = (0..rows).filter(|&row| array.is_valid(row));
+        match array.data_type() {
+            DataType::Utf8 => {
+                let a = array.as_string::<i32>();
+                self.bytes.extend(valid.map(|i| a.value(i).as_bytes()));
+            }
+            DataType::LargeUtf8 => {
+                let a = array.as_string::<i64>();
+                self.bytes.extend(valid.map(|i| a.value(i).as_bytes()));
+            }
+            DataType::Binary => {
+                let a = array.as_binary::<i32>();
+                self.bytes.extend(valid.map(|i| a.value(i)));
+            }
+            DataType::LargeBinary => {
+                let a = array.as_binary::<i64>();
+                self.bytes.extend(valid.map(|i| a.value(i)));
+            }
+            DataType::Boolean => return false,
+            t => {
+                let Some(width) = t.primitive_width().filter(|&w| w <= 16) else {
+                    return false;
+                };
+                let data = array.to_data();
+                let Some(buffer) = data.buffers().first() else {
+                    return false;
+                };
+                let values = buffer.as_slice();
+                self.fixed.extend(valid.filter_map(|i| {
+                    let start = (data.offset() + i) * width;
+                    let mut key = [0u8; 16];
+                    key[..width].copy_from_slice(values.get(start..start + width)?);
+                    Some(u128::from_le_bytes(key))
+                }));
+            }
+        }
+        self.values += (0..rows).filter(|&row| array.is_valid(row)).count();
+        true
+    }
+}
+
 /// A spool file that holds an open descriptor only between a write and the next flush.
 struct SpoolFile {
     path: PathBuf,
@@ -207,7 +314,8 @@ impl Write for SpoolFile {
 struct OpenObject {
     partition: String,
     rel_path: String,
-    writer: ArrowWriter<SpoolFile>,
+    /// `None` until the writer first encodes rows (see [`PartitionedWriter::encoding`]).
+    writer: Option<ArrowWriter<SpoolFile>>,
     /// Removes the spool file when dropped.
     spool: TempPath,
     /// Rows encoded into the object so far.
@@ -223,15 +331,41 @@ struct OpenObject {
 
 impl OpenObject {
     fn encoded_size(&self) -> u64 {
-        (self.writer.bytes_written() + self.writer.in_progress_size()) as u64
+        self.writer
+            .as_ref()
+            .map_or(0, |w| (w.bytes_written() + w.in_progress_size()) as u64)
+    }
+
+    /// The object's encoder, made with `props` when it has none yet.
+    fn encoder(
+        &mut self,
+        schema: &SchemaRef,
+        props: &WriterProperties,
+    ) -> Result<&mut ArrowWriter<SpoolFile>> {
+        Ok(match &mut self.writer {
+            Some(writer) => writer,
+            none => {
+                let file = SpoolFile {
+                    path: self.spool.to_path_buf(),
+                    file: None,
+                };
+                none.insert(ArrowWriter::try_new(
+                    file,
+                    Arc::clone(schema),
+                    Some(props.clone()),
+                )?)
+            }
+        })
     }
 
     /// Hands encoded bytes to the spool file and closes its descriptor if one was opened.
     fn release_descriptor(&mut self) -> Result<()> {
-        if self.writer.inner().is_open() {
-            self.writer
-                .sync()
-                .map_err(|e| Error::io("write spool file", &self.spool, e))?;
+        if let Some(writer) = &mut self.writer {
+            if writer.inner().is_open() {
+                writer
+                    .sync()
+                    .map_err(|e| Error::io("write spool file", &self.spool, e))?;
+            }
         }
         Ok(())
     }
@@ -242,7 +376,11 @@ impl OpenObject {
 pub struct PartitionedWriter {
     dest: Arc<Destination>,
     schema: SchemaRef,
-    props: WriterProperties,
+    /// Properties of every object, but for the columns [`PartitionedWriter::encoding`] takes
+    /// out of dictionary encoding.
+    base_props: WriterProperties,
+    /// The properties objects are encoded with, decided when the writer first encodes rows.
+    props: Option<Arc<WriterProperties>>,
     options: ParquetOptions,
     naming: ObjectNaming,
     next_seq: u64,
@@ -322,7 +460,8 @@ impl PartitionedWriter {
         Ok(PartitionedWriter {
             dest,
             schema,
-            props: builder.build(),
+            base_props: builder.build(),
+            props: None,
             next_seq: naming.first_seq,
             naming,
             options,
@@ -403,8 +542,15 @@ impl PartitionedWriter {
     /// new object whenever the current one reaches the target size) and flushes the last row
     /// group, so that no encoder state stays behind.
     fn encode_pending(&mut self, partition: &str) -> Result<()> {
-        let Some(obj) = self.open.get_mut(partition) else {
+        let Some(obj) = self.open.get(partition) else {
             return Ok(());
+        };
+        let props = match &self.props {
+            Some(props) => Arc::clone(props),
+            None => Arc::clone(self.props.insert(Arc::new(self.encoding(&obj.pending)))),
+        };
+        let Some(obj) = self.open.get_mut(partition) else {
+            unreachable!("the object was found above")
         };
         let pending = std::mem::take(&mut obj.pending);
         self.pending_bytes -= obj.pending_bytes;
@@ -424,7 +570,7 @@ impl PartitionedWriter {
                 let Some(obj) = self.open.get_mut(partition) else {
                     unreachable!("the object was inserted above")
                 };
-                obj.writer.write(&slice)?;
+                obj.encoder(&self.schema, &props)?.write(&slice)?;
                 obj.rows += len as u64;
                 if let Some(i) = self.seq_column {
                     obj.seq_range =
@@ -438,7 +584,9 @@ impl PartitionedWriter {
             }
         }
         if let Some(obj) = self.open.get_mut(partition) {
-            obj.writer.flush()?;
+            if let Some(writer) = &mut obj.writer {
+                writer.flush()?;
+            }
             obj.release_descriptor()?;
         }
         Ok(())
@@ -533,18 +681,12 @@ impl PartitionedWriter {
 
     fn open_object(&mut self, partition: &str) -> Result<OpenObject> {
         let spool = spool_file(&self.spool_dir, ".parquet.spool")?.into_temp_path();
-        let file = SpoolFile {
-            path: spool.to_path_buf(),
-            file: None,
-        };
-        let writer =
-            ArrowWriter::try_new(file, Arc::clone(&self.schema), Some(self.props.clone()))?;
         let seq = self.next_seq;
         self.next_seq += 1;
         Ok(OpenObject {
             partition: partition.to_string(),
             rel_path: self.naming.object_path(partition, seq),
-            writer,
+            writer: None,
             spool,
             rows: 0,
             seq_range: None,
@@ -569,6 +711,10 @@ impl PartitionedWriter {
             ..
         } = obj;
         self.pending_bytes -= pending_bytes;
+        let Some(writer) = writer else {
+            // No row was ever encoded into it: there is no object to upload.
+            return Ok(());
+        };
         let mut file = writer.into_inner()?;
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
@@ -602,6 +748,26 @@ impl PartitionedWriter {
             })
         }));
         Ok(())
+    }
+
+    /// The properties of every object of this writer: [`ParquetOptions`], with dictionary
+    /// encoding turned off for the columns whose values are nearly all distinct among the
+    /// first rows the writer encodes (`sample`, see [`nearly_distinct_columns`]).
+    fn encoding(&self, sample: &[RecordBatch]) -> WriterProperties {
+        if !self.options.dictionary {
+            return self.base_props.clone();
+        }
+        let distinct = nearly_distinct_columns(sample);
+        if distinct.is_empty() {
+            return self.base_props.clone();
+        }
+        tracing::debug!(columns = ?distinct, "dictionary encoding off: values nearly all distinct");
+        distinct
+            .into_iter()
+            .fold(self.base_props.clone().into_builder(), |builder, name| {
+                builder.set_column_dictionary_enabled(ColumnPath::from(name), false)
+            })
+            .build()
     }
 
     /// Encodes the partitions with the most waiting rows while all waiting rows together
@@ -1007,6 +1173,109 @@ mod tests {
             });
             assert_eq!(rows_of(fx.read(&delivered[0].path)).0, 100, "{codec}");
         }
+    }
+
+    /// A batch of `rows` rows: `key` all distinct, `class` one of five, `size` all distinct,
+    /// `flag` alternating, `sparse` nearly all NULL (distinct where set).
+    fn mixed_batch(rows: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("class", DataType::Utf8, false),
+            Field::new("size", DataType::Int64, false),
+            Field::new("flag", DataType::Boolean, false),
+            Field::new("sparse", DataType::Utf8, true),
+        ]));
+        let n = rows as i64;
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("logs/2026/{i:08}.gz")),
+                )),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                    ["STANDARD", "IA", "GLACIER", "DEEP", "RRS"][i as usize % 5]
+                }))),
+                Arc::new(Int64Array::from_iter_values(
+                    (0..n).map(|i| i * 7919 % 1_000_003),
+                )),
+                Arc::new(arrow::array::BooleanArray::from_iter(
+                    (0..n).map(|i| Some(i % 2 == 0)),
+                )),
+                Arc::new(StringArray::from_iter(
+                    (0..n).map(|i| (i % 100 == 0).then(|| format!("v{i}"))),
+                )),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn nearly_distinct_columns_are_found_in_a_sample() {
+        let batch = mixed_batch(3000);
+        // split in two, as a partition's waiting rows are
+        let sample = [batch.slice(0, 1000), batch.slice(1000, 2000)];
+        assert_eq!(nearly_distinct_columns(&sample), ["key", "size"]);
+        // too few values to judge: dictionary stays
+        assert!(nearly_distinct_columns(&[batch.slice(0, 100)]).is_empty());
+        // 1,000 values repeated: not distinct although a short run of them is
+        let repeated = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("v", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from_iter_values(
+                (0..4000).map(|i| i * 7919 % 1000),
+            ))],
+        )
+        .unwrap();
+        assert!(nearly_distinct_columns(&[repeated]).is_empty());
+        assert!(nearly_distinct_columns(&[]).is_empty());
+    }
+
+    #[test]
+    fn dictionary_encoding_is_left_out_where_values_are_distinct() {
+        let fx = Fixture::memory();
+        let encodings = |dictionary: bool| {
+            let options = ParquetOptions {
+                dictionary,
+                ..ParquetOptions::default()
+            };
+            let batch = mixed_batch(3000);
+            let mut w = PartitionedWriter::new(
+                Arc::clone(&fx.dest),
+                batch.schema(),
+                options,
+                naming(0),
+                metadata(),
+                fx.rt.handle().clone(),
+            )
+            .unwrap()
+            .with_spool_dir(fx.spool.path())
+            .unwrap();
+            let p = format!("dictionary={dictionary}");
+            let delivered = fx.blocking(move || {
+                w.write(&p, &batch).unwrap();
+                w.finish().unwrap()
+            });
+            let reader = SerializedFileReader::new(fx.read(&delivered[0].path)).unwrap();
+            let row_group = reader.metadata().row_group(0);
+            assert_eq!(row_group.num_rows(), 3000);
+            row_group
+                .columns()
+                .iter()
+                .map(|c| {
+                    let dict = c.encodings().any(|e| e == Encoding::RLE_DICTIONARY);
+                    (c.column_path().string(), dict)
+                })
+                .collect::<Vec<_>>()
+        };
+        let by_name = |pairs: &[(String, bool)], name: &str| {
+            pairs.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
+        };
+        let auto = encodings(true);
+        assert_eq!(by_name(&auto, "key"), Some(false), "{auto:?}");
+        assert_eq!(by_name(&auto, "size"), Some(false), "{auto:?}");
+        assert_eq!(by_name(&auto, "class"), Some(true), "{auto:?}");
+        assert_eq!(by_name(&auto, "sparse"), Some(true), "{auto:?}");
+        let plain = encodings(false);
+        assert!(plain.iter().all(|(_, dict)| !dict), "{plain:?}");
     }
 
     #[test]

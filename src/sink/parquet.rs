@@ -27,8 +27,9 @@
 //!   GCS and Azure complete multipart uploads atomically).
 //!
 //! Encodings: with [`ParquetOptions::dictionary`], every column is dictionary-encoded except
-//! those whose values are nearly all distinct in the first rows the writer encodes (its first
-//! row group, decided once per writer: [`nearly_distinct_columns`]); those are written PLAIN.
+//! those whose values are nearly all distinct in the rows of the partition with the most rows
+//! waiting when the writer first encodes (decided once per writer: [`nearly_distinct_columns`]);
+//! those are written PLAIN.
 //! Encoders are therefore made when an object's first row group is encoded, not when its
 //! first rows arrive.
 //!
@@ -542,12 +543,12 @@ impl PartitionedWriter {
     /// new object whenever the current one reaches the target size) and flushes the last row
     /// group, so that no encoder state stays behind.
     fn encode_pending(&mut self, partition: &str) -> Result<()> {
-        let Some(obj) = self.open.get(partition) else {
+        if !self.open.contains_key(partition) {
             return Ok(());
-        };
+        }
         let props = match &self.props {
             Some(props) => Arc::clone(props),
-            None => Arc::clone(self.props.insert(Arc::new(self.encoding(&obj.pending)))),
+            None => Arc::clone(self.props.insert(Arc::new(self.encoding()))),
         };
         let Some(obj) = self.open.get_mut(partition) else {
             unreachable!("the object was found above")
@@ -752,11 +753,17 @@ impl PartitionedWriter {
 
     /// The properties of every object of this writer: [`ParquetOptions`], with dictionary
     /// encoding turned off for the columns whose values are nearly all distinct among the
-    /// first rows the writer encodes (`sample`, see [`nearly_distinct_columns`]).
-    fn encoding(&self, sample: &[RecordBatch]) -> WriterProperties {
+    /// rows waiting for the partition that has the most (see [`nearly_distinct_columns`]);
+    /// decided when the writer first encodes rows.
+    fn encoding(&self) -> WriterProperties {
         if !self.options.dictionary {
             return self.base_props.clone();
         }
+        let sample = self
+            .open
+            .values()
+            .max_by_key(|obj| obj.pending_rows)
+            .map_or(&[][..], |obj| &obj.pending[..]);
         let distinct = nearly_distinct_columns(sample);
         if distinct.is_empty() {
             return self.base_props.clone();
@@ -1251,10 +1258,14 @@ mod tests {
             .unwrap();
             let p = format!("dictionary={dictionary}");
             let delivered = fx.blocking(move || {
+                // encoded first (partition order), too few rows to judge: the writer decides
+                // from the partition with the most rows waiting
+                w.write("a-few", &batch.slice(0, 10)).unwrap();
                 w.write(&p, &batch).unwrap();
                 w.finish().unwrap()
             });
-            let reader = SerializedFileReader::new(fx.read(&delivered[0].path)).unwrap();
+            let object = delivered.iter().find(|o| o.rows == 3000).unwrap();
+            let reader = SerializedFileReader::new(fx.read(&object.path)).unwrap();
             let row_group = reader.metadata().row_group(0);
             assert_eq!(row_group.num_rows(), 3000);
             row_group

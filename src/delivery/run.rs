@@ -69,7 +69,8 @@ const NULL_PARTITION_TIME: &str = "null_partition_time";
 
 /// Hears how a run goes (for a progress bar); called from shard threads.
 pub trait RunObserver: Send + Sync {
-    /// The snapshot is open and holds `rows` live rows.
+    /// The snapshot is open and holds about `rows` live rows (counted, or for a large
+    /// PostgreSQL table the server's estimate: [`Snapshot::rows_estimated`](crate::store::Snapshot::rows_estimated)).
     fn planned(&self, _rows: u64) {}
     /// A shard has read `rows` more rows.
     fn delivered(&self, _rows: u64) {}
@@ -250,7 +251,7 @@ pub async fn run_task_with(
         .map(|(p, _)| p)
         .collect();
     tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
-        shards = record.shards, "run planned");
+        rows_estimated = snapshot.rows_estimated, shards = record.shards, "run planned");
 
     let uploading = failure.is_none();
     let mut delivered = Vec::new();

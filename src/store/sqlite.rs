@@ -1060,6 +1060,7 @@ impl Store for SqliteStore {
         Ok(Snapshot {
             seq,
             rows,
+            rows_estimated: false,
             shards: key_range_shards(readers, &t, &bounds, used, None)?,
         })
     }
@@ -1121,6 +1122,7 @@ impl Store for SqliteStore {
                 return Ok(Snapshot {
                     seq,
                     rows,
+                    rows_estimated: false,
                     shards: key_range_shards(readers, &t, &bounds, used, Some(range))?,
                 });
             }
@@ -1166,6 +1168,7 @@ impl Store for SqliteStore {
         Ok(Snapshot {
             seq,
             rows,
+            rows_estimated: false,
             shards: out,
         })
     }

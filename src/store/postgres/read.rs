@@ -216,19 +216,22 @@ impl Param {
 pub(super) fn snapshot(store: &PostgresStore, table: &str, shards: usize) -> Result<Snapshot> {
     let (mut first, seq, id) = ReadTx::first(store)?;
     let t = store.table_sql(&mut **first.c(), table)?;
-    let rows = live_rows(store, &mut first, &t)?;
-    let used = shards_for(rows, shards);
-    if let Some(specs) = page_ranges(store, &mut first, &t, used)? {
+    if let Some(specs) = page_ranges(store, &mut first, &t, shards.clamp(1, MAX_SHARDS))? {
+        // Not counted: the count would scan the whole table before the first row is read.
         return Ok(Snapshot {
             seq,
-            rows,
+            rows: estimated_live_rows(store, &mut first, &t)?,
+            rows_estimated: true,
             shards: readers(store, first, &id, &t, specs.into_iter())?,
         });
     }
+    let rows = live_rows(store, &mut first, &t)?;
+    let used = shards_for(rows, shards);
     let bounds = key_bounds(store, &mut first, &t, rows, used)?;
     Ok(Snapshot {
         seq,
         rows,
+        rows_estimated: false,
         shards: key_range_shards(store, first, &id, &t, bounds, used, None)?,
     })
 }
@@ -304,6 +307,7 @@ pub(super) fn changes(
             return Ok(Snapshot {
                 seq,
                 rows,
+                rows_estimated: false,
                 shards: key_range_shards(store, first, &id, &t, bounds, used, Some(range))?,
             });
         }
@@ -333,6 +337,7 @@ pub(super) fn changes(
     Ok(Snapshot {
         seq,
         rows,
+        rows_estimated: false,
         shards: readers(store, first, &id, &t, specs)?,
     })
 }
@@ -480,6 +485,39 @@ fn live_rows(store: &PostgresStore, tx: &mut ReadTx, t: &TableSql) -> Result<u64
         )
         .map_err(store.db(format_args!("counting the rows of table {}", t.name())))?;
     count(&row, 0, "a row count")
+}
+
+/// The planner's estimate of the live rows of `t` (from the statistics `ANALYZE` and
+/// autovacuum keep, scaled to the table's current size): no scan.
+fn estimated_live_rows(store: &PostgresStore, tx: &mut ReadTx, t: &TableSql) -> Result<u64> {
+    let what = format_args!("estimating the rows of table {}", t.name());
+    let row = tx
+        .c()
+        .query_one(
+            &format!(
+                "EXPLAIN (FORMAT JSON) SELECT 1 FROM {} WHERE NOT \"_deleted\"",
+                t.data
+            ),
+            &[],
+        )
+        .map_err(store.db(what))?;
+    // A `json` column, sent as its text.
+    let plan = row.try_get::<_, Raw<'_>>(0).map_err(store.db(what))?.0;
+    let plan = String::from_utf8_lossy(plan.unwrap_or_default());
+    plan_rows(&plan).ok_or_else(|| {
+        Error::Store(format!(
+            "estimating the rows of table {}: no row estimate in the plan {plan}",
+            t.name()
+        ))
+    })
+}
+
+/// The `Plan Rows` of the top node of an `EXPLAIN (FORMAT JSON)` output.
+fn plan_rows(plan: &str) -> Option<u64> {
+    let plan: serde_json::Value = serde_json::from_str(plan).ok()?;
+    let rows = plan.get(0)?.get("Plan")?.get("Plan Rows")?;
+    rows.as_u64()
+        .or_else(|| rows.as_f64().map(|r| r.max(0.0).round() as u64))
 }
 
 /// Where shards 1..`used` of `rows` rows start: 1-based row numbers `rows * s / used + 1`.
@@ -930,6 +968,15 @@ mod tests {
         assert_eq!(boolean(&[1]), Ok(true));
         assert_eq!(boolean(&[0]), Ok(false));
         assert_eq!(boolean(&[]).unwrap_err(), "1 byte, the server sent 0");
+    }
+
+    #[test]
+    fn row_estimates_are_read_from_plans() {
+        let plan = r#"[{"Plan": {"Node Type": "Seq Scan", "Plan Rows": 998877, "Plan Width": 4}}]"#;
+        assert_eq!(plan_rows(plan), Some(998_877));
+        assert_eq!(plan_rows(r#"[{"Plan": {"Plan Rows": 12.6}}]"#), Some(13));
+        assert_eq!(plan_rows(r#"[{"Plan": {}}]"#), None);
+        assert_eq!(plan_rows("not json"), None);
     }
 
     /// Every store type is read in the binary format of the column type the store creates

@@ -39,6 +39,15 @@ pub(crate) fn fresh_store() -> PostgresStore {
     PostgresStore::open(&fresh_database()).unwrap()
 }
 
+/// A store on a new, empty database with the table declared by `yaml`.
+fn store_with_table(yaml: &str) -> PostgresStore {
+    let store = fresh_store();
+    store
+        .ensure_table(&TableDef::from_yaml(yaml, "table.yaml").unwrap())
+        .unwrap();
+    store
+}
+
 /// A database that is not UTF-8 is refused when the store opens, before anything is created.
 #[test]
 fn a_database_not_in_utf8_is_refused() {
@@ -249,13 +258,9 @@ fn no_change_is_skipped_under_concurrent_writers() {
 #[test]
 fn bulk_writes_number_rows_at_once() {
     use crate::store::postgres::write::BATCH_ROWS;
-    let store = fresh_store();
-    let def = TableDef::from_yaml(
+    let store = store_with_table(
         "table: big\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: int64 }\n",
-        "big.yaml",
-    )
-    .unwrap();
-    store.ensure_table(&def).unwrap();
+    );
     let n = (BATCH_ROWS * 2 + 10) as i64;
     let rows = |changed: i64| {
         (0..n).map(move |i| {
@@ -366,13 +371,9 @@ fn large_snapshots_are_split_by_pages() {
 
     const ROWS: i64 = 60_000;
     const SHARDS: usize = 4;
-    let store = fresh_store();
-    let def = TableDef::from_yaml(
+    let store = store_with_table(
         "table: wide\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: pad, type: string }\n  - { name: gen, type: int64 }\n",
-        "wide.yaml",
-    )
-    .unwrap();
-    store.ensure_table(&def).unwrap();
+    );
     // Keys written in a shuffled order, so that storage order is not key order.
     let changes = (0..ROWS).map(|i| {
         let id = (i * 7_919) % ROWS;
@@ -479,13 +480,9 @@ fn large_snapshots_are_split_by_pages() {
 
 /// A small table `t(id int64 key, n int64, at timestamp)` with three rows, on a new store.
 fn store_with_three_rows() -> PostgresStore {
-    let store = fresh_store();
-    let def = TableDef::from_yaml(
+    let store = store_with_table(
         "table: t\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: n, type: int64 }\n  - { name: at, type: timestamp_ms }\n",
-        "t.yaml",
-    )
-    .unwrap();
-    store.ensure_table(&def).unwrap();
+    );
     let rows = (0..3).map(|i| {
         Ok(Change::Upsert(vec![
             Value::Int64(i),

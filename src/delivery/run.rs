@@ -70,7 +70,8 @@ const NULL_PARTITION_TIME: &str = "null_partition_time";
 /// Hears how a run goes (for a progress bar); called from shard threads.
 pub trait RunObserver: Send + Sync {
     /// The snapshot is open and holds about `rows` live rows (counted, or for a large
-    /// PostgreSQL table the server's estimate: [`Snapshot::rows_estimated`](crate::store::Snapshot::rows_estimated)).
+    /// PostgreSQL table the server's estimate: see
+    /// [`Snapshot::rows_estimated`](crate::store::Snapshot::rows_estimated)).
     fn planned(&self, _rows: u64) {}
     /// A shard has read `rows` more rows.
     fn delivered(&self, _rows: u64) {}

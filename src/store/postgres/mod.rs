@@ -43,8 +43,9 @@
 //!
 //! The shards of one snapshot read one state: a REPEATABLE READ transaction reads `seq` and
 //! exports its snapshot (`pg_export_snapshot()`), and stays open while the first shard lives;
-//! every shard's connection `SET TRANSACTION SNAPSHOT`s to it before any query. Each shard's rows stream from the server as they are
-//! decoded into Arrow batches (the client holds one network buffer, never the table).
+//! every shard's connection `SET TRANSACTION SNAPSHOT`s to it before any query. Each shard's
+//! rows stream from the server as they are decoded into Arrow batches (the client holds one
+//! network buffer, never the table).
 //!
 //! # Connections
 //!

@@ -3,10 +3,11 @@
 //!
 //! A pooled connection opens a REPEATABLE READ, READ ONLY transaction, reads the store's
 //! `seq` and exports its snapshot in one statement (the first shard keeps it open); every
-//! shard's connection adopts it (`SET TRANSACTION SNAPSHOT`) before any query. Because `_seq` is allocated at commit in
-//! commit order (module docs of [`postgres`](super)), the rows this snapshot sees are exactly
-//! those with `_seq <= seq`. A shard keeps its transaction open until it is dropped, so it can
-//! read again (a retried shard sees the same rows); dropping it rolls back.
+//! shard's connection adopts it (`SET TRANSACTION SNAPSHOT`) before any query. Because `_seq`
+//! is allocated at commit in commit order (module docs of [`postgres`](super)), the rows this
+//! snapshot sees are exactly those with `_seq <= seq`. A shard keeps its transaction open
+//! until it is dropped, so it can read again (a retried shard sees the same rows); dropping
+//! it closes its connection, which rolls the transaction back.
 //!
 //! Each shard reads on a connection of its own outside the pool ([`DirectConn`]), which joins
 //! the snapshot and is driven one batch at a time. Rows stream from the server into Arrow

@@ -532,3 +532,30 @@ fn snapshot_values_of_the_wrong_type_are_errors_that_name_the_column() {
         "{err}"
     );
 }
+
+/// A shard whose batch handler fails mid-read can read again on the same connection (its
+/// transaction is still open, the rest of the failed query is drained) and sees every row.
+#[test]
+fn a_shard_reads_again_after_a_failed_batch() {
+    let store = store_with_three_rows();
+    let mut snap = store.snapshot("t", 1).unwrap();
+    let shard = &mut snap.shards[0];
+    let mut calls = 0;
+    let failed = shard.read(1, &mut |_| {
+        calls += 1;
+        Err(Error::Store("the handler failed".into()))
+    });
+    assert_eq!(calls, 1);
+    assert!(failed
+        .unwrap_err()
+        .to_string()
+        .contains("the handler failed"));
+    let mut rows = 0;
+    let read = shard
+        .read(1, &mut |b| {
+            rows += b.num_rows();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!((read, rows), (3, 3));
+}

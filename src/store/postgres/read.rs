@@ -47,7 +47,9 @@ use super::{
 use crate::error::{Error, Result};
 use crate::store::batch::{Builders, ColumnBuilder};
 use crate::store::checks::checkpoint_within;
-use crate::store::{ColumnType, ShardReader, Snapshot};
+use crate::store::{
+    ColumnType, ShardReader, Snapshot, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
+};
 
 /// Changes of at least this many rows are read by key ranges when they are a quarter of the
 /// table or more: one pass in key order beats an index lookup per row.
@@ -705,31 +707,28 @@ impl ShardReader for PgShard {
         batch_rows: usize,
         on_batch: &mut dyn FnMut(arrow::record_batch::RecordBatch) -> Result<()>,
     ) -> Result<u64> {
-        let t = Arc::clone(&self.t);
+        let (t, sql, params, deletes) = (&*self.t, &self.sql, &self.params, self.deletes);
+        let conn = &mut self.conn;
         let what = format!("reading table {}", t.name());
         let at = |e: super::postgres::Error| Error::Store(format!("{what}: {}", describe(&e)));
         let batch_rows = batch_rows.max(1);
-        let client = self.conn.client();
-        let (sql, params, deletes) = (self.sql.clone(), self.params.clone(), self.deletes);
-        let mut rows = self.conn.block_on(&what, {
-            let t = Arc::clone(&t);
-            async move {
-                let statement = client.prepare(&sql).await.map_err(at)?;
-                check_columns(&t, statement.columns(), deletes)?;
-                let rows = client
-                    .query_raw(&statement, params.iter().map(Param::as_sql))
-                    .await
-                    .map_err(at)?;
-                Ok(Box::pin(rows))
-            }
+        let client = conn.client();
+        let mut rows = conn.block_on(&what, async {
+            let statement = client.prepare(sql).await.map_err(at)?;
+            check_columns(t, statement.columns(), deletes)?;
+            let rows = client
+                .query_raw(&statement, params.iter().map(Param::as_sql))
+                .await
+                .map_err(at)?;
+            Ok(Box::pin(rows))
         })?;
         let mut b = Builders::new(&t.def, batch_rows, deletes);
         let mut total = 0u64;
         loop {
             // One batch per entry into the connection's runtime.
-            let more = self.conn.block_on(&what, async {
+            let more = conn.block_on(&what, async {
                 while let Some(row) = rows.next().await {
-                    append_row(&mut b, &t, &row.map_err(at)?)?;
+                    append_row(&mut b, t, &row.map_err(at)?)?;
                     if b.len == batch_rows {
                         return Ok(true);
                     }
@@ -785,21 +784,24 @@ fn sends_as(ty: ColumnType, pg: &PgType) -> bool {
     }
 }
 
+/// The columns a shard's query returns after the declared ones, in order, with the store
+/// type each is read as (`_deleted` only when the shard reads deletes).
+const SYSTEM_COLUMNS: [(&str, ColumnType); 3] = [
+    (SEQ_COLUMN, ColumnType::Int64),
+    (WRITE_TIME_COLUMN, ColumnType::TimestampMs),
+    (DELETED_COLUMN, ColumnType::Bool),
+];
+
 /// Checks once per query that the server sends every column in the type its builder reads:
 /// the declared columns, `_seq`, `_write_time` and, with `deletes`, `_deleted`.
 fn check_columns(t: &TableSql, columns: &[PgColumn], deletes: bool) -> Result<()> {
-    let system = [
-        ("_seq", ColumnType::Int64),
-        ("_write_time", ColumnType::TimestampMs),
-    ];
-    let deleted = deletes.then_some(("_deleted", ColumnType::Bool));
+    let system = &SYSTEM_COLUMNS[..if deletes { 3 } else { 2 }];
     let expected: Vec<(&str, ColumnType)> = t
         .def
         .columns
         .iter()
         .map(|c| (c.name.as_str(), c.ty))
-        .chain(system)
-        .chain(deleted)
+        .chain(system.iter().copied())
         .collect();
     if columns.len() != expected.len() {
         return Err(Error::Store(format!(
@@ -862,7 +864,7 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
         let (name, ty) = match t.def.columns.get(i) {
             Some(c) => (c.name.as_str(), c.ty.to_string()),
             None => (
-                ["_seq", "_write_time", "_deleted"][(i - n).min(2)],
+                SYSTEM_COLUMNS[(i - n).min(2)].0,
                 "a system column".to_string(),
             ),
         };

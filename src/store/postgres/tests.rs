@@ -508,8 +508,7 @@ fn read_all(store: &PostgresStore) -> Result<usize> {
 }
 
 /// A column whose type was changed behind the store's back, or a value the store's types
-/// cannot hold (an infinite timestamp), is an error that names the table and the column;
-/// nothing is read past it.
+/// cannot hold (an infinite timestamp), is an error that names the table and the column.
 #[test]
 fn snapshot_values_of_the_wrong_type_are_errors_that_name_the_column() {
     let store = store_with_three_rows();

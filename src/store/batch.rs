@@ -1,22 +1,27 @@
 //! Arrow builders of the record batches a snapshot shard yields, shared by the backends: the
 //! declared columns in store types, then `_seq`, `_write_time` and, for changes with
 //! deletes, `_deleted`. Each backend appends its own rows' values.
+//!
+//! Strings are appended as bytes and checked to be UTF-8 once per batch, when it is
+//! finished: one pass over a batch's values costs a fraction of a check per value (millions
+//! of short strings), and a backend that has already checked a value loses nothing by it.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int64Builder, StringArray,
     TimestampMillisecondBuilder,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::{ColumnType, TableDef};
 
 /// The builder of one declared column.
 pub(crate) enum ColumnBuilder {
-    String(StringBuilder),
+    /// The bytes of UTF-8 strings, checked when the batch is finished.
+    String(BinaryBuilder),
     Int64(Int64Builder),
     Double(Float64Builder),
     Bool(BooleanBuilder),
@@ -32,6 +37,8 @@ pub(crate) struct Builders {
     pub(crate) write_time: TimestampMillisecondBuilder,
     pub(crate) deleted: Option<BooleanBuilder>,
     pub(crate) len: usize,
+    /// The table's name, for errors.
+    table: String,
     /// Rows each batch is built for (the capacity builders start with).
     rows: usize,
 }
@@ -41,7 +48,7 @@ impl ColumnBuilder {
     /// bytes of values (by default 32 a string, 16 a binary value).
     fn with_capacity(ty: ColumnType, rows: usize, value_bytes: Option<usize>) -> ColumnBuilder {
         match ty {
-            ColumnType::String => ColumnBuilder::String(StringBuilder::with_capacity(
+            ColumnType::String => ColumnBuilder::String(BinaryBuilder::with_capacity(
                 rows,
                 value_bytes.unwrap_or(rows.saturating_mul(32)),
             )),
@@ -58,8 +65,9 @@ impl ColumnBuilder {
 
     /// The array built so far; the builder starts over with room for `rows` rows and, for
     /// strings and binaries, an eighth more value bytes than this array holds (the next
-    /// batch is likely alike).
-    fn finish_and_renew(&mut self, rows: usize) -> ArrayRef {
+    /// batch is likely alike). Strings that are not UTF-8 are an error that names `column`
+    /// (`table: column`) and the row in the batch.
+    fn finish_and_renew(&mut self, rows: usize, column: &str) -> Result<ArrayRef> {
         let (ty, value_bytes) = match self {
             ColumnBuilder::String(b) => (ColumnType::String, Some(b.values_slice().len())),
             ColumnBuilder::Binary(b) => (ColumnType::Binary, Some(b.values_slice().len())),
@@ -69,13 +77,36 @@ impl ColumnBuilder {
             ColumnBuilder::Timestamp(_) => (ColumnType::TimestampMs, None),
         };
         let room = value_bytes.map(|used| used.saturating_add(used / 8).max(64));
-        match std::mem::replace(self, ColumnBuilder::with_capacity(ty, rows, room)) {
-            ColumnBuilder::String(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Double(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Binary(mut b) => Arc::new(b.finish()),
-            ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+        Ok(
+            match std::mem::replace(self, ColumnBuilder::with_capacity(ty, rows, room)) {
+                ColumnBuilder::String(mut b) => Arc::new(utf8(b.finish(), column)?),
+                ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
+                ColumnBuilder::Double(mut b) => Arc::new(b.finish()),
+                ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
+                ColumnBuilder::Binary(mut b) => Arc::new(b.finish()),
+                ColumnBuilder::Timestamp(mut b) => Arc::new(b.finish()),
+            },
+        )
+    }
+}
+
+/// `bytes` as strings, checked in one pass; a value that is not UTF-8 is an
+/// [`Error::Store`] naming `column` (`table: column`) and its row in the batch.
+fn utf8(bytes: arrow::array::BinaryArray, column: &str) -> Result<StringArray> {
+    match StringArray::try_from_binary(bytes.clone()) {
+        Ok(strings) => Ok(strings),
+        Err(e) => {
+            let row = bytes
+                .iter()
+                .position(|v| v.is_some_and(|v| std::str::from_utf8(v).is_err()));
+            Err(Error::Store(match row {
+                Some(row) => format!(
+                    "{column}: expected string: the value in row {row} of a batch is \
+                     not UTF-8: {}",
+                    String::from_utf8_lossy(bytes.value(row))
+                ),
+                None => format!("{column}: expected string: {e}"),
+            }))
         }
     }
 }
@@ -98,6 +129,7 @@ impl Builders {
             write_time: timestamp_builder(rows),
             deleted: deletes.then(|| BooleanBuilder::with_capacity(rows)),
             len: 0,
+            table: def.table.clone(),
             rows,
         }
     }
@@ -112,21 +144,32 @@ impl Builders {
         with_deleted: &SchemaRef,
     ) -> Result<RecordBatch> {
         let rows = self.rows;
-        let mut arrays: Vec<ArrayRef> = self
+        // Every builder starts over, even when a column turns out to be bad.
+        let columns: Vec<Result<ArrayRef>> = self
             .columns
             .iter_mut()
-            .map(|b| b.finish_and_renew(rows))
+            .zip(schema.fields())
+            .map(|(b, field)| {
+                b.finish_and_renew(
+                    rows,
+                    &format!("table {}: column {}", self.table, field.name()),
+                )
+            })
             .collect();
         let seq = std::mem::replace(&mut self.seq, Int64Builder::with_capacity(rows));
         let write_time = std::mem::replace(&mut self.write_time, timestamp_builder(rows));
+        let deleted = self
+            .deleted
+            .as_mut()
+            .map(|d| std::mem::replace(d, BooleanBuilder::with_capacity(rows)));
+        self.len = 0;
+        let mut arrays = columns.into_iter().collect::<Result<Vec<ArrayRef>>>()?;
         arrays.push(Arc::new({ seq }.finish()));
         arrays.push(Arc::new({ write_time }.finish()));
-        self.len = 0;
-        let schema = match &mut self.deleted {
+        let schema = match deleted {
             None => Arc::clone(schema),
             Some(deleted) => {
-                let done = std::mem::replace(deleted, BooleanBuilder::with_capacity(rows));
-                arrays.push(Arc::new({ done }.finish()));
+                arrays.push(Arc::new({ deleted }.finish()));
                 Arc::clone(with_deleted)
             }
         };
@@ -204,6 +247,51 @@ mod tests {
                 round * 3
             );
             assert_eq!(batch.schema(), schema);
+        }
+    }
+
+    #[test]
+    fn strings_are_checked_to_be_utf8_when_the_batch_is_finished() {
+        let def = TableDef::from_yaml(
+            "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  \
+             - { name: note, type: string }\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let (schema, with_deleted) = (def.arrow_schema(), def.arrow_schema_with_deleted());
+        let mut b = Builders::new(&def, 4, false);
+        let rows: [(&[u8], Option<&[u8]>); 3] = [
+            (b"a", Some("h\u{e9}".as_bytes())),
+            (b"b", None),
+            // a lone continuation byte, then a character cut short
+            (b"c", Some(b"ok \x80 \xe2\x82")),
+        ];
+        for (round, expect_error) in [(0, true), (1, false)] {
+            for (i, (k, note)) in rows.iter().enumerate() {
+                let [ColumnBuilder::String(kb), ColumnBuilder::String(nb)] = &mut b.columns[..]
+                else {
+                    panic!("two string columns")
+                };
+                kb.append_value(k);
+                // The second round leaves the bad value out.
+                nb.append_option(if round == 1 && i == 2 { None } else { *note });
+                b.seq.append_value(i as i64);
+                b.write_time.append_value(0);
+                b.len += 1;
+            }
+            let finished = b.finish(&schema, &with_deleted);
+            if expect_error {
+                let message = finished.unwrap_err().to_string();
+                assert!(
+                    message.contains("table t: column note: expected string: the value in row 2")
+                        && message.contains("not UTF-8"),
+                    "{message}"
+                );
+            } else {
+                let batch = finished.unwrap();
+                let notes: Vec<Option<&str>> = batch.column(1).as_string::<i32>().iter().collect();
+                assert_eq!(notes, [Some("h\u{e9}"), None, None]);
+            }
         }
     }
 }

@@ -881,12 +881,8 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
     for (i, col) in b.columns.iter_mut().enumerate() {
         let value = raw(i)?;
         match col {
-            ColumnBuilder::String(b) => b.append_option(
-                value
-                    .map(std::str::from_utf8)
-                    .transpose()
-                    .map_err(|e| bad(i, e.to_string()))?,
-            ),
+            // Checked to be UTF-8 when the batch is finished (see `store::batch`).
+            ColumnBuilder::String(b) => b.append_option(value),
             ColumnBuilder::Int64(b) => {
                 b.append_option(value.map(be_i64).transpose().map_err(|e| bad(i, e))?)
             }

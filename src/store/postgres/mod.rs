@@ -57,6 +57,7 @@
 //! current-thread runtime one batch at a time: the blocking client's trip into its runtime
 //! for every row cost about an eighth of a full run's CPU ([`direct`]).
 
+mod copy;
 mod direct;
 mod import;
 mod listing;

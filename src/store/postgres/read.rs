@@ -13,7 +13,10 @@
 //! the snapshot and is driven one batch at a time. Rows stream from the server into Arrow
 //! builders as they arrive, a network buffer at a time, never the whole shard; values are
 //! decoded from the server's binary format straight into the builders, their types checked
-//! once per query (a column changed behind the store's back is an error that names it).
+//! once per query (a column changed behind the store's back is an error that names it). A
+//! query without parameters (page ranges, a table read as one key range) is read as the
+//! tuples of `COPY (query) TO STDOUT (FORMAT binary)` ([`copy`](super::copy)), the others as
+//! query results; the values are the same bytes either way.
 //!
 //! # Shards
 //! - **Page ranges** (a full snapshot of a table of at least [`PAGES_PER_SHARD`] pages per
@@ -38,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use futures::StreamExt;
 
+use super::copy::{CopyTuples, Fields, Next};
 use super::direct::DirectConn;
 use super::postgres::types::{FromSql, ToSql, Type as PgType};
 use super::postgres::{Column as PgColumn, Row};
@@ -713,34 +717,101 @@ impl ShardReader for PgShard {
         let at = |e: super::postgres::Error| Error::Store(format!("{what}: {}", describe(&e)));
         let batch_rows = batch_rows.max(1);
         let client = conn.client();
-        let mut rows = conn.block_on(&what, async {
+        let mut source = conn.block_on(&what, async {
             let statement = client.prepare(sql).await.map_err(at)?;
             check_columns(t, statement.columns(), deletes)?;
+            if params.is_empty() {
+                let fields = statement.columns().len();
+                let copy = format!("COPY ({sql}) TO STDOUT (FORMAT binary)");
+                let stream = client.copy_out(copy.as_str()).await.map_err(at)?;
+                return Ok(Source::Copy(Box::pin(stream), CopyTuples::new(fields)));
+            }
             let rows = client
                 .query_raw(&statement, params.iter().map(Param::as_sql))
                 .await
                 .map_err(at)?;
-            Ok(Box::pin(rows))
+            Ok(Source::Rows(Box::pin(rows)))
         })?;
         let mut b = Builders::new(&t.def, batch_rows, deletes);
         let mut total = 0u64;
         loop {
             // One batch per entry into the connection's runtime.
-            let more = conn.block_on(&what, async {
-                while let Some(row) = rows.next().await {
-                    append_row(&mut b, t, &row.map_err(at)?)?;
-                    if b.len == batch_rows {
-                        return Ok(true);
-                    }
-                }
-                Ok(false)
-            })?;
+            let more = conn.block_on(&what, source.fill(&mut b, t, batch_rows, &at))?;
             total += b.len as u64;
             if b.len > 0 {
                 on_batch(b.finish(&t.schema, &t.schema_with_deleted)?)?;
             }
             if !more {
                 return Ok(total);
+            }
+        }
+    }
+}
+
+/// Where a shard's rows come from: the result rows of its query or, for a query without
+/// parameters, the tuples of a binary `COPY` of it (no per-row description to build and
+/// look up: measured on 1M inventory rows, about 5% of lakeport's CPU time).
+enum Source {
+    Rows(std::pin::Pin<Box<tokio_postgres::RowStream>>),
+    Copy(
+        std::pin::Pin<Box<tokio_postgres::CopyOutStream>>,
+        CopyTuples,
+    ),
+}
+
+impl Source {
+    /// Appends rows to `b` until it holds `batch_rows` (true) or the rows end (false).
+    async fn fill(
+        &mut self,
+        b: &mut Builders,
+        t: &TableSql,
+        batch_rows: usize,
+        at: &impl Fn(super::postgres::Error) -> Error,
+    ) -> Result<bool> {
+        match self {
+            Source::Rows(rows) => {
+                while let Some(row) = rows.next().await {
+                    append_row(b, t, &row.map_err(at)?)?;
+                    if b.len == batch_rows {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Source::Copy(stream, tuples) => {
+                let malformed =
+                    |e: String| Error::Store(format!("reading table {}: expected {e}", t.name()));
+                loop {
+                    match tuples.next_tuple().map_err(malformed)? {
+                        Next::Tuple(fields) => {
+                            append_row(b, t, fields)?;
+                            if b.len == batch_rows {
+                                return Ok(true);
+                            }
+                        }
+                        Next::NeedMore => match stream.next().await {
+                            Some(data) => tuples.push(data.map_err(at)?),
+                            None => {
+                                return Err(malformed(
+                                    "the binary COPY data's trailer, the data ended before it"
+                                        .to_string(),
+                                ))
+                            }
+                        },
+                        // The stream ends once the server has said the COPY is done, which
+                        // leaves the connection ready for the next query.
+                        Next::End => {
+                            return match stream.next().await {
+                                None => Ok(false),
+                                Some(Err(e)) => Err(at(e)),
+                                Some(Ok(_)) => Err(malformed(
+                                    "the end of the data after the trailer, the server sent more"
+                                        .to_string(),
+                                )),
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -855,10 +926,31 @@ fn boolean(raw: &[u8]) -> std::result::Result<bool, String> {
     }
 }
 
+/// The values of one row in the server's binary format, read in column order: a query's
+/// result row, or a tuple of a binary `COPY`.
+trait RowValues<'r> {
+    /// Column `i`'s value (`None` for NULL).
+    fn value(&mut self, i: usize) -> std::result::Result<Option<&'r [u8]>, String>;
+}
+
+impl<'r> RowValues<'r> for &'r Row {
+    fn value(&mut self, i: usize) -> std::result::Result<Option<&'r [u8]>, String> {
+        self.try_get::<_, Raw<'r>>(i)
+            .map(|r| r.0)
+            .map_err(|e| e.to_string())
+    }
+}
+
+impl<'r> RowValues<'r> for Fields<'r> {
+    fn value(&mut self, i: usize) -> std::result::Result<Option<&'r [u8]>, String> {
+        Fields::value(self, i)
+    }
+}
+
 /// Appends one row (the columns, `_seq`, `_write_time`, then `_deleted` when the builders
 /// have it) to `b`, decoding each value from the server's binary format (types checked once
 /// per query by [`check_columns`]).
-fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
+fn append_row<'r>(b: &mut Builders, t: &TableSql, mut row: impl RowValues<'r>) -> Result<()> {
     let n = t.def.columns.len();
     let bad = |i: usize, e: String| {
         let (name, ty) = match t.def.columns.get(i) {
@@ -873,13 +965,8 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
             t.name()
         ))
     };
-    let raw = |i: usize| -> Result<Option<&[u8]>> {
-        row.try_get::<_, Raw<'_>>(i)
-            .map(|r| r.0)
-            .map_err(|e| bad(i, e.to_string()))
-    };
     for (i, col) in b.columns.iter_mut().enumerate() {
-        let value = raw(i)?;
+        let value = row.value(i).map_err(|e| bad(i, e))?;
         match col {
             // Checked to be UTF-8 when the batch is finished (see `store::batch`).
             ColumnBuilder::String(b) => b.append_option(value),
@@ -901,8 +988,10 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &Row) -> Result<()> {
             }
         }
     }
-    let required = |i: usize| -> Result<&[u8]> {
-        raw(i)?.ok_or_else(|| bad(i, "a value, the server sent NULL".to_string()))
+    let mut required = |i: usize| -> Result<&[u8]> {
+        row.value(i)
+            .map_err(|e| bad(i, e))?
+            .ok_or_else(|| bad(i, "a value, the server sent NULL".to_string()))
     };
     b.seq
         .append_value(be_i64(required(n)?).map_err(|e| bad(n, e))?);

@@ -2064,6 +2064,17 @@ mod tests {
             msg.contains("column b of row (k=\"b/c\"): expected bool, found INTEGER 7"),
             "{msg}"
         );
+        // Text that is not UTF-8 (a lone continuation byte) is named with its row.
+        conn.execute(
+            "UPDATE data_t SET b = 1, k = CAST(X'622F80' AS TEXT) WHERE k = 'b/c'",
+            [],
+        )
+        .unwrap();
+        let msg = read_all(&store, 1).unwrap_err().to_string();
+        assert!(
+            msg.contains("table t: column k of row (k=") && msg.contains("expected string"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -65,9 +65,9 @@ impl ColumnBuilder {
 
     /// The array built so far; the builder starts over with room for `rows` rows and, for
     /// strings and binaries, an eighth more value bytes than this array holds (the next
-    /// batch is likely alike). Strings that are not UTF-8 are an error that names `column`
-    /// (`table: column`) and the row in the batch.
-    fn finish_and_renew(&mut self, rows: usize, column: &str) -> Result<ArrayRef> {
+    /// batch is likely alike). Strings that are not UTF-8 are an error that names the table,
+    /// the column and the row in the batch.
+    fn finish_and_renew(&mut self, rows: usize, table: &str, column: &str) -> Result<ArrayRef> {
         let (ty, value_bytes) = match self {
             ColumnBuilder::String(b) => (ColumnType::String, Some(b.values_slice().len())),
             ColumnBuilder::Binary(b) => (ColumnType::Binary, Some(b.values_slice().len())),
@@ -79,7 +79,7 @@ impl ColumnBuilder {
         let room = value_bytes.map(|used| used.saturating_add(used / 8).max(64));
         Ok(
             match std::mem::replace(self, ColumnBuilder::with_capacity(ty, rows, room)) {
-                ColumnBuilder::String(mut b) => Arc::new(utf8(b.finish(), column)?),
+                ColumnBuilder::String(mut b) => Arc::new(utf8(b.finish(), table, column)?),
                 ColumnBuilder::Int64(mut b) => Arc::new(b.finish()),
                 ColumnBuilder::Double(mut b) => Arc::new(b.finish()),
                 ColumnBuilder::Bool(mut b) => Arc::new(b.finish()),
@@ -91,8 +91,8 @@ impl ColumnBuilder {
 }
 
 /// `bytes` as strings, checked in one pass; a value that is not UTF-8 is an
-/// [`Error::Store`] naming `column` (`table: column`) and its row in the batch.
-fn utf8(bytes: arrow::array::BinaryArray, column: &str) -> Result<StringArray> {
+/// [`Error::Store`] naming `table`, `column` and its row in the batch.
+fn utf8(bytes: arrow::array::BinaryArray, table: &str, column: &str) -> Result<StringArray> {
     match StringArray::try_from_binary(bytes.clone()) {
         Ok(strings) => Ok(strings),
         Err(e) => {
@@ -101,11 +101,11 @@ fn utf8(bytes: arrow::array::BinaryArray, column: &str) -> Result<StringArray> {
                 .position(|v| v.is_some_and(|v| std::str::from_utf8(v).is_err()));
             Err(Error::Store(match row {
                 Some(row) => format!(
-                    "{column}: expected string: the value in row {row} of a batch is \
-                     not UTF-8: {}",
+                    "table {table}: column {column}: expected string: the value in row {row} \
+                     of a batch is not UTF-8: {}",
                     String::from_utf8_lossy(bytes.value(row))
                 ),
-                None => format!("{column}: expected string: {e}"),
+                None => format!("table {table}: column {column}: expected string: {e}"),
             }))
         }
     }
@@ -149,12 +149,7 @@ impl Builders {
             .columns
             .iter_mut()
             .zip(schema.fields())
-            .map(|(b, field)| {
-                b.finish_and_renew(
-                    rows,
-                    &format!("table {}: column {}", self.table, field.name()),
-                )
-            })
+            .map(|(b, field)| b.finish_and_renew(rows, &self.table, field.name()))
             .collect();
         let seq = std::mem::replace(&mut self.seq, Int64Builder::with_capacity(rows));
         let write_time = std::mem::replace(&mut self.write_time, timestamp_builder(rows));

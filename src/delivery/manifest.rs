@@ -7,7 +7,8 @@
 //! A manifest is one small put: it appears whole or not at all. It is written before the run
 //! commits, so a manifest whose run the store does not record as `succeeded` belongs to a run
 //! that failed or was interrupted at its very end: the run (or the run that takes it over)
-//! removes it with the run's objects. Consumers that want certainty check the run's status
+//! removes it with the run's objects, the manifest first (so it never names objects already
+//! gone). Consumers that want certainty check the run's status
 //! (`lakeport status --json`); everything a manifest of a succeeded run names is in the lake.
 //!
 //! Retention: a task keeps the manifests of its newest `manifests.keep` runs (default

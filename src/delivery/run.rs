@@ -466,9 +466,13 @@ async fn remove_run_objects(
                 .any(|&id| rel == manifest_path(&task, id) || is_dirty_file(rel, &task, id));
         by_run && !keep.contains(rel)
     };
+    let manifests: BTreeSet<String> = unfinished
+        .iter()
+        .map(|&id| manifest_path(&run.task, id))
+        .collect();
     match dest.list("").await {
         Ok(listed) => {
-            for (path, _) in listed.into_iter().filter(|(p, _)| left_by_run(p)) {
+            for path in removal_order(listed, &left_by_run, &manifests) {
                 if let Err(e) = dest.delete(&path).await {
                     tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {e}");
                 }
@@ -483,6 +487,23 @@ async fn remove_run_objects(
         Ok(n) => tracing::warn!(task = %run.task, files = n, "removed half-written uploads"),
         Err(e) => tracing::error!(task = %run.task, "cannot remove half-written uploads: {e}"),
     }
+}
+
+/// The paths of `listed` that `left_by_run` selects, in the order to delete them: the
+/// `manifests` first, so that a manifest never names objects already gone while a run's
+/// leftovers are removed (listings come in any order).
+fn removal_order(
+    listed: Vec<(String, u64)>,
+    left_by_run: impl Fn(&str) -> bool,
+    manifests: &BTreeSet<String>,
+) -> Vec<String> {
+    let mut doomed: Vec<String> = listed
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| left_by_run(path))
+        .collect();
+    doomed.sort_by_key(|path| !manifests.contains(path));
+    doomed
 }
 
 /// The dirty-row file of run `run_id`'s shard (see [`Shard::deliver`]).
@@ -820,6 +841,32 @@ fn write_partitioned(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_are_removed_manifests_first() {
+        let listed: Vec<(String, u64)> = [
+            "A_0_7.parquet",
+            "dt=1/A_1_8.parquet",
+            "_lakeport/A/runs/4.json",
+            "A_0_3.parquet",
+            "_dirty/A/run-4_0.ndjson",
+            "_lakeport/A/runs/3.json",
+        ]
+        .iter()
+        .map(|p| (p.to_string(), 1))
+        .collect();
+        let manifests = BTreeSet::from(["_lakeport/A/runs/4.json".to_string()]);
+        let left = |p: &str| p != "A_0_3.parquet" && p != "_lakeport/A/runs/3.json";
+        assert_eq!(
+            removal_order(listed, left, &manifests),
+            [
+                "_lakeport/A/runs/4.json",
+                "A_0_7.parquet",
+                "dt=1/A_1_8.parquet",
+                "_dirty/A/run-4_0.ndjson"
+            ]
+        );
+    }
 
     #[test]
     fn failed_run_objects_are_found_by_name() {

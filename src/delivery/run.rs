@@ -457,19 +457,18 @@ async fn remove_run_objects(
     let task = run.task.clone();
     let first_seq = run.first_object_seq;
     let ids: BTreeSet<u64> = unfinished.iter().copied().collect();
+    let manifests: BTreeSet<String> = ids.iter().map(|&id| manifest_path(&task, id)).collect();
     let keep = keep.clone();
-    let left_by_run = move |rel: &str| {
-        let file = rel.rsplit('/').next().unwrap_or(rel);
-        let by_run = written_by_run(file, &task, first_seq)
-            || ids
-                .iter()
-                .any(|&id| rel == manifest_path(&task, id) || is_dirty_file(rel, &task, id));
-        by_run && !keep.contains(rel)
+    let left_by_run = {
+        let manifests = manifests.clone();
+        move |rel: &str| {
+            let file = rel.rsplit('/').next().unwrap_or(rel);
+            let by_run = written_by_run(file, &task, first_seq)
+                || manifests.contains(rel)
+                || ids.iter().any(|&id| is_dirty_file(rel, &task, id));
+            by_run && !keep.contains(rel)
+        }
     };
-    let manifests: BTreeSet<String> = unfinished
-        .iter()
-        .map(|&id| manifest_path(&run.task, id))
-        .collect();
     match dest.list("").await {
         Ok(listed) => {
             for path in removal_order(listed, &left_by_run, &manifests) {

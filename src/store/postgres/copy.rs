@@ -21,6 +21,10 @@ const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 /// Flag bit 16: OIDs are included in the data (servers before 12 only; never asked for).
 const WITH_OIDS: u32 = 1 << 16;
 
+/// What was expected when data follows the trailer (in the last message, or in a later one).
+pub(super) const AFTER_TRAILER: &str =
+    "the end of the data after the trailer, the server sent more";
+
 /// What [`CopyTuples::next_tuple`] found.
 pub(super) enum Next<'a> {
     /// A whole tuple.
@@ -74,7 +78,7 @@ impl CopyTuples {
         if self.ended {
             return match self.pos == self.data.len() {
                 true => Ok(Next::End),
-                false => Err("the end of the data after the trailer, the server sent more".into()),
+                false => Err(AFTER_TRAILER.into()),
             };
         }
         let rest = &self.data[self.pos..];

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use futures::StreamExt;
 
-use super::copy::{CopyTuples, Fields, Next};
+use super::copy::{CopyTuples, Fields, Next, AFTER_TRAILER};
 use super::direct::DirectConn;
 use super::postgres::types::{FromSql, ToSql, Type as PgType};
 use super::postgres::{Column as PgColumn, Row};
@@ -804,10 +804,7 @@ impl Source {
                             return match stream.next().await {
                                 None => Ok(false),
                                 Some(Err(e)) => Err(at(e)),
-                                Some(Ok(_)) => Err(malformed(
-                                    "the end of the data after the trailer, the server sent more"
-                                        .to_string(),
-                                )),
+                                Some(Ok(_)) => Err(malformed(AFTER_TRAILER.to_string())),
                             }
                         }
                     }

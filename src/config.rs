@@ -106,6 +106,62 @@ pub fn load_pipelines(pipelines: &Path, tables: &BTreeMap<String, TableDef>) -> 
     }
 }
 
+/// One task, for the commands that work on one (`run`, `ddl`, `status <task>`, `claim`): it
+/// needs only its own file, the tables it reads and its delivery schema. Problems of the
+/// other files of the folder (and of table declarations, `table_problems`, when the task's
+/// own table is fine) are returned as warnings, each `FILE: KEY: message`, for the caller to
+/// show. Problems of the task's own file are an [`Error::InvalidConfig`]; a name no readable
+/// file declares is an [`Error::NotFound`] that lists the task names there are and the files
+/// that could not be read (one of them may be the task's). `validate` and `serve` stay strict
+/// ([`load_pipelines`]).
+pub fn load_task(
+    pipelines: &Path,
+    tables: &BTreeMap<String, TableDef>,
+    table_problems: &[String],
+    name: &str,
+) -> Result<(Task, Vec<String>)> {
+    let (files, unreadable) = read_pipeline_files(pipelines)?;
+    let project = project_dir(pipelines);
+    let declares = |f: &PipelineFile| {
+        f.kind == Kind::Delivery && f.map.get("name").and_then(Yaml::as_str) == Some(name)
+    };
+    let (own, others): (Vec<PipelineFile>, Vec<PipelineFile>) =
+        files.into_iter().partition(|f| declares(f));
+    if own.is_empty() {
+        let names: Vec<&str> = others
+            .iter()
+            .filter(|f| f.kind == Kind::Delivery)
+            .filter_map(|f| f.map.get("name").and_then(Yaml::as_str))
+            .collect();
+        let mut message = format!(
+            "no task named {name:?} in {} (tasks: {})",
+            pipelines.display(),
+            names.join(", ")
+        );
+        if !unreadable.is_empty() {
+            message.push_str("; these files could not be read, and one may declare it:\n");
+            message.push_str(&unreadable.join("\n"));
+        }
+        return Err(Error::NotFound(message));
+    }
+    let mut problems = Vec::new();
+    let mut tasks = check_tasks(&own, &project, tables, &mut problems);
+    let task = tasks.remove(name);
+    match task {
+        Some(task) if problems.is_empty() => {
+            let mut warnings = unreadable;
+            check_tasks(&others, &project, tables, &mut warnings);
+            check_watchers(&others, &project, &mut warnings);
+            warnings.extend(table_problems.iter().cloned());
+            Ok((task, warnings))
+        }
+        _ => {
+            problems.extend(table_problems.iter().cloned());
+            Err(Error::InvalidConfig(problems.join("\n")))
+        }
+    }
+}
+
 /// One file of the pipelines folder, read as a YAML mapping.
 #[derive(Debug)]
 pub(crate) struct PipelineFile {

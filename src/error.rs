@@ -31,6 +31,11 @@ pub enum Error {
     /// done; a later run continues from where that one ends.
     #[error("{0}")]
     Busy(String),
+    /// The task's destination belongs to another store (or its owner cannot be told): the
+    /// run or command was refused before it wrote or deleted anything. The message names
+    /// both stores and how to move the task deliberately (`lakeport claim`).
+    #[error("{0}")]
+    NotOwner(String),
     /// The metadata store failed; the message names the operation.
     #[error("store: {0}")]
     Store(String),

@@ -28,7 +28,7 @@ const RUNS_SEARCHED: usize = 1000;
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let task = ctx.task(&args.task)?;
-    let store = ctx.store().await?;
+    let store = ctx.store_to_read().await?;
     let dest = Destination::parse(&task.destination)?;
     let name = task.name.clone();
     let text: Vec<String> = if args.new_partitions {

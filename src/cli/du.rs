@@ -51,7 +51,7 @@ pub struct Args {
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
-    let store = ctx.store().await?;
+    let store = ctx.store_to_read().await?;
     let by = SummaryBy::from(args.by);
     let (bucket, prefix) = (args.bucket.clone(), args.prefix.clone());
     let rows = blocking(move || store.summarize_objects(&bucket, &prefix, by)).await?;

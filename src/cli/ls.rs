@@ -64,7 +64,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         limit: args.limit,
         continuation_token: args.continuation_token,
     };
-    let store = ctx.store().await?;
+    let store = ctx.store_to_read().await?;
     let q = query.clone();
     let page = blocking(move || store.list_objects(&q)).await?;
     if args.json {

@@ -2,6 +2,7 @@
 //! and the shared context they use. Commands only drive the library's stages; they hold no
 //! pipeline logic of their own.
 
+mod claim;
 mod ddl;
 mod du;
 mod inventory;
@@ -17,35 +18,34 @@ mod validate;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
+use crate::config::{load_task, project_dir};
 use crate::delivery::{load_tasks, Task};
 use crate::error::{Error, Result};
 use crate::sink::storage::StorageOptions;
-use crate::store::schema::load_tables;
-use crate::store::{blocking, open_store, Store, TableDef};
+use crate::store::schema::{load_tables, read_tables};
+use crate::store::{blocking, open_store, open_store_with, sqlite_path, Access, Store, TableDef};
 
 /// lakeport: keep object-storage metadata in a store and deliver it to a data lake as Parquet.
 #[derive(Debug, Parser)]
 #[command(name = "lakeport", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Metadata store: sqlite:PATH (embedded) or postgres://… (server).
-    #[arg(
-        long,
-        global = true,
-        env = "LAKEPORT_STORE",
-        default_value = "sqlite:lakeport.db"
-    )]
-    pub store: String,
-    /// Folder of delivery tasks (*.yaml).
-    #[arg(long, global = true, default_value = "pipelines")]
-    pub pipelines: PathBuf,
-    /// Folder of table declarations and delivery schemas (*.yaml).
-    #[arg(long, global = true, default_value = "schemas")]
-    pub schemas: PathBuf,
+    /// Metadata store: sqlite:PATH (embedded) or postgres://… (server) [default:
+    /// sqlite:lakeport.db in the project folder, the parent of the pipelines folder].
+    #[arg(long, global = true, env = "LAKEPORT_STORE")]
+    pub store: Option<String>,
+    /// Folder of delivery tasks (*.yaml); its parent is the project folder [default:
+    /// pipelines].
+    #[arg(long, global = true)]
+    pub pipelines: Option<PathBuf>,
+    /// Folder of table declarations and delivery schemas (*.yaml) [default: schemas in the
+    /// project folder].
+    #[arg(long, global = true)]
+    pub schemas: Option<PathBuf>,
     /// Shards this process delivers at once when the store shares them between processes
     /// (PostgreSQL): its own runs' and other workers' together [default: the CPUs it may use].
     #[arg(long, global = true, env = "LAKEPORT_SHARD_SLOTS",
@@ -81,6 +81,8 @@ pub enum Command {
     Du(du::Args),
     /// Maintain the metadata store (`store compact`: purge delivered tombstones).
     Store(store::Args),
+    /// Make this store the owner of a task's destination (move a task between stores).
+    Claim(claim::Args),
     /// Run every task on its schedule and serve the HTTP API until SIGTERM/SIGINT.
     Serve(serve::Args),
 }
@@ -90,11 +92,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     if let Some(slots) = cli.shard_slots {
         crate::delivery::shared::set_shard_slots(usize::from(slots));
     }
-    let ctx = Context {
-        store_url: cli.store,
-        pipelines: cli.pipelines,
-        schemas: cli.schemas,
-    };
+    let ctx = Context::new(cli.store, cli.pipelines, cli.schemas);
     match cli.command {
         Command::Validate(args) => validate::run(&ctx, args),
         Command::Tables(args) => tables::run(&ctx, args).await,
@@ -107,41 +105,94 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ls(args) => ls::run(&ctx, args).await,
         Command::Du(args) => du::run(&ctx, args).await,
         Command::Store(args) => store::run(&ctx, args).await,
+        Command::Claim(args) => claim::run(&ctx, args).await,
         Command::Serve(args) => serve::run(&ctx, args).await,
     }
 }
 
 /// What every command may need: where the store, tasks and schemas are.
+///
+/// The project folder is the parent of the pipelines folder (relative paths in task files
+/// resolve against it too). Without `--store` the store is `lakeport.db` there, so a command
+/// run from a subfolder with `--pipelines ../pipelines` finds the same store; without
+/// `--schemas` the schemas folder is `schemas` there.
 pub(crate) struct Context {
     store_url: String,
+    /// `--store` (or LAKEPORT_STORE) was not given: the store is the project's default one.
+    default_store: bool,
     pipelines: PathBuf,
     schemas: PathBuf,
+    /// `--schemas` was given (a missing folder is then an error; the default one may be
+    /// absent: only the built-in table is declared).
+    schemas_given: bool,
 }
 
 impl Context {
+    fn new(store: Option<String>, pipelines: Option<PathBuf>, schemas: Option<PathBuf>) -> Self {
+        let pipelines = pipelines.unwrap_or_else(|| PathBuf::from("pipelines"));
+        let project = project_dir(&pipelines);
+        let schemas_given = schemas.is_some();
+        let schemas = schemas.unwrap_or_else(|| project.join("schemas"));
+        let default_store = store.is_none();
+        let store_url =
+            store.unwrap_or_else(|| format!("sqlite:{}", project.join(DEFAULT_STORE).display()));
+        Context {
+            store_url,
+            default_store,
+            pipelines,
+            schemas,
+            schemas_given,
+        }
+    }
+
+    /// The pipelines folder, which must exist.
+    fn pipelines(&self) -> Result<&Path> {
+        if self.pipelines.is_dir() {
+            return Ok(&self.pipelines);
+        }
+        Err(Error::InvalidConfig(format!(
+            "--pipelines {}: no such folder{}; expected the folder of task files (*.yaml)",
+            self.pipelines.display(),
+            from_here(&self.pipelines)
+        )))
+    }
+
+    /// The schemas folder, which must exist when `--schemas` named it.
+    fn schemas(&self) -> Result<&Path> {
+        if self.schemas_given && !self.schemas.is_dir() {
+            return Err(Error::InvalidConfig(format!(
+                "--schemas {}: no such folder{}; expected the folder of table declarations \
+                 and delivery schemas (*.yaml)",
+                self.schemas.display(),
+                from_here(&self.schemas)
+            )));
+        }
+        Ok(&self.schemas)
+    }
+
     /// The declared tables (schemas folder plus the built-in inventory table).
     fn tables(&self) -> Result<BTreeMap<String, TableDef>> {
-        load_tables(&self.schemas)
+        load_tables(self.schemas()?)
     }
 
     /// Every task, checked; any problem in any file is an error.
     fn tasks(&self) -> Result<BTreeMap<String, Task>> {
-        load_tasks(&self.pipelines, &self.tables()?)
+        load_tasks(self.pipelines()?, &self.tables()?)
     }
 
-    /// One task by name.
+    /// One task by name, needing only its own file and what it uses (see
+    /// [`crate::config::load_task`]); problems of other files are logged as warnings.
     fn task(&self, name: &str) -> Result<Arc<Task>> {
-        let mut tasks = self.tasks()?;
-        tasks.remove(name).map(Arc::new).ok_or_else(|| {
-            Error::NotFound(format!(
-                "no task named {name:?} in {} (tasks: {})",
-                self.pipelines.display(),
-                tasks.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })
+        let (tables, table_problems) = read_tables(self.schemas()?)?;
+        let (task, warnings) = load_task(self.pipelines()?, &tables, &table_problems, name)?;
+        for warning in warnings {
+            tracing::warn!("ignored (task {name} does not need it): {warning}");
+        }
+        Ok(Arc::new(task))
     }
 
-    /// Opens the store and makes sure every declared table exists in it.
+    /// Opens the store for a command that writes, and makes sure every declared table exists
+    /// in it (a SQLite file is created when missing).
     async fn store(&self) -> Result<Arc<dyn Store>> {
         let tables = self.tables()?;
         let url = self.store_url.clone();
@@ -153,6 +204,51 @@ impl Context {
             Ok(store)
         })
         .await
+    }
+
+    /// Opens the store for a command that only reads: nothing is created (no file, no table);
+    /// a SQLite store on a read-only file or folder opens. A missing store is an
+    /// [`Error::NotFound`] naming where it was looked for.
+    async fn store_to_read(&self) -> Result<Arc<dyn Store>> {
+        if let Some(path) = sqlite_path(&self.store_url)? {
+            if !path.exists() {
+                let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+                let which = if self.default_store {
+                    let missing = if self.pipelines.is_dir() {
+                        ""
+                    } else {
+                        ", which does not exist"
+                    };
+                    format!(
+                        " (the default store: {DEFAULT_STORE} in the project folder, the parent \
+                         of the pipelines folder {}{missing}); give --store (or \
+                         LAKEPORT_STORE), or run lakeport from the folder that holds \
+                         pipelines/ (or name it with --pipelines)",
+                        self.pipelines.display()
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(Error::NotFound(format!(
+                    "no store at {}{which}",
+                    absolute.display()
+                )));
+            }
+        }
+        let url = self.store_url.clone();
+        blocking(move || open_store_with(&url, Access::ReadOnly)).await
+    }
+}
+
+/// The store file's name in the project folder when `--store` is not given.
+const DEFAULT_STORE: &str = "lakeport.db";
+
+/// ` (from /current/folder)` for a relative path, so that a message says where it was looked
+/// for; nothing for an absolute one.
+fn from_here(path: &Path) -> String {
+    match std::env::current_dir() {
+        Ok(dir) if path.is_relative() => format!(" (looked for from {})", dir.display()),
+        _ => String::new(),
     }
 }
 

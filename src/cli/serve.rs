@@ -43,8 +43,8 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
             args.listen
         )));
     }
+    let (pipelines, schemas) = (ctx.pipelines()?.to_path_buf(), ctx.schemas()?.to_path_buf());
     let store = ctx.store().await?;
-    let (pipelines, schemas) = (ctx.pipelines.clone(), ctx.schemas.clone());
     let loader: Loader = Arc::new(move || {
         let mut tables = load_tables(&schemas)?;
         let pipelines = load_pipelines(&pipelines, &tables)?;

@@ -3,12 +3,15 @@
 //! newest `_seq`, rows behind, age of the oldest undelivered change); without a task, also the
 //! newest inventory imports (reports and bucket listings).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::cli::inventory::{scope, show_ms};
 use crate::cli::{print, to_json, Context};
 use crate::delivery::status::{task_status, TaskStatus};
-use crate::error::{Error, Result};
+use crate::delivery::Task;
+use crate::error::Result;
 use crate::store::blocking;
 use crate::store::ImportRecord;
 
@@ -32,17 +35,11 @@ struct StatusReport {
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
-    let tasks = ctx.tasks()?;
-    let selected: Vec<_> = match &args.task {
-        Some(name) => vec![tasks.get(name).ok_or_else(|| {
-            Error::NotFound(format!(
-                "no task named {name:?} in {}",
-                ctx.pipelines.display()
-            ))
-        })?],
-        None => tasks.values().collect(),
+    let selected: Vec<Arc<Task>> = match &args.task {
+        Some(name) => vec![ctx.task(name)?],
+        None => ctx.tasks()?.into_values().map(Arc::new).collect(),
     };
-    let store = ctx.store().await?;
+    let store = ctx.store_to_read().await?;
     let imports = if args.task.is_none() {
         let store = store.clone();
         blocking(move || store.imports(IMPORTS_SHOWN)).await?

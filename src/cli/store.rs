@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::cli::{print, to_json, Context};
-use crate::delivery::compact::purge_horizons;
+use crate::delivery::compact::{delivers_deletes, purge_horizons};
+use crate::delivery::owner::ensure_owned;
 use crate::error::Result;
 use crate::store::blocking;
 
@@ -50,6 +51,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let Action::Compact(args) = args.action;
     let tasks = ctx.tasks()?;
     let store = ctx.store().await?;
+    // The checkpoints that hold tombstones back must be this store's deliveries: a task whose
+    // destination another store owns refuses compaction before anything is purged.
+    for task in tasks.values().filter(|t| delivers_deletes(t)) {
+        let dest = task.open_destination()?;
+        ensure_owned(&store, task, &dest).await?;
+    }
     let only = args.table.clone();
     let report = blocking(move || {
         let stats = store.table_stats()?;

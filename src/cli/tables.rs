@@ -13,7 +13,7 @@ pub struct Args {
 }
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
-    let store = ctx.store().await?;
+    let store = ctx.store_to_read().await?;
     let stats = blocking(move || store.table_stats()).await?;
     if args.json {
         return print(&to_json(&stats)?);

@@ -12,8 +12,8 @@ use crate::store::schema::read_tables;
 pub struct Args {}
 
 pub(crate) fn run(ctx: &Context, _args: Args) -> Result<()> {
-    let (tables, mut problems) = read_tables(&ctx.schemas)?;
-    let declared = match load_pipelines(&ctx.pipelines, &tables) {
+    let (tables, mut problems) = read_tables(ctx.schemas()?)?;
+    let declared = match load_pipelines(ctx.pipelines()?, &tables) {
         Ok(declared) => Some(declared),
         Err(Error::InvalidConfig(text)) => {
             problems.extend(text.lines().map(str::to_string));

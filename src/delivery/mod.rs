@@ -11,6 +11,7 @@ pub mod config;
 pub mod ddl;
 pub mod follow;
 pub mod manifest;
+pub mod owner;
 pub mod run;
 pub mod shared;
 pub mod status;

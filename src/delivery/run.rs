@@ -45,6 +45,7 @@ use crate::delivery::manifest::{
     manifest_path, manifests_folder, manifests_to_prune, prunes_after, run_uploads_folder,
     uploads_folder, Manifest,
 };
+use crate::delivery::owner::ensure_owner;
 use crate::delivery::shared::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
@@ -136,7 +137,10 @@ pub async fn run_task(
     task: Arc<Task>,
     observer: Arc<dyn RunObserver>,
 ) -> Result<RunSummary> {
-    let dest = task.open_destination()?;
+    let dest = match task.open_destination() {
+        Ok(dest) => dest,
+        Err(e) => return Err(failed_before_start(&store, &task, now_ms(), e).await),
+    };
     run_task_with(store, task, Arc::new(dest), observer).await
 }
 
@@ -164,46 +168,17 @@ pub async fn run_task_with(
             "removed spool files of lakeport processes that ended without cleaning up"
         );
     }
-    let table = task.source.table.clone();
-    let shards = task.concurrency;
-    let name = task.name.clone();
-    let state = blocking(&store, move |s| s.task_state(&name)).await?;
-    remove_pending(&store, state.as_ref(), &dest).await?;
-    let phase = Phase::of(task.mode, state.is_some());
-    // An incremental run delivers the changes above the task's checkpoint, up to the store's
-    // sequence when it starts; a full (or a differential task's first) run the whole table as
-    // of then.
-    let seq_from = match phase {
-        Phase::Incremental => state.map_or(0, |state| state.checkpoint),
-        Phase::Full | Phase::FirstSnapshot => 0,
+    // Nothing in the destination is touched before this store is known to own it.
+    let prepared = match prepare(&store, &task, &dest, started_ms).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(failed_before_start(&store, &task, started_ms, e).await),
     };
-    let deletes = task.deletes == Deletes::Emit;
-    let snapshot = blocking(&store, move |s| match phase {
-        Phase::Incremental => s.changes(&table, seq_from, shards, deletes),
-        Phase::Full | Phase::FirstSnapshot => s.snapshot(&table, shards),
-    })
-    .await?;
-    let plan = RunRecord {
-        run_id: 0,
-        task: task.name.clone(),
-        status: RunStatus::Running,
-        mode: phase.as_str().to_string(),
-        started_ms,
-        ended_ms: None,
-        seq_from,
-        seq_to: snapshot.seq,
-        first_object_seq: 0,
-        next_object_seq: 0,
-        shards: snapshot.shards.len() as u32,
-        rows: 0,
-        bytes: 0,
-        objects: Vec::new(),
-        dirty: BTreeMap::new(),
-        error: None,
-        heartbeat_ms: None,
-        new_partitions: Vec::new(),
-        owner: RunOwner::this_process(),
-    };
+    let Prepared {
+        phase,
+        replace_next,
+        snapshot,
+        plan,
+    } = prepared;
     observer.planned(snapshot.rows);
     let lease = task.lease;
     let me = plan.owner.clone();
@@ -327,6 +302,8 @@ pub async fn run_task_with(
 
     record.status = RunStatus::Succeeded;
     let live = match task.partition_time {
+        // The live set was adopted from the destination's previous owner: this run replaces it.
+        _ if replace_next => LiveSet::Replace,
         _ if phase == Phase::Incremental => LiveSet::Append,
         PartitionTime::RunTime => LiveSet::Append,
         _ => LiveSet::Replace,
@@ -348,7 +325,106 @@ pub async fn run_task_with(
     })
 }
 
-/// What one run of a task does, by the task's mode and whether it has delivered before.
+/// A run planned and not yet started: what [`prepare`] found.
+struct Prepared {
+    phase: Phase,
+    /// The task's live set was adopted from another store ([`TaskState::replace_next`]).
+    replace_next: bool,
+    snapshot: crate::store::Snapshot,
+    /// The run's record, `Running`, for [`Store::start_run`].
+    plan: RunRecord,
+}
+
+/// Everything a run does before it is recorded: makes sure this store owns the destination
+/// (claiming it on the task's first run), removes what the previous run replaced, and opens
+/// the snapshot (or changes) to deliver. An error here has written nothing.
+async fn prepare(
+    store: &Arc<dyn Store>,
+    task: &Task,
+    dest: &Destination,
+    started_ms: i64,
+) -> Result<Prepared> {
+    ensure_owner(store, task, dest).await?;
+    let table = task.source.table.clone();
+    let shards = task.concurrency;
+    let name = task.name.clone();
+    let state = blocking(store, move |s| s.task_state(&name)).await?;
+    remove_pending(store, state.as_ref(), dest).await?;
+    let phase = Phase::of(task.mode, state.is_some());
+    let replace_next = state.as_ref().is_some_and(|s| s.replace_next);
+    // An incremental run delivers the changes above the task's checkpoint, up to the store's
+    // sequence when it starts; a full (or a differential task's first) run the whole table as
+    // of then.
+    let seq_from = match phase {
+        Phase::Incremental => state.map_or(0, |state| state.checkpoint),
+        Phase::Full | Phase::FirstSnapshot => 0,
+    };
+    let deletes = task.deletes == Deletes::Emit;
+    let snapshot = blocking(store, move |s| match phase {
+        Phase::Incremental => s.changes(&table, seq_from, shards, deletes),
+        Phase::Full | Phase::FirstSnapshot => s.snapshot(&table, shards),
+    })
+    .await?;
+    let mut plan = run_record(task, phase.as_str(), started_ms, RunStatus::Running);
+    plan.seq_from = seq_from;
+    plan.seq_to = snapshot.seq;
+    plan.shards = snapshot.shards.len() as u32;
+    Ok(Prepared {
+        phase,
+        replace_next,
+        snapshot,
+        plan,
+    })
+}
+
+/// A record of a run of `task` in `mode`, started at `started_ms`, with nothing delivered yet.
+fn run_record(task: &Task, mode: &str, started_ms: i64, status: RunStatus) -> RunRecord {
+    RunRecord {
+        run_id: 0,
+        task: task.name.clone(),
+        status,
+        mode: mode.to_string(),
+        started_ms,
+        ended_ms: None,
+        seq_from: 0,
+        seq_to: 0,
+        first_object_seq: 0,
+        next_object_seq: 0,
+        shards: 0,
+        rows: 0,
+        bytes: 0,
+        objects: Vec::new(),
+        dirty: BTreeMap::new(),
+        error: None,
+        heartbeat_ms: None,
+        new_partitions: Vec::new(),
+        owner: RunOwner::this_process(),
+    }
+}
+
+/// Records `error`, which stopped a run of `task` before it was recorded (its destination
+/// could not be opened or refused this store, the snapshot could not be read), as a failed
+/// run, so that `status` shows it; returns the error. Another run in progress
+/// ([`Error::Busy`]) is no failure and is not recorded.
+async fn failed_before_start(
+    store: &Arc<dyn Store>,
+    task: &Task,
+    started_ms: i64,
+    error: Error,
+) -> Error {
+    if matches!(error, Error::Busy(_)) {
+        return error;
+    }
+    let mut record = run_record(task, task.mode.as_str(), started_ms, RunStatus::Failed);
+    record.ended_ms = Some(now_ms());
+    record.error = Some(error.to_string());
+    if let Err(e) = blocking(store, move |s| s.record_failed_run(&record)).await {
+        tracing::error!(task = %task.name, "could not record the failed run: {e}");
+    }
+    error
+}
+
+/// What one run of a task does, by the task's mode and whether it has delivered before./// What one run of a task does, by the task's mode and whether it has delivered before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// A consistent snapshot of the whole table (mode `full`).

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::delivery::config::{Deletes, Task};
 use crate::error::{Error, Result};
-use crate::store::{Lag, RunRecord, RunStatus, Store};
+use crate::store::{Lag, RunOwner, RunRecord, RunStatus, Store};
 
 /// Runs looked through for the last succeeded one.
 const RUNS_FOR_LAST_SUCCESS: usize = 100;
@@ -54,11 +54,15 @@ pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskSt
         Err(e) => return Err(e),
     };
     let lag_seconds = lag_seconds(lag.as_ref(), now_ms);
+    let mut last_run = runs.into_iter().next();
+    if let Some(run) = last_run.as_mut() {
+        run.status = shown_status(run, RunOwner::this_process().as_ref());
+    }
     Ok(TaskStatus {
         task: name.clone(),
         mode: task.mode.as_str().to_string(),
         schedule: task.schedule.clone(),
-        last_run: runs.into_iter().next(),
+        last_run,
         last_success_ms,
         live_objects: partitions.iter().map(|(_, n)| *n as usize).sum(),
         live_partitions: partitions.len(),
@@ -68,8 +72,59 @@ pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskSt
     })
 }
 
+/// The status to show for `run`, seen from process `me`: a run recorded `Running` whose
+/// process is known to have ended is [`RunStatus::Interrupted`] (a run of another host, or
+/// whose process id is taken again, looks alive: its lease then decides when it is taken
+/// over).
+pub fn shown_status(run: &RunRecord, me: Option<&RunOwner>) -> RunStatus {
+    match (run.status, &run.owner, me) {
+        (RunStatus::Running, Some(owner), Some(me)) if owner.is_gone_seen_from(me) => {
+            RunStatus::Interrupted
+        }
+        (status, _, _) => status,
+    }
+}
+
 /// Age at `now_ms` of the oldest change `lag` counts, in seconds (None: nothing behind).
 pub fn lag_seconds(lag: Option<&Lag>, now_ms: i64) -> Option<f64> {
     lag.and_then(|l| l.oldest_write_ms)
         .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::planned;
+
+    #[test]
+    fn a_running_run_whose_process_is_gone_shows_as_interrupted() {
+        let me = RunOwner {
+            host: "h".into(),
+            pid: std::process::id(),
+        };
+        let mut run = planned("daily");
+        // No process has the highest pid Linux hands out.
+        run.owner = Some(RunOwner {
+            host: "h".into(),
+            pid: 4_194_304,
+        });
+        assert_eq!(shown_status(&run, Some(&me)), RunStatus::Interrupted);
+        // Alive (this very process), on another host, or unknown: as recorded.
+        run.owner = Some(me.clone());
+        assert_eq!(shown_status(&run, Some(&me)), RunStatus::Running);
+        run.owner = Some(RunOwner {
+            host: "elsewhere".into(),
+            pid: 4_194_304,
+        });
+        assert_eq!(shown_status(&run, Some(&me)), RunStatus::Running);
+        run.owner = None;
+        assert_eq!(shown_status(&run, Some(&me)), RunStatus::Running);
+        // A finished run is shown as it finished, whoever ran it.
+        run.status = RunStatus::Failed;
+        run.owner = Some(RunOwner {
+            host: "h".into(),
+            pid: 4_194_304,
+        });
+        assert_eq!(shown_status(&run, Some(&me)), RunStatus::Failed);
+    }
 }

@@ -676,7 +676,74 @@ impl Destination {
         .await
     }
 
-    /// Deletes `rel`; an absent object is fine.
+    /// Writes the small object `rel` only if there is none at that path, and says whether it
+    /// did (`false`: one exists, and it was left alone). object_store's `PutMode::Create`
+    /// makes this atomic where the store can: a local folder (the file is linked into place
+    /// only if absent), S3 (`If-None-Match: *`), GCS (`ifGenerationMatch=0`), Azure
+    /// (`If-None-Match: *`) and memory. A store that cannot (an S3 configured without
+    /// conditional puts) gets the best it offers: a look, then a plain put when nothing was
+    /// there, which two writers racing in the same instant could both pass.
+    pub async fn put_if_absent(&self, rel: &str, data: Vec<u8>) -> Result<bool> {
+        let data = Bytes::from(data);
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..object_store::PutOptions::default()
+        };
+        let atomic = self
+            .retrying(|| async {
+                let put = self
+                    .store
+                    .put_opts(
+                        &self.path(rel),
+                        PutPayload::from(data.clone()),
+                        create.clone(),
+                    )
+                    .await;
+                match put {
+                    Ok(_) => Ok(Some(true)),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(Some(false)),
+                    Err(object_store::Error::NotImplemented { .. }) => Ok(None),
+                    Err(e) => Err(self.error("write", rel, e)),
+                }
+            })
+            .await?;
+        if let Some(written) = atomic {
+            return Ok(written);
+        }
+        if self.get_bytes(rel).await?.is_some() {
+            return Ok(false);
+        }
+        self.put_bytes(rel, data.to_vec()).await?;
+        Ok(true)
+    }
+
+    /// Reads the small object `rel` whole (`None` when there is none).
+    pub async fn get_bytes(&self, rel: &str) -> Result<Option<Vec<u8>>> {
+        self.retrying(|| async {
+            let got = match self.store.get(&self.path(rel)).await {
+                Ok(got) => got,
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(self.error("read", rel, e)),
+            };
+            let bytes = got.bytes().await.map_err(|e| self.error("read", rel, e))?;
+            Ok(Some(bytes.to_vec()))
+        })
+        .await
+    }
+
+    /// Copies the object `from` to `to` (replacing what is there), then deletes `from`.
+    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
+        self.retrying(|| async {
+            self.store
+                .copy(&self.path(from), &self.path(to))
+                .await
+                .map_err(|e| self.error("copy", from, e))
+        })
+        .await?;
+        self.delete(from).await
+    }
+
+    /// Deletes `rel`; an absent object is fine.    /// Deletes `rel`; an absent object is fine.
     pub async fn delete(&self, rel: &str) -> Result<()> {
         self.retrying(|| async {
             match self.store.delete(&self.path(rel)).await {

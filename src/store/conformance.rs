@@ -796,6 +796,97 @@ pub(crate) fn runs_and_task_state(store: &dyn Store) {
     assert!(store.runs(Some("nope"), 10).unwrap().is_empty());
 }
 
+/// A store has one id, the same every time it is asked, and says where it is.
+pub(crate) fn store_has_one_identity(store: &dyn Store) {
+    let first = store.identity().unwrap();
+    assert_eq!(first.id.len(), 36, "a UUID: {first:?}");
+    assert!(first.created_ms > 1_600_000_000_000);
+    assert!(
+        first.location.starts_with("sqlite:") || first.location.starts_with("postgres"),
+        "{first:?}"
+    );
+    assert_eq!(store.identity().unwrap(), first);
+}
+
+/// A run that failed before it started is recorded as the task's newest run and changes
+/// nothing else; only a failed record is accepted.
+pub(crate) fn failed_starts_are_recorded(store: &dyn Store) {
+    let r1 = start(store, "daily");
+    let f1 = finished(
+        r1,
+        RunStatus::Succeeded,
+        vec![object("dt=1/daily_0_0.parquet", 5)],
+        1,
+    );
+    store.finish_run(&f1, LiveSet::Replace).unwrap();
+    let state = store.task_state("daily").unwrap();
+
+    let mut refused = planned("daily");
+    refused.status = RunStatus::Failed;
+    refused.error = Some("refused: another store owns the destination".into());
+    let id = store.record_failed_run(&refused).unwrap();
+    assert!(id > f1.run_id);
+    let newest = store.runs(Some("daily"), 1).unwrap();
+    refused.run_id = id;
+    assert_eq!(newest, [refused]);
+    assert_eq!(store.task_state("daily").unwrap(), state);
+    assert_eq!(store.live_objects("daily").unwrap(), f1.objects);
+    // The task's next run starts as it would have.
+    let r2 = start(store, "daily");
+    assert_eq!(r2.first_object_seq, 1);
+
+    let running = planned("daily");
+    assert!(matches!(
+        store.record_failed_run(&running),
+        Err(Error::InvalidInput(_))
+    ));
+}
+
+/// Adopting objects replaces a task's live set and state; the next succeeded run replaces the
+/// adopted set whatever its `LiveSet`, numbering its objects past them, and clears the mark.
+pub(crate) fn adopted_objects_are_replaced_by_the_next_run(store: &dyn Store) {
+    let r1 = start(store, "daily");
+    let own = object("dt=1/daily_0_0.parquet", 5);
+    let f1 = finished(r1, RunStatus::Succeeded, vec![own.clone()], 1);
+    store.finish_run(&f1, LiveSet::Replace).unwrap();
+
+    let adopted = vec![
+        object("dt=1/daily_0_7.parquet", 0),
+        object("dt=2/daily_1_9.parquet", 0),
+    ];
+    store.adopt_task("daily", &adopted, 10).unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert_eq!(
+        (st.checkpoint, st.next_object_seq, st.replace_next),
+        (0, 10, true)
+    );
+    assert!(st.pending_removal.is_empty());
+    assert_eq!(store.live_objects("daily").unwrap(), adopted);
+    // An adoption never numbers objects below the task's own.
+    store.adopt_task("other", &[], 0).unwrap();
+    assert_eq!(
+        store.task_state("other").unwrap().unwrap().next_object_seq,
+        0
+    );
+
+    let mut plan = planned("daily");
+    plan.mode = "incremental".into();
+    plan.seq_from = 0;
+    let r2 = store
+        .start_run(&plan, Duration::from_secs(60), &|_| false)
+        .unwrap()
+        .run;
+    assert_eq!(r2.first_object_seq, 10);
+    let new = object("dt=3/daily_0_10.parquet", 8);
+    let f2 = finished(r2, RunStatus::Succeeded, vec![new.clone()], 11);
+    store.finish_run(&f2, LiveSet::Replace).unwrap();
+    let st = store.task_state("daily").unwrap().unwrap();
+    assert!(!st.replace_next);
+    assert_eq!((st.checkpoint, st.next_object_seq), (42, 11));
+    assert_eq!(st.pending_removal, adopted);
+    assert_eq!(store.live_objects("daily").unwrap(), [new]);
+}
+
 /// A run whose process is known to be gone is taken over at once, though it was heard from
 /// just now; the gone-check sees the run's owner.
 pub(crate) fn runs_of_a_gone_process_are_taken_over_at_once(store: &dyn Store) {
@@ -1119,6 +1210,9 @@ macro_rules! conformance_suite {
             snapshot_with_more_shards_than_rows,
             snapshot_consistent_under_writer,
             runs_and_task_state,
+            store_has_one_identity,
+            failed_starts_are_recorded,
+            adopted_objects_are_replaced_by_the_next_run,
             changes_after_a_checkpoint,
             changes_with_deletes_and_purging,
             runs_of_a_task_never_overlap,

@@ -51,18 +51,32 @@ pub use schema::{ColumnDef, ColumnType, TableDef};
 pub use shards::{ClaimFrom, ShardClaim, ShardOffer, ShardResult, ShardState, ShardStatus};
 pub use sqlite::SqliteStore;
 
-/// Opens the store named by a `--store` URL: `sqlite:PATH` or `sqlite://PATH` (relative or
-/// absolute; the file is created if needed), or `postgres://…` / `postgresql://…` (a
-/// PostgreSQL database; see [`postgres`]). Anything else is an [`Error::InvalidConfig`].
+/// How a command opens the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads and writes; a SQLite file (and lakeport's tables) is created when missing.
+    ReadWrite,
+    /// Reads only and creates nothing: a missing SQLite file is an [`Error::NotFound`], and a
+    /// file on a read-only file, folder or mount opens (see [`SqliteStore::open_read_only`]).
+    /// PostgreSQL opens as for [`Access::ReadWrite`].
+    ReadOnly,
+}
+
+/// Opens the store named by a `--store` URL for reading and writing: `sqlite:PATH` or
+/// `sqlite://PATH` (relative or absolute; the file is created if needed), or `postgres://…` /
+/// `postgresql://…` (a PostgreSQL database; see [`postgres`]). Anything else is an
+/// [`Error::InvalidConfig`].
 pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
-    if let Some(rest) = url.strip_prefix("sqlite:") {
-        let path = rest.strip_prefix("//").unwrap_or(rest);
-        if path.is_empty() {
-            return Err(Error::InvalidConfig(format!(
-                "--store: {url:?} names no file; expected sqlite:PATH, e.g. sqlite:lakeport.db"
-            )));
-        }
-        return Ok(Arc::new(SqliteStore::open(Path::new(path))?));
+    open_store_with(url, Access::ReadWrite)
+}
+
+/// [`open_store`] with the given [`Access`].
+pub fn open_store_with(url: &str, access: Access) -> Result<Arc<dyn Store>> {
+    if let Some(path) = sqlite_path(url)? {
+        return Ok(Arc::new(match access {
+            Access::ReadWrite => SqliteStore::open(path)?,
+            Access::ReadOnly => SqliteStore::open_read_only(path)?,
+        }));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         return Ok(Arc::new(PostgresStore::open(url)?));
@@ -70,6 +84,20 @@ pub fn open_store(url: &str) -> Result<Arc<dyn Store>> {
     Err(Error::InvalidConfig(format!(
         "--store: expected sqlite:PATH or postgres://…, got {url:?}"
     )))
+}
+
+/// The file of a `sqlite:PATH` (or `sqlite://PATH`) store URL; `None` for another scheme.
+pub fn sqlite_path(url: &str) -> Result<Option<&Path>> {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return Ok(None);
+    };
+    let path = rest.strip_prefix("//").unwrap_or(rest);
+    if path.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "--store: {url:?} names no file; expected sqlite:PATH, e.g. sqlite:lakeport.db"
+        )));
+    }
+    Ok(Some(Path::new(path)))
 }
 
 /// Name of the change-sequence column every snapshot batch carries (Int64).
@@ -187,15 +215,21 @@ pub enum RunStatus {
     Succeeded,
     /// Stopped by an error (see `error`); its objects were removed or never became live.
     Failed,
+    /// Recorded `Running`, but its process is known to have ended (it ran on this host and no
+    /// process has its id now). Never stored: the status views show a dead run so until the
+    /// task's next run takes it over (and records it `Failed`, "interrupted").
+    Interrupted,
 }
 
 impl RunStatus {
-    /// The status as stored and shown: `running`, `succeeded` or `failed`.
+    /// The status as stored and shown: `running`, `succeeded`, `failed` (or, shown only,
+    /// `interrupted`).
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -485,6 +519,11 @@ pub struct TaskState {
     /// succeeded runs (0 before the first). An incremental run starts above it.
     #[serde(default)]
     pub checkpoint: u64,
+    /// The task's live set was adopted from the destination's previous owner
+    /// ([`Store::adopt_task`]): the next succeeded run replaces it, whatever the task's mode,
+    /// and clears this.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace_next: bool,
 }
 
 /// Checks a run's plan against its task's state as the store holds it when the run takes the
@@ -542,9 +581,27 @@ pub enum LiveSet {
     Append,
 }
 
+/// Who a store is: its id and, for messages, where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreIdentity {
+    /// Made when the store was created (a random UUID), never changed.
+    pub id: String,
+    /// When the id was made, ms since epoch UTC.
+    pub created_ms: i64,
+    /// Where the store is, without secrets: `sqlite:/absolute/path.db` or
+    /// `postgres://user@host:port/database`.
+    pub location: String,
+}
+
 /// The metadata store. Methods block: call them from a blocking thread
 /// (`tokio::task::spawn_blocking`), never directly on the async runtime.
 pub trait Store: Send + Sync {
+    /// The store's identity: an id made when the store was created and kept in it, which a
+    /// task's destination records as its owner (see [`crate::delivery::owner`]). A store made
+    /// before ids existed gets one the first time it is opened for writing; opened read-only,
+    /// it has none yet ([`Error::NotFound`]).
+    fn identity(&self) -> Result<StoreIdentity>;
+
     /// Creates `def`'s table if it does not exist. A table of that name that exists with a
     /// different definition is an [`Error::Conflict`] naming the difference. Idempotent.
     fn ensure_table(&self, def: &TableDef) -> Result<()>;
@@ -625,11 +682,32 @@ pub trait Store: Send + Sync {
     /// [`Error::Conflict`]; a record still `Running` is [`Error::InvalidInput`].
     fn finish_run(&self, record: &RunRecord, live: LiveSet) -> Result<()>;
 
+    /// Records a run that failed before it started (`record`, status `Failed`, with its
+    /// error): its destination could not be opened, or refused this store. It takes no lease,
+    /// takes nothing over and changes no task state; the store gives it a run id (returned),
+    /// so `status` shows the failure as the task's last run. A record that is not `Failed` is
+    /// an [`Error::InvalidInput`].
+    fn record_failed_run(&self, record: &RunRecord) -> Result<u64>;
+
     /// Forgets `removed` objects from the task's `pending_removal` once they are gone.
     fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()>;
 
     /// The task's state, or `None` when it never ran.
     fn task_state(&self, task: &str) -> Result<Option<TaskState>>;
+
+    /// Makes `objects` (found in the task's destination, written under another store) the
+    /// task's live set, in one transaction: checkpoint 0, the next object id at least
+    /// `next_object_seq`, nothing waiting for removal and [`TaskState::replace_next`] set, so
+    /// the task's next succeeded run delivers everything this store holds and then removes
+    /// them. Used when a task moves to this store ([`crate::delivery::owner`]). Whatever the
+    /// task's state was, it is replaced; a run of the task in progress is not stopped (the
+    /// caller checks there is none).
+    fn adopt_task(
+        &self,
+        task: &str,
+        objects: &[DeliveredObject],
+        next_object_seq: u64,
+    ) -> Result<()>;
 
     /// The objects that make up the task's current output in the lake, sorted by path.
     fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>>;

@@ -133,6 +133,20 @@ pub(crate) fn check_heartbeat(run_id: u64, status: &str, run: &RunRecord) -> Res
     )))
 }
 
+/// Checks a record given to
+/// [`Store::record_failed_run`](crate::store::Store::record_failed_run): it must be failed
+/// ([`Error::InvalidInput`]).
+pub(crate) fn check_failed_before_start(record: &RunRecord) -> Result<()> {
+    if record.status != RunStatus::Failed {
+        return Err(Error::InvalidInput(format!(
+            "run of task {}: a run that failed before it started must be recorded failed, not {}",
+            record.task,
+            record.status.as_str()
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a record given to [`Store::finish_run`](crate::store::Store::finish_run) before
 /// the store is read: it must be succeeded or failed ([`Error::InvalidInput`]).
 pub(crate) fn check_finished(record: &RunRecord) -> Result<()> {
@@ -182,6 +196,7 @@ pub(crate) fn advance_state(
     });
     state.next_object_seq = state.next_object_seq.max(run.next_object_seq);
     state.checkpoint = state.checkpoint.max(run.seq_to);
+    state.replace_next = false;
     let is_new = |o: &DeliveredObject| run.objects.iter().any(|n| n.path == o.path);
     state.pending_removal.retain(|o| !is_new(o));
     if live == LiveSet::Replace {
@@ -189,6 +204,24 @@ pub(crate) fn advance_state(
         put_objects(&mut state.pending_removal, &gone);
     }
     Ok(state)
+}
+
+/// The state of a task whose live set is adopted from another store
+/// ([`Store::adopt_task`](crate::store::Store::adopt_task)): checkpoint 0, objects numbered
+/// from at least `next_object_seq` (and past its own earlier ones, `before`), nothing waiting
+/// for removal, the next run replacing the live set.
+pub(crate) fn adopted_state(
+    task: &str,
+    before: Option<&TaskState>,
+    next_object_seq: u64,
+) -> TaskState {
+    TaskState {
+        task: task.to_string(),
+        next_object_seq: next_object_seq.max(before.map_or(0, |s| s.next_object_seq)),
+        pending_removal: Vec::new(),
+        checkpoint: 0,
+        replace_next: true,
+    }
 }
 
 /// Puts `objects` into `list`, replacing entries of the same path (in place; the last of

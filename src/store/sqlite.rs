@@ -54,8 +54,8 @@ use crate::store::runs::{self, decode_object, decode_run, object_json, record_js
 use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
     ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
-    OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, TableDef,
-    TableStats, TaskState, Value, WorkerRecord,
+    OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, StoreIdentity,
+    TableDef, TableStats, TaskState, Value, WorkerRecord,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -93,7 +93,17 @@ CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
     "heartbeat_ms" INTEGER NOT NULL,
     "record" TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS "_lakeport_store" (
+    "one" INTEGER PRIMARY KEY CHECK ("one" = 1),
+    "id" TEXT NOT NULL,
+    "created_ms" INTEGER NOT NULL
+);
 "#;
+
+/// Gives a store its id when it has none (a new store, or one made before ids existed).
+const MAKE_IDENTITY: &str = r#"INSERT OR IGNORE INTO "_lakeport_store" ("one", "id", "created_ms")
+    VALUES (1, ?1, ?2)"#;
+const READ_IDENTITY: &str = r#"SELECT "id", "created_ms" FROM "_lakeport_store" WHERE "one" = 1"#;
 
 mod import;
 
@@ -110,6 +120,8 @@ const KEY_SCAN_MIN_ROWS: u64 = 50_000;
 /// each snapshot shard reads on a connection of its own.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Opened with [`SqliteStore::open_read_only`]: every connection is read-only.
+    read_only: bool,
     conn: Mutex<Connection>,
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
     /// Optimistic attempts of a snapshot before it holds off writers.
@@ -141,13 +153,43 @@ impl SqliteStore {
                 )));
             }
         }
-        let conn = open_wal(path)?;
+        let conn = open_wal(path).map_err(|e| why_not_writable(path).unwrap_or(e))?;
         let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
         move_live_objects_out_of_task_states(&conn)?;
         conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
             .map_err(at)?;
         Ok(SqliteStore {
             path: path.to_path_buf(),
+            read_only: false,
+            conn: Mutex::new(conn),
+            tables: Mutex::new(HashMap::new()),
+            optimistic_pins: OPTIMISTIC_PINS,
+            key_scan_min_rows: KEY_SCAN_MIN_ROWS,
+        })
+    }
+
+    /// Opens the existing store file at `path` for reading only, creating nothing: no file,
+    /// no table, no index (for the commands that only read: `tables`, `status`, `ls`, `du`,
+    /// `ddl`). A store on a read-only file, folder or file system opens too: SQLite first
+    /// reads it as usual; when it cannot make the shared-memory file (`-shm`) that WAL
+    /// readers use beside the store (a read-only folder or mount), the file is opened as
+    /// immutable (`?immutable=1`), which is right as long as nothing writes it meanwhile —
+    /// and nothing can, where lakeport cannot write either. A missing file is
+    /// [`Error::NotFound`]; a file that is not a lakeport store, [`Error::Store`].
+    pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
+        if !path.is_file() {
+            return Err(Error::NotFound(format!(
+                "store {}: no such file",
+                path.display()
+            )));
+        }
+        let conn = match connect_read_only(path, false) {
+            Ok(conn) => conn,
+            Err(first) => connect_read_only(path, true).map_err(|_| first)?,
+        };
+        Ok(SqliteStore {
+            path: path.to_path_buf(),
+            read_only: true,
             conn: Mutex::new(conn),
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: OPTIMISTIC_PINS,
@@ -158,6 +200,22 @@ impl SqliteStore {
     /// The store file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the store was opened with [`SqliteStore::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// A new connection to the store file, read-only when the store is: each snapshot shard
+    /// and listing reads on one of its own.
+    fn connect(&self) -> Result<Connection> {
+        if self.read_only {
+            connect_read_only(&self.path, false)
+                .or_else(|first| connect_read_only(&self.path, true).map_err(|_| first))
+        } else {
+            connect(&self.path)
+        }
     }
 
     /// The stored definition of table `name`, or `None` when it was never declared.
@@ -176,7 +234,7 @@ impl SqliteStore {
                 return Ok(seq);
             }
         }
-        let writer = connect(&self.path)?;
+        let writer = self.connect()?;
         writer
             .execute_batch("BEGIN IMMEDIATE")
             .map_err(db("snapshot: holding off writers"))?;
@@ -225,6 +283,89 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A read-only connection to the store file at `path` (`immutable`: SQLite is told that
+/// nothing changes the file, so it needs no `-shm` beside it), checked to be a lakeport store
+/// by a read of its sequence.
+fn connect_read_only(path: &Path, immutable: bool) -> Result<Connection> {
+    let at =
+        |e: rusqlite::Error| Error::Store(format!("opening {} for reading: {e}", path.display()));
+    let absolute = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
+    let mut uri = String::from("file:");
+    uri.extend(percent_encoding::utf8_percent_encode(
+        &absolute.to_string_lossy(),
+        URI_PATH,
+    ));
+    uri.push_str(if immutable {
+        "?immutable=1"
+    } else {
+        "?mode=ro"
+    });
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+        | rusqlite::OpenFlags::SQLITE_OPEN_URI
+        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&uri, flags).map_err(at)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    let has_meta: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_lakeport_meta'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(at)?;
+    if !has_meta {
+        return Err(Error::Store(format!(
+            "{} is not a lakeport store (it has no _lakeport_meta table)",
+            path.display()
+        )));
+    }
+    read_meta(&conn, READ_SEQ, "seq")?;
+    Ok(conn)
+}
+
+/// Characters of a path that a `file:` URI must escape (SQLite decodes `%XX` in the path).
+const URI_PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'%')
+    .add(b'?')
+    .add(b'#')
+    .add(b'"');
+
+/// Why the store at `path` cannot be written, when the file system says so: the file is not
+/// writable (permission, read-only mount), or its folder is not (SQLite keeps its `-wal` and
+/// `-shm` files beside the store, and creates the store there when it is missing). `None`
+/// when both are writable (the failure lies elsewhere).
+fn why_not_writable(path: &Path) -> Option<Error> {
+    let refused = |context: String, source: std::io::Error| Some(Error::Io { context, source });
+    if path.exists() {
+        if let Err(e) = std::fs::OpenOptions::new().write(true).open(path) {
+            return refused(
+                format!("store {}: cannot write the file", path.display()),
+                e,
+            );
+        }
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match tempfile::Builder::new()
+        .prefix(".lakeport-write-check")
+        .tempfile_in(folder)
+    {
+        Ok(_) => None,
+        Err(e) => refused(
+            format!(
+                "store {}: cannot write in its folder {} (SQLite keeps its -wal and -shm \
+                 files beside the store)",
+                path.display(),
+                folder.display()
+            ),
+            e,
+        ),
+    }
+}
+
 /// Opens the store's first connection: WAL mode, lakeport's own tables created. SQLite
 /// answers "database is locked" at once, without waiting for the busy timeout, in a few
 /// races around opening a WAL database (another connection recovering or removing the WAL
@@ -257,10 +398,20 @@ fn open_wal(path: &Path) -> Result<Connection> {
             ))));
         }
         conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE;{CREATE_META}{}COMMIT;",
+            "BEGIN IMMEDIATE;{CREATE_META}{}",
             import::CREATE_IMPORTS
         ))
         .map_err(classify)?;
+        let made = conn
+            .execute(
+                MAKE_IDENTITY,
+                rusqlite::params![uuid::Uuid::new_v4().to_string(), now_ms()],
+            )
+            .and_then(|_| conn.execute_batch("COMMIT"));
+        if let Err(e) = made {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(classify(e));
+        }
         Ok(conn)
     };
     let conn = backoff::retry(policy, attempt).map_err(|e| match e {
@@ -959,6 +1110,42 @@ fn advance_state(conn: &Connection, run: &RunRecord, live: LiveSet) -> Result<()
 }
 
 impl Store for SqliteStore {
+    fn identity(&self) -> Result<StoreIdentity> {
+        let conn = self.lock();
+        let location = format!(
+            "sqlite:{}",
+            std::path::absolute(&self.path)
+                .unwrap_or_else(|_| self.path.clone())
+                .display()
+        );
+        let no_id = || {
+            Error::NotFound(format!(
+                "store {location} has no id yet (made before stores had one; any command \
+                 that writes to it gives it one)"
+            ))
+        };
+        let has_table: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_master WHERE name = '_lakeport_store'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(db("reading the store's id"))?;
+        if !has_table {
+            return Err(no_id());
+        }
+        let row: Option<(String, i64)> = conn
+            .query_row(READ_IDENTITY, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+            .map_err(db("reading the store's id"))?;
+        let (id, created_ms) = row.ok_or_else(no_id)?;
+        Ok(StoreIdentity {
+            id,
+            created_ms,
+            location,
+        })
+    }
+
     fn ensure_table(&self, def: &TableDef) -> Result<()> {
         check_def(def)?;
         let name = &def.table;
@@ -1040,7 +1227,7 @@ impl Store for SqliteStore {
     fn snapshot(&self, table: &str, shards: usize) -> Result<Snapshot> {
         let shards = shards.max(1);
         let readers = (0..shards)
-            .map(|_| connect(&self.path))
+            .map(|_| self.connect())
             .collect::<Result<Vec<_>>>()?;
         let t = self.table_sql(&readers[0], table)?;
         let at = |what: &str| db(format!("snapshot of table {table}: {what}"));
@@ -1074,7 +1261,7 @@ impl Store for SqliteStore {
     ) -> Result<Snapshot> {
         let shards = shards.max(1);
         let readers = (0..shards)
-            .map(|_| connect(&self.path))
+            .map(|_| self.connect())
             .collect::<Result<Vec<_>>>()?;
         let t = self.table_sql(&readers[0], table)?;
         let at = |what: &str| {
@@ -1174,7 +1361,7 @@ impl Store for SqliteStore {
     }
 
     fn lag(&self, table: &str, after_seq: u64, deletes: bool) -> Result<Lag> {
-        let conn = connect(&self.path)?;
+        let conn = self.connect()?;
         let t = self.table_sql(&conn, table)?;
         let at = |what: &str| db(format!("lag of table {table}: {what}"));
         let after = to_i64(after_seq, "a checkpoint")?;
@@ -1315,6 +1502,32 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    fn record_failed_run(&self, record: &RunRecord) -> Result<u64> {
+        runs::check_failed_before_start(record)?;
+        let task = &record.task;
+        let mut conn = self.lock();
+        let at = || db(format!("recording a failed run of task {task}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        tx.execute(
+            r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
+               VALUES (?1, ?2, ?3, '{}')"#,
+            rusqlite::params![task, record.status.as_str(), record.started_ms],
+        )
+        .map_err(at())?;
+        let id = tx.last_insert_rowid();
+        let mut run = record.clone();
+        run.run_id = non_negative(id, "a run id")?;
+        tx.execute(
+            r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
+            rusqlite::params![record_json(&run)?, id],
+        )
+        .map_err(at())?;
+        tx.commit().map_err(at())?;
+        Ok(run.run_id)
+    }
+
     fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()> {
         let mut conn = self.lock();
         let at = || db(format!("updating the state of task {task}"));
@@ -1334,6 +1547,26 @@ impl Store for SqliteStore {
     fn task_state(&self, task: &str) -> Result<Option<TaskState>> {
         let conn = self.lock();
         load_task_state(&conn, task)
+    }
+
+    fn adopt_task(
+        &self,
+        task: &str,
+        objects: &[DeliveredObject],
+        next_object_seq: u64,
+    ) -> Result<()> {
+        let mut conn = self.lock();
+        let at = || db(format!("adopting the live objects of task {task}"));
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(at())?;
+        let before = load_task_state(&tx, task)?;
+        let state = runs::adopted_state(task, before.as_ref(), next_object_seq);
+        tx.execute(r#"DELETE FROM "_lakeport_live" WHERE "task" = ?1"#, [task])
+            .map_err(at())?;
+        put_live(&tx, task, objects)?;
+        save_task_state(&tx, &state)?;
+        tx.commit().map_err(at())
     }
 
     fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>> {

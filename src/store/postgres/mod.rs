@@ -85,7 +85,8 @@ use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, t
 use crate::store::{
     ApplyOutcome, Change, ClaimFrom, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag,
     LiveSet, OwnerGone, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardStatus,
-    Snapshot, StartedRun, Store, TableDef, TableStats, TaskState, Value, WorkerRecord,
+    Snapshot, StartedRun, Store, StoreIdentity, TableDef, TableStats, TaskState, Value,
+    WorkerRecord,
 };
 
 pub use r2d2_postgres::postgres;
@@ -114,7 +115,16 @@ CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
     "heartbeat_ms" BIGINT NOT NULL,
     "record" TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS "_lakeport_store" (
+    "one" INTEGER PRIMARY KEY CHECK ("one" = 1),
+    "id" TEXT NOT NULL,
+    "created_ms" BIGINT NOT NULL
+);
 "#;
+
+/// Gives a store its id when it has none (a new store, or one made before ids existed).
+const MAKE_IDENTITY: &str = r#"INSERT INTO "_lakeport_store" ("one", "id", "created_ms")
+    VALUES (1, $1, $2) ON CONFLICT DO NOTHING"#;
 
 const READ_SEQ: &str = r#"SELECT "seq" FROM "_lakeport_meta" WHERE "id" = 1"#;
 
@@ -263,6 +273,14 @@ impl PostgresStore {
             shards::CREATE_SHARDS
         ))
         .map_err(store.db("creating lakeport's tables"))?;
+        tx.execute(
+            MAKE_IDENTITY,
+            &[
+                &uuid::Uuid::new_v4().to_string(),
+                &crate::store::sql::now_ms(),
+            ],
+        )
+        .map_err(store.db("giving the store its id"))?;
         tx.commit().map_err(store.db("opening the store"))?;
         Ok(store)
     }
@@ -600,6 +618,22 @@ fn count(row: &Row, i: usize, what: &str) -> Result<u64> {
 }
 
 impl Store for PostgresStore {
+    fn identity(&self) -> Result<StoreIdentity> {
+        let row = self
+            .conn()?
+            .query_opt(
+                r#"SELECT "id", "created_ms" FROM "_lakeport_store" WHERE "one" = 1"#,
+                &[],
+            )
+            .map_err(self.db("reading the store's id"))?;
+        let row = row.ok_or_else(|| Error::NotFound(format!("store {} has no id", self.shown)))?;
+        Ok(StoreIdentity {
+            id: row.get(0),
+            created_ms: row.get(1),
+            location: self.shown.clone(),
+        })
+    }
+
     fn ensure_table(&self, def: &TableDef) -> Result<()> {
         check_def(def)?;
         let name = &def.table;
@@ -755,12 +789,25 @@ impl Store for PostgresStore {
         runs::finish_run(self, record, live)
     }
 
+    fn record_failed_run(&self, record: &RunRecord) -> Result<u64> {
+        runs::record_failed_run(self, record)
+    }
+
     fn clear_pending_removal(&self, task: &str, removed: &[DeliveredObject]) -> Result<()> {
         runs::clear_pending_removal(self, task, removed)
     }
 
     fn task_state(&self, task: &str) -> Result<Option<TaskState>> {
         runs::task_state(self, task)
+    }
+
+    fn adopt_task(
+        &self,
+        task: &str,
+        objects: &[DeliveredObject],
+        next_object_seq: u64,
+    ) -> Result<()> {
+        runs::adopt_task(self, task, objects, next_object_seq)
     }
 
     fn live_objects(&self, task: &str) -> Result<Vec<DeliveredObject>> {

@@ -291,6 +291,37 @@ pub(super) fn start_run(
     Ok(StartedRun { run, interrupted })
 }
 
+/// [`Store::record_failed_run`](crate::store::Store::record_failed_run): one insert.
+pub(super) fn record_failed_run(s: &PostgresStore, record: &RunRecord) -> Result<u64> {
+    runs::check_failed_before_start(record)?;
+    let what = format!("recording a failed run of task {}", record.task);
+    let mut conn = s.conn()?;
+    let mut tx = conn.transaction().map_err(s.db(&what))?;
+    let id: i64 = tx
+        .query_one(
+            r#"SELECT nextval(pg_get_serial_sequence('"_lakeport_runs"', 'run_id'))"#,
+            &[],
+        )
+        .map_err(s.db(&what))?
+        .get(0);
+    let mut run = record.clone();
+    run.run_id = non_negative(id, "a run id")?;
+    tx.execute(
+        r#"INSERT INTO "_lakeport_runs" ("run_id", "task", "status", "started_ms", "record")
+           VALUES ($1, $2, $3, $4, $5)"#,
+        &[
+            &id,
+            &run.task,
+            &run.status.as_str(),
+            &run.started_ms,
+            &record_json(&run)?,
+        ],
+    )
+    .map_err(s.db(&what))?;
+    tx.commit().map_err(s.db(&what))?;
+    Ok(run.run_id)
+}
+
 /// [`Store::heartbeat`](crate::store::Store::heartbeat): the run's row locked, checked, and
 /// stamped with the server's clock.
 pub(super) fn heartbeat(s: &PostgresStore, run_id: u64) -> Result<()> {
@@ -370,6 +401,30 @@ pub(super) fn clear_pending_removal(
         tx.commit().map_err(s.db(&what))?;
     }
     Ok(())
+}
+
+/// [`Store::adopt_task`](crate::store::Store::adopt_task): under the task's lock, the live
+/// set replaced by `objects` and the state by [`runs::adopted_state`].
+pub(super) fn adopt_task(
+    s: &PostgresStore,
+    task: &str,
+    objects: &[DeliveredObject],
+    next_object_seq: u64,
+) -> Result<()> {
+    let what = format!("adopting the live objects of task {task}");
+    let mut conn = s.conn()?;
+    let mut tx = conn.transaction().map_err(s.db(&what))?;
+    lock_task(s, &mut tx, task, &what)?;
+    let before = load_task_state(s, &mut tx, task)?;
+    let state = runs::adopted_state(task, before.as_ref(), next_object_seq);
+    tx.execute(
+        r#"DELETE FROM "_lakeport_live" WHERE "task" = $1"#,
+        &[&task],
+    )
+    .map_err(s.db(&what))?;
+    put_live(s, &mut tx, task, objects)?;
+    save_task_state(s, &mut tx, &state)?;
+    tx.commit().map_err(s.db(&what))
 }
 
 pub(super) fn task_state(s: &PostgresStore, task: &str) -> Result<Option<TaskState>> {

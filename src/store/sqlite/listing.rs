@@ -24,7 +24,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
-use super::{connect, db, quote, SqliteStore};
+use super::{db, quote, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::listing::{
     is_listed_table, prefix_successor, ListPage, ListQuery, ObjectEntry, PageBuilder, Step,
@@ -81,7 +81,7 @@ impl ToSql for TextBytes<'_> {
 
 /// A read connection in a read transaction, after checking `object_inventory` is declared.
 fn reader(store: &SqliteStore, what: &str) -> Result<Connection> {
-    let conn = connect(store.path())?;
+    let conn = store.connect()?;
     store.table_sql(&conn, OBJECT_INVENTORY)?;
     conn.execute_batch("BEGIN")
         .map_err(db(format_args!("{what}: starting a read transaction")))?;
@@ -280,7 +280,7 @@ mod tests {
     fn listing_seeks_the_primary_key_and_summaries_scan_the_covering_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = inventory_store(dir.path());
-        let conn = connect(store.path()).unwrap();
+        let conn = store.connect().unwrap();
         let data = quote(&format!("data_{OBJECT_INVENTORY}"));
         for (inclusive, upper) in [(true, true), (false, true), (true, false), (false, false)] {
             let sql = format!(
@@ -351,7 +351,7 @@ mod tests {
         let path = std::env::var("LAKEPORT_LISTING_DB").unwrap();
         let bucket = std::env::var("LAKEPORT_LISTING_BUCKET").unwrap();
         let store = SqliteStore::open(std::path::Path::new(&path)).unwrap();
-        let conn = connect(store.path()).unwrap();
+        let conn = store.connect().unwrap();
         eprintln!("index present: {}", has_index(&conn).unwrap());
         for by in [
             SummaryBy::StorageClass,

@@ -195,6 +195,12 @@ def test_run_time_snapshots_keep_every_run(wd):
 
 def test_status_and_tables_json(wd):
     wd.write_task("status-chk")
+    # Reading commands never create the store: before it exists they say where they looked.
+    for args in (("status", "status-chk"), ("ddl", "status-chk"), ("tables",)):
+        r = wd.lakeport(*args, expect=2)
+        assert f"no store at {wd.store_path}" in r.err, r
+    assert not wd.store_path.exists()
+    wd.ok("load", "object_inventory", wd.write_ndjson("in/none.ndjson", []))  # makes it
     st = wd.status("status-chk")
     assert st["last_run"] is None and st["live_objects"] == 0 and st["mode"] == "full", st
     assert st["live_partitions"] == 0, st

@@ -1,12 +1,13 @@
 //! `lakeport load <table> <file>...`: upsert rows from NDJSON or CSV files, or delete the keys
 //! they name. Each file is one transaction: it applies whole or not at all; files before a bad
-//! one stay applied, files after it are not read.
+//! one stay applied, files after it are not read. Reading and value rules:
+//! [`crate::inventory::rows`].
 
 use std::path::PathBuf;
 
 use crate::cli::{print, Context};
 use crate::error::{Error, Result};
-use crate::inventory::rows::{read_changes, RowAction, RowFormat};
+use crate::inventory::rows::{apply_file, RowAction, RowFormat};
 use crate::store::blocking;
 
 /// Arguments of `load`.
@@ -14,7 +15,8 @@ use crate::store::blocking;
 pub struct Args {
     /// Table to load into.
     table: String,
-    /// Row files (NDJSON: .ndjson/.jsonl/.json; CSV with a header: .csv).
+    /// Row files (NDJSON: .ndjson/.jsonl/.json; CSV with a header: .csv; each also gzipped,
+    /// as .ndjson.gz, .csv.gz, ...).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     /// File format, when the extension does not say.
@@ -38,7 +40,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     for file in &args.files {
         let format = args.format.or_else(|| RowFormat::from_path(file)).ok_or_else(|| {
             Error::InvalidConfig(format!(
-                "{}: cannot tell the format from the extension; expected .ndjson, .jsonl, .json or .csv, or pass --format",
+                "{}: cannot tell the format from the extension; expected .ndjson, .jsonl, .json or .csv (each optionally followed by .gz), or pass --format",
                 file.display()
             ))
         })?;
@@ -54,18 +56,8 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         let store = store.clone();
         let table = table.clone();
         let path = file.clone();
-        let outcome = blocking(move || {
-            let mut changes = read_changes(&path, format, &table, action)?;
-            store.apply(&table.table, &mut changes)
-        })
-        .await
-        .map_err(|e| match e {
-            // Store-side value checks do not know the file: name it.
-            Error::InvalidInput(msg) if !msg.starts_with(&file.display().to_string()) => {
-                Error::InvalidInput(format!("{}: {msg}", file.display()))
-            }
-            other => other,
-        })?;
+        let outcome =
+            blocking(move || apply_file(store.as_ref(), &path, format, &table, action)).await?;
         print(&format!(
             "loaded {}: {} inserted, {} updated, {} deleted, {} unchanged (seq {})",
             file.display(),

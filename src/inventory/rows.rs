@@ -1,22 +1,44 @@
 //! Row files: NDJSON (one JSON object per line) and CSV with a header line, parsed against a
-//! table declaration into upserts or deletes.
+//! table declaration into upserts or deletes ([`read_rows`]) and applied to the store one file
+//! per transaction ([`apply_file`]).
 //!
 //! Values by column type: `string` (text), `int64` (integer, or its decimal text), `double`
-//! (number, or text incl. `NaN`, `inf`, `-inf`), `bool` (`true`/`false`; CSV also `1`/`0`),
+//! (number, or its text; `inf`, `-inf`, `Infinity`, `-Infinity` in any case for ±infinity, in
+//! JSON as a string since JSON numbers have none), `bool` (`true`/`false`; CSV also `1`/`0`),
 //! `binary` (standard base64), `timestamp_ms` (RFC 3339 text such as `2024-01-01T12:00:00Z`,
 //! or integer epoch milliseconds). A missing field, JSON `null` or an empty CSV field is NULL;
 //! key columns cannot be NULL, and an empty CSV field in a string key column is the empty
-//! string. Fields that are not columns of the table are errors (they are usually typos).
-//! Every error names `file:line: column:` and what was expected.
+//! string. Fields that are not columns of the table are errors (they are usually typos), and
+//! so is a JSON object that names a field twice (JSON parsers disagree on which one counts).
+//! A CSV file starts with its header line: an empty file is an error, not a file of no rows.
+//!
+//! NaN and infinity load the same way in both formats and on both backends: ±infinity is
+//! stored as ±infinity (SQLite's REAL and PostgreSQL's `double precision` hold it) and
+//! delivered as the Parquet double it is; `NaN` (any case or sign) is read, then refused by
+//! the store on either backend, and nothing of the file is applied (NaN equals no value, so a
+//! change to or from it could not be told, and SQLite would turn it into NULL). Write an empty
+//! field or `null` for a value that is missing.
+//!
+//! A file whose name ends in `.gz` is gzip data (one member or several, as `cat a.gz b.gz`
+//! makes), decompressed while it is read; its format is that of the name without `.gz`
+//! (`x.ndjson.gz` is NDJSON, `x.csv.gz` CSV). Data that is not valid gzip stops the file with
+//! an error that names it.
+//!
+//! Every error names `file:line: column:` and what was expected. The line is the one a row
+//! starts on; it travels with the row's change ([`Row`]), so a value that the store refuses
+//! (the NaN above) is reported at its line too ([`apply_file`]).
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use flate2::read::MultiGzDecoder;
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
-use crate::store::{Change, ColumnType, TableDef, Value};
+use crate::store::{ApplyOutcome, Change, ColumnType, Store, TableDef, Value};
 
 /// The format of a row file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -28,14 +50,26 @@ pub enum RowFormat {
 }
 
 impl RowFormat {
-    /// The format a file name implies: `.ndjson`, `.jsonl`, `.json` or `.csv`.
+    /// The format a file name implies: `.ndjson`, `.jsonl`, `.json` or `.csv`, each
+    /// optionally followed by `.gz`.
     pub fn from_path(path: &Path) -> Option<RowFormat> {
-        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+        let name = if is_gzip(path) {
+            Path::new(path.file_stem()?)
+        } else {
+            path
+        };
+        match name.extension()?.to_str()?.to_ascii_lowercase().as_str() {
             "ndjson" | "jsonl" | "json" => Some(RowFormat::Ndjson),
             "csv" => Some(RowFormat::Csv),
             _ => None,
         }
     }
+}
+
+/// Whether a file's name says it is gzip-compressed (ends in `.gz`, any case).
+fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// Whether a row file upserts rows or deletes keys.
@@ -47,28 +81,99 @@ pub enum RowAction {
     Delete,
 }
 
-/// Opens a row file and returns its changes as a stream, one per data line, parsed lazily so
-/// that a file of any size is never held in memory. The first bad line yields an error that
-/// names `file:line`.
-pub fn read_changes<'a>(
+/// One change read from a row file, with the line its row starts on (1-based).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The line of the file the row starts on.
+    pub line: u64,
+    /// The upsert or delete the row makes.
+    pub change: Change,
+}
+
+/// Applies one row file to `store` in one transaction ([`Store::apply`]): every row, or on
+/// the first error none. The reader's errors name `file:line`; a value the store refuses is
+/// reported with the file and the line of the row it came from (the store reports a bad
+/// value before it takes the next change).
+pub fn apply_file(
+    store: &dyn Store,
+    path: &Path,
+    format: RowFormat,
+    table: &TableDef,
+    action: RowAction,
+) -> Result<ApplyOutcome> {
+    let rows = read_rows(path, format, table, action)?;
+    // The line of the change the store took last, and whether the reader failed instead.
+    let mut taken: Option<u64> = None;
+    let mut read_failed = false;
+    let mut changes = rows.map(|row| match row {
+        Ok(row) => {
+            taken = Some(row.line);
+            Ok(row.change)
+        }
+        Err(e) => {
+            read_failed = true;
+            Err(e)
+        }
+    });
+    let applied = store.apply(&table.table, &mut changes);
+    drop(changes);
+    applied.map_err(|e| match e {
+        Error::InvalidInput(msg) if !read_failed => {
+            let file = path.display();
+            match taken {
+                Some(line) => Error::InvalidInput(format!("{file}:{line}: {msg}")),
+                None => Error::InvalidInput(format!("{file}: {msg}")),
+            }
+        }
+        other => other,
+    })
+}
+
+/// Opens a row file and returns its rows as a stream, parsed lazily so that a file of any
+/// size (compressed or not) is never held in memory. The first bad line yields an error that
+/// names `file:line`, and the stream ends there.
+pub fn read_rows<'a>(
     path: &Path,
     format: RowFormat,
     table: &'a TableDef,
     action: RowAction,
-) -> Result<Box<dyn Iterator<Item = Result<Change>> + 'a>> {
-    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
-    let reader = BufReader::with_capacity(1 << 20, file);
+) -> Result<Box<dyn Iterator<Item = Result<Row>> + 'a>> {
+    let input = open(path)?;
     let parser = RowParser::new(table, action);
     match format {
-        RowFormat::Ndjson => Ok(Box::new(NdjsonChanges {
+        RowFormat::Ndjson => Ok(Box::new(NdjsonRows {
             path: path.to_path_buf(),
-            lines: reader,
+            lines: input,
             line_no: 0,
             buf: String::new(),
             parser,
             failed: false,
         })),
-        RowFormat::Csv => CsvChanges::new(path, reader, parser).map(|c| Box::new(c) as Box<_>),
+        RowFormat::Csv => CsvRows::new(path, input, parser).map(|c| Box::new(c) as Box<_>),
+    }
+}
+
+/// A row file's bytes, decompressed when its name ends in `.gz`.
+fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    let file = File::open(path).map_err(|e| Error::io("opening", path, e))?;
+    let reader = BufReader::with_capacity(1 << 20, file);
+    if is_gzip(path) {
+        let gunzip = Gunzip(MultiGzDecoder::new(reader));
+        Ok(Box::new(BufReader::with_capacity(1 << 20, gunzip)))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// A gzip decoder whose read errors say that the gzip data is at fault (they reach the user
+/// as the error of the line or record being read).
+struct Gunzip<R: BufRead>(MultiGzDecoder<R>);
+
+impl<R: BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("not valid gzip data ({e})")))
     }
 }
 
@@ -134,23 +239,55 @@ impl<'a> RowParser<'a> {
     }
 }
 
-struct NdjsonChanges<'a> {
+struct NdjsonRows<'a> {
     path: PathBuf,
-    lines: BufReader<File>,
+    lines: Box<dyn BufRead>,
     line_no: u64,
     buf: String,
     parser: RowParser<'a>,
     failed: bool,
 }
 
-impl NdjsonChanges<'_> {
+/// The fields of one JSON object in their order, a repeated name kept twice (serde_json's
+/// `Map` keeps only the last value of a repeated name, which would hide it).
+struct Fields(Vec<(String, serde_json::Value)>);
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Fields, D::Error> {
+        struct ObjectFields;
+        impl<'de> Visitor<'de> for ObjectFields {
+            type Value = Fields;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Fields, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(field) = map.next_entry()? {
+                    fields.push(field);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        d.deserialize_map(ObjectFields)
+    }
+}
+
+impl NdjsonRows<'_> {
     fn parse_line(&self, line: &str) -> std::result::Result<Change, String> {
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+        let Fields(fields) = serde_json::from_str(line)
             .map_err(|e| format!("expected one JSON object per line: {e}"))?;
         let table = self.parser.table;
         let mut values: Vec<Option<Value>> = vec![None; table.columns.len()];
-        for (name, json) in &object {
+        for (name, json) in &fields {
             let i = self.parser.column_index(name)?;
+            if values[i].is_some() {
+                return Err(format!(
+                    "{name}: the object names this field twice; expected each field once"
+                ));
+            }
             let column = &table.columns[i];
             let value = json_value(column.ty, json).map_err(|e| format!("{name}: {e}"))?;
             values[i] = Some(value);
@@ -159,8 +296,8 @@ impl NdjsonChanges<'_> {
     }
 }
 
-impl Iterator for NdjsonChanges<'_> {
-    type Item = Result<Change>;
+impl Iterator for NdjsonRows<'_> {
+    type Item = Result<Row>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
@@ -185,18 +322,24 @@ impl Iterator for NdjsonChanges<'_> {
             if line.is_empty() {
                 continue;
             }
-            let parsed = self.parse_line(line).map_err(|msg| {
-                Error::InvalidInput(format!("{}:{}: {msg}", self.path.display(), self.line_no))
-            });
+            let parsed = self
+                .parse_line(line)
+                .map(|change| Row {
+                    line: self.line_no,
+                    change,
+                })
+                .map_err(|msg| {
+                    Error::InvalidInput(format!("{}:{}: {msg}", self.path.display(), self.line_no))
+                });
             self.failed = parsed.is_err();
             return Some(parsed);
         }
     }
 }
 
-struct CsvChanges<'a> {
+struct CsvRows<'a> {
     path: PathBuf,
-    reader: csv::Reader<BufReader<File>>,
+    reader: csv::Reader<LineStarts<Box<dyn BufRead>>>,
     /// Table column index of each CSV field.
     field_columns: Vec<usize>,
     record: csv::StringRecord,
@@ -204,16 +347,29 @@ struct CsvChanges<'a> {
     failed: bool,
 }
 
-impl<'a> CsvChanges<'a> {
-    fn new(path: &Path, input: BufReader<File>, parser: RowParser<'a>) -> Result<Self> {
+impl<'a> CsvRows<'a> {
+    fn new(path: &Path, input: Box<dyn BufRead>, parser: RowParser<'a>) -> Result<Self> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(true)
-            .from_reader(input);
-        let bad = |msg: String| Error::InvalidInput(format!("{}:1: {msg}", path.display()));
-        let headers = reader
-            .headers()
-            .map_err(|e| bad(format!("expected a header line naming the columns: {e}")))?
-            .clone();
+            .from_reader(LineStarts::new(input));
+        let headers = reader.headers().cloned();
+        let line = match &headers {
+            Ok(names) if names.is_empty() => 1,
+            _ => reader.get_mut().line_at(0),
+        };
+        let bad = |msg: String| Error::InvalidInput(format!("{}:{line}: {msg}", path.display()));
+        let headers = headers.map_err(|e| {
+            bad(match e.kind() {
+                csv::ErrorKind::Io(e) => format!("cannot read: {e}"),
+                _ => format!("expected a header line naming the columns: {e}"),
+            })
+        })?;
+        if headers.is_empty() {
+            let keys = parser.table.primary_key.join(", ");
+            return Err(bad(format!(
+                "empty file, no header: expected a header line naming the columns (at least the key columns: {keys})"
+            )));
+        }
         let mut field_columns = Vec::with_capacity(headers.len());
         for name in headers.iter() {
             let i = parser.column_index(name.trim()).map_err(bad)?;
@@ -228,7 +384,7 @@ impl<'a> CsvChanges<'a> {
                 return Err(bad(format!("{name}: key column missing from the header")));
             }
         }
-        Ok(CsvChanges {
+        Ok(CsvRows {
             path: path.to_path_buf(),
             reader,
             field_columns,
@@ -263,35 +419,128 @@ impl<'a> CsvChanges<'a> {
         }
         self.parser.change(values)
     }
+
+    /// What a CSV reading error means here: a field that is not UTF-8 names its column.
+    fn read_error(&self, e: &csv::Error) -> String {
+        match e.kind() {
+            csv::ErrorKind::Io(e) => format!("cannot read: {e}"),
+            csv::ErrorKind::Utf8 { err, .. } => match self.field_columns.get(err.field()) {
+                Some(&i) => format!(
+                    "{}: expected UTF-8 text, found bytes that are not (at byte {} of the field)",
+                    self.parser.table.columns[i].name,
+                    err.valid_up_to()
+                ),
+                None => format!("expected a CSV record: {e}"),
+            },
+            _ => format!("expected a CSV record: {e}"),
+        }
+    }
 }
 
-impl Iterator for CsvChanges<'_> {
-    type Item = Result<Change>;
+impl Iterator for CsvRows<'_> {
+    type Item = Result<Row>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
             return None;
         }
-        let line_before = self.reader.position().line();
-        match self.reader.read_record(&mut self.record) {
-            Ok(false) => None,
+        let before = self.reader.position().byte();
+        let read = self.reader.read_record(&mut self.record);
+        let (at, parsed) = match read {
+            Ok(false) => return None,
             Ok(true) => {
-                let line = self.record.position().map_or(line_before, |p| p.line());
-                let parsed = self.parse_record().map_err(|msg| {
-                    Error::InvalidInput(format!("{}:{line}: {msg}", self.path.display()))
-                });
-                self.failed = parsed.is_err();
-                Some(parsed)
+                let at = self.record.position().map_or(before, |p| p.byte());
+                (at, self.parse_record())
             }
-            Err(e) => {
-                self.failed = true;
-                let line = e.position().map_or(line_before, |p| p.line());
-                Some(Err(Error::InvalidInput(format!(
-                    "{}:{line}: expected a CSV record: {e}",
-                    self.path.display()
-                ))))
-            }
+            Err(e) => (
+                e.position().map_or(before, |p| p.byte()),
+                Err(self.read_error(&e)),
+            ),
+        };
+        let line = self.reader.get_mut().line_at(at);
+        let parsed = parsed
+            .map(|change| Row { line, change })
+            .map_err(|msg| Error::InvalidInput(format!("{}:{line}: {msg}", self.path.display())));
+        self.failed = parsed.is_err();
+        Some(parsed)
+    }
+}
+
+/// Passes bytes through to the CSV reader and notes where each line that is not blank
+/// starts, so that a record's line is known: the csv crate's own `Position::line` is one
+/// too low after a blank line (BurntSushi/rust-csv#208) and on every record of a file with
+/// CRLF line ends (#395). Line breaks are `\n`, `\r\n` and a lone `\r`, as for the CSV
+/// reader. The notes kept are those of the bytes read ahead of the parser (its buffer).
+struct LineStarts<R> {
+    inner: R,
+    /// Offset of the next byte read.
+    offset: u64,
+    /// Line of the next byte read (1-based).
+    line: u64,
+    /// The next byte read starts a line.
+    at_start: bool,
+    /// The last byte read was `\r` (a `\n` next ends the same line).
+    after_cr: bool,
+    /// (offset, line) of each line start that is not blank, from the oldest the reader may
+    /// still ask about.
+    starts: VecDeque<(u64, u64)>,
+}
+
+impl<R> LineStarts<R> {
+    fn new(inner: R) -> Self {
+        LineStarts {
+            inner,
+            offset: 0,
+            line: 1,
+            at_start: true,
+            after_cr: false,
+            starts: VecDeque::new(),
         }
+    }
+
+    /// The line of the record whose parse began at byte `at` (where the previous record's
+    /// first terminator byte ended): the first line at or after it that is not blank. Notes
+    /// before `at` are dropped, so `at` must not decrease from one call to the next.
+    fn line_at(&mut self, at: u64) -> u64 {
+        while self.starts.front().is_some_and(|&(offset, _)| offset < at) {
+            self.starts.pop_front();
+        }
+        self.starts.front().map_or(self.line, |&(_, line)| line)
+    }
+
+    fn note(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            match b {
+                b'\r' => {
+                    self.line += 1;
+                    self.at_start = true;
+                    self.after_cr = true;
+                }
+                b'\n' => {
+                    if !self.after_cr {
+                        self.line += 1;
+                    }
+                    self.at_start = true;
+                    self.after_cr = false;
+                }
+                _ => {
+                    if self.at_start {
+                        self.starts.push_back((self.offset, self.line));
+                        self.at_start = false;
+                    }
+                    self.after_cr = false;
+                }
+            }
+            self.offset += 1;
+        }
+    }
+}
+
+impl<R: Read> Read for LineStarts<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.note(&buf[..n]);
+        Ok(n)
     }
 }
 
@@ -392,185 +641,4 @@ fn parse_timestamp(s: &str) -> std::result::Result<Value, ()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn table() -> TableDef {
-        TableDef::from_yaml(
-            "table: t\nprimary_key: [id, name]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: name, type: string }\n  - { name: score, type: double }\n  - { name: ok, type: bool }\n  - { name: blob, type: binary }\n  - { name: at, type: timestamp_ms }\n",
-            "t.yaml",
-        )
-        .unwrap()
-    }
-
-    fn file(text: &str, ext: &str) -> tempfile::NamedTempFile {
-        let mut f = tempfile::Builder::new().suffix(ext).tempfile().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        f
-    }
-
-    fn changes(text: &str, ext: &str, action: RowAction) -> Result<Vec<Change>> {
-        let f = file(text, ext);
-        let table = table();
-        let format = RowFormat::from_path(f.path()).unwrap();
-        let changes = read_changes(f.path(), format, &table, action)?.collect();
-        changes
-    }
-
-    #[test]
-    fn ndjson_every_type() {
-        let got = changes(
-            "{\"id\": 1, \"name\": \"a\", \"score\": 1.5, \"ok\": true, \"blob\": \"AAE=\", \"at\": \"2024-01-01T01:00:00+01:00\"}\n\n{\"id\": \"2\", \"name\": \"b\", \"score\": \"NaN\", \"at\": 5}\n",
-            ".ndjson",
-            RowAction::Upsert,
-        )
-        .unwrap();
-        assert_eq!(
-            got[0],
-            Change::Upsert(vec![
-                Value::Int64(1),
-                Value::String("a".into()),
-                Value::Double(1.5),
-                Value::Bool(true),
-                Value::Binary(vec![0, 1]),
-                Value::TimestampMs(1_704_067_200_000),
-            ])
-        );
-        match &got[1] {
-            Change::Upsert(v) => {
-                assert_eq!(v[0], Value::Int64(2));
-                assert!(matches!(v[2], Value::Double(d) if d.is_nan()));
-                assert_eq!(v[3], Value::Null);
-                assert_eq!(v[5], Value::TimestampMs(5));
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn ndjson_errors_name_file_line_and_column() {
-        let err = changes(
-            "{\"id\": 1, \"name\": \"a\"}\n{\"id\": 1.5, \"name\": \"a\"}\n",
-            ".ndjson",
-            RowAction::Upsert,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.ends_with(":2: id: expected a 64-bit integer, found number 1.5"),
-            "{err}"
-        );
-        let err = changes(
-            "{\"id\": 1, \"name\": \"a\", \"at\": \"yesterday\"}\n",
-            ".ndjson",
-            RowAction::Upsert,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.contains(":1: at: expected an RFC 3339 timestamp"),
-            "{err}"
-        );
-        let err = changes(
-            "{\"id\": 1, \"nme\": \"a\"}\n",
-            ".ndjson",
-            RowAction::Upsert,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains(":1: nme: not a column of table t"), "{err}");
-        let err = changes("{\"id\": 1,\n", ".ndjson", RowAction::Upsert)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(":1: expected one JSON object per line"),
-            "{err}"
-        );
-        let err = changes("{\"id\": 1}\n", ".ndjson", RowAction::Upsert)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(
-                ":1: name: expected a string value (a key column cannot be null), found no value"
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn csv_rows_and_nulls() {
-        let got = changes(
-            "id,name,score,ok\n1,,2.5,1\n2,b,,false\n",
-            ".csv",
-            RowAction::Upsert,
-        )
-        .unwrap();
-        assert_eq!(
-            got[0],
-            Change::Upsert(vec![
-                Value::Int64(1),
-                Value::String(String::new()),
-                Value::Double(2.5),
-                Value::Bool(true),
-                Value::Null,
-                Value::Null,
-            ])
-        );
-        match &got[1] {
-            Change::Upsert(v) => assert_eq!((&v[2], &v[3]), (&Value::Null, &Value::Bool(false))),
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn csv_errors_name_file_line_and_column() {
-        let err = changes("id,name\n1,a\n2,b\nx,c\n", ".csv", RowAction::Upsert)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.ends_with(":4: id: expected a 64-bit integer, found \"x\""),
-            "{err}"
-        );
-        let err = changes("id,score\n1,2\n", ".csv", RowAction::Upsert)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.ends_with(":1: name: key column missing from the header"),
-            "{err}"
-        );
-        let err = changes("id,name\n1,a,3\n", ".csv", RowAction::Upsert)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains(":2: "), "{err}");
-    }
-
-    #[test]
-    fn delete_keeps_only_the_key() {
-        let got = changes(
-            "{\"id\": 7, \"name\": \"x\", \"score\": 1}\n",
-            ".jsonl",
-            RowAction::Delete,
-        )
-        .unwrap();
-        assert_eq!(
-            got,
-            vec![Change::Delete(vec![
-                Value::Int64(7),
-                Value::String("x".into())
-            ])]
-        );
-    }
-
-    #[test]
-    fn stops_after_first_error() {
-        let f = file(
-            "{\"id\": \"x\", \"name\": \"a\"}\n{\"id\": 1, \"name\": \"a\"}\n",
-            ".ndjson",
-        );
-        let table = table();
-        let mut it = read_changes(f.path(), RowFormat::Ndjson, &table, RowAction::Upsert).unwrap();
-        assert!(it.next().unwrap().is_err());
-        assert!(it.next().is_none());
-    }
-}
+mod tests;

@@ -422,6 +422,30 @@ pub(crate) fn apply_is_atomic_on_bad_value(store: &dyn Store) {
         (stats(store, "items"), read(store, &items, 1, 10).all()),
         before
     );
+    // The refusal comes before the next change is taken: a caller knows which one it was.
+    let mut taken = 0;
+    let nan = Change::Upsert(vec![
+        Value::Int64(5),
+        s("e"),
+        Value::Null,
+        Value::Double(f64::NAN),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+    ]);
+    let mut changes = [item(4, "d", 4), nan, item(6, "f", 6)]
+        .into_iter()
+        .inspect(|_| taken += 1)
+        .map(Ok);
+    let err = store.apply("items", &mut changes).unwrap_err();
+    drop(changes);
+    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("column ratio: expected double, found double NaN"),
+        "{err}"
+    );
+    assert_eq!(taken, 2);
 
     let null_key = Change::Delete(vec![Value::Null]);
     let err = apply(store, "items", vec![del(1), null_key]).unwrap_err();

@@ -611,7 +611,9 @@ pub trait Store: Send + Sync {
 
     /// Applies `changes` to `table` in one transaction: all of them or, on the first error
     /// (from the store or yielded by the iterator), none. Upserts carry every column; deletes
-    /// carry the key. Unknown table: [`Error::NotFound`].
+    /// carry the key. A value the store refuses ([`Error::InvalidInput`]) is reported before
+    /// the next change is taken from `changes`, so the caller knows which change it was.
+    /// Unknown table: [`Error::NotFound`].
     fn apply(
         &self,
         table: &str,

@@ -1,10 +1,22 @@
 """`lakeport load`: NDJSON and CSV values of every store type reach the store exactly (read
 back with Python's sqlite3), formats come from the extension or --format, and the counts,
-_seq and _write_time follow DESIGN.md (a write that changes nothing bumps nothing)."""
+_seq and _write_time follow DESIGN.md (a write that changes nothing bumps nothing).
 
+Refusals (issue 18, point 8): every refused value names `file:line: column`, on CRLF files and
+after blank lines too; NaN is refused and ±infinity stored alike in both formats and on both
+backends (SQLite here, PostgreSQL in the last test); a JSON object naming a field twice is
+refused; `.ndjson.gz` and `.csv.gz` load as their uncompressed forms and a corrupt one names
+the file; a 0-byte CSV is "empty file, no header". A refused file leaves nothing of itself in
+the store (read back with sqlite3 / psql), files before it stay applied, files after it are
+not read."""
+
+import gzip
+import math
+import subprocess
 import time
 
-from conftest import load_counts, ms_of
+from conftest import duck, load_counts, ms_of
+from test_postgres import pg_url, psql  # noqa: F401  (pg_url is a fixture)
 
 TYPES = [("id", "int64"), ("s", "string"), ("i", "int64"), ("d", "double"), ("b", "bool"),
          ("bin", "binary"), ("ts", "timestamp_ms")]
@@ -99,3 +111,178 @@ def test_binary_and_inventory_csv(wd):
     assert a["is_latest"] == 1 and a["etag"] == "abc"
     b = got[("日本/x", "v1")]
     assert b["is_latest"] == 0 and b["etag"] is None and b["size"] == 0
+
+
+NUMS = [("id", "int64"), ("d", "double"), ("s", "string")]
+
+
+def refused(wd, *args):
+    """`lakeport load ARGS` that must fail as bad input (exit 1): its stderr."""
+    r = wd.lakeport("load", *args, expect=1)
+    assert "panicked" not in r.err, r
+    return r.err
+
+
+def nums(wd):
+    """The rows of table nums from the SQLite store, by id (live rows and tombstones)."""
+    return {r["id"]: r for r in wd.store_rows("nums", live_only=False)}
+
+
+def test_nan_is_refused_and_infinity_stored_in_both_formats(wd):
+    wd.write_table("nums", ["id"], NUMS)
+    wd.write("inf.csv", "id,d\n1,inf\n2,-inf\n3,Infinity\n4,-INFINITY\n5,1.5\n")
+    wd.write_ndjson("inf.ndjson", [{"id": 6, "d": "inf"}, {"id": 7, "d": "-Infinity"},
+                                   {"id": 8, "d": 2}])
+    counts = load_counts(wd.ok("load", "nums", "inf.csv", "inf.ndjson"))
+    assert counts["inf.csv"]["inserted"] == 5 and counts["inf.ndjson"]["inserted"] == 3, counts
+    got = nums(wd)
+    assert [got[i]["d"] for i in range(1, 9)] == [math.inf, -math.inf, math.inf, -math.inf,
+                                                  1.5, math.inf, -math.inf, 2.0], got
+    # Loading the same infinities again changes nothing.
+    again = load_counts(wd.ok("load", "nums", "inf.csv"))["inf.csv"]
+    assert (again["unchanged"], again["updated"], again["seq"]) == (5, 0, counts["inf.ndjson"]["seq"])
+
+    # They reach the lake as the Parquet doubles they are (read by DuckDB).
+    wd.write_task("nums-full", source="nums", prefix="", partition_time={"from": "write_time"})
+    wd.run("nums-full")
+    con = duck()
+    try:
+        lake = dict(con.execute("SELECT id, d FROM read_parquet(?)",
+                                [[str(p) for p in wd.objects("nums-full")]]).fetchall())
+    finally:
+        con.close()
+    assert lake[1] == math.inf and lake[7] == -math.inf and lake[5] == 1.5, lake
+
+    # NaN, in any spelling and either format, is refused at its line; nothing of that file is
+    # applied (its good rows before the NaN neither), the file before it in the same command
+    # stays applied and the one after it is not read.
+    before = nums(wd)
+    wd.write("before.csv", "id,d\n20,1\n")
+    wd.write("nan.csv", "id,d,s\r\n10,1,a\r\n\r\n11,NaN,b\r\n12,2,c\r\n")
+    wd.write("after.csv", "id,d\n21,1\n")
+    err = refused(wd, "nums", "before.csv", "nan.csv", "after.csv")
+    assert "nan.csv:4: column d: expected double, found double NaN" in err, err
+    got = nums(wd)
+    assert got.pop(20)["d"] == 1.0 and got == before, got
+    wd.write("nan.ndjson", '{"id": 13, "d": 3}\n\n{"id": 14, "s": "x", "d": "-nan"}\n')
+    err = refused(wd, "nums", "nan.ndjson")
+    assert "nan.ndjson:3: column d: expected double, found double NaN" in err, err
+    assert 13 not in nums(wd) and 21 not in nums(wd)
+
+
+def test_refused_values_name_file_line_and_column(wd):
+    wd.write_table("nums", ["id"], NUMS)
+    wd.write("ok.csv", "id,d\n1,1\n")
+    wd.ok("load", "nums", "ok.csv")
+    before = nums(wd)
+    cases = [
+        # A CRLF file with a quoted field over two lines and blank lines: the row's own line.
+        ("crlf.csv", "id,d,s\r\n2,1,\"two\r\nlines\"\r\n\r\n3,x,c\r\n",
+         "crlf.csv:5: d: expected a number, found \"x\""),
+        ("blank.csv", "id,d\n2,1\n\n\n3,2\n4,1e\n", "blank.csv:6: d: expected a number"),
+        ("bad.ndjson", '{"id": 2}\n\n{"id": 3, "d": true}\n',
+         "bad.ndjson:3: d: expected a number, found boolean true"),
+        ("key.csv", "id,d\n2,1\n\n,2\n",
+         "key.csv:4: id: expected a int64 value (a key column cannot be null), found null"),
+    ]
+    for name, text, message in cases:
+        (wd.root / name).write_bytes(text.encode())
+        err = refused(wd, "nums", name)
+        assert message in err, (name, err)
+        assert nums(wd) == before, name
+    # A field that is not UTF-8 names its column.
+    wd.write_bytes("latin1.csv", b"id,s\n2,ok\n3,Gr\xfc\xdfe\n")
+    err = refused(wd, "nums", "latin1.csv")
+    assert "latin1.csv:3: s: expected UTF-8 text" in err, err
+    assert nums(wd) == before
+
+
+def test_json_object_naming_a_field_twice_is_refused(wd):
+    wd.write_table("nums", ["id"], NUMS)
+    wd.write("dup.ndjson", '{"id": 1, "s": "a"}\n{"id": 2, "s": "a", "s": "b"}\n')
+    err = refused(wd, "nums", "dup.ndjson")
+    assert "dup.ndjson:2: s: the object names this field twice; expected each field once" in err
+    # The key twice, even with one value, and in a delete file.
+    wd.write("dupkey.ndjson", '{"id": 1, "id": 1}\n')
+    err = refused(wd, "nums", "dupkey.ndjson", "--delete")
+    assert "dupkey.ndjson:1: id: the object names this field twice" in err, err
+    assert nums(wd) == {}
+
+
+def test_gzip_files_load_as_their_uncompressed_form(wd):
+    wd.write_table("nums", ["id"], NUMS)
+    # Two gzip members one after the other, as `cat a.gz b.gz` makes them.
+    wd.write_bytes("a.ndjson.gz", gzip.compress(b'{"id": 1, "d": 0.5, "s": "x"}\n')
+                   + gzip.compress(b'{"id": 2, "d": "-inf"}\n'))
+    wd.write_bytes("b.CSV.GZ", gzip.compress("id,d,s\r\n3,2,Grüße\r\n".encode()))
+    wd.write_bytes("c.jsonl.gz", gzip.compress(b'{"id": 4}\n'))
+    wd.write_bytes("d.data.gz", gzip.compress(b"id,s\n5,forced csv\n"))
+    counts = load_counts(wd.ok("load", "nums", "a.ndjson.gz", "b.CSV.GZ", "c.jsonl.gz"))
+    assert [counts[f]["inserted"] for f in ("a.ndjson.gz", "b.CSV.GZ", "c.jsonl.gz")] == [2, 1, 1]
+    wd.ok("load", "nums", "d.data.gz", "--format", "csv")
+    got = nums(wd)
+    assert (got[1]["d"], got[1]["s"], got[2]["d"]) == (0.5, "x", -math.inf), got
+    assert (got[3]["d"], got[3]["s"], got[4]["d"], got[5]["s"]) == (2.0, "Grüße", None,
+                                                                      "forced csv"), got
+    # A .gz name without a row format in it still needs --format.
+    wd.write_bytes("e.gz", gzip.compress(b"id\n6\n"))
+    r = wd.lakeport("load", "nums", "e.gz", expect=2)
+    assert "e.gz: cannot tell the format from the extension" in r.err and ".gz" in r.err, r
+
+    # Corrupt gzip data names the file, and nothing of it is applied.
+    before = nums(wd)
+    good = gzip.compress(("id,d\n" + "".join(f"{i},1\n" for i in range(10, 5000))).encode())
+    bad_crc = bytearray(good)
+    bad_crc[-8] ^= 0xFF
+    for name, data in [("cut.csv.gz", good[: len(good) // 2]), ("crc.csv.gz", bytes(bad_crc)),
+                       ("plain.ndjson.gz", b'{"id": 7}\n'), ("zero.csv.gz", b"")]:
+        wd.write_bytes(name, data)
+        err = refused(wd, "nums", name)
+        assert f"{name}:" in err and "not valid gzip data" in err, (name, err)
+        assert nums(wd) == before, name
+
+
+def test_empty_csv_is_an_empty_file_without_header(wd):
+    wd.write_table("nums", ["id"], NUMS)
+    wd.write("empty.csv", "")
+    wd.write_bytes("empty.csv.gz", gzip.compress(b""))
+    for name in ("empty.csv", "empty.csv.gz"):
+        err = refused(wd, "nums", name)
+        assert f"{name}:1: empty file, no header: expected a header line naming the columns" \
+            in err, err
+        assert "missing" not in err, err
+    # A header and no rows is a file of no rows, and so is an empty NDJSON file.
+    wd.write("header.csv", "id,d\n")
+    wd.write("empty.ndjson", "")
+    counts = load_counts(wd.ok("load", "nums", "header.csv", "empty.ndjson"))
+    assert counts["header.csv"]["inserted"] == 0 and counts["empty.ndjson"]["inserted"] == 0
+    assert nums(wd) == {}
+
+
+def test_nan_and_infinity_on_postgres(wd, pg_url):
+    """The same input as on SQLite loads the same way on PostgreSQL, whose double precision
+    could hold NaN: ±infinity is stored, NaN refused at its line with nothing applied."""
+    wd.store = pg_url
+    wd.write_table("nums", ["id"], NUMS)
+
+    def stored():
+        out = subprocess.run([psql(), pg_url, "-At", "-F", "|", "-c",
+                              "SELECT id, d::text FROM data_nums ORDER BY id"],
+                             check=True, capture_output=True, text=True).stdout
+        return [tuple(line.split("|")) for line in out.splitlines()]
+
+    wd.write("inf.csv", "id,d\n1,inf\n2,-Infinity\n")
+    wd.write_ndjson("inf.ndjson", [{"id": 3, "d": "INF"}, {"id": 4, "d": 0.25}])
+    wd.ok("load", "nums", "inf.csv", "inf.ndjson")
+    expected = [("1", "Infinity"), ("2", "-Infinity"), ("3", "Infinity"), ("4", "0.25")]
+    assert stored() == expected
+    again = load_counts(wd.ok("load", "nums", "inf.csv"))["inf.csv"]
+    assert (again["unchanged"], again["updated"]) == (2, 0), again
+
+    wd.write("nan.csv", "id,d\r\n5,1\r\n6,nan\r\n")
+    err = refused(wd, "nums", "nan.csv")
+    assert "nan.csv:3: column d: expected double, found double NaN" in err, err
+    wd.write("nan.ndjson", '{"id": 7, "d": 1}\n{"id": 8, "d": "NaN"}\n')
+    err = refused(wd, "nums", "nan.ndjson")
+    assert "nan.ndjson:2: column d: expected double, found double NaN" in err, err
+    assert stored() == expected

@@ -49,7 +49,7 @@ use crate::delivery::Task;
 use crate::error::{Error, Result};
 use crate::inventory::watch::{check_watchers, WatchDef};
 use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
-use crate::store::schema::{yaml_error_text, yaml_files};
+use crate::store::schema::{read_tables, yaml_error_text, yaml_files};
 use crate::store::TableDef;
 
 /// What a pipelines file declares.
@@ -103,6 +103,27 @@ pub fn load_pipelines(pipelines: &Path, tables: &BTreeMap<String, TableDef>) -> 
         Ok(Pipelines { tasks, watchers })
     } else {
         Err(Error::InvalidConfig(problems.join("\n")))
+    }
+}
+
+/// Every table declaration of `schemas` and everything the pipelines folder declares,
+/// checked together: every problem of every file at once (for `validate` and `serve`).
+pub fn load_project(
+    pipelines: &Path,
+    schemas: &Path,
+) -> Result<(BTreeMap<String, TableDef>, Pipelines)> {
+    let (tables, mut problems) = read_tables(schemas)?;
+    let declared = match load_pipelines(pipelines, &tables) {
+        Ok(declared) => Some(declared),
+        Err(Error::InvalidConfig(text)) => {
+            problems.extend(text.lines().map(str::to_string));
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    match declared {
+        Some(declared) if problems.is_empty() => Ok((tables, declared)),
+        _ => Err(Error::InvalidConfig(problems.join("\n"))),
     }
 }
 

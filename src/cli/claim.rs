@@ -22,7 +22,7 @@ pub struct Args {
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let task = ctx.task(&args.task)?;
-    let store = ctx.store().await?;
+    let store = ctx.store_for(&task).await?;
     let dest = task.open_destination()?;
     let claimed = claim(&store, &task, &dest, args.force).await?;
     if args.json {

@@ -206,6 +206,20 @@ impl Context {
         .await
     }
 
+    /// Opens the store for a command that works on `task` alone (`run`, `claim`), making
+    /// sure only the task's source table exists in it: other table files may be broken
+    /// (see [`Context::task`]).
+    async fn store_for(&self, task: &Task) -> Result<Arc<dyn Store>> {
+        let url = self.store_url.clone();
+        let table = task.source.clone();
+        blocking(move || {
+            let store = open_store(&url)?;
+            store.ensure_table(&table)?;
+            Ok(store)
+        })
+        .await
+    }
+
     /// Opens the store for a command that only reads: nothing is created (no file, no table);
     /// a SQLite store on a read-only file or folder opens. A missing store is an
     /// [`Error::NotFound`] naming where it was looked for.

@@ -47,7 +47,7 @@ impl RunObserver for Bar {
 
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let task = ctx.task(&args.task)?;
-    let store = ctx.store().await?;
+    let store = ctx.store_for(&task).await?;
     let continuous = task.schedule.as_deref() == Some("continuous");
     if args.follow || (continuous && !args.once) {
         return follow_task(store, task).await;

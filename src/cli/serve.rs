@@ -12,11 +12,10 @@ use std::sync::Arc;
 
 use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
-use crate::config::{load_pipelines, parse_duration};
+use crate::config::{load_project, parse_duration};
 use crate::delivery::shared::help_with_shards;
 use crate::error::{Error, Result};
 use crate::service::{http, workers, Declared, Loader, Service};
-use crate::store::schema::load_tables;
 
 /// The environment variable holding the API token.
 const TOKEN_ENV: &str = "LAKEPORT_API_TOKEN";
@@ -44,10 +43,11 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
         )));
     }
     let (pipelines, schemas) = (ctx.pipelines()?.to_path_buf(), ctx.schemas()?.to_path_buf());
+    // Every problem of every file, before the store is opened (which declares the tables).
+    load_project(&pipelines, &schemas)?;
     let store = ctx.store().await?;
     let loader: Loader = Arc::new(move || {
-        let mut tables = load_tables(&schemas)?;
-        let pipelines = load_pipelines(&pipelines, &tables)?;
+        let (mut tables, pipelines) = load_project(&pipelines, &schemas)?;
         let inventory_table = tables
             .remove(INVENTORY_TABLE)
             .ok_or_else(|| Error::NotFound(format!("table {INVENTORY_TABLE} is not declared")))?;

@@ -187,6 +187,18 @@ class Workdir:
     def ok(self, *args):
         return self.lakeport(*args, expect=0)
 
+    def bare(self, *args, cwd=None, expect=None, env=None):
+        """`lakeport ARGS` with only the options in ARGS (no --store, --pipelines or
+        --schemas: the defaults apply), run from `cwd` (default: this folder)."""
+        full = {k: v for k, v in os.environ.items() if k != "LAKEPORT_STORE"}
+        full.update(env or {})
+        p = subprocess.run([str(self.binary), *map(str, args)], cwd=cwd or self.root,
+                           capture_output=True, text=True, timeout=300, env=full)
+        r = Result(list(map(str, args)), p.returncode, p.stdout, p.stderr)
+        if expect is not None:
+            assert r.code == expect, f"expected exit {expect} (in {cwd or self.root})\n{r}"
+        return r
+
     # -- files ----------------------------------------------------------------------------
     def write(self, rel, text):
         path = self.root / rel

@@ -16,9 +16,7 @@
 
 import hashlib
 import json
-import os
 import sqlite3
-import subprocess
 import threading
 
 from conftest import Workdir, duck
@@ -56,15 +54,6 @@ def store_id(path):
         con.close()
 
 
-def in_folder(wd, cwd, *args, env=None):
-    """`lakeport ARGS` run from `cwd`, with only the options given (no --store unless said)."""
-    full = {k: v for k, v in os.environ.items() if k != "LAKEPORT_STORE"}
-    full.update(env or {})
-    p = subprocess.run([str(wd.binary), *map(str, args)], cwd=cwd, capture_output=True,
-                       text=True, timeout=300, env=full)
-    return p
-
-
 def second_store(wd, rows):
     """The same project with another store, `b/lakeport.db`, holding `rows` of the inventory."""
     (wd.root / "b").mkdir()
@@ -95,19 +84,18 @@ def test_a_second_store_is_refused_and_the_lake_is_untouched(wd):
     # From a subfolder, with a store of its own (what a missing project default made).
     sub = wd.root / "sub"
     sub.mkdir()
-    r = in_folder(wd, sub, "--store", "sqlite:other.db", "--pipelines", "../pipelines",
-                  "--schemas", "../schemas", "run", "inv")
-    assert r.returncode == 1, r
+    r = wd.bare("--store", "sqlite:other.db", "--pipelines", "../pipelines",
+                "--schemas", "../schemas", "run", "inv", cwd=sub, expect=1)
     other_id = store_id(sub / "other.db")
     assert other_id != real_id
     for needle in (real_id, other_id, "lakeport claim inv --force",
                    "Nothing was written or deleted", str(wd.store_path)):
-        assert needle in r.stderr, f"{needle!r} not in\n{r.stderr}"
+        assert needle in r.err, f"{needle!r} not in\n{r.err}"
     assert lake_state(dest) == before
     assert lake_keys(dest) == [("b", f"k/{i:05d}") for i in range(ROWS)]
     # The refused store records the refusal as its failed run.
-    status = json.loads(in_folder(wd, sub, "--store", "sqlite:other.db", "--pipelines",
-                                  "../pipelines", "status", "inv", "--json").stdout)
+    status = json.loads(wd.bare("--store", "sqlite:other.db", "--pipelines", "../pipelines",
+                                "status", "inv", "--json", cwd=sub, expect=0).out)
     last = status["tasks"][0]["last_run"]
     assert last["status"] == "failed" and "belongs to another store" in last["error"]
 

@@ -27,3 +27,22 @@ def test_refused_postgres_connection_is_one_lakeport_error(wd, command):
                            "error connecting to server: "), r
     assert "refused" in line.lower(), r
 
+
+def test_refused_upload_warns_about_no_object_it_never_wrote(wd):
+    """A run whose every upload the destination refuses (a plain file stands where the
+    partition folder must go): it fails with the upload's error, and says nothing about
+    removing objects, since none was ever written."""
+    wd.write_task("blocked", prefix="dt=$yyyy-$MM-$dd",
+                  partition_time={"from": "column", "column": "last_modified"})
+    wd.load("object_inventory", [
+        {"bucket": "b", "key": f"k{n}", "version_id": "", "size": n,
+         "last_modified": "2024-01-02T03:04:05Z"} for n in range(20)])
+    lake = wd.destination("blocked")
+    lake.mkdir(parents=True)
+    (lake / "dt=2024-01-02").write_text("not a folder")
+    r = wd.lakeport("run", "blocked", expect=1)
+    assert "error: object storage: upload " in r.err and "Not a directory" in r.err, r
+    assert "could not remove" not in r.err, r
+    assert " WARN " not in r.err, r
+    assert (lake / "dt=2024-01-02").read_text() == "not a folder"
+    assert wd.objects("blocked") == []

@@ -1247,8 +1247,35 @@ fn schema_yaml_errors_name_line_and_column() {
         "{problems:?}"
     );
 
-    let problems = LakeSchema::from_yaml("columns: [\n", "s.yaml", &def).unwrap_err();
-    assert!(problems[0].starts_with("s.yaml: line "), "{problems:?}");
+    // Unterminated quotes and flows are reported where they start.
+    let problems = LakeSchema::from_yaml("columns: [{ source: id }\n", "s.yaml", &def).unwrap_err();
+    assert_eq!(
+        problems,
+        ["s.yaml: line 1 column 10: flow sequence '[' is not closed \
+          (did not find expected ',' or ']' at line 2 column 1)"]
+    );
+    let problems = LakeSchema::from_yaml(
+        "columns:\n  - { source: id, name: 'id, type: string }\n",
+        "s.yaml",
+        &def,
+    )
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        ["s.yaml: line 2 column 25: quoted string is not closed \
+          (found unexpected end of stream at line 3 column 1)"]
+    );
+    let problems = LakeSchema::from_yaml(
+        "columns:\n  - { source: n }\n  - { source: id, name: id\n",
+        "s.yaml",
+        &def,
+    )
+    .unwrap_err();
+    assert_eq!(
+        problems,
+        ["s.yaml: line 3 column 5: flow mapping '{' is not closed \
+          (did not find expected ',' or '}' at line 4 column 1)"]
+    );
 
     let problems = LakeSchema::from_yaml("columns: []\n", "s.yaml", &def).unwrap_err();
     assert_eq!(

@@ -31,7 +31,9 @@
 //! on loopback only. The status page is a read like the others: open on loopback, and where
 //! every call needs the token it does too (a browser must then send the header, e.g. through
 //! a proxy that adds it); its "Run now" buttons ask for the token when a POST gets a 401.
-//! Request bodies are limited to 64 KiB.
+//! No call takes a request body: a body over 64 KiB (`BODY_LIMIT`) is refused with 413 on
+//! every path, declared by `Content-Length` or sent chunked, before any handler runs (see
+//! `limit_body`).
 //!
 //! An unknown task or path is a 404 with `{"error": …}`; so are all other errors (400 for a
 //! bad query, 503 while stopping or when the store fails). Names in paths are only looked up
@@ -111,7 +113,57 @@ async fn authorize(
     }
 }
 
-/// The API's routes over `service`, behind `access`.
+/// Refuses a request whose body is over [`BODY_LIMIT`] with 413 (JSON error), whatever its
+/// path and method: at once when its `Content-Length` says so, else after reading at most
+/// one chunk past the limit (a chunked body has no length to check). A body within the limit
+/// is read whole and handed on.
+///
+/// axum's `DefaultBodyLimit`, and tower-http's `RequestBodyLimitLayer` for a chunked body,
+/// act only when a handler reads the body; no handler here does, so a 50 MB POST to run-now
+/// was answered 202 and the run started. Reading the body here, bounded, holds the limit for
+/// every route.
+async fn limit_body(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "request bodies are limited to {} KiB (no call of this API takes one)",
+                BODY_LIMIT / 1024
+            ),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return too_large();
+    }
+    let (parts, body) = request.into_parts();
+    let mut chunks = body.into_data_stream();
+    let mut read = Vec::new();
+    while let Some(chunk) = futures::StreamExt::next(&mut chunks).await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body: {e}"),
+                )
+            }
+        };
+        if read.len() + chunk.len() > BODY_LIMIT {
+            return too_large();
+        }
+        read.extend_from_slice(&chunk);
+    }
+    let request = axum::extract::Request::from_parts(parts, axum::body::Body::from(read));
+    next.run(request).await
+}
+
+/// The API's routes over `service`, behind `access`; request bodies are limited (to 64 KiB)
+/// before the token is checked.
 pub fn router(service: Arc<Service>, access: Access) -> Router {
     Router::new()
         .route("/", get(super::page::status_page))
@@ -135,7 +187,7 @@ pub fn router(service: Arc<Service>, access: Access) -> Router {
             Arc::new(access),
             authorize,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(limit_body))
 }
 
 /// An error response: `{"error": message}`.
@@ -519,6 +571,84 @@ mod tests {
             .unwrap();
         assert!(fallback(&body));
         service.shutdown(std::time::Duration::from_secs(1)).await;
+    }
+
+    /// A body over 64 KiB gets 413 on every route, whether its `Content-Length` says so or it
+    /// comes chunked (then it is read no further than the limit); a body within the limit
+    /// reaches the handler.
+    #[tokio::test]
+    async fn request_bodies_over_the_limit_are_refused_on_every_route() {
+        use futures::StreamExt;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn crate::store::Store> =
+            Arc::new(crate::store::SqliteStore::open(&dir.path().join("s.db")).unwrap());
+        let service = Service::new(store, crate::service::nothing_declared()).unwrap();
+        let app = router(
+            Arc::clone(&service),
+            Access {
+                token: None,
+                every_call: false,
+            },
+        );
+        let send = |method: &str, path: &str, length: Option<usize>, body: axum::body::Body| {
+            let mut request = axum::http::Request::builder().method(method).uri(path);
+            if let Some(n) = length {
+                request = request.header(axum::http::header::CONTENT_LENGTH, n);
+            }
+            app.clone().oneshot(request.body(body).unwrap())
+        };
+        let error_of = |response: Response| async move {
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            serde_json::from_slice::<serde_json::Value>(&body).unwrap()["error"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        };
+        // 50 MiB in 64 KiB chunks, made only as they are read; counts the chunks read.
+        let chunked = |chunks: usize, read: Arc<AtomicUsize>| {
+            axum::body::Body::from_stream(futures::stream::iter(0..chunks).map(move |_| {
+                read.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b'x'; 64 * 1024]))
+            }))
+        };
+        let routes = [
+            ("POST", "/api/tasks/nope/run"),
+            ("POST", "/api/reload"),
+            ("POST", "/api/watchers/nope/run"),
+            ("GET", "/healthz"),
+            ("GET", "/api/tasks"),
+            ("GET", "/no/such/path"),
+        ];
+        for (method, path) in routes {
+            let over = vec![b'x'; BODY_LIMIT + 1];
+            let response = send(method, path, Some(over.len()), over.into())
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+            assert!(error_of(response).await.contains("64 KiB"), "{path}");
+
+            let read = Arc::new(AtomicUsize::new(0));
+            let body = chunked(800, Arc::clone(&read));
+            let response = send(method, path, None, body).await.unwrap();
+            assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+            assert!(
+                read.load(Ordering::SeqCst) <= 2,
+                "{path}: read the whole body"
+            );
+        }
+        // Exactly the limit, chunked: the handlers answer.
+        let at_limit = || chunked(1, Arc::new(AtomicUsize::new(0)));
+        let response = send("GET", "/healthz", None, at_limit()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let response = send("POST", "/api/tasks/nope/run", None, at_limit())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+        assert!(error_of(response).await.contains("no task named"));
     }
 
     /// `GET /` is the HTML status page, its inline script allowed by the nonce of its CSP;

@@ -157,6 +157,17 @@ fn widen(range: Option<(u64, u64)>, values: &Int64Array) -> Option<(u64, u64)> {
     }
 }
 
+/// Whether an upload that failed with `e` may have written its object all the same, so that
+/// removing what a failed write left must include it. A refusal by the store
+/// ([`Error::Permanent`]: no bucket, no permission, a local folder that cannot hold the
+/// object) and a failure to read the spool file ([`Error::Io`]) write nothing: a local store
+/// renames a complete file into place, a cloud store refuses the whole request or aborts
+/// the multipart upload. A transient failure may be a lost answer to a request that
+/// succeeded, and a panicked upload tells nothing.
+fn may_have_written(e: &Error) -> bool {
+    !matches!(e, Error::Permanent(_) | Error::Io { .. })
+}
+
 /// What object names are made of: `<prefix>/<task>_<concurrent_id>_<seq>.parquet`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectNaming {
@@ -394,10 +405,12 @@ pub struct PartitionedWriter {
     pending_bytes: usize,
     /// Objects uploaded so far.
     done: Vec<DeliveredObject>,
-    /// Uploads of completed objects still running in the background, oldest first.
-    uploading: VecDeque<JoinHandle<Result<DeliveredObject>>>,
-    /// Relative paths whose upload began (done, or failed midway).
-    started: Vec<String>,
+    /// Uploads of completed objects still running in the background (relative path and
+    /// task), oldest first.
+    uploading: VecDeque<(String, JoinHandle<Result<DeliveredObject>>)>,
+    /// Relative paths of failed uploads that may have written their object all the same
+    /// (see [`may_have_written`]).
+    maybe_written: Vec<String>,
     spool_dir: PathBuf,
     runtime: Handle,
     /// Index of the Int64 column whose range each object records (see
@@ -474,7 +487,7 @@ impl PartitionedWriter {
             pending_bytes: 0,
             done: Vec::new(),
             uploading: VecDeque::new(),
-            started: Vec::new(),
+            maybe_written: Vec::new(),
             spool_dir: default_spool_dir(),
             runtime,
             seq_column: None,
@@ -647,20 +660,38 @@ impl PartitionedWriter {
         failure.map_or(Ok(()), Err)
     }
 
-    fn join(&self, upload: JoinHandle<Result<DeliveredObject>>) -> Result<DeliveredObject> {
-        self.runtime
+    /// Waits for one upload; a failed one that may have written its object all the same is
+    /// remembered for [`abort`](Self::abort).
+    fn join(
+        &mut self,
+        (rel_path, upload): (String, JoinHandle<Result<DeliveredObject>>),
+    ) -> Result<DeliveredObject> {
+        let joined = self
+            .runtime
             .block_on(upload)
-            .map_err(|e| Error::Store(format!("an upload task panicked: {e}")))?
+            .map_err(|e| Error::Store(format!("an upload task panicked: {e}")))
+            .and_then(|uploaded| uploaded);
+        if let Err(e) = &joined {
+            if may_have_written(e) {
+                self.maybe_written.push(rel_path);
+            }
+        }
+        joined
     }
 
     /// Drops every open object and its spool file, waits for the uploads running in the
-    /// background, and returns the relative paths of objects that may have been uploaded
-    /// (complete ones, or one whose upload failed midway); the caller deletes them.
+    /// background, and returns the relative paths of the objects that may exist: those
+    /// uploaded, and those whose upload failed in a way that may have written them all the
+    /// same ([`may_have_written`]); the caller deletes them. An object whose upload the store
+    /// refused, or that was never uploaded, is not among them: there is nothing to remove,
+    /// and removing it would fail for the same reason the upload did.
     pub fn abort(mut self) -> Vec<String> {
         self.open.clear();
         // An upload still running could complete after the caller deleted its object.
         let _ = self.settle();
-        std::mem::take(&mut self.started)
+        let mut paths: Vec<String> = self.done.drain(..).map(|d| d.path).collect();
+        paths.append(&mut self.maybe_written);
+        paths
     }
 
     /// The first sequence id this writer has not used.
@@ -723,11 +754,13 @@ impl PartitionedWriter {
         let mut file = writer.into_inner()?;
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
-        self.started.push(rel_path.clone());
         // Uploads that have ended are collected first, so that a refused one stops the writer
         // before it starts more.
         while self.uploading.len() >= UPLOADS_IN_FLIGHT
-            || self.uploading.front().is_some_and(JoinHandle::is_finished)
+            || self
+                .uploading
+                .front()
+                .is_some_and(|(_, upload)| upload.is_finished())
         {
             if let Some(oldest) = self.uploading.pop_front() {
                 let object = self.join(oldest)?;
@@ -735,7 +768,8 @@ impl PartitionedWriter {
             }
         }
         let dest = Arc::clone(&self.dest);
-        self.uploading.push_back(self.runtime.spawn(async move {
+        let key = rel_path.clone();
+        let upload = self.runtime.spawn(async move {
             let uploaded = dest.upload_file(&spool, &rel_path).await;
             if let Err(e) = spool.close() {
                 tracing::warn!(error = %e, "could not remove a spool file");
@@ -751,7 +785,8 @@ impl PartitionedWriter {
                 md5: Some(uploaded.md5),
                 seq_range,
             })
-        }));
+        });
+        self.uploading.push_back((key, upload));
         Ok(())
     }
 
@@ -1326,6 +1361,57 @@ mod tests {
         assert!(result.is_err());
         assert_eq!(fx.spool_files(), 0);
         assert_eq!(fx.list(), [("p=b".to_string(), 12)]);
+    }
+
+    #[test]
+    fn abort_leaves_out_objects_whose_upload_was_refused() {
+        // Partition p=b's path is blocked by a plain file: the local store refuses its
+        // objects, so they never exist and abort must not hand them out for removal (their
+        // removal would fail the same way and warn about objects that were never written).
+        let fx = Fixture::local();
+        let root = fx._lake.as_ref().unwrap().path();
+        std::fs::write(root.join("p=b"), b"not a folder").unwrap();
+        let options = ParquetOptions {
+            target_file_size: 8 * 1024,
+            row_group_rows: 1000,
+            compression: Compression::UNCOMPRESSED,
+            ..ParquetOptions::default()
+        };
+        let mut w = fx.writer(options, 0);
+        let (w, wrote_b) = fx.blocking(move || {
+            for i in 0..3 {
+                w.write("p=a", &batch(i * 1000, 1000)).unwrap();
+            }
+            w.settle().unwrap();
+            // A refused rotation fails this write or a later one; settle reports the rest.
+            let wrote_b = (0..3)
+                .map(|i| w.write("p=b", &batch(i * 1000, 1000)))
+                .collect::<Result<Vec<()>>>()
+                .and_then(|_| w.settle());
+            (w, wrote_b)
+        });
+        assert!(matches!(wrote_b, Err(Error::Permanent(_))), "{wrote_b:?}");
+        // The listing holds the blocking file and p=a's objects, nothing of p=b.
+        let mut uploaded: Vec<String> = fx.list().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(uploaded.pop().as_deref(), Some("p=b"));
+        assert!(uploaded.len() >= 2, "{uploaded:?}");
+        assert!(
+            uploaded.iter().all(|p| p.starts_with("p=a/")),
+            "{uploaded:?}"
+        );
+        assert_eq!(w.abort(), uploaded);
+        assert_eq!(fx.spool_files(), 0);
+    }
+
+    #[test]
+    fn only_a_refused_or_unread_upload_surely_wrote_nothing() {
+        assert!(!may_have_written(&Error::Permanent("403".into())));
+        let io = std::io::Error::other("gone");
+        assert!(!may_have_written(&Error::io("read", "/s".as_ref(), io)));
+        assert!(may_have_written(&Error::Transient("timed out".into())));
+        assert!(may_have_written(&Error::Store(
+            "an upload task panicked".into()
+        )));
     }
 
     #[test]

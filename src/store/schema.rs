@@ -233,16 +233,87 @@ pub fn is_identifier(s: &str) -> bool {
 }
 
 /// The text of a serde_yaml error with its line and column, as `line L column C: message`.
+///
+/// A syntax error whose cause is an unterminated quoted string or flow collection is reported
+/// where that starts, with what is unterminated and where the parser gave up, e.g.
+/// `line 4 column 9: quoted string is not closed (found unexpected end of stream at line 6
+/// column 1)`: libyaml finds the missing quote, `}` or `]` only where the file ends or the
+/// next key begins, which by itself points at the wrong line. Other errors are reported where
+/// the parser stopped, with libyaml's context (`while scanning …`) and its place kept.
 pub fn yaml_error_text(e: &serde_yaml::Error) -> String {
-    match e.location() {
-        Some(loc) => {
-            let msg = e.to_string();
-            // serde_yaml appends " at line L column C"; keep one copy, in front.
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            format!("line {} column {}: {msg}", loc.line(), loc.column())
+    let text = e.to_string();
+    let Some(loc) = e.location() else {
+        return text;
+    };
+    let stopped = (loc.line(), loc.column());
+    // libyaml's syntax errors read "<problem> at line L column C, while <context>[ at line L2
+    // column C2]"; serde_yaml's own errors "<message> at line L column C".
+    let (problem, context) = match text.rsplit_once(", while ") {
+        Some((problem, context)) if is_libyaml_context(context) => (problem, Some(context)),
+        _ => (text.as_str(), None),
+    };
+    let problem = problem
+        .strip_suffix(&format!(" at {}", line_column(stopped)))
+        .unwrap_or(problem);
+    let Some(context) = context else {
+        return format!("{}: {problem}", line_column(stopped));
+    };
+    let (context, started) = match context.rsplit_once(" at line ") {
+        Some((context, mark)) => (context, parse_line_column(mark)),
+        None => (context, None),
+    };
+    let unterminated = match (context, problem) {
+        (
+            "scanning a quoted scalar",
+            "found unexpected end of stream" | "found unexpected document indicator",
+        ) => Some("quoted string"),
+        ("parsing a flow mapping", "did not find expected ',' or '}'") => Some("flow mapping '{'"),
+        ("parsing a flow sequence", "did not find expected ',' or ']'") => {
+            Some("flow sequence '['")
         }
-        None => e.to_string(),
+        _ => None,
+    };
+    match unterminated {
+        // libyaml leaves out a context's place when it is the file's first character (or the
+        // problem's own place, which a quoted string or flow never starts at).
+        Some(what) => format!(
+            "{}: {what} is not closed ({problem} at {})",
+            line_column(started.unwrap_or((1, 1))),
+            line_column(stopped)
+        ),
+        None => match started {
+            Some(at) => format!(
+                "{}: {problem}, while {context} at {}",
+                line_column(stopped),
+                line_column(at)
+            ),
+            None => format!("{}: {problem}, while {context}", line_column(stopped)),
+        },
     }
+}
+
+/// Whether `s` reads as the rest of a libyaml context: words (`scanning a %TAG directive`),
+/// then perhaps ` at line L column C`.
+fn is_libyaml_context(s: &str) -> bool {
+    let words = match s.rsplit_once(" at line ") {
+        Some((words, mark)) if parse_line_column(mark).is_some() => words,
+        Some(_) => return false,
+        None => s,
+    };
+    !words.is_empty()
+        && words
+            .chars()
+            .all(|c| c.is_ascii_alphabetic() || c == ' ' || c == '%')
+}
+
+fn line_column((line, column): (usize, usize)) -> String {
+    format!("line {line} column {column}")
+}
+
+/// `L column C` (the rest of a libyaml mark after "line ") as (L, C).
+fn parse_line_column(mark: &str) -> Option<(usize, usize)> {
+    let (line, column) = mark.split_once(" column ")?;
+    Some((line.parse().ok()?, column.parse().ok()?))
 }
 
 /// Every table declared under `dir` (files with a top-level `table:` key), plus the built-in
@@ -329,6 +400,96 @@ mod tests {
         assert_eq!(def.table, OBJECT_INVENTORY);
         assert_eq!(def.primary_key, ["bucket", "key", "version_id"]);
         assert!(def.column("last_modified").is_some());
+    }
+
+    /// A task file's syntax error, as `config` reads task files (a YAML value first).
+    fn task_file_error(text: &str) -> String {
+        yaml_error_text(&serde_yaml::from_str::<serde_yaml::Value>(text).unwrap_err())
+    }
+
+    #[test]
+    fn unterminated_quotes_and_flows_are_reported_where_they_start() {
+        let task = |line4: &str| {
+            format!("name: daily\nsource: object_inventory\ndestination: lake/daily\n{line4}\nmode: full\n")
+        };
+        assert_eq!(
+            task_file_error(&task("prefix: \"dt=$yyyy-$MM-$dd")),
+            "line 4 column 9: quoted string is not closed \
+             (found unexpected end of stream at line 6 column 1)"
+        );
+        assert_eq!(
+            task_file_error(&task("prefix: 'dt=$yyyy-$MM-$dd")),
+            "line 4 column 9: quoted string is not closed \
+             (found unexpected end of stream at line 6 column 1)"
+        );
+        assert_eq!(
+            task_file_error(&task("parquet: { compression: zstd")),
+            "line 4 column 10: flow mapping '{' is not closed \
+             (did not find expected ',' or '}' at line 5 column 5)"
+        );
+        assert_eq!(
+            task_file_error(&task("catalog: [hive, daily")),
+            "line 4 column 10: flow sequence '[' is not closed \
+             (did not find expected ',' or ']' at line 5 column 5)"
+        );
+        // A table declaration: the same, behind its file name.
+        let table = |columns: &str| {
+            TableDef::from_yaml(
+                &format!("table: t\nprimary_key: [id]\ncolumns:\n{columns}"),
+                "schemas/t.yaml",
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            table("  - { name: id, type: int64 }\n  - { name: \"n, type: string }\n"),
+            "schemas/t.yaml: line 5 column 13: quoted string is not closed \
+             (found unexpected end of stream at line 6 column 1)"
+        );
+        assert_eq!(
+            table("  - { name: 'id, type: int64 }\n  - { name: n, type: string }\n"),
+            "schemas/t.yaml: line 4 column 13: quoted string is not closed \
+             (found unexpected end of stream at line 6 column 1)"
+        );
+        assert_eq!(
+            table("  - { name: n, type: string }\n  - { name: id, type: int64\n"),
+            "schemas/t.yaml: line 5 column 5: flow mapping '{' is not closed \
+             (did not find expected ',' or '}' at line 6 column 1)"
+        );
+        assert_eq!(
+            TableDef::from_yaml("table: t\nprimary_key: [id\ncolumns: []\n", "t.yaml")
+                .unwrap_err()
+                .to_string(),
+            "t.yaml: line 2 column 14: flow sequence '[' is not closed \
+             (did not find expected ',' or ']' at line 3 column 8)"
+        );
+        // libyaml gives no place for a context that starts the file.
+        assert_eq!(
+            task_file_error("\"name: daily\n"),
+            "line 1 column 1: quoted string is not closed \
+             (found unexpected end of stream at line 2 column 1)"
+        );
+    }
+
+    #[test]
+    fn other_yaml_errors_keep_their_place_and_context() {
+        assert_eq!(
+            task_file_error("name: daily\n\tmode: full\n"),
+            "line 2 column 1: found a tab character that violates indentation, \
+             while scanning a plain scalar at line 1 column 7"
+        );
+        assert_eq!(
+            task_file_error("name: daily\n  mode: full\n"),
+            "line 2 column 7: mapping values are not allowed in this context"
+        );
+        let err = TableDef::from_yaml("table: t\nprimary_key: [id]\ncolums: []\n", "t.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.yaml: line 3 column 1: unknown field `colums`"),
+            "{err}"
+        );
+        assert!(!err.ends_with("column 1"), "{err}");
     }
 
     #[test]

@@ -95,6 +95,63 @@ def test_validate_reports_every_problem_at_once(wd):
     assert r.lines[-1] == "ok: 1 tasks, 0 watchers, 1 tables", r
 
 
+def test_validate_points_at_unterminated_quotes_and_flows(wd):
+    """A quote, `{` or `[` left open is reported where it opens, with what is not closed and
+    where the parser gave up (libyaml notices only at the end of the file or the next key)."""
+    wd.write("pipelines/double.yaml", """\
+        name: double
+        source: object_inventory
+        destination: lake/double
+        prefix: "dt=$yyyy-$MM-$dd
+        mode: full
+        """)
+    wd.write("pipelines/single.yaml", """\
+        name: single
+        source: object_inventory
+        destination: 'lake/single
+        mode: full
+        """)
+    wd.write("pipelines/sequence.yaml", """\
+        name: sequence
+        source: object_inventory
+        destination: lake/sequence
+        catalog: [hive, sequence
+        mode: full
+        """)
+    wd.write("schemas/mapping.yaml", """\
+        table: mapping
+        primary_key: [id]
+        columns:
+          - { name: n, type: string }
+          - { name: id, type: int64
+        """)
+    # A delivery schema is read for the (otherwise valid) task that names it.
+    wd.write("schemas/lake_cols.yaml", """\
+        columns:
+          - { source: key, name: 'object_key, type: string }
+        """)
+    wd.write_task("uses-lake", schema="schemas/lake_cols.yaml")
+
+    r = wd.lakeport("validate", expect=2)
+    lines = [ln for ln in (r.out + r.err).splitlines() if ln.strip()]
+    expected = [
+        "pipelines/double.yaml: line 4 column 9: quoted string is not closed "
+        "(found unexpected end of stream at line 6 column 1)",
+        "pipelines/single.yaml: line 3 column 14: quoted string is not closed "
+        "(found unexpected end of stream at line 5 column 1)",
+        "pipelines/sequence.yaml: line 4 column 10: flow sequence '[' is not closed "
+        "(did not find expected ',' or ']' at line 5 column 5)",
+        "schemas/mapping.yaml: line 5 column 5: flow mapping '{' is not closed "
+        "(did not find expected ',' or '}' at line 6 column 1)",
+        "schemas/lake_cols.yaml: line 2 column 26: quoted string is not closed "
+        "(found unexpected end of stream at line 3 column 1)",
+    ]
+    for want in expected:
+        assert any(ln.endswith(want) for ln in lines), f"no line ending {want!r}\n{r}"
+    assert not any("unexpected end of stream" in ln and "is not closed" not in ln
+                   for ln in lines), r
+
+
 @pytest.mark.parametrize("command", [["run"], ["ddl"], ["status", "--json"]])
 def test_unknown_task_is_bad_usage(wd, command):
     wd.write_task("real-task")

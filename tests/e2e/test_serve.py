@@ -4,7 +4,10 @@ starts a run (202) or is refused while one is in flight (409); unknown tasks and
 404 with a JSON error; SIGTERM during a run lets it commit and exits 0, leaving no partial or
 duplicate object."""
 
+import json
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -244,6 +247,53 @@ def test_reload_applies_a_good_set_and_refuses_a_broken_one(wd):
         out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     assert "reload refused" in err, err
+
+
+def send_body(base, method, path, size, chunked):
+    """(status, JSON body) of `METHOD path` with a body of `size` bytes, sent in 64 KiB pieces
+    with `Content-Length` or chunked (no length), over a raw socket: a server that answers
+    before reading the whole body may close the connection while the body is still being
+    sent, and the answer is read all the same."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        length = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+        s.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{length}\r\n\r\n".encode())
+        try:
+            for start in range(0, size, 64 * 1024):
+                piece = b"x" * min(64 * 1024, size - start)
+                s.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n" if chunked else piece)
+            if chunked:
+                s.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server answered and closed: read its answer
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < int(
+                re.search(rb"(?i)content-length: *(\d+)", answer).group(1)):
+            data = s.recv(65536)
+            assert data, f"connection closed after {answer!r}"
+            answer += data
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_request_bodies_over_64_kib_get_413_on_every_route(wd):
+    """No call takes a body: one over 64 KiB is refused with 413 on every route, whether its
+    Content-Length says so or it comes chunked (50 MB), and run-now does not start a run."""
+    setup_small(wd)
+    with serving(wd) as (p, base):
+        for method, path in [("POST", "/api/tasks/manual/run"), ("POST", "/api/reload"),
+                             ("GET", "/api/tasks"), ("GET", "/healthz")]:
+            for size, chunked in [(1 << 20, False), (50 << 20, True), (64 * 1024 + 1, True)]:
+                status, body = send_body(base, method, path, size, chunked)
+                assert status == 413 and "64 KiB" in body["error"], (method, path, size, body)
+        # Nothing was started, and a body within the limit still reaches the handler.
+        assert run_records(wd, "manual") == []
+        assert send_body(base, "GET", "/healthz", 64 * 1024, True) == (200, {"status": "ok"})
+        status, body = send_body(base, "POST", "/api/tasks/manual/run", 100, False)
+        assert status == 202, body
+        p.send_signal(signal.SIGTERM)
+        p.communicate(timeout=120)
+    assert p.returncode == 0
 
 
 def test_schemathesis_finds_no_server_error(wd):

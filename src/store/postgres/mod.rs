@@ -51,7 +51,8 @@
 //!
 //! The [`Store`] trait is blocking (its callers run it on blocking threads), so this backend
 //! uses the `postgres` crate, tokio-postgres's blocking wrapper by the same authors, pooled by
-//! `r2d2_postgres`. The pool holds at most [`POOL_SIZE`] connections; a snapshot holds one of
+//! `r2d2_postgres`. The pool holds at most [`POOL_SIZE`] connections (its failed connection
+//! attempts are logged at debug level only: the call that needed one reports why); a snapshot holds one of
 //! them (the transaction that exported it) until its readers are dropped. Its shards read on
 //! connections of their own outside the pool, tokio-postgres clients each driven by a
 //! current-thread runtime one batch at a time: the blocking client's trip into its runtime
@@ -132,6 +133,23 @@ const READ_SEQ: &str = r#"SELECT "seq" FROM "_lakeport_meta" WHERE "id" = 1"#;
 pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 /// One pooled connection.
 pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
+
+/// Where the pool's failed connection attempts go: to lakeport's debug log, not r2d2's own
+/// `ERROR r2d2` line. Each attempt that a caller waited for is reported by that caller
+/// ([`PostgresStore::conn`] names the store and r2d2 gives the last attempt's reason), so
+/// logging them here as errors said the same thing twice, the second time without the store.
+#[derive(Debug)]
+struct ConnectErrors {
+    /// The store's URL without its password.
+    shown: String,
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        tracing::debug!(store = %self.shown, error = %describe(&error),
+            "a pooled connection attempt failed");
+    }
+}
 
 /// Owns something that holds connections and drops it off the async runtime's threads.
 ///
@@ -235,6 +253,9 @@ impl PostgresStore {
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(POOL_WAIT)
+            .error_handler(Box::new(ConnectErrors {
+                shown: shown.clone(),
+            }))
             .build_unchecked(manager);
         let store = PostgresStore {
             pool: OffRuntime::new(pool),

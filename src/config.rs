@@ -4,7 +4,7 @@
 //! ([`crate::inventory::watch`]). Each kind's checker reads its own keys; this module reads
 //! the files, tells their kinds apart, and gives the checkers their common pieces: problems
 //! collected per file as `FILE: KEY: message`, typed fields, unknown keys, durations,
-//! schedules, destinations, names.
+//! schedules (in a timezone: [`schedule`]), destinations, names.
 //!
 //! Relative paths in a file are resolved against the project folder: the parent of the
 //! pipelines folder, which holds `pipelines/` and `schemas/` side by side.
@@ -51,6 +51,8 @@ use crate::inventory::watch::{check_watchers, WatchDef};
 use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
 use crate::store::schema::{yaml_error_text, yaml_files};
 use crate::store::TableDef;
+
+pub mod schedule;
 
 /// What a pipelines file declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 //! ([`crate::inventory::watch`]). Each kind's checker reads its own keys; this module reads
 //! the files, tells their kinds apart, and gives the checkers their common pieces: problems
 //! collected per file as `FILE: KEY: message`, typed fields, unknown keys, durations,
-//! schedules, destinations, names.
+//! schedules (in a timezone: [`schedule`]), destinations, names.
 //!
 //! Relative paths in a file are resolved against the project folder: the parent of the
 //! pipelines folder, which holds `pipelines/` and `schemas/` side by side.
@@ -51,6 +51,8 @@ use crate::inventory::watch::{check_watchers, WatchDef};
 use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
 use crate::store::schema::{read_tables, yaml_error_text, yaml_files};
 use crate::store::TableDef;
+
+pub mod schedule;
 
 /// What a pipelines file declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -564,10 +566,6 @@ pub fn parse_cron(expr: &str) -> std::result::Result<croner::Cron, String> {
         .map_err(|e| format!("{expr:?}: {e}"))
 }
 
-pub(crate) fn check_schedule(s: &str) -> std::result::Result<(), String> {
-    cron_expression(s).map(|_| ())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,8 +594,8 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert!(check_schedule("0 0 2 * * *").is_ok());
-        assert!(check_schedule("*/5 * * * * *").is_ok());
+        assert!(cron_expression("0 0 2 * * *").is_ok());
+        assert!(cron_expression("*/5 * * * * *").is_ok());
         assert_eq!(cron_expression("@hourly"), Ok(Some("0 0 * * * *".into())));
         assert_eq!(cron_expression("@daily"), Ok(Some("0 0 0 * * *".into())));
         assert_eq!(cron_expression("continuous"), Ok(None));
@@ -608,7 +606,7 @@ mod tests {
             "@often",
             "every hour",
         ] {
-            assert!(check_schedule(bad).is_err(), "{bad}");
+            assert!(cron_expression(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,7 +1,8 @@
-//! `lakeport status [task]`: per task, the last run (status, rows, objects, bytes, dirty rows
-//! by reason, error), what is live in the lake and the lag (checkpoint, the source table's
-//! newest `_seq`, rows behind, age of the oldest undelivered change); without a task, also the
-//! newest inventory imports (reports and bucket listings).
+//! `lakeport status [task]`: per task, its schedule with the timezone it is read in and its
+//! next three runs, the last run (status, rows, objects, bytes, dirty rows by reason, error),
+//! what is live in the lake and the lag (checkpoint, the source table's newest `_seq`, rows
+//! behind, age of the oldest undelivered change); without a task, also the newest inventory
+//! imports (reports and bucket listings).
 
 use std::sync::Arc;
 
@@ -63,6 +64,17 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let mut lines = Vec::new();
     for t in &report.tasks {
         lines.push(format!("{} ({})", t.task, t.mode));
+        lines.push(match (&t.schedule, &t.schedule_timezone) {
+            (None, _) => "  schedule: none (runs when asked)".to_string(),
+            (Some(s), None) => format!("  schedule: {s}"),
+            (Some(s), Some(zone)) if t.next_runs.is_empty() => {
+                format!("  schedule: {s} in {zone}, no next run")
+            }
+            (Some(s), Some(zone)) => format!(
+                "  schedule: {s} in {zone}, next runs {}",
+                t.next_runs.join(", ")
+            ),
+        });
         match &t.last_run {
             None => lines.push("  never ran".to_string()),
             Some(r) => {

@@ -14,7 +14,9 @@
 //! (but PLAIN for columns whose values are nearly all distinct, see
 //! [`PartitionedWriter`](crate::sink::PartitionedWriter)) | plain [dictionary], `buffer_size`: memory for rows waiting to be encoded, all shards
 //! together [256MiB]}, `concurrency` [1], `schedule` (cron with seconds, `@hourly`… or
-//! `continuous`; parsed here as `serve` runs it), `deletes` [ignore] or `emit` (adds
+//! `continuous`; parsed here as `serve` runs it), `schedule_timezone` [the
+//! `partition_time.timezone`: the IANA zone a cron schedule's times are read in, DST-correct
+//! as [`crate::config::schedule`] says], `deletes` [ignore] or `emit` (adds
 //! the lake column `_op`; the schema must carry the key and `_seq`), `dirty`
 //! {`keep` [false]}, `catalog` {`dialect` [hive], `table` [the name with `_` for `-`],
 //! `database`}, `lease` [60s], `retry` {`initial` [200ms], `max_interval` [15s],
@@ -31,10 +33,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value as Yaml};
 
+use crate::config::schedule::{parse_zone, Schedule};
 use crate::config::{
-    check_schedule, duration_field, field, name_field, project_dir, read_pipeline_files,
-    resolve_destination, resolve_path, section, storage_section, unknown_keys, Kind, PipelineFile,
-    Problems,
+    duration_field, field, name_field, project_dir, read_pipeline_files, resolve_destination,
+    resolve_path, section, storage_section, unknown_keys, Kind, PipelineFile, Problems,
 };
 use crate::convert::LakeSchema;
 use crate::delivery::manifest::DEFAULT_KEEP;
@@ -126,8 +128,10 @@ pub struct Task {
     pub parquet: ParquetOptions,
     /// Full-mode shards written in parallel.
     pub concurrency: usize,
-    /// Cron schedule (with seconds) or `continuous`, if any.
+    /// Cron schedule (with seconds) or `continuous`, if any, as written.
     pub schedule: Option<String>,
+    /// The cron schedule in its timezone (None: `continuous`, or no schedule).
+    pub cron: Option<Schedule>,
     /// What happens to deletes.
     pub deletes: Deletes,
     /// Whether dirty rows are written under `<destination>/_dirty/<task>/`.
@@ -157,6 +161,7 @@ const TOP_KEYS: &[&str] = &[
     "parquet",
     "concurrency",
     "schedule",
+    "schedule_timezone",
     "deletes",
     "dirty",
     "catalog",
@@ -335,13 +340,10 @@ fn check_task(
     };
     let tz_name: String =
         field(&pt, "timezone", "partition_time.timezone", problems).unwrap_or_else(|| "UTC".into());
-    let timezone = match tz_name.parse::<chrono_tz::Tz>() {
+    let timezone = match parse_zone(&tz_name) {
         Ok(tz) => Some(tz),
-        Err(_) => {
-            problems.push(
-                "partition_time.timezone",
-                format!("{tz_name:?} is not an IANA timezone name (such as UTC or Europe/Berlin)"),
-            );
+        Err(e) => {
+            problems.push("partition_time.timezone", e);
             None
         }
     };
@@ -444,11 +446,8 @@ fn check_task(
     }
 
     let schedule: Option<String> = field(map, "schedule", "schedule", problems);
-    if let Some(s) = &schedule {
-        if let Err(e) = check_schedule(s) {
-            problems.push("schedule", e);
-        }
-    }
+    let schedule_zone = field::<String>(map, "schedule_timezone", "schedule_timezone", problems);
+    let cron = schedule_cron(schedule.as_deref(), schedule_zone, timezone, problems);
 
     let deletes = field::<Deletes>(map, "deletes", "deletes", problems).unwrap_or(Deletes::Ignore);
     let schema = match schema {
@@ -564,6 +563,7 @@ fn check_task(
         parquet,
         concurrency,
         schedule,
+        cron,
         deletes,
         dirty_keep,
         catalog: CatalogTarget {
@@ -575,6 +575,50 @@ fn check_task(
         max_delay,
         manifests_keep,
     })
+}
+
+/// The task's cron `schedule` in its zone: `schedule_timezone` when given (`zone_name`), else
+/// the partition time's `timezone` (UTC if that is not valid: its problem is reported apart).
+fn schedule_cron(
+    schedule: Option<&str>,
+    zone_name: Option<String>,
+    timezone: Option<chrono_tz::Tz>,
+    problems: &mut Problems,
+) -> Option<Schedule> {
+    let given = zone_name.is_some();
+    let zone = match zone_name {
+        None => timezone.unwrap_or(chrono_tz::UTC),
+        Some(name) => match parse_zone(&name) {
+            Ok(zone) => zone,
+            Err(e) => {
+                problems.push("schedule_timezone", e);
+                chrono_tz::UTC
+            }
+        },
+    };
+    let unused = |problems: &mut Problems, why: &str| {
+        if given {
+            problems.push(
+                "schedule_timezone",
+                format!("only used with a cron schedule ({why})"),
+            );
+        }
+    };
+    let Some(text) = schedule else {
+        unused(problems, "the task has no schedule");
+        return None;
+    };
+    match Schedule::new(text, zone) {
+        Ok(Some(cron)) => Some(cron),
+        Ok(None) => {
+            unused(problems, "schedule is continuous");
+            None
+        }
+        Err(e) => {
+            problems.push("schedule", e);
+            None
+        }
+    }
 }
 
 impl Task {

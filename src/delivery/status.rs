@@ -1,15 +1,19 @@
 //! What the store says about a task right now: its last run (and last success), its live set
-//! in the lake, its checkpoint and how far the source table has moved past it. Shared by
-//! `lakeport status` and the service's API.
+//! in the lake, its checkpoint and how far the source table has moved past it; and when its
+//! schedule runs it next. Shared by `lakeport status` and the service's API.
 
 use serde::Serialize;
 
+use crate::config::schedule::rfc3339_local;
 use crate::delivery::config::{Deletes, Task};
 use crate::error::{Error, Result};
 use crate::store::{Lag, RunOwner, RunRecord, RunStatus, Store};
 
 /// Runs looked through for the last succeeded one.
 const RUNS_FOR_LAST_SUCCESS: usize = 100;
+
+/// Scheduled runs shown ahead.
+pub const NEXT_RUNS: usize = 3;
 
 /// A task's status.
 #[derive(Debug, Clone, Serialize)]
@@ -20,6 +24,11 @@ pub struct TaskStatus {
     pub mode: String,
     /// Its schedule, if any.
     pub schedule: Option<String>,
+    /// The IANA timezone its cron schedule is read in (None: no cron schedule).
+    pub schedule_timezone: Option<String>,
+    /// Its next scheduled runs (3), RFC 3339 with that zone's offset (empty: no cron
+    /// schedule).
+    pub next_runs: Vec<String>,
     /// The newest run (any status).
     pub last_run: Option<RunRecord>,
     /// When the newest succeeded run (among the task's last 100) ended, ms since epoch UTC.
@@ -62,6 +71,8 @@ pub fn task_status(store: &dyn Store, task: &Task, now_ms: i64) -> Result<TaskSt
         task: name.clone(),
         mode: task.mode.as_str().to_string(),
         schedule: task.schedule.clone(),
+        schedule_timezone: task.cron.as_ref().map(|c| c.zone().name().to_string()),
+        next_runs: next_runs(task, now_ms),
         last_run,
         last_success_ms,
         live_objects: partitions.iter().map(|(_, n)| *n as usize).sum(),
@@ -89,6 +100,18 @@ pub fn shown_status(run: &RunRecord, me: Option<&RunOwner>) -> RunStatus {
 pub fn lag_seconds(lag: Option<&Lag>, now_ms: i64) -> Option<f64> {
     lag.and_then(|l| l.oldest_write_ms)
         .map(|ms| (now_ms - ms).max(0) as f64 / 1000.0)
+}
+
+/// `task`'s next scheduled runs after `now_ms`, RFC 3339 in its schedule's zone.
+pub fn next_runs(task: &Task, now_ms: i64) -> Vec<String> {
+    let (Some(cron), Some(now)) = (&task.cron, chrono::DateTime::from_timestamp_millis(now_ms))
+    else {
+        return Vec::new();
+    };
+    cron.next_times(now, NEXT_RUNS)
+        .iter()
+        .map(rfc3339_local)
+        .collect()
 }
 
 #[cfg(test)]

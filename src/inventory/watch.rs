@@ -7,12 +7,13 @@
 //! A watcher file's keys: `kind: inventory-watch`, `name` (3–16 chars: lowercase letters,
 //! digits, hyphens; unique among tasks and watchers), `root` (the report root: a path, relative
 //! to the project folder, or a `file://`, `s3://`, `gs://`, `az://` URL), `schedule` (cron with
-//! seconds, or `@hourly`, `@daily`…), `format` [from each manifest] (`s3`, `oss`, `obs`; with
-//! `obs` every manifest counts as complete), `scope_prefix` [""] (the key prefix the reports'
-//! inventory rule covers; objects outside it are kept), `storage` (the report root's store
-//! options, as in a task file: endpoint, region, path style, plain http, credentials by the
-//! names of environment variables; see [`crate::config`]). The reports' manifests and data
-//! files are read with the same options.
+//! seconds, or `@hourly`, `@daily`…), `schedule_timezone` [UTC] (the IANA zone the schedule's
+//! times are read in; see [`crate::config::schedule`]), `format` [from each manifest] (`s3`,
+//! `oss`, `obs`; with `obs` every manifest counts as complete), `scope_prefix` [""] (the key
+//! prefix the reports' inventory rule covers; objects outside it are kept), `storage` (the
+//! report root's store options, as in a task file: endpoint, region, path style, plain http,
+//! credentials by the names of environment variables; see [`crate::config`]). The reports'
+//! manifests and data files are read with the same options.
 //!
 //! A report is a `manifest.json` anywhere under the root. It is **complete** when:
 //! - a `manifest.checksum` sits beside it (S3 and OSS write the checksum after the manifest,
@@ -28,9 +29,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::config::schedule::{parse_zone, Schedule};
 use crate::config::{
-    check_schedule, field, name_field, resolve_destination, storage_section, unknown_keys, Kind,
-    PipelineFile, Problems,
+    field, name_field, resolve_destination, storage_section, unknown_keys, Kind, PipelineFile,
+    Problems,
 };
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
@@ -48,8 +50,10 @@ pub struct WatchDef {
     pub file: PathBuf,
     /// What it watches and how reports are applied.
     pub target: WatchTarget,
-    /// Cron schedule (with seconds) of its passes.
+    /// Cron schedule (with seconds) of its passes, as written.
     pub schedule: String,
+    /// The schedule in its timezone.
+    pub cron: Schedule,
 }
 
 /// A report root and how its reports are applied.
@@ -71,6 +75,7 @@ const WATCH_KEYS: &[&str] = &[
     "name",
     "root",
     "schedule",
+    "schedule_timezone",
     "format",
     "scope_prefix",
     "storage",
@@ -126,6 +131,13 @@ fn check_watcher(
         },
     };
     let storage = storage_section(map, root.as_deref(), problems);
+    let zone = match field::<String>(map, "schedule_timezone", "schedule_timezone", problems) {
+        None => chrono_tz::UTC,
+        Some(name) => parse_zone(&name).unwrap_or_else(|e| {
+            problems.push("schedule_timezone", e);
+            chrono_tz::UTC
+        }),
+    };
     let schedule = match field::<String>(map, "schedule", "schedule", problems) {
         None => {
             problems.push("schedule", "required: cron with seconds, @hourly, @daily…");
@@ -139,8 +151,9 @@ fn check_watcher(
             );
             None
         }
-        Some(s) => match check_schedule(&s) {
-            Ok(()) => Some(s),
+        Some(s) => match Schedule::new(&s, zone) {
+            Ok(Some(cron)) => Some((s, cron)),
+            Ok(None) => None,
             Err(e) => {
                 problems.push("schedule", e);
                 None
@@ -159,6 +172,7 @@ fn check_watcher(
     };
     let scope_prefix: String =
         field(map, "scope_prefix", "scope_prefix", problems).unwrap_or_default();
+    let (schedule, cron) = schedule?;
     Some(WatchDef {
         name: name?,
         file: path.to_path_buf(),
@@ -168,7 +182,8 @@ fn check_watcher(
             scope_prefix,
             storage,
         },
-        schedule: schedule?,
+        schedule,
+        cron,
     })
 }
 

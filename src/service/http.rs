@@ -7,7 +7,8 @@
 //! - `GET /api/tasks`: every task's status (below). What comes from the store is read at
 //!   most once a second per task, however many requests ask, and again as soon as a run of
 //!   the task starts or ends ([`crate::service::STATUS_TTL`]); `/metrics` and `/` share it.
-//! - `GET /api/tasks/{name}`: one task: mode, schedule, next run, whether a run is in flight,
+//! - `GET /api/tasks/{name}`: one task: mode, schedule, the timezone it is read in and the
+//!   next runs (`next_runs`, RFC 3339 in that zone), next run, whether a run is in flight,
 //!   last run, last success, state (`idle`, `running`, `failing`) with the last error,
 //!   checkpoint, lag, live objects and partitions, and the service's counters since it started
 //!   (runs, rows, objects, bytes, dirty rows, skipped ticks).
@@ -19,8 +20,9 @@
 //!   file, written by hand; a unit test sends every documented request to the router and
 //!   checks that a handler, not the fallback, answers it).
 //! - `GET /api/watchers`, `GET /api/watchers/{name}`: the inventory watchers: root, format,
-//!   scope, schedule, next pass, state with the last error, and what their passes did since
-//!   the service started (passes, reports applied / already imported / failed / waiting, rows).
+//!   scope, schedule with its timezone and next passes, state with the last error, and what
+//!   their passes did since the service started (passes, reports applied / already imported /
+//!   failed / waiting, rows).
 //! - `POST /api/watchers/{name}/run`: start a pass now: 202, or 409 while one is in flight.
 //! - `POST /api/reload`: read the task files again: 200 with what was added, removed and
 //!   updated, or 422 with every problem (the running set is then unchanged).
@@ -49,8 +51,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::json;
 
+use crate::config::schedule::rfc3339_local;
 use crate::delivery::ddl::statements;
-use crate::delivery::status::TaskStatus;
+use crate::delivery::status::{TaskStatus, NEXT_RUNS};
 use crate::error::Error;
 use crate::service::{
     rfc3339, NotStarted, ReportCounts, Service, SlotStats, TaskSlot, WatcherSlot,
@@ -414,6 +417,10 @@ pub(crate) struct WatcherView {
     pub(crate) format: Option<&'static str>,
     pub(crate) scope_prefix: String,
     pub(crate) schedule: String,
+    /// The IANA timezone its schedule is read in.
+    pub(crate) schedule_timezone: String,
+    /// Its next passes, RFC 3339 in that zone.
+    pub(crate) next_runs: Vec<String>,
     /// `idle`, `running` or `failing` (the last pass failed).
     pub(crate) state: &'static str,
     pub(crate) error: Option<String>,
@@ -444,6 +451,13 @@ pub(crate) fn watcher_view(slot: &WatcherSlot) -> WatcherView {
         format: def.target.format.map(|f| f.as_str()),
         scope_prefix: def.target.scope_prefix.clone(),
         schedule: def.schedule.clone(),
+        schedule_timezone: def.cron.zone().name().to_string(),
+        next_runs: def
+            .cron
+            .next_times(chrono::Utc::now(), NEXT_RUNS)
+            .iter()
+            .map(rfc3339_local)
+            .collect(),
         state,
         error: stats.last_error.clone(),
         running,

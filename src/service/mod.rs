@@ -6,10 +6,13 @@
 //! reports not handled yet) unless the previous pass is still going.
 //!
 //! Each task of the pipelines folder gets a slot ([`TaskSlot`]). Tasks with a cron schedule
-//! (seconds first, or `@hourly`-style; UTC) are ticked by tokio-cron-scheduler; a tick starts
-//! a run unless the task's previous run is still going, in which case the tick is skipped and
-//! counted (runs of one task never overlap — in this process by the slot, across processes by
-//! the store's lease). `schedule: continuous` tasks run their follow loop
+//! (seconds first, or `@hourly`-style) are ticked by tokio-cron-scheduler at the instants
+//! [`Schedule`] computes in the schedule's timezone, DST-correct: one one-shot job per slot at
+//! its next instant, which arms the next one when it fires (the scheduler's own timezone cron
+//! jobs keep the UTC offset of the day they were made, an hour off after a DST change). A
+//! tick starts a run unless the task's previous run is still going, in which case the tick is
+//! skipped and counted (runs of one task never overlap — in this process by the slot, across
+//! processes by the store's lease). `schedule: continuous` tasks run their follow loop
 //! ([`crate::delivery::follow`]) for the life of the service. Tasks without a schedule run only
 //! when asked (`POST /api/tasks/{name}/run`). A run is an ordinary delivery run: its heavy
 //! work is on blocking threads, and each run is its own tokio task, so one slow or failing
@@ -35,16 +38,18 @@ pub mod workers;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
-use crate::config::{cron_expression, parse_cron, Pipelines};
-use crate::delivery::status::{lag_seconds, task_status, TaskStatus};
+use crate::config::schedule::Schedule;
+use crate::config::Pipelines;
+use crate::delivery::status::{lag_seconds, next_runs, task_status, TaskStatus};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
@@ -102,8 +107,10 @@ pub trait Scheduled: std::fmt::Debug + Send + Sync + 'static {
     fn name(&self) -> &str;
     /// The file it was declared in.
     fn file(&self) -> &Path;
-    /// Its schedule, if any (cron, `@hourly`…, or `continuous`).
+    /// Its schedule, if any (cron, `@hourly`…, or `continuous`), as written.
     fn schedule(&self) -> Option<&str>;
+    /// Its cron schedule in its timezone (None: continuous or on request only).
+    fn cron(&self) -> Option<&Schedule>;
 }
 
 impl Scheduled for Task {
@@ -118,6 +125,9 @@ impl Scheduled for Task {
     fn schedule(&self) -> Option<&str> {
         self.schedule.as_deref()
     }
+    fn cron(&self) -> Option<&Schedule> {
+        self.cron.as_ref()
+    }
 }
 
 impl Scheduled for WatchDef {
@@ -131,6 +141,9 @@ impl Scheduled for WatchDef {
     }
     fn schedule(&self) -> Option<&str> {
         Some(&self.schedule)
+    }
+    fn cron(&self) -> Option<&Schedule> {
+        Some(&self.cron)
     }
 }
 
@@ -151,30 +164,13 @@ pub struct CachedStatus {
 #[derive(Debug)]
 struct Definition<D> {
     declared: Arc<D>,
-    /// The cron expression it is ticked on and its parsed form (None: continuous or on
-    /// request only).
-    cron: Option<(String, croner::Cron)>,
 }
 
 impl<D: Scheduled> Definition<D> {
-    fn new(declared: D) -> Result<Definition<D>> {
-        let bad = |e: String| {
-            Error::InvalidConfig(format!("{}: schedule: {e}", declared.file().display()))
-        };
-        let cron = match declared.schedule() {
-            Some(s) => match cron_expression(s).map_err(bad)? {
-                Some(expr) => {
-                    let parsed = parse_cron(&expr).map_err(bad)?;
-                    Some((expr, parsed))
-                }
-                None => None,
-            },
-            None => None,
-        };
-        Ok(Definition {
+    fn new(declared: D) -> Definition<D> {
+        Definition {
             declared: Arc::new(declared),
-            cron,
-        })
+        }
     }
 }
 
@@ -231,6 +227,7 @@ impl TaskSlot {
         };
         let mut status = cached.status.clone();
         status.lag_seconds = lag_seconds(status.lag.as_ref(), now_ms);
+        status.next_runs = next_runs(&self.task(), now_ms);
         Ok(status)
     }
 }
@@ -264,9 +261,10 @@ impl<D: Scheduled> Slot<D> {
         self.definition().declared.name().to_string()
     }
 
-    /// The cron expression it is ticked on (None: continuous or on request only).
-    pub fn cron(&self) -> Option<String> {
-        self.definition().cron.as_ref().map(|(e, _)| e.clone())
+    /// The cron schedule it is ticked on, in its timezone (None: continuous or on request
+    /// only).
+    pub fn cron(&self) -> Option<Schedule> {
+        self.definition().declared.cron().cloned()
     }
 
     /// Whether the task is continuous (its loop runs for the life of the service).
@@ -281,7 +279,12 @@ impl<D: Scheduled> Slot<D> {
 
     /// The next scheduled tick after now (ms since epoch UTC).
     pub fn next_run_ms(&self) -> Option<i64> {
-        next_tick_ms(&self.definition().cron.as_ref()?.1, chrono::Utc::now())
+        let next = self
+            .definition()
+            .declared
+            .cron()?
+            .next_after(chrono::Utc::now())?;
+        Some(next.timestamp_millis())
     }
 
     /// A copy of the counters.
@@ -465,13 +468,11 @@ impl Start for WatchDef {
     }
 }
 
-/// Slots for `declared`, each with its definition checked (schedules parsed).
-fn new_slots<D: Scheduled>(
-    declared: BTreeMap<String, D>,
-) -> Result<BTreeMap<String, Definition<D>>> {
+/// Definitions for the slots of `declared`.
+fn new_slots<D: Scheduled>(declared: BTreeMap<String, D>) -> BTreeMap<String, Definition<D>> {
     declared
         .into_iter()
-        .map(|(name, d)| Ok((name, Definition::new(d)?)))
+        .map(|(name, d)| (name, Definition::new(d)))
         .collect()
 }
 
@@ -493,11 +494,11 @@ impl Service {
     /// [`Service::start`].
     pub fn new(store: Arc<dyn Store>, loader: Loader) -> Result<Arc<Service>> {
         let declared = loader()?;
-        let slots: BTreeMap<String, Arc<TaskSlot>> = new_slots(declared.pipelines.tasks)?
+        let slots: BTreeMap<String, Arc<TaskSlot>> = new_slots(declared.pipelines.tasks)
             .into_iter()
             .map(|(name, d)| (name, Arc::new(Slot::new(d))))
             .collect();
-        let watchers: BTreeMap<String, Arc<WatcherSlot>> = new_slots(declared.pipelines.watchers)?
+        let watchers: BTreeMap<String, Arc<WatcherSlot>> = new_slots(declared.pipelines.watchers)
             .into_iter()
             .map(|(name, d)| (name, Arc::new(Slot::new(d))))
             .collect();
@@ -569,7 +570,7 @@ impl Service {
         Ok(())
     }
 
-    /// Starts what drives `slot`: its continuous loop, or a job on its cron schedule.
+    /// Starts what drives `slot`: its continuous loop, or a job at its next scheduled tick.
     async fn schedule<D: Start>(
         self: &Arc<Self>,
         scheduler: &JobScheduler,
@@ -579,24 +580,18 @@ impl Service {
             D::start_continuous(self, slot);
             return Ok(());
         }
-        let Some(cron) = slot.cron() else {
-            return Ok(());
+        let job = {
+            let mut current = slot.job.lock().unwrap_or_else(PoisonError::into_inner);
+            let job = tick_job(Arc::downgrade(self), slot, chrono::Utc::now())?;
+            *current = job.as_ref().map(Job::guid);
+            job
         };
-        let (service, tick_slot) = (Arc::downgrade(self), Arc::clone(slot));
-        let job = Job::new_async(cron.as_str(), move |_, _| {
-            let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
-            Box::pin(async move {
-                if let Some(service) = service.upgrade() {
-                    let _ = D::start(&service, &slot, Trigger::Schedule);
-                }
-            })
-        })
-        .map_err(|e| Error::InvalidConfig(format!("schedule {cron:?}: {e}")))?;
-        let id = scheduler
-            .add(job)
-            .await
-            .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name())))?;
-        *slot.job.lock().unwrap_or_else(PoisonError::into_inner) = Some(id);
+        if let Some(job) = job {
+            scheduler
+                .add(job)
+                .await
+                .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name())))?;
+        }
         Ok(())
     }
 
@@ -629,8 +624,8 @@ impl Service {
     pub async fn reload(self: &Arc<Self>) -> Result<Reloaded> {
         let loader = Arc::clone(&self.loader);
         let declared = crate::store::blocking(move || loader()).await?;
-        let tasks = new_slots(declared.pipelines.tasks)?;
-        let watchers = new_slots(declared.pipelines.watchers)?;
+        let tasks = new_slots(declared.pipelines.tasks);
+        let watchers = new_slots(declared.pipelines.watchers);
         let guard = self.scheduler.lock().await;
         let Some(scheduler) = guard.as_ref() else {
             return Err(Error::Conflict("the service is not running".into()));
@@ -927,15 +922,71 @@ async fn watch_pass(
     watcher.pass(store, &mut on_event).await
 }
 
-/// The first tick of `cron` after `now` (ms since epoch UTC). Ticks fall on whole seconds:
-/// croner keeps the sub-second part of the instant it is asked from, so `now` is cut to its
-/// second first (a tick at that very second has passed, and is not returned).
-fn next_tick_ms(cron: &croner::Cron, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
-    use chrono::SubsecRound;
-    let next = cron
-        .find_next_occurrence(&now.trunc_subsecs(0), false)
-        .ok()?;
-    Some(next.timestamp_millis())
+/// A one-shot job of the scheduler at `slot`'s first tick after `after` (None: it has no
+/// schedule, or its schedule no next time). When it fires, it starts a run and arms
+/// the job of the next tick ([`tick`]).
+fn tick_job<D: Start>(
+    service: Weak<Service>,
+    slot: &Arc<Slot<D>>,
+    after: DateTime<Utc>,
+) -> Result<Option<Job>> {
+    let Some(due) = slot.cron().and_then(|c| c.next_after(after)) else {
+        return Ok(None);
+    };
+    let due = due.with_timezone(&Utc);
+    let tick_slot = Arc::clone(slot);
+    let failed = |e: tokio_cron_scheduler::JobSchedulerError| {
+        Error::Store(format!("scheduling {} at {due}: {e}", slot.name()))
+    };
+    let mut job = Job::new_one_shot_async(Duration::ZERO, move |id, scheduler| {
+        let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
+        Box::pin(tick(service, slot, id, due, scheduler))
+    })
+    .map_err(failed)?;
+    // The job fires at the first of the scheduler's checks (twice a second) at or after
+    // `next_tick`, a whole second since epoch; `due` is one.
+    let mut data = job.job_data().map_err(failed)?;
+    data.next_tick = u64::try_from(due.timestamp())
+        .map_err(|_| Error::Store(format!("scheduling {}: {due} is before 1970", slot.name())))?;
+    job.set_job_data(data).map_err(failed)?;
+    Ok(Some(job))
+}
+
+/// The job `id` of `slot`'s tick at `due` fired: unless it is no longer the slot's job
+/// (removed by a reload or shutdown), arm the next tick's job, then start a run.
+async fn tick<D: Start>(
+    service: Weak<Service>,
+    slot: Arc<Slot<D>>,
+    id: uuid::Uuid,
+    due: DateTime<Utc>,
+    scheduler: JobScheduler,
+) {
+    let Some(running) = service.upgrade() else {
+        return;
+    };
+    let next = {
+        let mut current = slot.job.lock().unwrap_or_else(PoisonError::into_inner);
+        if *current != Some(id) {
+            return;
+        }
+        // From the tick, or from now when the tick fired late (missed ticks are not made up).
+        let next = tick_job(service, &slot, due.max(Utc::now()));
+        *current = next.as_ref().ok().and_then(|j| j.as_ref().map(Job::guid));
+        next
+    };
+    let _ = D::start(&running, &slot, Trigger::Schedule);
+    let added = match next {
+        Ok(Some(job)) => scheduler
+            .add(job)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name()))),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = added {
+        tracing::error!(name = %slot.name(), "its schedule stopped: {e}");
+    }
 }
 
 /// `ms` since epoch as RFC 3339 UTC with milliseconds.
@@ -963,30 +1014,6 @@ pub(crate) fn nothing_declared() -> Loader {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_next_tick_is_on_a_whole_second_after_now() {
-        let at = |text: &str| {
-            chrono::DateTime::parse_from_rfc3339(text)
-                .unwrap()
-                .with_timezone(&chrono::Utc)
-        };
-        let ms = |text: &str| at(text).timestamp_millis();
-        let daily = parse_cron("0 0 2 * * *").unwrap();
-        for (now, next) in [
-            ("2026-11-28T01:59:59.500Z", "2026-11-28T02:00:00Z"),
-            ("2026-11-28T02:00:00.000Z", "2026-11-29T02:00:00Z"),
-            ("2026-11-28T02:00:00.300Z", "2026-11-29T02:00:00Z"),
-            ("2026-11-28T06:39:14.189Z", "2026-11-29T02:00:00Z"),
-        ] {
-            assert_eq!(next_tick_ms(&daily, at(now)), Some(ms(next)), "from {now}");
-        }
-        let every_second = parse_cron("* * * * * *").unwrap();
-        assert_eq!(
-            next_tick_ms(&every_second, at("2026-11-28T06:39:14.999Z")),
-            Some(ms("2026-11-28T06:39:15Z"))
-        );
-    }
 
     #[tokio::test]
     async fn finished_runs_are_forgotten_and_shutdown_waits_for_the_rest() {

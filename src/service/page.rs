@@ -3,8 +3,9 @@
 //! same code ([`super::http::view`], [`super::http::ddl`]): per task its mode and schedule, a
 //! state badge (idle, running, failing), the last successful sync (RFC 3339 UTC and how long
 //! ago), the lag (rows and seconds), the last run (rows, objects, bytes) and the live set, the
-//! service's counters since it started, the last error in full, the next run, a "Run now"
-//! button and the task's DDL (collapsed).
+//! service's counters since it started, the last error in full, the next run (in the
+//! schedule's timezone, named when it is not UTC), a "Run now" button and the task's DDL
+//! (collapsed).
 //!
 //! The page has no build step and loads nothing from elsewhere: the CSS and a small script are
 //! inline, allowed by a per-response nonce in its Content-Security-Policy. Without JavaScript
@@ -27,6 +28,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use crate::config::schedule::rfc3339_local;
 use crate::service::http::{ddl, failed, view, watcher_view, TaskView, WatcherView};
 use crate::service::Service;
 
@@ -232,8 +234,7 @@ pub(crate) fn watchers_section(watchers: &[WatcherView], now_ms: i64) -> Markup 
                             td data-label="Next pass" data-field="next-run" {
                                 div {
                                     @if let (Some(ms), Some(text)) = (w.next_run_ms, &w.next_run) {
-                                        time datetime=(text) { (utc_seconds(ms)) }
-                                        span.sub { (until(now_ms, ms)) }
+                                        (next_time(ms, text, Some(&w.schedule_timezone), now_ms))
                                     }
                                 }
                             }
@@ -343,8 +344,7 @@ fn task_rows(row: &TaskRow, now_ms: i64) -> Markup {
                     data-value=(next_run_value(v)) {
                     div {
                         @if let (Some(ms), Some(text)) = (v.next_run_ms, &v.next_run) {
-                            time datetime=(text) { (utc_seconds(ms)) }
-                            span.sub { (until(now_ms, ms)) }
+                            (next_time(ms, text, s.schedule_timezone.as_deref(), now_ms))
                         } @else if v.continuous {
                             span { "continuous" }
                         } @else {
@@ -427,6 +427,24 @@ fn next_run_value(v: &TaskView) -> String {
         Some(ms) => ms.to_string(),
         None if v.continuous => "continuous".into(),
         None => "on request".into(),
+    }
+}
+
+/// A next run at `ms` (`utc`: RFC 3339 UTC) read in `zone`: the time with the zone's offset
+/// (UTC when there is no zone, or it is UTC), then the zone's name if not UTC and how soon.
+fn next_time(ms: i64, utc: &str, zone: Option<&str>, now_ms: i64) -> Markup {
+    let zoned = zone
+        .and_then(|z| z.parse::<chrono_tz::Tz>().ok())
+        .filter(|z| *z != chrono_tz::UTC)
+        .and_then(|z| Some((z, chrono::DateTime::from_timestamp_millis(ms)?)));
+    html! {
+        @if let Some((zone, t)) = zoned {
+            time datetime=(utc) { (rfc3339_local(&t.with_timezone(&zone))) }
+            span.sub { (zone.name()) " · " (until(now_ms, ms)) }
+        } @else {
+            time datetime=(utc) { (utc_seconds(ms)) }
+            span.sub { (until(now_ms, ms)) }
+        }
     }
 }
 
@@ -546,6 +564,8 @@ mod tests {
                     task: name.into(),
                     mode: "full".into(),
                     schedule: Some("0 0 2 * * *".into()),
+                    schedule_timezone: Some("UTC".into()),
+                    next_runs: vec!["2027-01-16T02:00:00+00:00".into()],
                     last_run: Some(last_run),
                     last_success_ms: Some(NOW - 89_000),
                     live_objects: 3,
@@ -639,6 +659,23 @@ mod tests {
         let html = render(&[calm], &[], NOW, NOW, "n").into_string();
         assert!(!html.contains(r#"data-field="error""#));
         assert!(html.contains(r#"data-value="on request""#));
+    }
+
+    #[test]
+    fn the_next_run_reads_in_the_schedules_timezone() {
+        let utc = row("daily", None, Ok(Vec::new()));
+        let html = render(&[utc], &[], NOW, NOW, "n").into_string();
+        assert!(
+            html.contains(r#"<time datetime="2027-01-15T08:02:05.000Z">2027-01-15T08:02:05Z</time><span class="sub">in 2 min</span>"#),
+            "{html}"
+        );
+        let mut tokyo = row("tokyo", None, Ok(Vec::new()));
+        tokyo.view.status.schedule_timezone = Some("Asia/Tokyo".into());
+        let html = render(&[tokyo], &[], NOW, NOW, "n").into_string();
+        assert!(
+            html.contains(r#"<time datetime="2027-01-15T08:02:05.000Z">2027-01-15T17:02:05+09:00</time><span class="sub">Asia/Tokyo · in 2 min</span>"#),
+            "{html}"
+        );
     }
 
     #[test]

@@ -431,9 +431,11 @@ fn transient_faults_are_retried_and_every_change_is_delivered_once() {
     for (id, version) in &live {
         assert_eq!(newest.get(id), Some(version), "row {id}");
     }
-    // No orphan: the lake holds the live set, a manifest per run, nothing else.
+    // No orphan: the lake holds the live set, a manifest per run and the owner marker,
+    // nothing else.
     let live = p.store.live_objects("inc").unwrap();
     let mut expected: Vec<String> = live.iter().map(|o| o.path.clone()).collect();
+    expected.push("_lakeport/inc/owner.json".to_string());
     let runs = p.store.runs(Some("inc"), 100).unwrap();
     expected.extend(
         runs.iter()

@@ -365,7 +365,7 @@ async fn prepare(
         Phase::Full | Phase::FirstSnapshot => s.snapshot(&table, shards),
     })
     .await?;
-    let mut plan = run_record(task, phase.as_str(), started_ms, RunStatus::Running);
+    let mut plan = RunRecord::new(&task.name, phase.as_str(), started_ms, RunStatus::Running);
     plan.seq_from = seq_from;
     plan.seq_to = snapshot.seq;
     plan.shards = snapshot.shards.len() as u32;
@@ -375,31 +375,6 @@ async fn prepare(
         snapshot,
         plan,
     })
-}
-
-/// A record of a run of `task` in `mode`, started at `started_ms`, with nothing delivered yet.
-fn run_record(task: &Task, mode: &str, started_ms: i64, status: RunStatus) -> RunRecord {
-    RunRecord {
-        run_id: 0,
-        task: task.name.clone(),
-        status,
-        mode: mode.to_string(),
-        started_ms,
-        ended_ms: None,
-        seq_from: 0,
-        seq_to: 0,
-        first_object_seq: 0,
-        next_object_seq: 0,
-        shards: 0,
-        rows: 0,
-        bytes: 0,
-        objects: Vec::new(),
-        dirty: BTreeMap::new(),
-        error: None,
-        heartbeat_ms: None,
-        new_partitions: Vec::new(),
-        owner: RunOwner::this_process(),
-    }
 }
 
 /// Records `error`, which stopped a run of `task` before it was recorded (its destination
@@ -415,7 +390,12 @@ async fn failed_before_start(
     if matches!(error, Error::Busy(_)) {
         return error;
     }
-    let mut record = run_record(task, task.mode.as_str(), started_ms, RunStatus::Failed);
+    let mut record = RunRecord::new(
+        &task.name,
+        task.mode.as_str(),
+        started_ms,
+        RunStatus::Failed,
+    );
     record.ended_ms = Some(now_ms());
     record.error = Some(error.to_string());
     if let Err(e) = blocking(store, move |s| s.record_failed_run(&record)).await {

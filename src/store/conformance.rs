@@ -680,25 +680,11 @@ fn object(path: &str, rows: u64) -> DeliveredObject {
 /// A run record of `task` as planned, before the store numbers it.
 pub(crate) fn planned(task: &str) -> RunRecord {
     RunRecord {
-        run_id: 0,
-        task: task.into(),
-        status: RunStatus::Running,
-        mode: "full".into(),
-        started_ms: 1_700_000_000_000,
-        ended_ms: None,
         seq_to: 42,
-        seq_from: 0,
         first_object_seq: 999,
-        next_object_seq: 0,
         shards: 2,
-        rows: 0,
-        bytes: 0,
-        objects: Vec::new(),
-        dirty: BTreeMap::new(),
-        error: None,
-        heartbeat_ms: None,
-        new_partitions: Vec::new(),
         owner: None,
+        ..RunRecord::new(task, "full", 1_700_000_000_000, RunStatus::Running)
     }
 }
 

@@ -490,6 +490,32 @@ impl RunOwner {
 pub type OwnerGone<'a> = &'a (dyn Fn(&RunRecord) -> bool + Sync);
 
 impl RunRecord {
+    /// A run of `task` in `mode` that started at `started_ms` (ms since epoch UTC), with
+    /// `status`, by this process, nothing planned or delivered yet.
+    pub fn new(task: &str, mode: &str, started_ms: i64, status: RunStatus) -> RunRecord {
+        RunRecord {
+            run_id: 0,
+            task: task.to_string(),
+            status,
+            mode: mode.to_string(),
+            started_ms,
+            ended_ms: None,
+            seq_from: 0,
+            seq_to: 0,
+            first_object_seq: 0,
+            next_object_seq: 0,
+            shards: 0,
+            rows: 0,
+            bytes: 0,
+            objects: Vec::new(),
+            dirty: BTreeMap::new(),
+            error: None,
+            heartbeat_ms: None,
+            new_partitions: Vec::new(),
+            owner: RunOwner::this_process(),
+        }
+    }
+
     /// Distinct partitions the run wrote, sorted.
     pub fn partitions(&self) -> Vec<String> {
         let mut parts: Vec<String> = self.objects.iter().map(|o| o.partition.clone()).collect();

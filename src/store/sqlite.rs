@@ -998,6 +998,26 @@ fn read_runs(
     Ok(out)
 }
 
+/// Inserts `run` with the next run id, which it sets (the id is the row's, so the record is
+/// written once the row exists).
+fn insert_run(conn: &Connection, run: &mut RunRecord) -> Result<()> {
+    let at = || db(format!("recording a run of task {}", run.task));
+    conn.execute(
+        r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
+           VALUES (?1, ?2, ?3, '{}')"#,
+        rusqlite::params![run.task, run.status.as_str(), run.started_ms],
+    )
+    .map_err(at())?;
+    let id = conn.last_insert_rowid();
+    run.run_id = non_negative(id, "a run id")?;
+    conn.execute(
+        r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
+        rusqlite::params![record_json(run)?, id],
+    )
+    .map_err(at())?;
+    Ok(())
+}
+
 fn load_task_state(conn: &Connection, task: &str) -> Result<Option<TaskState>> {
     read_json(
         conn,
@@ -1438,18 +1458,7 @@ impl Store for SqliteStore {
         }
         let state = load_task_state(&tx, task)?;
         let mut run = runs::new_run(record, state.as_ref(), now)?;
-        tx.execute(
-            r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
-               VALUES (?1, ?2, ?3, '{}')"#,
-            rusqlite::params![task, run.status.as_str(), run.started_ms],
-        )
-        .map_err(at())?;
-        run.run_id = non_negative(tx.last_insert_rowid(), "a run id")?;
-        tx.execute(
-            r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
-            rusqlite::params![record_json(&run)?, tx.last_insert_rowid()],
-        )
-        .map_err(at())?;
+        insert_run(&tx, &mut run)?;
         tx.commit().map_err(at())?;
         Ok(StartedRun { run, interrupted })
     }
@@ -1504,26 +1513,13 @@ impl Store for SqliteStore {
 
     fn record_failed_run(&self, record: &RunRecord) -> Result<u64> {
         runs::check_failed_before_start(record)?;
-        let task = &record.task;
         let mut conn = self.lock();
-        let at = || db(format!("recording a failed run of task {task}"));
+        let at = || db(format!("recording a failed run of task {}", record.task));
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(at())?;
-        tx.execute(
-            r#"INSERT INTO "_lakeport_runs" ("task", "status", "started_ms", "record")
-               VALUES (?1, ?2, ?3, '{}')"#,
-            rusqlite::params![task, record.status.as_str(), record.started_ms],
-        )
-        .map_err(at())?;
-        let id = tx.last_insert_rowid();
         let mut run = record.clone();
-        run.run_id = non_negative(id, "a run id")?;
-        tx.execute(
-            r#"UPDATE "_lakeport_runs" SET "record" = ?1 WHERE "run_id" = ?2"#,
-            rusqlite::params![record_json(&run)?, id],
-        )
-        .map_err(at())?;
+        insert_run(&tx, &mut run)?;
         tx.commit().map_err(at())?;
         Ok(run.run_id)
     }

@@ -267,44 +267,25 @@ pub(super) fn start_run(
         .map_err(s.db(&what))?;
     }
     let mut run = runs::new_run(record, state.as_ref(), now)?;
-    let id: i64 = tx
-        .query_one(
-            r#"SELECT nextval(pg_get_serial_sequence('"_lakeport_runs"', 'run_id'))"#,
-            &[],
-        )
-        .map_err(s.db(&what))?
-        .get(0);
-    run.run_id = non_negative(id, "a run id")?;
-    tx.execute(
-        r#"INSERT INTO "_lakeport_runs" ("run_id", "task", "status", "started_ms", "record")
-           VALUES ($1, $2, $3, $4, $5)"#,
-        &[
-            &id,
-            task,
-            &run.status.as_str(),
-            &run.started_ms,
-            &record_json(&run)?,
-        ],
-    )
-    .map_err(s.db(&what))?;
+    insert_run(s, &mut tx, &mut run, &what)?;
     tx.commit().map_err(s.db(&what))?;
     Ok(StartedRun { run, interrupted })
 }
 
-/// [`Store::record_failed_run`](crate::store::Store::record_failed_run): one insert.
-pub(super) fn record_failed_run(s: &PostgresStore, record: &RunRecord) -> Result<u64> {
-    runs::check_failed_before_start(record)?;
-    let what = format!("recording a failed run of task {}", record.task);
-    let mut conn = s.conn()?;
-    let mut tx = conn.transaction().map_err(s.db(&what))?;
+/// Inserts `run` with the next run id, which it sets.
+fn insert_run(
+    s: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    run: &mut RunRecord,
+    what: &str,
+) -> Result<()> {
     let id: i64 = tx
         .query_one(
             r#"SELECT nextval(pg_get_serial_sequence('"_lakeport_runs"', 'run_id'))"#,
             &[],
         )
-        .map_err(s.db(&what))?
+        .map_err(s.db(what))?
         .get(0);
-    let mut run = record.clone();
     run.run_id = non_negative(id, "a run id")?;
     tx.execute(
         r#"INSERT INTO "_lakeport_runs" ("run_id", "task", "status", "started_ms", "record")
@@ -314,10 +295,21 @@ pub(super) fn record_failed_run(s: &PostgresStore, record: &RunRecord) -> Result
             &run.task,
             &run.status.as_str(),
             &run.started_ms,
-            &record_json(&run)?,
+            &record_json(run)?,
         ],
     )
-    .map_err(s.db(&what))?;
+    .map_err(s.db(what))?;
+    Ok(())
+}
+
+/// [`Store::record_failed_run`](crate::store::Store::record_failed_run): one insert.
+pub(super) fn record_failed_run(s: &PostgresStore, record: &RunRecord) -> Result<u64> {
+    runs::check_failed_before_start(record)?;
+    let what = format!("recording a failed run of task {}", record.task);
+    let mut conn = s.conn()?;
+    let mut tx = conn.transaction().map_err(s.db(&what))?;
+    let mut run = record.clone();
+    insert_run(s, &mut tx, &mut run, &what)?;
     tx.commit().map_err(s.db(&what))?;
     Ok(run.run_id)
 }

@@ -4,7 +4,7 @@
 //! newest succeeded run, or `--run ID`), as its manifest names them.
 
 use crate::cli::{print, Context};
-use crate::delivery::ddl::{partition_statements, statements};
+use crate::delivery::ddl::{live_ddl, partition_statements, terminated};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::store::{blocking, RunStatus};
@@ -29,9 +29,9 @@ const RUNS_SEARCHED: usize = 1000;
 pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let task = ctx.task(&args.task)?;
     let store = ctx.store_to_read().await?;
-    let dest = Destination::parse(&task.destination)?;
     let name = task.name.clone();
     let text: Vec<String> = if args.new_partitions {
+        let dest = Destination::parse(&task.destination)?;
         let wanted = args.run;
         let runs = blocking(move || store.runs(Some(&name), RUNS_SEARCHED)).await?;
         let run = runs
@@ -54,15 +54,9 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
                 run.status.as_str()
             )));
         }
-        partition_statements(&task, dest.url(), &run.new_partitions)
+        terminated(partition_statements(&task, dest.url(), &run.new_partitions))
     } else {
-        let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
-            .await?
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        statements(&task, dest.url(), &partitions)
+        live_ddl(&store, &task).await?
     };
-    let text: Vec<String> = text.into_iter().map(|s| format!("{s};")).collect();
     print(&text.join("\n"))
 }

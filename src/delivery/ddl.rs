@@ -1,8 +1,33 @@
 //! The catalog statements of a task: its lake columns, partition columns and locations handed
 //! to [`catalog`](crate::catalog) for the task's dialect.
 
+use std::sync::Arc;
+
 use crate::catalog::hive::{add_partition, create_table, HiveColumn, HiveTable};
 use crate::delivery::config::Task;
+use crate::error::Result;
+use crate::sink::destination::Destination;
+use crate::store::{blocking, Store};
+
+/// A task's DDL as its lake stands: [`statements`] for every partition of its live set, each
+/// statement ending in `;` (what `lakeport ddl <task>` prints and `/api/tasks/{name}/ddl`
+/// returns).
+pub async fn live_ddl(store: &Arc<dyn Store>, task: &Task) -> Result<Vec<String>> {
+    let dest = Destination::parse(&task.destination)?;
+    let store = Arc::clone(store);
+    let name = task.name.clone();
+    let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
+        .await?
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    Ok(terminated(statements(task, dest.url(), &partitions)))
+}
+
+/// Each statement with its closing `;`.
+pub fn terminated(statements: Vec<String>) -> Vec<String> {
+    statements.into_iter().map(|s| format!("{s};")).collect()
+}
 
 /// `CREATE EXTERNAL TABLE IF NOT EXISTS` for `task`, then one `ALTER TABLE … ADD IF NOT EXISTS
 /// PARTITION` per delivered partition (sorted), for a lake rooted at `destination_url`.

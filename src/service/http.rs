@@ -52,13 +52,12 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::schedule::rfc3339_local;
-use crate::delivery::ddl::statements;
+use crate::delivery::ddl::live_ddl;
 use crate::delivery::status::{TaskStatus, NEXT_RUNS};
 use crate::error::Error;
 use crate::service::{
     rfc3339, NotStarted, ReportCounts, Service, SlotStats, TaskSlot, WatcherSlot,
 };
-use crate::sink::destination::Destination;
 use crate::store::{blocking, RunRecord};
 
 /// Run records `…/runs` returns unless `limit` says otherwise, and at most.
@@ -291,21 +290,9 @@ pub(crate) async fn view(service: &Arc<Service>, slot: &Arc<TaskSlot>) -> Result
 }
 
 /// `slot`'s Hive DDL: `CREATE EXTERNAL TABLE`, then one `ADD PARTITION` per live partition,
-/// each statement ending in `;`.
+/// each statement ending in `;` ([`live_ddl`]).
 pub(crate) async fn ddl(service: &Service, slot: &TaskSlot) -> Result<Vec<String>, Error> {
-    let task = slot.task();
-    let dest = Destination::parse(&task.destination)?;
-    let store = Arc::clone(service.store());
-    let name = task.name.clone();
-    let partitions: Vec<String> = blocking(move || store.live_partitions(&name))
-        .await?
-        .into_iter()
-        .map(|(p, _)| p)
-        .collect();
-    Ok(statements(&task, dest.url(), &partitions)
-        .into_iter()
-        .map(|s| format!("{s};"))
-        .collect())
+    live_ddl(service.store(), &slot.task()).await
 }
 
 async fn list_tasks(State(service): State<Arc<Service>>) -> Response {

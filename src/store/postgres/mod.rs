@@ -187,6 +187,36 @@ pub struct PostgresStore {
     /// The URL without its password, for messages.
     shown: String,
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
+    /// Why the pool's latest attempt to connect failed (see [`ConnectErrors`]).
+    last_connect_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Hears why the pool fails to open or reuse a connection (it retries in the background
+/// while a caller waits, e.g. while a restarted server starts up): each failure is logged
+/// with the server's reason, which the `postgres` crate's display of a server error ("db
+/// error") leaves out, and the latest is kept so that a caller whose wait ran out learns it
+/// ([`PostgresStore::conn`]); a connection made forgets it.
+#[derive(Debug, Clone)]
+struct ConnectErrors {
+    shown: String,
+    last: Arc<Mutex<Option<String>>>,
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, e: postgres::Error) {
+        let reason = describe(&e);
+        tracing::warn!(
+            "store {}: a connection failed (retrying): {reason}",
+            self.shown
+        );
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+}
+
+impl r2d2::HandleEvent for ConnectErrors {
+    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -221,10 +251,17 @@ impl PostgresStore {
         let direct = config.clone();
         let config = postgres::Config::from(config);
         let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let errors = ConnectErrors {
+            shown: shown.clone(),
+            last: Arc::clone(&last_connect_error),
+        };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(POOL_WAIT)
+            .error_handler(Box::new(errors.clone()))
+            .event_handler(Box::new(errors))
             .build_unchecked(manager);
         let store = PostgresStore {
             pool: OffRuntime::new(pool),
@@ -233,6 +270,7 @@ impl PostgresStore {
             tls,
             shown,
             tables: Mutex::new(HashMap::new()),
+            last_connect_error,
         };
         let mut conn = store.conn_now()?;
         // Keys are UTF-8 and sort by their bytes (`COLLATE "C"`): a database of another
@@ -269,9 +307,17 @@ impl PostgresStore {
 
     /// A connection from the pool, waiting up to [`POOL_WAIT`] for a free one.
     pub(crate) fn conn(&self) -> Result<Conn> {
-        self.pool
-            .get()
-            .map_err(|e| Error::Store(format!("connecting to {}: {e}", self.shown)))
+        self.pool.get().map_err(|e| {
+            let last = self.last_connect_error.lock();
+            match last.unwrap_or_else(PoisonError::into_inner).as_deref() {
+                Some(reason) => Error::Store(format!(
+                    "connecting to {}: no connection within {}s; the last attempt: {reason}",
+                    self.shown,
+                    POOL_WAIT.as_secs()
+                )),
+                None => Error::Store(format!("connecting to {}: {e}", self.shown)),
+            }
+        })
     }
 
     /// A connection, failing at once (with the server's own reason) when the server cannot
@@ -336,11 +382,25 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             let mut s = e.to_string();
             let mut source = std::error::Error::source(e);
             while let Some(cause) = source {
-                let _ = write!(s, ": {cause}");
+                let _ = write!(s, ": {}", cause_text(cause));
                 source = cause.source();
             }
             s
         }
+    }
+}
+
+/// tokio-util's words (`Decoder::decode_eof`) for a stream that ended inside a message.
+const CUT_SHORT: &str = "bytes remaining on stream";
+
+/// One cause of a client error, in words a user can act on: a connection that ended in the
+/// middle of a message (the server went away: a restart, a crash, a network cut) says so.
+fn cause_text(cause: &(dyn std::error::Error + 'static)) -> String {
+    let text = cause.to_string();
+    if text == CUT_SHORT {
+        "connection closed in the middle of a message".to_string()
+    } else {
+        text
     }
 }
 

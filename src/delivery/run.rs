@@ -65,6 +65,10 @@ const BATCH_ROWS: usize = 65_536;
 /// The least memory budget a shard's writer gets, however many shards share the task's.
 const MIN_SHARD_BUFFER: usize = 16 << 20;
 
+/// Newest runs of a task read to find a run whose commit reported an error (the runs that
+/// start after it are few: it held the task's lease until then).
+const RUNS_TO_SETTLE: usize = 64;
+
 /// Dirty reason for a row whose partition-time column is NULL.
 const NULL_PARTITION_TIME: &str = "null_partition_time";
 
@@ -309,7 +313,9 @@ pub async fn run_task_with(
         _ => LiveSet::Replace,
     };
     let committed = record.clone();
-    blocking(&store, move |s| s.finish_run(&committed, live)).await?;
+    if let Err(e) = blocking(&store, move |s| s.finish_run(&committed, live)).await {
+        settle_failed_commit(&store, &dest, &record, e).await?;
+    }
     let name = task.name.clone();
     let state = blocking(&store, move |s| s.task_state(&name)).await?;
     remove_pending(&store, state.as_ref(), &dest).await?;
@@ -456,6 +462,64 @@ async fn keep_alive(store: Arc<dyn Store>, run_id: u64, every: Duration) {
         ticks.tick().await;
         if let Err(e) = blocking(&store, move |s| s.heartbeat(run_id)).await {
             tracing::error!(run_id, "cannot renew the run's lease: {e}");
+        }
+    }
+}
+
+/// Settles a run whose commit failed with `error` after every object was complete (a full
+/// disk under a SQLite store, a PostgreSQL server lost mid-commit). A heartbeat asks the store
+/// whether the run is still running; on PostgreSQL it waits for the run's row, so a commit
+/// still under way on the server ends first:
+/// - still running (its lease renewed): nothing was committed. What the run wrote is removed
+///   while the lease is held, then the failure is recorded, as for any failed run: a reader
+///   of the lake never sees the objects of a run that did not commit. `error` is returned.
+/// - finished and recorded as succeeded: the commit went through and only its answer was
+///   lost. The run succeeded.
+/// - anything else (the store still unreachable or full; the run taken over once its lease
+///   ran out): nothing is removed, since the objects may be committed or another run's, and
+///   `error` is returned. The next run of the task takes this one over and removes them.
+async fn settle_failed_commit(
+    store: &Arc<dyn Store>,
+    dest: &Destination,
+    record: &RunRecord,
+    error: Error,
+) -> Result<()> {
+    let run_id = record.run_id;
+    match blocking(store, move |s| s.heartbeat(run_id)).await {
+        Ok(()) => {
+            let mut failed = record.clone();
+            failed.status = RunStatus::Failed;
+            failed.error = Some(error.to_string());
+            failed.objects.clear();
+            failed.new_partitions.clear();
+            remove_run_objects(dest, &failed, &[run_id], &BTreeSet::new()).await;
+            if let Err(e) = blocking(store, move |s| s.finish_run(&failed, LiveSet::Replace)).await
+            {
+                tracing::error!(task = %record.task, run_id,
+                    "could not record the failed run (the next run takes it over): {e}");
+            }
+            Err(error)
+        }
+        Err(Error::Conflict(_)) => {
+            let task = record.task.clone();
+            let recorded = blocking(store, move |s| s.runs(Some(&task), RUNS_TO_SETTLE)).await;
+            let committed = recorded.is_ok_and(|runs| {
+                runs.iter()
+                    .any(|r| r.run_id == run_id && r.status == RunStatus::Succeeded)
+            });
+            if committed {
+                tracing::warn!(task = %record.task, run_id,
+                    "the run's commit reported an error but went through: {error}");
+                Ok(())
+            } else {
+                Err(error)
+            }
+        }
+        Err(e) => {
+            tracing::error!(task = %record.task, run_id,
+                "cannot tell whether the run committed ({e}); what it wrote stays until the \
+                 next run of the task takes it over");
+            Err(error)
         }
     }
 }

@@ -2,7 +2,7 @@
 //! rows are read ahead on a thread of their own ([`ReadAhead`]) while the store diffs them
 //! against the scope in one transaction ([`Store::apply_snapshot`]).
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::inventory::read_ahead::ReadAhead;
 use crate::inventory::report::Report;
 use crate::store::{ImportOutcome, ImportRecord, ImportScope, Store};
@@ -40,11 +40,59 @@ pub fn import_report(
     )
 }
 
-/// Applies the rows `changes` yields as the full state of `draft`'s scope.
+/// Applies the rows `changes` yields as the full state of `draft`'s scope. A failure of the
+/// store or of local I/O (a lost server, a full disk) names the snapshot, its manifest or
+/// bucket URL; errors in the input name their file and line already.
 pub fn import_snapshot(
     store: &dyn Store,
     draft: &ImportRecord,
     mut changes: ReadAhead,
 ) -> Result<ImportOutcome> {
-    store.apply_snapshot(draft, &mut changes)
+    store
+        .apply_snapshot(draft, &mut changes)
+        .map_err(|e| naming_snapshot(&draft.manifest_url, e))
+}
+
+/// `e` saying which snapshot failed to import, when it is a store or I/O failure.
+fn naming_snapshot(url: &str, e: Error) -> Error {
+    match e {
+        Error::Store(m) => Error::Store(format!("importing {url}: {m}")),
+        Error::Io { context, source } => Error::Io {
+            context: format!("importing {url}: {context}"),
+            source,
+        },
+        e => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_and_io_failures_name_the_snapshot() {
+        let url = "s3://inv/b/daily/2024-06-02T01-00Z/manifest.json";
+        let lost = naming_snapshot(url, Error::Store("writing rows: connection closed".into()));
+        assert_eq!(
+            lost.to_string(),
+            format!("store: importing {url}: writing rows: connection closed")
+        );
+        let full = Error::Io {
+            context: "sorting rows in a temporary file in /tmp".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        let text = naming_snapshot(url, full).to_string();
+        assert!(
+            text.starts_with(&format!(
+                "importing {url}: sorting rows in a temporary file in /tmp: "
+            )),
+            "{text}"
+        );
+        // Input errors already say where (file and line): unchanged.
+        let bad = naming_snapshot(
+            url,
+            Error::InvalidInput("data.csv:3: Size: not a number".into()),
+        );
+        assert_eq!(bad.to_string(), "data.csv:3: Size: not a number");
+    }
 }

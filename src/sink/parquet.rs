@@ -45,7 +45,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array, UInt32Array};
@@ -54,6 +54,7 @@ use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, GzipLevel, ZstdLevel};
+use parquet::errors::ParquetError;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
@@ -365,11 +366,10 @@ impl OpenObject {
                     path: self.spool.to_path_buf(),
                     file: None,
                 };
-                none.insert(ArrowWriter::try_new(
-                    file,
-                    Arc::clone(schema),
-                    Some(props.clone()),
-                )?)
+                none.insert(
+                    ArrowWriter::try_new(file, Arc::clone(schema), Some(props.clone()))
+                        .map_err(spool_error(&self.spool))?,
+                )
             }
         })
     }
@@ -384,6 +384,18 @@ impl OpenObject {
             }
         }
         Ok(())
+    }
+}
+
+/// Maps an error of an encoder writing into its spool file: a failed write (a full disk, a
+/// folder gone) is local I/O that names the file, anything else an encoding error.
+fn spool_error(spool: &Path) -> impl FnOnce(ParquetError) -> Error + '_ {
+    move |e| match e {
+        ParquetError::External(source) => match source.downcast::<std::io::Error>() {
+            Ok(io) => Error::io("write spool file", spool, *io),
+            Err(other) => Error::from(ParquetError::External(other)),
+        },
+        e => Error::from(e),
     }
 }
 
@@ -588,7 +600,8 @@ impl PartitionedWriter {
                 let Some(obj) = self.open.get_mut(partition) else {
                     unreachable!("the object was inserted above")
                 };
-                obj.encoder(&self.schema, &props)?.write(&slice)?;
+                let encoder = obj.encoder(&self.schema, &props)?;
+                encoder.write(&slice).map_err(spool_error(&obj.spool))?;
                 obj.rows += len as u64;
                 if let Some(i) = self.seq_column {
                     obj.seq_range =
@@ -603,7 +616,7 @@ impl PartitionedWriter {
         }
         if let Some(obj) = self.open.get_mut(partition) {
             if let Some(writer) = &mut obj.writer {
-                writer.flush()?;
+                writer.flush().map_err(spool_error(&obj.spool))?;
             }
             obj.release_descriptor()?;
         }
@@ -751,7 +764,7 @@ impl PartitionedWriter {
             // No row was ever encoded into it: there is no object to upload.
             return Ok(());
         };
-        let mut file = writer.into_inner()?;
+        let mut file = writer.into_inner().map_err(spool_error(&spool))?;
         file.flush()
             .map_err(|e| Error::io("write spool file", &spool, e))?;
         // Uploads that have ended are collected first, so that a refused one stops the writer
@@ -1499,5 +1512,22 @@ mod tests {
             n.object_path("dt=2024-01-01/hh=00", 6),
             "dt=2024-01-01/hh=00/daily_3_6.parquet"
         );
+    }
+
+    #[test]
+    fn a_failed_spool_write_names_the_file_and_the_cause() {
+        let spool = Path::new("/spool/lakeport-1-x.parquet.spool");
+        let full = std::io::Error::from_raw_os_error(28);
+        let e = spool_error(spool)(ParquetError::from(full));
+        assert!(
+            matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(28)),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(text.starts_with("write spool file /spool/lakeport-1-x.parquet.spool: "));
+        assert!(text.contains("No space left on device"), "{text}");
+        // Anything else stays an encoding error.
+        let e = spool_error(spool)(ParquetError::General("bad column".into()));
+        assert!(matches!(e, Error::Encode(_)), "{e:?}");
     }
 }

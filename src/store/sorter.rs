@@ -67,10 +67,15 @@ pub(crate) struct RowSorter {
     rows: u64,
 }
 
+/// A failure to write or read a run: names the folder (a full one is the usual cause).
 fn temp_error(e: std::io::Error) -> Error {
-    Error::Store(format!(
-        "sorting the import's rows in a temporary file (under TMPDIR, or /tmp): {e}"
-    ))
+    Error::Io {
+        context: format!(
+            "sorting rows in a temporary file in {} (the temporary folder: TMPDIR)",
+            std::env::temp_dir().display()
+        ),
+        source: e,
+    }
 }
 
 impl RowSorter {

@@ -52,7 +52,8 @@ pub(super) fn apply_snapshot(
     let mut conn = store.conn()?;
     let t = store.table_sql(&mut *conn, table)?;
     check_scope_columns(&t.def, &t.key_idx)?;
-    let what = format!("importing {} into table {table}", draft.manifest_url);
+    // The caller names the snapshot ([`import_snapshot`](crate::inventory::import::import_snapshot)).
+    let what = format!("importing into table {table}");
     let mut tx = conn.transaction().map_err(store.db(&what))?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -150,9 +151,8 @@ fn tombstone_unseen(
         params.push(upper);
     }
     let row = tx.query_one(&sql, &params).map_err(store.db(format_args!(
-        "tombstoning rows of table {} absent from {}",
-        t.name(),
-        draft.manifest_url
+        "tombstoning rows of table {} absent from the snapshot",
+        t.name()
     )))?;
     Ok((non_negative(row.get(0), "a row count")?, row.get(1)))
 }

@@ -134,23 +134,6 @@ pub type Pool = r2d2::Pool<PostgresConnectionManager<MakeRustlsConnect>>;
 /// One pooled connection.
 pub(crate) type Conn = r2d2::PooledConnection<PostgresConnectionManager<MakeRustlsConnect>>;
 
-/// Where the pool's failed connection attempts go: to lakeport's debug log, not r2d2's own
-/// `ERROR r2d2` line. Each attempt that a caller waited for is reported by that caller
-/// ([`PostgresStore::conn`] names the store and r2d2 gives the last attempt's reason), so
-/// logging them here as errors said the same thing twice, the second time without the store.
-#[derive(Debug)]
-struct ConnectErrors {
-    /// The store's URL without its password.
-    shown: String,
-}
-
-impl r2d2::HandleError<postgres::Error> for ConnectErrors {
-    fn handle_error(&self, error: postgres::Error) {
-        tracing::debug!(store = %self.shown, error = %describe(&error),
-            "a pooled connection attempt failed");
-    }
-}
-
 /// Owns something that holds connections and drops it off the async runtime's threads.
 ///
 /// The `postgres` client is tokio-postgres driven by a small runtime of its own: closing a
@@ -215,6 +198,37 @@ pub struct PostgresStore {
     /// The URL without its password, for messages.
     shown: String,
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
+    /// Why the pool's latest attempt to connect failed (see [`ConnectErrors`]).
+    last_connect_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Hears why the pool fails to open or reuse a connection (it retries in the background
+/// while a caller waits, e.g. while a restarted server starts up). Each failure goes to
+/// lakeport's debug log with the store and the server's reason (which the `postgres` crate's
+/// display of a server error, "db error", leaves out), not to r2d2's own `ERROR r2d2` line:
+/// the caller that waited reports it once ([`PostgresStore::conn`] names the store and the
+/// latest reason, kept here; a connection made forgets it).
+#[derive(Debug, Clone)]
+struct ConnectErrors {
+    shown: String,
+    last: Arc<Mutex<Option<String>>>,
+}
+
+impl r2d2::HandleError<postgres::Error> for ConnectErrors {
+    fn handle_error(&self, e: postgres::Error) {
+        let reason = describe(&e);
+        tracing::debug!(
+            "store {}: a connection failed (retrying): {reason}",
+            self.shown
+        );
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+}
+
+impl r2d2::HandleEvent for ConnectErrors {
+    fn handle_acquire(&self, _: r2d2::event::AcquireEvent) {
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
 }
 
 impl fmt::Debug for PostgresStore {
@@ -249,13 +263,17 @@ impl PostgresStore {
         let direct = config.clone();
         let config = postgres::Config::from(config);
         let manager = PostgresConnectionManager::new(config.clone(), tls.clone());
+        let last_connect_error = Arc::new(Mutex::new(None));
+        let errors = ConnectErrors {
+            shown: shown.clone(),
+            last: Arc::clone(&last_connect_error),
+        };
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(1))
             .connection_timeout(POOL_WAIT)
-            .error_handler(Box::new(ConnectErrors {
-                shown: shown.clone(),
-            }))
+            .error_handler(Box::new(errors.clone()))
+            .event_handler(Box::new(errors))
             .build_unchecked(manager);
         let store = PostgresStore {
             pool: OffRuntime::new(pool),
@@ -264,6 +282,7 @@ impl PostgresStore {
             tls,
             shown,
             tables: Mutex::new(HashMap::new()),
+            last_connect_error,
         };
         let mut conn = store.conn_now()?;
         // Keys are UTF-8 and sort by their bytes (`COLLATE "C"`): a database of another
@@ -308,9 +327,17 @@ impl PostgresStore {
 
     /// A connection from the pool, waiting up to [`POOL_WAIT`] for a free one.
     pub(crate) fn conn(&self) -> Result<Conn> {
-        self.pool
-            .get()
-            .map_err(|e| Error::Store(format!("connecting to {}: {e}", self.shown)))
+        self.pool.get().map_err(|e| {
+            let last = self.last_connect_error.lock();
+            match last.unwrap_or_else(PoisonError::into_inner).as_deref() {
+                Some(reason) => Error::Store(format!(
+                    "connecting to {}: no connection within {}s; the last attempt: {reason}",
+                    self.shown,
+                    POOL_WAIT.as_secs()
+                )),
+                None => Error::Store(format!("connecting to {}: {e}", self.shown)),
+            }
+        })
     }
 
     /// A connection, failing at once (with the server's own reason) when the server cannot
@@ -375,11 +402,25 @@ pub(crate) fn describe(e: &postgres::Error) -> String {
             let mut s = e.to_string();
             let mut source = std::error::Error::source(e);
             while let Some(cause) = source {
-                let _ = write!(s, ": {cause}");
+                let _ = write!(s, ": {}", cause_text(cause));
                 source = cause.source();
             }
             s
         }
+    }
+}
+
+/// tokio-util's words (`Decoder::decode_eof`) for a stream that ended inside a message.
+const CUT_SHORT: &str = "bytes remaining on stream";
+
+/// One cause of a client error, in words a user can act on: a connection that ended in the
+/// middle of a message (the server went away: a restart, a crash, a network cut) says so.
+fn cause_text(cause: &(dyn std::error::Error + 'static)) -> String {
+    let text = cause.to_string();
+    if text == CUT_SHORT {
+        "connection closed in the middle of a message".to_string()
+    } else {
+        text
     }
 }
 

@@ -122,6 +122,65 @@ fn unreachable_server_is_a_clear_error() {
     assert!(err.to_lowercase().contains("refused"), "{err}");
 }
 
+/// A connection cut short (tokio-util's "bytes remaining on stream") is said in plain words;
+/// other causes pass unchanged.
+#[test]
+fn a_connection_cut_short_says_so() {
+    let cut = std::io::Error::other("bytes remaining on stream");
+    assert_eq!(
+        cause_text(&cut),
+        "connection closed in the middle of a message"
+    );
+    let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    assert_eq!(cause_text(&refused), refused.to_string());
+}
+
+/// The pool's failed connection attempts are kept with their reason (the `postgres` crate's
+/// display of a server's refusal is only "db error") until a connection is made.
+#[test]
+fn the_pool_keeps_why_its_last_connection_failed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let refused = format!("postgres://u@127.0.0.1:{port}/db")
+        .parse::<postgres::Config>()
+        .unwrap()
+        .connect(postgres::NoTls)
+        .err()
+        .unwrap();
+    let errors = ConnectErrors {
+        shown: "postgres://u@127.0.0.1/db".into(),
+        last: Arc::new(Mutex::new(None)),
+    };
+    r2d2::HandleError::handle_error(&errors, refused);
+    let kept = errors.last.lock().unwrap().clone().unwrap();
+    assert!(kept.to_lowercase().contains("refused"), "{kept}");
+    assert!(kept.starts_with("error connecting to server: "), "{kept}");
+    r2d2::HandleEvent::handle_acquire(&errors, acquire_event());
+    assert_eq!(*errors.last.lock().unwrap(), None);
+}
+
+/// An `AcquireEvent` (its fields are private: taken from a pool that opens a connection).
+fn acquire_event() -> r2d2::event::AcquireEvent {
+    #[derive(Debug)]
+    struct Catch(Arc<Mutex<Option<r2d2::event::AcquireEvent>>>);
+    impl r2d2::HandleEvent for Catch {
+        fn handle_acquire(&self, event: r2d2::event::AcquireEvent) {
+            *self.0.lock().unwrap() = Some(event);
+        }
+    }
+    let caught = Arc::new(Mutex::new(None));
+    let manager = PostgresConnectionManager::new(server_url().parse().unwrap(), postgres::NoTls);
+    let pool = r2d2::Pool::builder()
+        .max_size(1)
+        .event_handler(Box::new(Catch(Arc::clone(&caught))))
+        .build(manager)
+        .unwrap();
+    drop(pool);
+    let event = caught.lock().unwrap().take();
+    event.unwrap()
+}
+
 /// Many writers, slow and fast, commit while a reader delivers incrementally ("every change
 /// above my checkpoint, up to the snapshot's `seq`", then the checkpoint moves to that `seq`).
 /// A slow transaction holds its rows for up to 25 ms before it commits, so fast ones commit

@@ -33,6 +33,7 @@
 pub mod http;
 pub mod metrics;
 mod page;
+mod views;
 pub mod workers;
 
 use std::collections::BTreeMap;

@@ -24,12 +24,14 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::config::schedule::rfc3339_local;
-use crate::service::http::{ddl, failed, view, watcher_view, TaskView, WatcherView};
+use crate::delivery::ddl::live_ddl;
+use crate::error::Error;
+use crate::service::views::{view, watcher_view, TaskView, WatcherView};
 use crate::service::Service;
 
 /// How often the page fetches itself, in milliseconds (the script reads it from the page).
@@ -41,6 +43,15 @@ const CSS: &str = include_str!("page.css");
 /// The page's script: run-now buttons and the refresh (inline, see [`CSS`]).
 const SCRIPT: &str = include_str!("page.js");
 
+/// The page when the store fails: 503 with the store's error, as the API answers.
+fn store_failed(e: Error) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("the store does not answer: {e}"),
+    )
+        .into_response()
+}
+
 /// One task as the page shows it: its view (what the API returns) and its DDL statements, or
 /// why they could not be made.
 #[derive(Debug)]
@@ -49,15 +60,17 @@ pub(crate) struct TaskRow {
     pub(crate) ddl: Result<Vec<String>, String>,
 }
 
-/// `GET /`: the status page of every task, or the API's 503 when the store fails.
+/// `GET /`: the status page of every task, or 503 with the error when the store fails.
 pub(crate) async fn status_page(State(service): State<Arc<Service>>) -> Response {
     let mut rows = Vec::new();
     for slot in service.slots().values() {
         let view = match view(&service, slot).await {
             Ok(v) => v,
-            Err(e) => return failed(e),
+            Err(e) => return store_failed(e),
         };
-        let ddl = ddl(&service, slot).await.map_err(|e| e.to_string());
+        let ddl = live_ddl(service.store(), &slot.task())
+            .await
+            .map_err(|e| e.to_string());
         rows.push(TaskRow { view, ddl });
     }
     let watchers: Vec<WatcherView> = service

@@ -1,10 +1,10 @@
-//! The pipelines folder: the YAML files that declare delivery tasks and inventory watchers,
-//! and the checks every kind of file shares. A file's `kind` says what it declares:
-//! `delivery` (the default; [`crate::delivery::config`]) or `inventory-watch`
-//! ([`crate::inventory::watch`]). Each kind's checker reads its own keys; this module reads
-//! the files, tells their kinds apart, and gives the checkers their common pieces: problems
-//! collected per file as `FILE: KEY: message`, typed fields, unknown keys, durations,
-//! schedules (in a timezone: [`schedule`]), destinations, names.
+//! The files of the pipelines folder and the checks every kind of file shares. A file's
+//! `kind` says what it declares: `delivery` (the default; [`crate::delivery::config`]) or
+//! `inventory-watch` ([`crate::inventory::watch`]). Each kind's checker reads its own keys;
+//! this module reads the files, tells their kinds apart, and gives the checkers their common
+//! pieces: problems collected per file as `FILE: KEY: message`, typed fields, unknown keys,
+//! durations, schedules (in a timezone: [`schedule`]), destinations, names. The loaders that
+//! run every checker over the folder sit above them, in [`crate::pipelines`].
 //!
 //! Relative paths in a file are resolved against the project folder: the parent of the
 //! pipelines folder, which holds `pipelines/` and `schemas/` side by side.
@@ -37,20 +37,15 @@
 //! a message naming it. [`crate::sink::storage`] says which object_store key each option
 //! sets.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value as Yaml};
 
-use crate::delivery::config::check_tasks;
-use crate::delivery::Task;
 use crate::error::{Error, Result};
-use crate::inventory::watch::{check_watchers, WatchDef};
 use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
-use crate::store::schema::{read_tables, yaml_error_text, yaml_files};
-use crate::store::TableDef;
+use crate::store::schema::{yaml_error_text, yaml_files};
 
 pub mod schedule;
 
@@ -72,115 +67,6 @@ impl Kind {
             "delivery" => Some(Kind::Delivery),
             "inventory-watch" => Some(Kind::InventoryWatch),
             _ => None,
-        }
-    }
-}
-
-/// Everything the pipelines folder declares.
-#[derive(Debug, Clone, Default)]
-pub struct Pipelines {
-    /// Delivery tasks by name.
-    pub tasks: BTreeMap<String, Task>,
-    /// Inventory watchers by name.
-    pub watchers: BTreeMap<String, WatchDef>,
-}
-
-/// Reads and checks every file of `pipelines`: tasks against the declared `tables`, watchers,
-/// and that no task and watcher share a name. Returns every problem of every file at once.
-pub fn load_pipelines(pipelines: &Path, tables: &BTreeMap<String, TableDef>) -> Result<Pipelines> {
-    let (files, mut problems) = read_pipeline_files(pipelines)?;
-    let project = project_dir(pipelines);
-    let tasks = check_tasks(&files, &project, tables, &mut problems);
-    let watchers = check_watchers(&files, &project, &mut problems);
-    for (name, watcher) in &watchers {
-        if let Some(task) = tasks.get(name) {
-            problems.push(format!(
-                "{}: name: {name:?} is already used by task file {}",
-                watcher.file.display(),
-                task.file.display()
-            ));
-        }
-    }
-    if problems.is_empty() {
-        Ok(Pipelines { tasks, watchers })
-    } else {
-        Err(Error::InvalidConfig(problems.join("\n")))
-    }
-}
-
-/// Every table declaration of `schemas` and everything the pipelines folder declares,
-/// checked together: every problem of every file at once (for `validate` and `serve`).
-pub fn load_project(
-    pipelines: &Path,
-    schemas: &Path,
-) -> Result<(BTreeMap<String, TableDef>, Pipelines)> {
-    let (tables, mut problems) = read_tables(schemas)?;
-    let declared = match load_pipelines(pipelines, &tables) {
-        Ok(declared) => Some(declared),
-        Err(Error::InvalidConfig(text)) => {
-            problems.extend(text.lines().map(str::to_string));
-            None
-        }
-        Err(e) => return Err(e),
-    };
-    match declared {
-        Some(declared) if problems.is_empty() => Ok((tables, declared)),
-        _ => Err(Error::InvalidConfig(problems.join("\n"))),
-    }
-}
-
-/// One task, for the commands that work on one (`run`, `ddl`, `status <task>`, `claim`): it
-/// needs only its own file, the tables it reads and its delivery schema. Problems of the
-/// other files of the folder (and of table declarations, `table_problems`, when the task's
-/// own table is fine) are returned as warnings, each `FILE: KEY: message`, for the caller to
-/// show. Problems of the task's own file are an [`Error::InvalidConfig`]; a name no readable
-/// file declares is an [`Error::NotFound`] that lists the task names there are and the files
-/// that could not be read (one of them may be the task's). `validate` and `serve` stay strict
-/// ([`load_pipelines`]).
-pub fn load_task(
-    pipelines: &Path,
-    tables: &BTreeMap<String, TableDef>,
-    table_problems: &[String],
-    name: &str,
-) -> Result<(Task, Vec<String>)> {
-    let (files, unreadable) = read_pipeline_files(pipelines)?;
-    let project = project_dir(pipelines);
-    let declares = |f: &PipelineFile| {
-        f.kind == Kind::Delivery && f.map.get("name").and_then(Yaml::as_str) == Some(name)
-    };
-    let (own, others): (Vec<PipelineFile>, Vec<PipelineFile>) =
-        files.into_iter().partition(|f| declares(f));
-    if own.is_empty() {
-        let names: Vec<&str> = others
-            .iter()
-            .filter(|f| f.kind == Kind::Delivery)
-            .filter_map(|f| f.map.get("name").and_then(Yaml::as_str))
-            .collect();
-        let mut message = format!(
-            "no task named {name:?} in {} (tasks: {})",
-            pipelines.display(),
-            names.join(", ")
-        );
-        if !unreadable.is_empty() {
-            message.push_str("; these files could not be read, and one may declare it:\n");
-            message.push_str(&unreadable.join("\n"));
-        }
-        return Err(Error::NotFound(message));
-    }
-    let mut problems = Vec::new();
-    let mut tasks = check_tasks(&own, &project, tables, &mut problems);
-    let task = tasks.remove(name);
-    match task {
-        Some(task) if problems.is_empty() => {
-            let mut warnings = unreadable;
-            check_tasks(&others, &project, tables, &mut warnings);
-            check_watchers(&others, &project, &mut warnings);
-            warnings.extend(table_problems.iter().cloned());
-            Ok((task, warnings))
-        }
-        _ => {
-            problems.extend(table_problems.iter().cloned());
-            Err(Error::InvalidConfig(problems.join("\n")))
         }
     }
 }

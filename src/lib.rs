@@ -6,8 +6,8 @@
 //! [`inventory`] (rows in) → [`store`] (rows with change sequence) → [`delivery`] (tasks, plans,
 //! runs) → [`convert`] (store types → lake types, dirty rows) → [`sink`] (partition prefixes,
 //! Parquet, object storage) → [`catalog`] (DDL). [`service`] runs tasks on their schedules
-//! behind an HTTP API; [`cli`] only drives them. [`config`] reads the pipelines folder that
-//! declares tasks and watchers.
+//! behind an HTTP API; [`cli`] only drives them. [`pipelines`] loads the pipelines folder that
+//! declares tasks and watchers, checked with the pieces every kind of file shares ([`config`]).
 
 #![warn(missing_docs, unreachable_pub)]
 #![deny(rust_2018_idioms)]
@@ -19,6 +19,7 @@ pub mod convert;
 pub mod delivery;
 pub mod error;
 pub mod inventory;
+pub mod pipelines;
 pub mod service;
 pub mod sink;
 pub mod store;

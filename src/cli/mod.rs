@@ -23,9 +23,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{load_task, project_dir};
+use crate::config::project_dir;
 use crate::delivery::{load_tasks, Task};
 use crate::error::{Error, Result};
+use crate::pipelines::load_task;
 use crate::sink::storage::StorageOptions;
 use crate::store::schema::{load_tables, read_tables};
 use crate::store::{blocking, open_store, open_store_with, sqlite_path, Access, Store, TableDef};
@@ -181,7 +182,7 @@ impl Context {
     }
 
     /// One task by name, needing only its own file and what it uses (see
-    /// [`crate::config::load_task`]); problems of other files are logged as warnings.
+    /// [`crate::pipelines::load_task`]); problems of other files are logged as warnings.
     fn task(&self, name: &str) -> Result<Arc<Task>> {
         let (tables, table_problems) = read_tables(self.schemas()?)?;
         let (task, warnings) = load_task(self.pipelines()?, &tables, &table_problems, name)?;

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
-use crate::config::{load_project, parse_duration};
+use crate::config::parse_duration;
 use crate::delivery::shared::help_with_shards;
 use crate::error::{Error, Result};
+use crate::pipelines::load_project;
 use crate::service::{http, workers, Declared, Loader, Service};
 
 /// The environment variable holding the API token.

@@ -3,8 +3,8 @@
 //! report every problem at once (exit 2), or a one-line summary.
 
 use crate::cli::{print, Context};
-use crate::config::load_project;
 use crate::error::Result;
+use crate::pipelines::load_project;
 
 /// Arguments of `validate`.
 #[derive(Debug, clap::Args)]

@@ -49,11 +49,11 @@ use tokio::task::JoinSet;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::schedule::Schedule;
-use crate::config::Pipelines;
 use crate::delivery::status::{lag_seconds, next_runs, task_status, TaskStatus};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
+use crate::pipelines::Pipelines;
 use crate::service::metrics::Metrics;
 use crate::store::{blocking, ImportOutcome, Store, TableDef};
 

@@ -20,7 +20,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::delivery::config::{Deletes, Mode, Task};
-use crate::delivery::run::{run_task_with, RunObserver, RunSummary};
+use crate::delivery::run::{run_task_with, RunSummary};
+use crate::delivery::shard::RunObserver;
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
 use crate::store::{blocking, Lag, Store};

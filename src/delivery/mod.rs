@@ -13,9 +13,11 @@ pub mod follow;
 pub mod manifest;
 pub mod owner;
 pub mod run;
+pub mod shard;
 pub mod shared;
 pub mod status;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};
 pub use follow::{follow, FollowSummary};
-pub use run::{run_task, run_task_with, Quiet, RunObserver, RunSummary};
+pub use run::{run_task, run_task_with, RunSummary};
+pub use shard::{Quiet, RunObserver};

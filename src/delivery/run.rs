@@ -2,8 +2,9 @@
 //!
 //! Full mode: open one consistent snapshot of the source table split into primary-key shards,
 //! record the run (its plan: sequence range, shards, first object sequence id) in the store,
-//! then deliver every shard on its own blocking thread — convert each batch, count and keep
-//! dirty rows, assign partitions, hand rows to the shard's Parquet writer — and only when every
+//! then deliver every shard on its own blocking thread ([`super::shard`]: convert each batch,
+//! count and keep dirty rows, assign partitions, hand rows to the shard's Parquet writer;
+//! [`super::shared`] dispatches the shards) — and only when every
 //! object of every shard is complete, commit the run record and the task's new live set in one
 //! store transaction. The previous run's objects are removed after that commit (so for a moment
 //! readers can see both the old and the new snapshot; see the README). A run that fails removes
@@ -19,6 +20,9 @@
 //! (recorded with mode `differential`), whose commit sets the checkpoint to S; every later run
 //! is incremental.
 //!
+//! Before it deletes or writes anything in the destination, a run makes sure its store owns
+//! it ([`super::owner`]); a run that fails before it is recorded is recorded as a failed run.
+//!
 //! Either way the run holds its task's lease from the moment it is recorded, renewing it while
 //! it writes; a run that takes over an interrupted one first removes what that one wrote.
 //! Under the lease every run also aborts the multipart uploads that earlier runs of its task
@@ -26,66 +30,26 @@
 //! [`crate::sink::destination`]), journals its own under `_lakeport/<task>/uploads/<run id>/`,
 //! and aborts what is left there once its shards are done.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use arrow::compute::kernels::zip::zip;
-use arrow::compute::{
-    filter, filter_record_batch, is_not_null, sort_to_indices, take_record_batch,
-};
-use arrow::datatypes::{Int64Type, TimestampMillisecondType};
-use tokio::runtime::Handle;
-
-use crate::convert::row_json;
 use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
 use crate::delivery::manifest::{
     manifest_path, manifests_folder, manifests_to_prune, prunes_after, run_uploads_folder,
     uploads_folder, Manifest,
 };
 use crate::delivery::owner::ensure_owner;
+use crate::delivery::shard::{is_dirty_file, RunObserver};
 use crate::delivery::shared::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::error::{Error, Result};
 use crate::sink::destination::Destination;
-use crate::sink::ndjson::NdjsonWriter;
-use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
-use crate::sink::partition::Partitioner;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files, sweep_due};
-use crate::store::shards::this_worker_id;
-use crate::store::{
-    LiveSet, RunOwner, RunRecord, RunStatus, ShardReader, ShardResult, Store, TaskState,
-    DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
-};
-
-/// Rows per batch read from the store.
-const BATCH_ROWS: usize = 65_536;
-
-/// The least memory budget a shard's writer gets, however many shards share the task's.
-const MIN_SHARD_BUFFER: usize = 16 << 20;
+use crate::store::{with_store, LiveSet, RunOwner, RunRecord, RunStatus, Store, TaskState};
 
 /// Newest runs of a task read to find a run whose commit reported an error (the runs that
 /// start after it are few: it held the task's lease until then).
 const RUNS_TO_SETTLE: usize = 64;
-
-/// Dirty reason for a row whose partition-time column is NULL.
-const NULL_PARTITION_TIME: &str = "null_partition_time";
-
-/// Hears how a run goes (for a progress bar); called from shard threads.
-pub trait RunObserver: Send + Sync {
-    /// The snapshot is open and holds about `rows` live rows (counted, or for a large
-    /// PostgreSQL table the server's estimate: see
-    /// [`Snapshot::rows_estimated`](crate::store::Snapshot::rows_estimated)).
-    fn planned(&self, _rows: u64) {}
-    /// A shard has read `rows` more rows.
-    fn delivered(&self, _rows: u64) {}
-}
-
-/// An observer that ignores everything.
-pub struct Quiet;
-
-impl RunObserver for Quiet {}
 
 /// The outcome of a successful run.
 #[derive(Debug, Clone)]
@@ -119,16 +83,6 @@ impl RunSummary {
             rate
         )
     }
-}
-
-/// Runs a store call on a blocking thread.
-pub(super) async fn blocking<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T>
-where
-    T: Send + 'static,
-    F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
-{
-    let store = Arc::clone(store);
-    crate::store::blocking(move || f(store.as_ref())).await
 }
 
 fn now_ms() -> i64 {
@@ -186,7 +140,7 @@ pub async fn run_task_with(
     observer.planned(snapshot.rows);
     let lease = task.lease;
     let me = plan.owner.clone();
-    let started = blocking(&store, move |s| {
+    let started = with_store(&store, move |s| {
         s.start_run(&plan, lease, &|other| process_gone(other, me.as_ref()))
     })
     .await
@@ -225,7 +179,7 @@ pub async fn run_task_with(
     let dest = Arc::new(dest.as_ref().clone().with_upload_journal(&journal));
     // Read under the lease: no other run of the task commits until this one ends.
     let name = task.name.clone();
-    let live_before: BTreeSet<String> = blocking(&store, move |s| s.live_partitions(&name))
+    let live_before: BTreeSet<String> = with_store(&store, move |s| s.live_partitions(&name))
         .await?
         .into_iter()
         .map(|(p, _)| p)
@@ -298,7 +252,7 @@ pub async fn run_task_with(
         record.objects.clear();
         remove_run_objects(&dest, &record, &[record.run_id], &BTreeSet::new()).await;
         let failed = record.clone();
-        if let Err(e) = blocking(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
+        if let Err(e) = with_store(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
             tracing::error!(task = %task.name, "could not record the failed run: {e}");
         }
         return Err(error);
@@ -313,11 +267,11 @@ pub async fn run_task_with(
         _ => LiveSet::Replace,
     };
     let committed = record.clone();
-    if let Err(e) = blocking(&store, move |s| s.finish_run(&committed, live)).await {
+    if let Err(e) = with_store(&store, move |s| s.finish_run(&committed, live)).await {
         settle_failed_commit(&store, &dest, &record, e).await?;
     }
     let name = task.name.clone();
-    let state = blocking(&store, move |s| s.task_state(&name)).await?;
+    let state = with_store(&store, move |s| s.task_state(&name)).await?;
     remove_pending(&store, state.as_ref(), &dest).await?;
     if prunes_after(record.run_id) {
         if let Err(e) = prune_manifests(&dest, &task).await {
@@ -354,7 +308,7 @@ async fn prepare(
     let table = task.source.table.clone();
     let shards = task.concurrency;
     let name = task.name.clone();
-    let state = blocking(store, move |s| s.task_state(&name)).await?;
+    let state = with_store(store, move |s| s.task_state(&name)).await?;
     remove_pending(store, state.as_ref(), dest).await?;
     let phase = Phase::of(task.mode, state.is_some());
     let replace_next = state.as_ref().is_some_and(|s| s.replace_next);
@@ -366,7 +320,7 @@ async fn prepare(
         Phase::Full | Phase::FirstSnapshot => 0,
     };
     let deletes = task.deletes == Deletes::Emit;
-    let snapshot = blocking(store, move |s| match phase {
+    let snapshot = with_store(store, move |s| match phase {
         Phase::Incremental => s.changes(&table, seq_from, shards, deletes),
         Phase::Full | Phase::FirstSnapshot => s.snapshot(&table, shards),
     })
@@ -404,7 +358,7 @@ async fn failed_before_start(
     );
     record.ended_ms = Some(now_ms());
     record.error = Some(error.to_string());
-    if let Err(e) = blocking(store, move |s| s.record_failed_run(&record)).await {
+    if let Err(e) = with_store(store, move |s| s.record_failed_run(&record)).await {
         tracing::error!(task = %task.name, "could not record the failed run: {e}");
     }
     error
@@ -460,7 +414,7 @@ async fn keep_alive(store: Arc<dyn Store>, run_id: u64, every: Duration) {
     ticks.tick().await;
     loop {
         ticks.tick().await;
-        if let Err(e) = blocking(&store, move |s| s.heartbeat(run_id)).await {
+        if let Err(e) = with_store(&store, move |s| s.heartbeat(run_id)).await {
             tracing::error!(run_id, "cannot renew the run's lease: {e}");
         }
     }
@@ -485,7 +439,7 @@ async fn settle_failed_commit(
     error: Error,
 ) -> Result<()> {
     let run_id = record.run_id;
-    match blocking(store, move |s| s.heartbeat(run_id)).await {
+    match with_store(store, move |s| s.heartbeat(run_id)).await {
         Ok(()) => {
             let mut failed = record.clone();
             failed.status = RunStatus::Failed;
@@ -493,7 +447,8 @@ async fn settle_failed_commit(
             failed.objects.clear();
             failed.new_partitions.clear();
             remove_run_objects(dest, &failed, &[run_id], &BTreeSet::new()).await;
-            if let Err(e) = blocking(store, move |s| s.finish_run(&failed, LiveSet::Replace)).await
+            if let Err(e) =
+                with_store(store, move |s| s.finish_run(&failed, LiveSet::Replace)).await
             {
                 tracing::error!(task = %record.task, run_id,
                     "could not record the failed run (the next run takes it over): {e}");
@@ -502,7 +457,7 @@ async fn settle_failed_commit(
         }
         Err(Error::Conflict(_)) => {
             let task = record.task.clone();
-            let recorded = blocking(store, move |s| s.runs(Some(&task), RUNS_TO_SETTLE)).await;
+            let recorded = with_store(store, move |s| s.runs(Some(&task), RUNS_TO_SETTLE)).await;
             let committed = recorded.is_ok_and(|runs| {
                 runs.iter()
                     .any(|r| r.run_id == run_id && r.status == RunStatus::Succeeded)
@@ -538,7 +493,7 @@ async fn remove_pending(
     }
     let name = state.task.clone();
     let removed = state.pending_removal.clone();
-    blocking(store, move |s| s.clear_pending_removal(&name, &removed)).await
+    with_store(store, move |s| s.clear_pending_removal(&name, &removed)).await
 }
 
 /// Deletes the task's manifests but those of its newest `manifests.keep` runs.
@@ -625,18 +580,6 @@ fn removal_order(
     doomed
 }
 
-/// The dirty-row file of run `run_id`'s shard (see [`Shard::deliver`]).
-fn dirty_file_path(task: &str, run_id: u64, concurrent_id: u32) -> String {
-    format!("_dirty/{task}/run-{run_id}_{concurrent_id}.ndjson")
-}
-
-/// Whether `rel` is a dirty-row file of run `run_id` of `task`, any shard.
-fn is_dirty_file(rel: &str, task: &str, run_id: u64) -> bool {
-    rel.strip_prefix(&format!("_dirty/{task}/run-{run_id}_"))
-        .and_then(|r| r.strip_suffix(".ndjson"))
-        .is_some_and(|cid| cid.parse::<u32>().is_ok())
-}
-
 /// Whether an object file name is one a run of `task` numbering its objects from `first_seq`
 /// would write.
 fn written_by_run(file: &str, task: &str, first_seq: u64) -> bool {
@@ -650,311 +593,6 @@ fn written_by_run(file: &str, task: &str, first_seq: u64) -> bool {
         return false;
     };
     matches!((cid.parse::<u32>(), seq.parse::<u64>()), (Ok(_), Ok(s)) if s >= first_seq)
-}
-
-/// Everything a shard thread needs.
-pub(super) struct Shard {
-    pub task: Arc<Task>,
-    /// The destination, journaling uploads under the run's folder.
-    pub dest: Arc<Destination>,
-    /// The id its objects are named with (the shard's, or an attempt's: see `shared`).
-    pub concurrent_id: u32,
-    pub run: RunRecord,
-    pub run_time_ms: i64,
-    pub runtime: Handle,
-    pub observer: Arc<dyn RunObserver>,
-    /// When either is set the shard must stop (its claim was lost, its run failed): the read
-    /// fails at the next batch.
-    pub cancelled: [Arc<AtomicBool>; 2],
-}
-
-impl Shard {
-    /// Reads the shard and writes its objects. On failure, removes the objects it started.
-    pub(super) fn deliver(self, reader: &mut dyn ShardReader) -> Result<ShardResult> {
-        let task = &self.task;
-        let metadata = vec![
-            ("lakeport.task".to_string(), task.name.clone()),
-            ("lakeport.run_id".to_string(), self.run.run_id.to_string()),
-            ("lakeport.mode".to_string(), self.run.mode.clone()),
-            (
-                "lakeport.seq_from".to_string(),
-                self.run.seq_from.to_string(),
-            ),
-            ("lakeport.seq_to".to_string(), self.run.seq_to.to_string()),
-            (
-                "lakeport.concurrent_id".to_string(),
-                self.concurrent_id.to_string(),
-            ),
-            (
-                "lakeport.worker".to_string(),
-                this_worker_id().0.to_string(),
-            ),
-        ];
-        let naming = ObjectNaming {
-            task: task.name.clone(),
-            concurrent_id: self.concurrent_id,
-            first_seq: self.run.first_object_seq,
-        };
-        // The task's memory budget is for the whole run: each shard gets its share.
-        let mut parquet = task.parquet.clone();
-        parquet.buffer_bytes =
-            (parquet.buffer_bytes / self.run.shards.max(1) as usize).max(MIN_SHARD_BUFFER);
-        let mut writer = PartitionedWriter::new(
-            Arc::clone(&self.dest),
-            task.schema.arrow_schema(),
-            parquet,
-            naming,
-            metadata,
-            self.runtime.clone(),
-        )?;
-        if let Some(seq) = task
-            .schema
-            .columns()
-            .iter()
-            .find(|c| c.source == SEQ_COLUMN)
-        {
-            writer = writer.with_seq_column(&seq.name);
-        }
-        let mut dirty_file = if task.dirty_keep {
-            let rel = dirty_file_path(&task.name, self.run.run_id, self.concurrent_id);
-            Some(NdjsonWriter::new(
-                Arc::clone(&self.dest),
-                rel,
-                self.runtime.clone(),
-            )?)
-        } else {
-            None
-        };
-        let mut batches = BatchDelivery {
-            task,
-            partitioner: Partitioner::new(task.prefix.clone(), task.timezone),
-            run_time_ms: self.run_time_ms,
-            dirty: BTreeMap::new(),
-            rows: 0,
-        };
-        let read = reader.read(BATCH_ROWS, &mut |batch| {
-            if self.cancelled.iter().any(|c| c.load(Ordering::SeqCst)) {
-                return Err(Error::Busy(format!(
-                    "shard {} of run {}: stopped (its claim was lost or its run failed)",
-                    self.concurrent_id, self.run.run_id
-                )));
-            }
-            let n = batch.num_rows() as u64;
-            batches.deliver(&batch, &mut writer, dirty_file.as_mut())?;
-            self.observer.delivered(n);
-            Ok(())
-        });
-        if let Err(e) = read {
-            // The dirty-row file is uploaded only when the shard finishes: nothing of it yet.
-            for rel in writer.abort() {
-                if let Err(de) = self.runtime.block_on(self.dest.delete(&rel)) {
-                    tracing::warn!(object = %self.dest.object_url(&rel), error = %de,
-                        "could not remove an object of a failed shard (the run removes it)");
-                }
-            }
-            return Err(e);
-        }
-        let next_seq = writer.next_seq();
-        let objects = writer.finish()?;
-        let dirty_object = match dirty_file {
-            Some(f) => f.finish()?,
-            None => None,
-        };
-        Ok(ShardResult {
-            objects,
-            rows: batches.rows,
-            next_seq,
-            dirty: batches.dirty,
-            dirty_object,
-            worker: this_worker_id().0.to_string(),
-        })
-    }
-}
-
-/// Per-shard state for turning store batches into partitioned lake rows.
-struct BatchDelivery<'a> {
-    task: &'a Task,
-    partitioner: Partitioner,
-    run_time_ms: i64,
-    dirty: BTreeMap<String, u64>,
-    rows: u64,
-}
-
-impl BatchDelivery<'_> {
-    fn deliver(
-        &mut self,
-        batch: &RecordBatch,
-        writer: &mut PartitionedWriter,
-        mut dirty_file: Option<&mut NdjsonWriter>,
-    ) -> Result<()> {
-        // Rows without a partition time cannot be placed: dirty.
-        let time_column = match &self.task.partition_time {
-            PartitionTime::WriteTime => Some(WRITE_TIME_COLUMN),
-            PartitionTime::Column(c) => Some(c.as_str()),
-            PartitionTime::RunTime => None,
-        };
-        let mut batch = batch.clone();
-        if self.task.schema.has_op_column() && column_of(&batch, DELETED_COLUMN).is_none() {
-            // A snapshot holds no deletes: every row is an upsert.
-            batch = with_column(
-                &batch,
-                DELETED_COLUMN,
-                Arc::new(BooleanArray::from(vec![false; batch.num_rows()])),
-            )?;
-        }
-        if let Some(name) = time_column {
-            let times = partition_times(&batch, name)?;
-            if times.null_count() > 0 {
-                for row in (0..batch.num_rows()).filter(|&r| times.is_null(r)) {
-                    let detail = format!("partition time column {name} is NULL");
-                    self.record_dirty(
-                        &batch,
-                        row,
-                        NULL_PARTITION_TIME,
-                        name,
-                        &detail,
-                        dirty_file.as_deref_mut(),
-                    )?;
-                }
-                let mask = is_not_null(times.as_ref())?;
-                batch = filter_record_batch(&batch, &mask)?;
-            }
-        }
-
-        let converted = self.task.schema.convert(&batch)?;
-        for d in &converted.dirty {
-            self.record_dirty(
-                &batch,
-                d.row,
-                d.reason.as_str(),
-                &d.column,
-                &d.detail,
-                dirty_file.as_deref_mut(),
-            )?;
-        }
-        let clean = converted.batch;
-        if clean.num_rows() == 0 {
-            return Ok(());
-        }
-        self.rows += clean.num_rows() as u64;
-
-        let ids = match time_column {
-            None => {
-                let id = self.partitioner.for_instant(self.run_time_ms)?;
-                return writer.write_owned(self.partitioner.prefix(id), clean);
-            }
-            Some(name) => {
-                let times = partition_times(&batch, name)?;
-                let times = match &converted.kept {
-                    Some(mask) => filter(times.as_ref(), mask)?,
-                    None => times,
-                };
-                self.partitioner
-                    .assign(times.as_primitive::<TimestampMillisecondType>())?
-            }
-        };
-        write_partitioned(&self.partitioner, writer, clean, &ids)
-    }
-
-    fn record_dirty(
-        &mut self,
-        batch: &RecordBatch,
-        row: usize,
-        reason: &str,
-        column: &str,
-        detail: &str,
-        dirty_file: Option<&mut NdjsonWriter>,
-    ) -> Result<()> {
-        *self.dirty.entry(reason.to_string()).or_default() += 1;
-        if let Some(file) = dirty_file {
-            let seq = column_of(batch, SEQ_COLUMN)
-                .map(|c| c.as_primitive::<Int64Type>().value(row))
-                .unwrap_or_default();
-            let line = serde_json::json!({
-                "reason": reason,
-                "column": column,
-                "detail": detail,
-                "_seq": seq,
-                "row": row_json(batch, row),
-            });
-            file.write(&line)?;
-        }
-        Ok(())
-    }
-}
-
-/// The partition times of a batch's rows: column `name`, except for deletes (rows flagged in
-/// [`DELETED_COLUMN`]), which have no values but their key and are placed by the time they were
-/// deleted (`_write_time`).
-fn partition_times(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
-    let times = column(batch, name)?;
-    let Some(deleted) = column_of(batch, DELETED_COLUMN) else {
-        return Ok(times);
-    };
-    if name == WRITE_TIME_COLUMN || deleted.as_boolean().true_count() == 0 {
-        return Ok(times);
-    }
-    let write_times = column(batch, WRITE_TIME_COLUMN)?;
-    Ok(zip(deleted.as_boolean(), &write_times, &times)?)
-}
-
-/// `batch` with one more column, last.
-fn with_column(
-    batch: &RecordBatch,
-    name: &str,
-    values: arrow::array::ArrayRef,
-) -> Result<RecordBatch> {
-    let mut fields: Vec<arrow::datatypes::FieldRef> =
-        batch.schema().fields().iter().cloned().collect();
-    fields.push(Arc::new(arrow::datatypes::Field::new(
-        name,
-        values.data_type().clone(),
-        false,
-    )));
-    let mut columns = batch.columns().to_vec();
-    columns.push(values);
-    Ok(RecordBatch::try_new(
-        Arc::new(arrow::datatypes::Schema::new(fields)),
-        columns,
-    )?)
-}
-
-fn column_of(batch: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> {
-    batch.column_by_name(name).cloned()
-}
-
-fn column(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
-    column_of(batch, name)
-        .ok_or_else(|| Error::Store(format!("snapshot batch has no column {name}")))
-}
-
-/// Writes `batch` to the writer, one batch per partition: rows are grouped by partition id
-/// with one sort per batch, and each partition's rows are gathered into a batch of their own
-/// (so the writer can keep it without holding the whole input alive).
-fn write_partitioned(
-    partitioner: &Partitioner,
-    writer: &mut PartitionedWriter,
-    batch: RecordBatch,
-    ids: &UInt32Array,
-) -> Result<()> {
-    let first = ids.value(0);
-    if ids.values().iter().all(|&id| id == first) {
-        return writer.write_owned(partitioner.prefix(first), batch);
-    }
-    let order = sort_to_indices(ids, None, None)?;
-    let order = order.values();
-    let mut start = 0;
-    while start < order.len() {
-        let id = ids.value(order[start] as usize);
-        let mut end = start + 1;
-        while end < order.len() && ids.value(order[end] as usize) == id {
-            end += 1;
-        }
-        let rows = UInt32Array::from(order[start..end].to_vec());
-        writer.write_owned(partitioner.prefix(id), take_record_batch(&batch, &rows)?)?;
-        start = end;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -1019,14 +657,5 @@ mod tests {
         assert!(!process_gone(&run(&me.host, 1), Some(&me)), "init is alive");
         assert!(!process_gone(&run("elsewhere", ended), Some(&me)));
         assert!(!process_gone(&run(&me.host, ended), None));
-    }
-
-    #[test]
-    fn dirty_files_of_a_run_are_found_by_name() {
-        let path = dirty_file_path("daily", 12, 3);
-        assert!(is_dirty_file(&path, "daily", 12));
-        assert!(!is_dirty_file(&path, "daily", 1));
-        assert!(!is_dirty_file(&path, "dail", 12));
-        assert!(!is_dirty_file("_dirty/daily/run-12_x.ndjson", "daily", 12));
     }
 }

@@ -30,13 +30,13 @@ use tokio::task::JoinSet;
 
 use super::config::Task;
 use super::manifest::run_uploads_folder;
-use super::run::{blocking, Quiet, RunObserver, Shard};
+use super::shard::{Quiet, RunObserver, Shard};
 use crate::error::{Error, Result};
 use crate::sink::destination::{hex, Destination};
 use crate::store::shards::this_worker_id;
 use crate::store::{
-    ClaimFrom, RunOwner, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardState,
-    ShardStatus, Store,
+    with_store, ClaimFrom, RunOwner, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult,
+    ShardState, ShardStatus, Store,
 };
 
 /// How often a run waiting for other workers' shards looks again.
@@ -188,7 +188,7 @@ async fn deliver_shared(
         .collect();
     let print = fingerprint(&run.task);
     let lease = run.task.lease;
-    blocking(store, move |s| {
+    with_store(store, move |s| {
         s.offer_shards(run_id, &print, lease, &offers)
     })
     .await?;
@@ -216,7 +216,7 @@ async fn deliver_shared(
         }
         if let Ok(permit) = slots().try_acquire_owned() {
             let me = this_worker_id().0;
-            match blocking(store, move |s| s.claim_shard(me, ClaimFrom::Run(run_id))).await {
+            match with_store(store, move |s| s.claim_shard(me, ClaimFrom::Run(run_id))).await {
                 Err(e) => {
                     failure = Some(e);
                     break None;
@@ -238,7 +238,7 @@ async fn deliver_shared(
                 Ok(None) => drop(permit),
             }
         }
-        let statuses = match blocking(store, move |s| s.shards(Some(run_id))).await {
+        let statuses = match with_store(store, move |s| s.shards(Some(run_id))).await {
             Ok(statuses) => statuses,
             Err(e) => {
                 failure = Some(e);
@@ -315,7 +315,7 @@ async fn release_claims_of_gone_workers(store: &Arc<dyn Store>, statuses: &[Shar
             continue;
         }
         let (run_id, cid, attempt) = (s.run_id, s.concurrent_id, s.attempt);
-        match blocking(store, move |st| st.release_shard(run_id, cid, attempt)).await {
+        match with_store(store, move |st| st.release_shard(run_id, cid, attempt)).await {
             Ok(true) => tracing::warn!(run_id, shard = cid, worker = %owner.pid,
                 "the worker holding a shard has ended: the shard is claimable again"),
             Ok(false) => {}
@@ -390,7 +390,7 @@ impl ClaimJob {
             Some(r) => r,
             None => {
                 let ticket = claim.ticket.clone();
-                match blocking(&self.store, move |s| s.open_shard(&ticket)).await {
+                match with_store(&self.store, move |s| s.open_shard(&ticket)).await {
                     Ok(r) => r,
                     Err(e) => {
                         let why = format!("opening the shard: {e}");
@@ -461,7 +461,7 @@ impl ClaimJob {
         let outcome: std::result::Result<ShardResult, String> =
             outcome.cloned().map_err(str::to_string);
         let me = this_worker_id().0;
-        let reported = blocking(&self.store, move |s| {
+        let reported = with_store(&self.store, move |s| {
             s.finish_shard(
                 me,
                 run_id,
@@ -497,7 +497,7 @@ async fn keep_claim(
     loop {
         ticks.tick().await;
         let me = this_worker_id().0;
-        match blocking(&store, move |s| s.renew_shard_claims(me)).await {
+        match with_store(&store, move |s| s.renew_shard_claims(me)).await {
             Ok(held) if held.contains(&claim) => last_renewal = tokio::time::Instant::now(),
             Ok(_) => {
                 tracing::warn!(run_id = claim.0, shard = claim.1,
@@ -558,7 +558,7 @@ pub async fn help_with_shards(
             let claim = if prints.is_empty() {
                 Ok(None)
             } else {
-                blocking(&store, move |s| {
+                with_store(&store, move |s| {
                     s.claim_shard(me, ClaimFrom::Tasks(&prints))
                 })
                 .await
@@ -582,7 +582,7 @@ pub async fn help_with_shards(
                                 // Said at once, rather than left to expire with the claim.
                                 let (run, cid, attempt) = key;
                                 let why = format!("starting the shard: {e}");
-                                let _ = blocking(&store, move |s| {
+                                let _ = with_store(&store, move |s| {
                                     s.finish_shard(me, run, cid, attempt, Err(&why))
                                 })
                                 .await;

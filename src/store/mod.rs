@@ -349,6 +349,17 @@ pub enum ImportOutcome {
     AlreadyImported(ImportRecord),
 }
 
+/// Runs `f` with `store` on a blocking thread (a store's methods block), for callers that
+/// hold the store as an `Arc`.
+pub async fn with_store<T, F>(store: &Arc<dyn Store>, f: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(&dyn Store) -> Result<T> + Send + 'static,
+{
+    let store = Arc::clone(store);
+    blocking(move || f(store.as_ref())).await
+}
+
 /// Runs blocking work (store calls, file parsing) on tokio's blocking threads, never on the
 /// async runtime's own; a panic in `f` becomes an [`Error::Store`].
 pub async fn blocking<T: Send + 'static>(

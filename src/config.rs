@@ -34,7 +34,7 @@
 //! `GOOGLE_*`, `AZURE_*`); with it, its keys win over the environment, and credential
 //! variables named here replace the environment's credentials of that store as a whole. A
 //! named variable is read when a run or pass opens the store; unset, it fails that run with
-//! a message naming it. [`crate::sink::storage`] says which object_store key each option
+//! a message naming it. [`crate::objstore::storage`] says which object_store key each option
 //! sets.
 
 use std::path::{Path, PathBuf};
@@ -44,8 +44,8 @@ use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::error::{Error, Result};
-use crate::sink::storage::{Credential, StorageOptions, STORAGE_KEYS};
-use crate::store::schema::{yaml_error_text, yaml_files};
+use crate::model::schema::{yaml_error_text, yaml_files};
+use crate::objstore::storage::{Credential, StorageOptions, STORAGE_KEYS};
 
 pub mod schedule;
 

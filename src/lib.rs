@@ -19,6 +19,8 @@ pub mod convert;
 pub mod delivery;
 pub mod error;
 pub mod inventory;
+pub mod model;
+pub mod objstore;
 pub mod pipelines;
 pub mod service;
 pub mod sink;

@@ -14,8 +14,8 @@ use crate::delivery::config::check_tasks;
 use crate::delivery::Task;
 use crate::error::{Error, Result};
 use crate::inventory::watch::{check_watchers, WatchDef};
-use crate::store::schema::read_tables;
-use crate::store::TableDef;
+use crate::model::schema::read_tables;
+use crate::model::TableDef;
 
 /// Everything the pipelines folder declares.
 #[derive(Debug, Clone, Default)]

@@ -6,7 +6,7 @@
 use crate::cli::{print, Context};
 use crate::delivery::ddl::{live_ddl, partition_statements, terminated};
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
+use crate::objstore::destination::Destination;
 use crate::store::{blocking, RunStatus};
 
 /// Arguments of `ddl`.

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
 use crate::inventory::report::{open_report_with, Provider};
 use crate::inventory::watch::{is_missing_folder, WatchEvent, WatchTarget, Watcher};
-use crate::store::{blocking, ImportOutcome, ImportRecord, TableDef};
+use crate::model::TableDef;
+use crate::store::{blocking, ImportOutcome, ImportRecord};
 
 /// The table reports and listings go to.
 pub(crate) const INVENTORY_TABLE: &str = "object_inventory";

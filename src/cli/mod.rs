@@ -26,10 +26,11 @@ use clap::{Parser, Subcommand};
 use crate::config::project_dir;
 use crate::delivery::{load_tasks, Task};
 use crate::error::{Error, Result};
+use crate::model::schema::{load_tables, read_tables};
+use crate::model::TableDef;
+use crate::objstore::storage::StorageOptions;
 use crate::pipelines::load_task;
-use crate::sink::storage::StorageOptions;
-use crate::store::schema::{load_tables, read_tables};
-use crate::store::{blocking, open_store, open_store_with, sqlite_path, Access, Store, TableDef};
+use crate::store::{blocking, open_store, open_store_with, sqlite_path, Access, Store};
 
 /// lakeport: keep object-storage metadata in a store and deliver it to a data lake as Parquet.
 #[derive(Debug, Parser)]

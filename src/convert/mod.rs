@@ -41,7 +41,7 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, TableDef, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::model::{ColumnType, TableDef, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 pub use json::row_json;
 pub use types::{can_hold, LakeType, MAX_DECIMAL_PRECISION};

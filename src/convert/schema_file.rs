@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::types::{can_hold, holdable_names, LakeType};
 use super::LakeSchema;
-use crate::store::schema::yaml_error_text;
-use crate::store::{TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::model::schema::yaml_error_text;
+use crate::model::{TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 /// Longest lake column name (Hive's metastore limit is 128).
 const MAX_NAME_LEN: usize = 128;

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::text::{RFC3339_MAX_MS, RFC3339_MIN_MS};
 use super::*;
-use crate::store::schema::OBJECT_INVENTORY_YAML;
+use crate::model::schema::OBJECT_INVENTORY_YAML;
 
 const STORE_TYPES: [ColumnType; 6] = [
     ColumnType::String,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use arrow::datatypes::{DataType, TimeUnit};
 
-use crate::store::ColumnType;
+use crate::model::ColumnType;
 
 /// Highest precision of a [`LakeType::Decimal`] (what a 128-bit decimal holds).
 pub const MAX_DECIMAL_PRECISION: u8 = 38;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use super::text::{self, DecimalError, TimestampError};
 use super::types::LakeType;
 use crate::error::{Error, Result};
-use crate::store::ColumnType;
+use crate::model::ColumnType;
 
 /// Why a row could not be converted. [`DirtyReason::as_str`] names are stable: they key the
 /// per-reason counts of a run record and appear in dirty-data files.

@@ -41,12 +41,12 @@ use crate::config::{
 use crate::convert::LakeSchema;
 use crate::delivery::manifest::DEFAULT_KEEP;
 use crate::error::{Error, Result};
-use crate::sink::destination::{Destination, RetryPolicy};
+use crate::model::schema::is_identifier;
+use crate::model::{ColumnType, TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::objstore::destination::{Destination, RetryPolicy};
+use crate::objstore::storage::StorageOptions;
 use crate::sink::parquet::{parse_compression, ParquetOptions};
-use crate::sink::storage::StorageOptions;
 use crate::sink::template::PrefixTemplate;
-use crate::store::schema::is_identifier;
-use crate::store::{ColumnType, TableDef, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 /// How rows are assigned their partition time.
 #[derive(Debug, Clone, PartialEq, Eq)]

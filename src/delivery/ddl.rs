@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::catalog::hive::{add_partition, create_table, HiveColumn, HiveTable};
 use crate::delivery::config::Task;
 use crate::error::Result;
-use crate::sink::destination::Destination;
+use crate::objstore::destination::Destination;
 use crate::store::{blocking, Store};
 
 /// A task's DDL as its lake stands: [`statements`] for every partition of its live set, each

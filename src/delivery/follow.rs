@@ -23,7 +23,7 @@ use crate::delivery::config::{Deletes, Mode, Task};
 use crate::delivery::run::{run_task_with, RunSummary};
 use crate::delivery::shard::RunObserver;
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
+use crate::objstore::destination::Destination;
 use crate::store::{blocking, Lag, Store};
 
 /// Bytes per row assumed before the first run has measured them.

@@ -60,7 +60,7 @@ pub fn manifest_path(task: &str, run_id: u64) -> String {
 
 /// The folder (relative to the destination) where `task`'s runs journal their multipart
 /// uploads while they are in progress, one subfolder per run (see
-/// [`crate::sink::destination`]).
+/// [`crate::objstore::destination`]).
 pub fn uploads_folder(task: &str) -> String {
     format!("_lakeport/{task}/uploads")
 }
@@ -182,7 +182,8 @@ mod tests {
             assert!((800..1200).contains(&n), "start {start} step {step}: {n}");
         }
     }
-    use crate::store::{DeliveredObject, RunStatus};
+    use crate::model::DeliveredObject;
+    use crate::store::RunStatus;
     use std::collections::BTreeMap;
 
     #[test]

@@ -39,8 +39,9 @@ use serde::{Deserialize, Serialize};
 use crate::delivery::config::Task;
 use crate::delivery::manifest::manifests_folder;
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
-use crate::store::{blocking, DeliveredObject, RunOwner, Store, StoreIdentity};
+use crate::model::DeliveredObject;
+use crate::objstore::destination::Destination;
+use crate::store::{blocking, RunOwner, Store, StoreIdentity};
 
 /// Version of the marker's format, written as `format_version`.
 pub const OWNER_FORMAT: u32 = 1;

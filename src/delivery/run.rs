@@ -27,7 +27,7 @@
 //! it writes; a run that takes over an interrupted one first removes what that one wrote.
 //! Under the lease every run also aborts the multipart uploads that earlier runs of its task
 //! journaled and never finished (a killed process, an abort that failed; see
-//! [`crate::sink::destination`]), journals its own under `_lakeport/<task>/uploads/<run id>/`,
+//! [`crate::objstore::destination`]), journals its own under `_lakeport/<task>/uploads/<run id>/`,
 //! and aborts what is left there once its shards are done.
 
 use std::collections::BTreeSet;
@@ -43,7 +43,7 @@ use crate::delivery::owner::ensure_owner;
 use crate::delivery::shard::{is_dirty_file, RunObserver};
 use crate::delivery::shared::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
+use crate::objstore::destination::Destination;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files, sweep_due};
 use crate::store::{with_store, LiveSet, RunOwner, RunRecord, RunStatus, Store, TaskState};
 

@@ -20,14 +20,13 @@ use tokio::runtime::Handle;
 use crate::convert::row_json;
 use crate::delivery::config::{PartitionTime, Task};
 use crate::error::{Error, Result};
-use crate::sink::destination::Destination;
+use crate::model::{DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::objstore::destination::Destination;
 use crate::sink::ndjson::NdjsonWriter;
 use crate::sink::parquet::{ObjectNaming, PartitionedWriter};
 use crate::sink::partition::Partitioner;
 use crate::store::shards::this_worker_id;
-use crate::store::{
-    RunRecord, ShardReader, ShardResult, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
-};
+use crate::store::{RunRecord, ShardReader, ShardResult};
 
 /// Rows per batch read from the store.
 const BATCH_ROWS: usize = 65_536;

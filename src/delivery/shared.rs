@@ -32,7 +32,7 @@ use super::config::Task;
 use super::manifest::run_uploads_folder;
 use super::shard::{Quiet, RunObserver, Shard};
 use crate::error::{Error, Result};
-use crate::sink::destination::{hex, Destination};
+use crate::objstore::destination::{hex, Destination};
 use crate::store::shards::this_worker_id;
 use crate::store::{
     with_store, ClaimFrom, RunOwner, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult,
@@ -636,7 +636,7 @@ pub(super) fn reported_paths(delivered: &[Delivered]) -> BTreeSet<String> {
 mod tests {
     use super::{fingerprint, naming_id};
     use crate::delivery::load_tasks;
-    use crate::store::schema::load_tables;
+    use crate::model::schema::load_tables;
 
     /// The fingerprint of the one task a pipelines folder at `dir` declares with `yaml`.
     fn print_of(dir: &std::path::Path, yaml: &str) -> String {

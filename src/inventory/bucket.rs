@@ -29,9 +29,10 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
 use crate::inventory::report::parent_folder;
-use crate::sink::destination::{hex, Destination};
-use crate::sink::storage::StorageOptions;
-use crate::store::{Change, ImportRecord, ImportScope, TableDef, Value};
+use crate::model::TableDef;
+use crate::objstore::destination::{hex, Destination};
+use crate::objstore::storage::StorageOptions;
+use crate::store::{Change, ImportRecord, ImportScope, Value};
 
 /// A bucket (or local folder) about to be listed.
 pub struct BucketListing {

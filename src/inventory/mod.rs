@@ -1,7 +1,7 @@
 //! Everything that brings rows into the store: row files (`lakeport load`), inventory reports
 //! of S3, OSS and OBS ([`report`]) and direct bucket listings ([`bucket`]); [`watch`] finds new reports under a root.
 //!
-//! This stage parses and type-checks input against a [`TableDef`](crate::store::TableDef) and
+//! This stage parses and type-checks input against a [`TableDef`](crate::model::TableDef) and
 //! yields [`Change`](crate::store::Change)s. Row files go to
 //! [`Store::apply`](crate::store::Store::apply) (one file, one transaction); reports and
 //! listings are snapshots of a scope and go to

@@ -91,9 +91,10 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::sink::destination::{hex, Destination};
-use crate::sink::storage::StorageOptions;
-use crate::store::{Change, TableDef, Value};
+use crate::model::TableDef;
+use crate::objstore::destination::{hex, Destination};
+use crate::objstore::storage::StorageOptions;
+use crate::store::{Change, Value};
 
 use fields::{known_fields, PlannedBatch, RowPlan};
 use manifest::{FileFormat, Manifest, ManifestFile};

@@ -38,7 +38,8 @@ use flate2::read::MultiGzDecoder;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
-use crate::store::{ApplyOutcome, Change, ColumnType, Store, TableDef, Value};
+use crate::model::{ColumnType, TableDef};
+use crate::store::{ApplyOutcome, Change, Store, Value};
 
 /// The format of a row file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -37,9 +37,10 @@ use crate::config::{
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
 use crate::inventory::report::{open_report_with, Provider, Report};
-use crate::sink::destination::Destination;
-use crate::sink::storage::StorageOptions;
-use crate::store::{blocking, ImportOutcome, Store, TableDef};
+use crate::model::TableDef;
+use crate::objstore::destination::Destination;
+use crate::objstore::storage::StorageOptions;
+use crate::store::{blocking, ImportOutcome, Store};
 
 /// An inventory watcher declared in the pipelines folder.
 #[derive(Debug, Clone, PartialEq, Eq)]

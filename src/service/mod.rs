@@ -53,9 +53,10 @@ use crate::delivery::status::{lag_seconds, next_runs, task_status, TaskStatus};
 use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
+use crate::model::TableDef;
 use crate::pipelines::Pipelines;
 use crate::service::metrics::Metrics;
-use crate::store::{blocking, ImportOutcome, Store, TableDef};
+use crate::store::{blocking, ImportOutcome, Store};
 
 /// What the service has seen of one task since it started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -1002,7 +1003,7 @@ pub fn rfc3339(ms: i64) -> String {
 #[cfg(test)]
 pub(crate) fn nothing_declared() -> Loader {
     Arc::new(|| {
-        let mut tables = crate::store::schema::load_tables(Path::new("no-schemas-here"))?;
+        let mut tables = crate::model::schema::load_tables(Path::new("no-schemas-here"))?;
         Ok(Declared {
             pipelines: Pipelines::default(),
             inventory_table: tables

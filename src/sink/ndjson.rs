@@ -9,10 +9,10 @@ use std::sync::Arc;
 use tempfile::TempPath;
 use tokio::runtime::Handle;
 
-use super::destination::Destination;
 use super::spool::{default_spool_dir, spool_file};
 use crate::error::{Error, Result};
-use crate::store::DeliveredObject;
+use crate::model::DeliveredObject;
+use crate::objstore::destination::Destination;
 
 /// Writes one NDJSON object, e.g. `_dirty/<task>/<task>_<cid>_<seq>.ndjson`. Blocks: use it
 /// from a blocking thread.

@@ -62,10 +62,10 @@ use tempfile::TempPath;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use super::destination::Destination;
 use super::spool::{default_spool_dir, spool_file};
 use crate::error::{Error, Result};
-use crate::store::DeliveredObject;
+use crate::model::DeliveredObject;
+use crate::objstore::destination::Destination;
 
 /// Rows handed to the encoder at a time, so rotation is checked at a fine grain.
 const WRITE_SLICE_ROWS: usize = 4096;

@@ -16,7 +16,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, TableDef};
+use crate::model::{ColumnType, TableDef};
 
 /// The builder of one declared column.
 pub(crate) enum ColumnBuilder {

@@ -4,8 +4,9 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::store::schema::is_identifier;
-use crate::store::{Change, ColumnType, ImportRecord, TableDef, Value, WorkerRecord};
+use crate::model::schema::is_identifier;
+use crate::model::{ColumnType, TableDef};
+use crate::store::{Change, ImportRecord, Value, WorkerRecord};
 
 /// Checks an upsert's values against the declared columns (`is_key[i]`: column i is part of
 /// the primary key, so it cannot be NULL).

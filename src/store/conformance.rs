@@ -32,9 +32,9 @@ pub(crate) use imports::{
 pub(crate) use shards::shards_are_claimed_once_and_reported;
 
 use crate::error::Error;
+use crate::model::{ColumnType, DeliveredObject, TableDef, DELETED_COLUMN};
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, Lag, LiveSet, RunOwner, RunRecord,
-    RunStatus, Store, TableDef, TableStats, Value, DELETED_COLUMN,
+    ApplyOutcome, Change, Lag, LiveSet, RunOwner, RunRecord, RunStatus, Store, TableStats, Value,
 };
 
 /// A table with one column of every type, keyed by `id`.

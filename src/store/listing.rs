@@ -43,8 +43,8 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::store::schema::OBJECT_INVENTORY;
-use crate::store::TableDef;
+use crate::model::schema::OBJECT_INVENTORY;
+use crate::model::TableDef;
 
 /// Entries (and common prefixes) per page when the query does not say.
 pub const DEFAULT_LIST_LIMIT: usize = 1000;

@@ -1,10 +1,10 @@
 //! The metadata store: tables of typed rows, each write stamped with `_write_time` and a
 //! store-wide change sequence `_seq`, plus the records of delivery runs.
 //!
-//! This module owns table declarations ([`TableDef`], read from `schemas/*.yaml`), the
-//! [`Store`] trait every backend implements, and the backends themselves (SQLite and
-//! PostgreSQL). It does
-//! not parse input files (that is `inventory`) and knows nothing of Parquet or the lake: a
+//! This module owns the [`Store`] trait every backend implements and the backends themselves
+//! (SQLite and PostgreSQL); the tables it keeps are declared in the shared vocabulary
+//! ([`crate::model`]: [`TableDef`], read from `schemas/*.yaml`). It does not parse input
+//! files (that is `inventory`) and knows nothing of Parquet or the lake: a
 //! snapshot comes out as Arrow record batches in the table's own *store types*
 //! ([`TableDef::arrow_schema`]), and delivery takes it from there.
 //!
@@ -26,7 +26,6 @@ pub mod listing;
 pub mod postgres;
 pub(crate) mod row_bytes;
 pub(crate) mod runs;
-pub mod schema;
 pub mod shards;
 pub(crate) mod sorter;
 pub(crate) mod sql;
@@ -44,10 +43,10 @@ use arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::model::{DeliveredObject, TableDef};
 
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
 pub use postgres::PostgresStore;
-pub use schema::{ColumnDef, ColumnType, TableDef};
 pub use shards::{ClaimFrom, ShardClaim, ShardOffer, ShardResult, ShardState, ShardStatus};
 pub use sqlite::SqliteStore;
 
@@ -99,14 +98,6 @@ pub fn sqlite_path(url: &str) -> Result<Option<&Path>> {
     }
     Ok(Some(Path::new(path)))
 }
-
-/// Name of the change-sequence column every snapshot batch carries (Int64).
-pub const SEQ_COLUMN: &str = "_seq";
-/// Name of the write-time column every snapshot batch carries (Timestamp(ms, UTC)).
-pub const WRITE_TIME_COLUMN: &str = "_write_time";
-/// Name of the Boolean column that batches of [`Store::changes`] with deletes carry last: true
-/// for a delete (a tombstone: its key, `_seq` and `_write_time`, every other column NULL).
-pub const DELETED_COLUMN: &str = "_deleted";
 
 /// One typed value of a table column. `Null` fits any nullable column.
 #[derive(Debug, Clone, PartialEq)]
@@ -368,25 +359,6 @@ pub async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Store(format!("background work panicked or was cancelled: {e}")))?
-}
-
-/// One object a run wrote, as recorded in the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliveredObject {
-    /// Path relative to the task's destination, e.g. `dt=2024-01-01/daily_0_7.parquet`.
-    pub path: String,
-    /// The rendered partition prefix it sits under, e.g. `dt=2024-01-01` (may be empty).
-    pub partition: String,
-    /// Rows in the object.
-    pub rows: u64,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// MD5 of the object's bytes (lowercase hex), computed as it was uploaded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub md5: Option<String>,
-    /// The lowest and highest `_seq` of its rows, when the lake schema carries `_seq`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq_range: Option<(u64, u64)>,
 }
 
 /// The record of one delivery run, kept in the store and shown by `lakeport status`.

@@ -11,7 +11,8 @@
 //! class, as declared columns do (integers and doubles are not compared with each other).
 
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, Value};
+use crate::model::ColumnType;
+use crate::store::Value;
 
 /// A value as the store holds it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -424,7 +425,8 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::{Field, RowCodec};
-    use crate::store::{ColumnType, Value};
+    use crate::model::ColumnType;
+    use crate::store::Value;
 
     fn codec() -> RowCodec {
         use ColumnType::*;

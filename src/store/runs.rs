@@ -12,10 +12,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::model::DeliveredObject;
 use crate::store::checks::show_ms;
-use crate::store::{
-    check_plan, DeliveredObject, LiveSet, OwnerGone, RunRecord, RunStatus, TaskState,
-};
+use crate::store::{check_plan, LiveSet, OwnerGone, RunRecord, RunStatus, TaskState};
 
 /// A stored run record, `id` naming it in errors.
 pub(crate) fn decode_run(id: i64, json: &str) -> Result<RunRecord> {

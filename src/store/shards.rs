@@ -31,7 +31,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeliveredObject, RunRecord};
+use super::RunRecord;
+use crate::model::DeliveredObject;
 
 /// One shard a run offers to every worker.
 #[derive(Debug, Clone, PartialEq, Eq)]

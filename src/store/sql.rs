@@ -5,7 +5,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, TableDef};
+use crate::model::{ColumnType, TableDef};
 
 /// Now, in ms since the epoch (UTC).
 pub(crate) fn now_ms() -> i64 {

@@ -2,7 +2,7 @@
 //!
 //! This file owns the on-disk layout (which other tools read, so the names are fixed), the
 //! transactions of [`Store::apply`], consistent sharded snapshots and the run records. It does
-//! not parse table declarations (that is [`super::schema`]) and knows nothing of delivery
+//! not parse table declarations (that is [`crate::model::schema`]) and knows nothing of delivery
 //! beyond storing its records.
 //!
 //! Layout:
@@ -46,6 +46,7 @@ use rusqlite::types::{ToSqlOutput, Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, TransactionBehavior};
 
 use crate::error::{Error, Result};
+use crate::model::{ColumnType, DeliveredObject, TableDef};
 use crate::store::batch::{append_null, Builders, ColumnBuilder};
 use crate::store::checks::{
     check_def, check_key, check_row, checkpoint_within, decode_workers, differences, worker_json,
@@ -53,9 +54,9 @@ use crate::store::checks::{
 use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
 use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
-    ApplyOutcome, Change, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag, LiveSet,
-    OwnerGone, RunRecord, RunStatus, ShardReader, Snapshot, StartedRun, Store, StoreIdentity,
-    TableDef, TableStats, TaskState, Value, WorkerRecord,
+    ApplyOutcome, Change, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone, RunRecord,
+    RunStatus, ShardReader, Snapshot, StartedRun, Store, StoreIdentity, TableStats, TaskState,
+    Value, WorkerRecord,
 };
 
 /// How long a connection waits for a lock held by another connection.
@@ -2351,7 +2352,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
         let def = TableDef::from_yaml(
-            crate::store::schema::OBJECT_INVENTORY_YAML,
+            crate::model::schema::OBJECT_INVENTORY_YAML,
             "object_inventory",
         )
         .unwrap();

@@ -10,7 +10,8 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use super::manifest::FileFormat;
 use super::Provider;
 use crate::error::{Error, Result};
-use crate::store::{ColumnType, TableDef, Value};
+use crate::model::{ColumnType, TableDef};
+use crate::store::Value;
 
 /// S3 Inventory CSV field names and the `object_inventory` columns they fill.
 pub const S3_FIELDS: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@ use std::path::{Path as FsPath, PathBuf};
 use md5::{Digest, Md5};
 
 use super::*;
-use crate::store::schema::OBJECT_INVENTORY_YAML;
+use crate::model::schema::OBJECT_INVENTORY_YAML;
 use crate::store::Value;
 
 const ALL_FIELDS: &str = "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass, IsMultipartUploaded, ReplicationStatus, EncryptionStatus, ObjectLockRetainUntilDate, ObjectLockMode, ObjectLockLegalHoldStatus, IntelligentTieringAccessTier, BucketKeyStatus, ChecksumAlgorithm, ObjectAccessControlList, ObjectOwner, LifecycleExpirationDate";

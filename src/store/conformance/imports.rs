@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{declare, read, s, stats};
 use crate::error::Error;
-use crate::store::{Change, ImportOutcome, ImportRecord, ImportScope, Store, TableDef, Value};
+use crate::model::TableDef;
+use crate::store::{Change, ImportOutcome, ImportRecord, ImportScope, Store, Value};
 
 /// A table keyed like `object_inventory`: (bucket, key).
 const OBJS: &str = "table: objs

@@ -7,11 +7,12 @@
 use std::collections::BTreeSet;
 
 use crate::error::Error;
+use crate::model::schema::{OBJECT_INVENTORY, OBJECT_INVENTORY_YAML};
+use crate::model::TableDef;
 use crate::store::listing::{
     common_prefix, ListPage, ListQuery, ObjectEntry, SummaryBy, SummaryRow, MAX_LIST_LIMIT,
 };
-use crate::store::schema::{OBJECT_INVENTORY, OBJECT_INVENTORY_YAML};
-use crate::store::{Change, Store, TableDef, Value};
+use crate::store::{Change, Store, Value};
 
 /// One row of `object_inventory` by field; everything else NULL.
 #[derive(Clone, Default)]

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::{apply, batch_rows, declare, finished, item, start, Row, ITEMS};
 use crate::error::Error;
+use crate::model::{DeliveredObject, TableDef};
 use crate::store::{
-    ClaimFrom, DeliveredObject, LiveSet, RunStatus, ShardOffer, ShardReader, ShardResult,
-    ShardState, Store, TableDef,
+    ClaimFrom, LiveSet, RunStatus, ShardOffer, ShardReader, ShardResult, ShardState, Store,
 };
 
 /// Every row a reader gives.

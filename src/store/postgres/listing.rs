@@ -43,12 +43,12 @@ use super::postgres::types::Type;
 use super::postgres::{IsolationLevel, Row, Transaction};
 use super::{describe, quote, Conn, PostgresStore};
 use crate::error::{Error, Result};
+use crate::model::schema::OBJECT_INVENTORY;
+use crate::model::TableDef;
 use crate::store::listing::{
     is_listed_table, least_text_at_or_above, prefix_successor, text_lower_bound, ListPage,
     ListQuery, ObjectEntry, PageBuilder, Step, Summarizer, SummaryBy, SummaryRow, MAX_LIST_LIMIT,
 };
-use crate::store::schema::OBJECT_INVENTORY;
-use crate::store::TableDef;
 
 /// Name of the summaries' partial covering index on `data_object_inventory`.
 pub(super) const CURRENT_INDEX: &str = "data_object_inventory_current";
@@ -296,8 +296,8 @@ mod tests {
 
     use super::super::tests::fresh_store;
     use super::*;
+    use crate::model::schema::OBJECT_INVENTORY_YAML;
     use crate::store::listing::{common_prefix, Cursor};
-    use crate::store::schema::OBJECT_INVENTORY_YAML;
     use crate::store::{Change, Store, Value};
 
     fn inventory_def() -> TableDef {

@@ -79,15 +79,15 @@ use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
+use crate::model::{ColumnType, DeliveredObject, TableDef};
 use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
 };
 use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, to_i64};
 use crate::store::{
-    ApplyOutcome, Change, ClaimFrom, ColumnType, DeliveredObject, ImportOutcome, ImportRecord, Lag,
-    LiveSet, OwnerGone, RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardStatus,
-    Snapshot, StartedRun, Store, StoreIdentity, TableDef, TableStats, TaskState, Value,
-    WorkerRecord,
+    ApplyOutcome, Change, ClaimFrom, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone,
+    RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardStatus, Snapshot, StartedRun,
+    Store, StoreIdentity, TableStats, TaskState, Value, WorkerRecord,
 };
 
 pub use r2d2_postgres::postgres;

@@ -49,11 +49,10 @@ use super::{
     count, describe, to_i64, unless_deletes, Conn, OffRuntime, PostgresStore, TableSql, POOL_SIZE,
 };
 use crate::error::{Error, Result};
+use crate::model::{ColumnType, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
 use crate::store::batch::{Builders, ColumnBuilder};
 use crate::store::checks::checkpoint_within;
-use crate::store::{
-    ColumnType, ShardReader, Snapshot, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN,
-};
+use crate::store::{ShardReader, Snapshot};
 
 /// Changes of at least this many rows are read by key ranges when they are a quarter of the
 /// table or more: one pass in key order beats an index lookup per row.

@@ -52,10 +52,9 @@ use super::postgres::types::ToSql;
 use super::postgres::{GenericClient, Transaction};
 use super::{non_negative, to_i64, PostgresStore};
 use crate::error::{Error, Result};
+use crate::model::DeliveredObject;
 use crate::store::runs::{self, decode_object, decode_run, object_json, record_json, state_json};
-use crate::store::{
-    DeliveredObject, LiveSet, OwnerGone, RunRecord, RunStatus, StartedRun, TaskState,
-};
+use crate::store::{LiveSet, OwnerGone, RunRecord, RunStatus, StartedRun, TaskState};
 
 /// lakeport's tables of runs, task states and live objects (run by `PostgresStore::open`).
 pub(super) const CREATE_RUNS: &str = r#"

@@ -36,7 +36,8 @@ use super::postgres::types::ToSql;
 use super::postgres::Transaction;
 use super::{array_type, count, non_negative, now_ms, PostgresStore, TableSql};
 use crate::error::{Error, Result};
-use crate::store::{ApplyOutcome, Change, ColumnType, Value};
+use crate::model::ColumnType;
+use crate::store::{ApplyOutcome, Change, Value};
 
 /// Changes sent to the server in one statement at most.
 pub(crate) const BATCH_ROWS: usize = 4096;

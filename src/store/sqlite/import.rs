@@ -500,10 +500,11 @@ fn insert_record(conn: &Connection, record: &ImportRecord) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::{prefix_upper_bound, ScanSql};
-    use crate::store::schema::OBJECT_INVENTORY_YAML;
+    use crate::model::schema::OBJECT_INVENTORY_YAML;
+    use crate::model::TableDef;
     use crate::store::sqlite::tests::query_plan;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::{Store, TableDef};
+    use crate::store::Store;
 
     /// The scope is read by seeks on the primary key, in its order, without a sort.
     #[test]

@@ -26,12 +26,12 @@ use rusqlite::{Connection, ToSql};
 
 use super::{db, quote, SqliteStore};
 use crate::error::{Error, Result};
+use crate::model::schema::OBJECT_INVENTORY;
+use crate::model::TableDef;
 use crate::store::listing::{
     is_listed_table, prefix_successor, ListPage, ListQuery, ObjectEntry, PageBuilder, Step,
     Summarizer, SummaryBy, SummaryRow,
 };
-use crate::store::schema::OBJECT_INVENTORY;
-use crate::store::TableDef;
 
 /// Name of the summaries' partial covering index on `data_object_inventory`.
 pub(super) const CURRENT_INDEX: &str = "data_object_inventory_current";
@@ -268,7 +268,7 @@ mod tests {
     fn inventory_store(dir: &std::path::Path) -> SqliteStore {
         let store = SqliteStore::open(&dir.join("s.db")).unwrap();
         let def = TableDef::from_yaml(
-            crate::store::schema::OBJECT_INVENTORY_YAML,
+            crate::model::schema::OBJECT_INVENTORY_YAML,
             OBJECT_INVENTORY,
         )
         .unwrap();

@@ -58,7 +58,7 @@ use tokio::io::AsyncReadExt;
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::sink::storage::{StorageOptions, StoreKind};
+use crate::objstore::storage::{StorageOptions, StoreKind};
 
 /// Size of one read from a local file and of one multipart part.
 pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;

@@ -15,7 +15,7 @@ use arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::store::{DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
+use crate::model::{DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
 
 /// The YAML of the built-in object-inventory table.
 pub const OBJECT_INVENTORY_YAML: &str = include_str!("../../schemas/object_inventory.yaml");

@@ -13,7 +13,7 @@
 #                tasks, delivery from a PostgreSQL store to S3 (s3s-fs) and a local folder vs
 #                DuckDB (BENCH_CASE=delivery|ingest|latency|serve|postgres; installs Debian's
 #                wrk and postgresql, builds s3s-fs)
-#   make lint    rustfmt check, clippy, Python syntax check
+#   make lint    rustfmt check, clippy, Python syntax check, links of README.md and docs/
 #   make lint-deploy   the linters of deploy/ (hadolint, yamllint, the compose spec, dclint,
 #                kustomize and the Kubernetes schemas; make test runs it too)
 #
@@ -153,6 +153,7 @@ demo-clean:
 test: venv chromium s3s-fs postgresql
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(PYTHON) scripts/check_docs.py
 	$(MAKE) --no-print-directory lint-deploy
 	scripts/with-postgres.sh $(MAKE) --no-print-directory test-with-postgres
 
@@ -192,6 +193,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(PYTHON) -m py_compile scripts/*.py tests/e2e/*.py
+	$(PYTHON) scripts/check_docs.py
 
 ## The linters of deploy/, installed once into $(TOOLS) (the venv again when
 ## deploy/lint-requirements.txt changes). dclint runs on the Node.js of the PyPI wheel

@@ -7,8 +7,8 @@
 //! [`super::shared`] dispatches the shards) — and only when every
 //! object of every shard is complete, commit the run record and the task's new live set in one
 //! store transaction. The previous run's objects are removed after that commit (so for a moment
-//! readers can see both the old and the new snapshot; see the README). A run that fails removes
-//! every object it wrote, records the failure and leaves the live set as it was.
+//! readers can see both the old and the new snapshot; see docs/concepts.md). A run that fails
+//! removes every object it wrote, records the failure and leaves the live set as it was.
 //!
 //! Incremental mode: the same, over the live rows whose `_seq` is above the task's checkpoint
 //! (split into `_seq` ranges rather than key ranges); its objects are added to the live set and

@@ -760,7 +760,7 @@ impl Destination {
     /// in between leaves the staging file, which listings do not show (so readers of the
     /// store never see it) but a reader of the folder would. Cloud stores need nothing here:
     /// an upload that never completed is no object (an S3 bucket's incomplete multipart
-    /// uploads are aborted by its lifecycle rule, see the README).
+    /// uploads are aborted by its lifecycle rule, see docs/object-storage.md).
     pub async fn remove_staged(
         &self,
         matches: impl Fn(&str) -> bool + Send + 'static,

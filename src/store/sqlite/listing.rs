@@ -19,7 +19,7 @@
 //! summary is then one range scan of narrow index entries (no table row is read), whatever the
 //! grouping and prefix, folded by a [`Summarizer`] (no sort; memory per group).
 //! `ensure_table` creates the index with the table, and builds it once on a store made before
-//! it existed. The README ("Listing from the store") has its measured cost and gain.
+//! it existed. docs/performance.md ("Listing from the store") has its measured cost and gain.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};

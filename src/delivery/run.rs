@@ -104,6 +104,13 @@ pub async fn run_task(
 
 /// [`run_task`] into a destination given by the caller instead of the task's URL (the same
 /// lake reached through another object store, e.g. one that injects faults in tests).
+///
+/// The steps of a run: plan it ([`prepare`]: owner check, clean-up of the previous run's
+/// replaced objects, the snapshot; nothing written), take the task's lease ([`take_lease`]:
+/// the run recorded, interrupted runs taken over), write its objects and manifest
+/// ([`write_objects`]), commit ([`commit`]) and remove what it replaced ([`clean_up`]). A run
+/// that fails after it took the lease removes what it wrote and records the failure
+/// ([`abandon`]).
 pub async fn run_task_with(
     store: Arc<dyn Store>,
     task: Arc<Task>,
@@ -112,35 +119,69 @@ pub async fn run_task_with(
 ) -> Result<RunSummary> {
     let clock = Instant::now();
     let started_ms = now_ms();
-    let spool = default_spool_dir();
-    let stale = if sweep_due() {
-        tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
-            .await
-            .unwrap_or(0)
-    } else {
-        0
+    sweep_stale_spool_files().await;
+    // Nothing in the destination is touched before this store is known to own it.
+    let Prepared {
+        phase,
+        replace_next,
+        snapshot,
+        plan,
+    } = match prepare(&store, &task, &dest, started_ms).await {
+        Ok(prepared) => prepared,
+        Err(e) => return Err(failed_before_start(&store, &task, started_ms, e).await),
     };
+    observer.planned(snapshot.rows);
+    let (mut record, heart) = take_lease(&store, &task, &dest, plan).await?;
+    tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
+        rows_estimated = snapshot.rows_estimated, shards = record.shards, "run planned");
+    let written = write_objects(&store, &task, &dest, &mut record, snapshot, observer).await;
+    heart.abort();
+    record.ended_ms = Some(now_ms());
+    let dirty_objects = match written {
+        Ok(dirty_objects) => dirty_objects,
+        Err(e) => return Err(abandon(&store, &dest, record, e).await),
+    };
+    record.status = RunStatus::Succeeded;
+    commit(&store, &dest, &record, live_set(&task, phase, replace_next)).await?;
+    clean_up(&store, &task, &dest, &record).await?;
+    Ok(RunSummary {
+        record,
+        seconds: clock.elapsed().as_secs_f64(),
+        dirty_objects,
+    })
+}
+
+/// Removes the spool files of lakeport processes that ended without cleaning up (now and
+/// then: see [`sweep_due`]).
+async fn sweep_stale_spool_files() {
+    if !sweep_due() {
+        return;
+    }
+    let spool = default_spool_dir();
+    let stale = tokio::task::spawn_blocking(move || remove_stale_spool_files(&spool))
+        .await
+        .unwrap_or(0);
     if stale > 0 {
         tracing::info!(
             files = stale,
             "removed spool files of lakeport processes that ended without cleaning up"
         );
     }
-    // Nothing in the destination is touched before this store is known to own it.
-    let prepared = match prepare(&store, &task, &dest, started_ms).await {
-        Ok(prepared) => prepared,
-        Err(e) => return Err(failed_before_start(&store, &task, started_ms, e).await),
-    };
-    let Prepared {
-        phase,
-        replace_next,
-        snapshot,
-        plan,
-    } = prepared;
-    observer.planned(snapshot.rows);
+}
+
+/// Records the run (its plan) under the task's lease, removes what the runs it took over
+/// wrote, and starts renewing the lease (the returned task; abort it when the run ends).
+/// Another run holding the lease, or one that moved the checkpoint meanwhile, is
+/// [`Error::Busy`].
+async fn take_lease(
+    store: &Arc<dyn Store>,
+    task: &Task,
+    dest: &Destination,
+    plan: RunRecord,
+) -> Result<(RunRecord, tokio::task::JoinHandle<()>)> {
     let lease = task.lease;
     let me = plan.owner.clone();
-    let started = with_store(&store, move |s| {
+    let started = with_store(store, move |s| {
         s.start_run(&plan, lease, &|other| process_gone(other, me.as_ref()))
     })
     .await
@@ -149,140 +190,157 @@ pub async fn run_task_with(
         Error::Conflict(m) => Error::Busy(m),
         e => e,
     })?;
-    let mut record = started.run;
-    let heart = tokio::spawn(keep_alive(Arc::clone(&store), record.run_id, lease / 6));
+    let record = started.run;
+    let heart = tokio::spawn(keep_alive(Arc::clone(store), record.run_id, lease / 6));
     if !started.interrupted.is_empty() {
-        let ids: Vec<String> = started
-            .interrupted
-            .iter()
-            .map(|r| r.run_id.to_string())
-            .collect();
+        let unfinished: Vec<u64> = started.interrupted.iter().map(|r| r.run_id).collect();
+        let ids: Vec<String> = unfinished.iter().map(u64::to_string).collect();
         tracing::warn!(task = %task.name, runs = %ids.join(", "),
             "took over runs that stopped without finishing; removing what they wrote");
-        let unfinished: Vec<u64> = started.interrupted.iter().map(|r| r.run_id).collect();
-        remove_run_objects(&dest, &record, &unfinished, &BTreeSet::new()).await;
+        remove_run_objects(dest, &record, &unfinished, &BTreeSet::new()).await;
     }
-    // Under the lease, before this run uploads anything: every journaled upload of the task
-    // belongs to a run that has ended. This is also the run's first request to a cloud
-    // store, so a missing bucket or refused credentials stop the run here, before any write.
-    let mut failure: Option<Error> = None;
+    Ok((record, heart))
+}
+
+/// Writes the run's objects (every shard of `snapshot`) and then its manifest, filling
+/// `record` with what was written; returns the dirty-row files written. Under the lease,
+/// before anything is uploaded, the multipart uploads that earlier runs journaled and never
+/// finished are aborted; this is also the run's first request to a cloud store, so a missing
+/// bucket or refused credentials stop the run here, before any write.
+async fn write_objects(
+    store: &Arc<dyn Store>,
+    task: &Arc<Task>,
+    dest: &Destination,
+    record: &mut RunRecord,
+    snapshot: crate::store::Snapshot,
+    observer: Arc<dyn RunObserver>,
+) -> Result<Vec<String>> {
     match dest
         .abort_journaled_uploads(&uploads_folder(&task.name))
-        .await
+        .await?
     {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(task = %task.name, uploads = n,
+        0 => {}
+        n => tracing::warn!(task = %task.name, uploads = n,
             "aborted multipart uploads that earlier runs left unfinished"),
-        Err(e) => failure = Some(e),
     }
     let journal = run_uploads_folder(&task.name, record.run_id);
-    let dest = Arc::new(dest.as_ref().clone().with_upload_journal(&journal));
+    let dest = Arc::new(dest.clone().with_upload_journal(&journal));
     // Read under the lease: no other run of the task commits until this one ends.
     let name = task.name.clone();
-    let live_before: BTreeSet<String> = with_store(&store, move |s| s.live_partitions(&name))
+    let live_before: BTreeSet<String> = with_store(store, move |s| s.live_partitions(&name))
         .await?
         .into_iter()
         .map(|(p, _)| p)
         .collect();
-    tracing::info!(task = %task.name, run_id = record.run_id, seq = record.seq_to, rows = snapshot.rows,
-        rows_estimated = snapshot.rows_estimated, shards = record.shards, "run planned");
-
-    let uploading = failure.is_none();
-    let mut delivered = Vec::new();
-    if uploading {
-        let shards = RunShards {
-            task: Arc::clone(&task),
-            dest: Arc::clone(&dest),
-            run: record.clone(),
-            observer: Arc::clone(&observer),
-        };
-        match deliver_shards(&store, &shards, snapshot.shards).await {
-            Ok(d) => delivered = d,
-            Err(e) => failure = Some(e),
-        }
-    }
-
+    let shards = RunShards {
+        task: Arc::clone(task),
+        dest: Arc::clone(&dest),
+        run: record.clone(),
+        observer,
+    };
+    let delivered = deliver_shards(store, &shards, snapshot.shards).await;
     // Every shard is done: an upload still journaled by this run is one whose abort failed.
-    if uploading {
-        match dest.abort_journaled_uploads(&journal).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(task = %task.name, uploads = n,
-                "aborted multipart uploads whose abort failed when they failed"),
-            Err(e) => tracing::warn!(task = %task.name,
-                "cannot look for this run's unfinished multipart uploads (the next run will): {e}"),
-        }
+    match dest.abort_journaled_uploads(&journal).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(task = %task.name, uploads = n,
+            "aborted multipart uploads whose abort failed when they failed"),
+        Err(e) => tracing::warn!(task = %task.name,
+            "cannot look for this run's unfinished multipart uploads (the next run will): {e}"),
     }
-
-    let mut dirty_objects = Vec::new();
-    if failure.is_none() && delivered.iter().any(|d| d.attempt > 1) {
+    let delivered = delivered?;
+    if delivered.iter().any(|d| d.attempt > 1) {
         // A worker that was killed or lost its claim may have left objects of this run that
         // the shard's final attempt did not write: remove them before anything names them.
         let keep = reported_paths(&delivered);
-        remove_run_objects(&dest, &record, &[record.run_id], &keep).await;
+        remove_run_objects(&dest, record, &[record.run_id], &keep).await;
     }
-    if failure.is_none() {
-        for Delivered { result, .. } in delivered {
-            record.rows += result.rows;
-            record.bytes += result.objects.iter().map(|o| o.bytes).sum::<u64>();
-            record.objects.extend(result.objects);
-            record.next_object_seq = record.next_object_seq.max(result.next_seq);
-            for (reason, n) in result.dirty {
-                *record.dirty.entry(reason).or_default() += n;
-            }
-            dirty_objects.extend(result.dirty_object.map(|o| o.path));
+    let mut dirty_objects = Vec::new();
+    for Delivered { result, .. } in delivered {
+        record.rows += result.rows;
+        record.bytes += result.objects.iter().map(|o| o.bytes).sum::<u64>();
+        record.objects.extend(result.objects);
+        record.next_object_seq = record.next_object_seq.max(result.next_seq);
+        for (reason, n) in result.dirty {
+            *record.dirty.entry(reason).or_default() += n;
         }
-        record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
-        record.objects.sort_by(|a, b| a.path.cmp(&b.path));
-        record.new_partitions = record
-            .partitions()
-            .into_iter()
-            .filter(|p| !live_before.contains(p))
-            .collect();
-        // Every object is complete: the manifest names them before the run commits.
-        if let Err(e) = write_manifest(&dest, &record).await {
-            failure = Some(e);
-        }
+        dirty_objects.extend(result.dirty_object.map(|o| o.path));
     }
+    record.next_object_seq = record.next_object_seq.max(record.first_object_seq);
+    record.objects.sort_by(|a, b| a.path.cmp(&b.path));
+    record.new_partitions = record
+        .partitions()
+        .into_iter()
+        .filter(|p| !live_before.contains(p))
+        .collect();
+    // Every object is complete: the manifest names them before the run commits.
+    write_manifest(&dest, record).await?;
+    Ok(dirty_objects)
+}
 
-    heart.abort();
-    record.ended_ms = Some(now_ms());
-    if let Some(error) = failure {
-        record.status = RunStatus::Failed;
-        record.error = Some(error.to_string());
-        record.objects.clear();
-        remove_run_objects(&dest, &record, &[record.run_id], &BTreeSet::new()).await;
-        let failed = record.clone();
-        if let Err(e) = with_store(&store, move |s| s.finish_run(&failed, LiveSet::Replace)).await {
-            tracing::error!(task = %task.name, "could not record the failed run: {e}");
-        }
-        return Err(error);
+/// A run that failed after it took the lease: removes every object it may have written (and
+/// its manifest), records it failed with `error` (the live set stays as it was) and returns
+/// the error.
+async fn abandon(
+    store: &Arc<dyn Store>,
+    dest: &Destination,
+    mut record: RunRecord,
+    error: Error,
+) -> Error {
+    record.status = RunStatus::Failed;
+    record.error = Some(error.to_string());
+    record.objects.clear();
+    remove_run_objects(dest, &record, &[record.run_id], &BTreeSet::new()).await;
+    let task = record.task.clone();
+    if let Err(e) = with_store(store, move |s| s.finish_run(&record, LiveSet::Replace)).await {
+        tracing::error!(task = %task, "could not record the failed run: {e}");
     }
+    error
+}
 
-    record.status = RunStatus::Succeeded;
-    let live = match task.partition_time {
-        // The live set was adopted from the destination's previous owner: this run replaces it.
+/// How a succeeded run changes its task's live set: an incremental run and a run-time
+/// partitioned snapshot add to it, a full snapshot replaces it, and so does the first run
+/// after the live set was adopted from another store.
+fn live_set(task: &Task, phase: Phase, replace_next: bool) -> LiveSet {
+    match task.partition_time {
         _ if replace_next => LiveSet::Replace,
         _ if phase == Phase::Incremental => LiveSet::Append,
         PartitionTime::RunTime => LiveSet::Append,
         _ => LiveSet::Replace,
-    };
-    let committed = record.clone();
-    if let Err(e) = with_store(&store, move |s| s.finish_run(&committed, live)).await {
-        settle_failed_commit(&store, &dest, &record, e).await?;
     }
+}
+
+/// Commits the succeeded run: its record, the task's checkpoint and live set, in one store
+/// transaction. A commit that fails is settled ([`settle_failed_commit`]).
+async fn commit(
+    store: &Arc<dyn Store>,
+    dest: &Destination,
+    record: &RunRecord,
+    live: LiveSet,
+) -> Result<()> {
+    let committed = record.clone();
+    if let Err(e) = with_store(store, move |s| s.finish_run(&committed, live)).await {
+        settle_failed_commit(store, dest, record, e).await?;
+    }
+    Ok(())
+}
+
+/// After the commit: removes the objects the run replaced, and now and then the task's old
+/// run manifests.
+async fn clean_up(
+    store: &Arc<dyn Store>,
+    task: &Task,
+    dest: &Destination,
+    record: &RunRecord,
+) -> Result<()> {
     let name = task.name.clone();
-    let state = with_store(&store, move |s| s.task_state(&name)).await?;
-    remove_pending(&store, state.as_ref(), &dest).await?;
+    let state = with_store(store, move |s| s.task_state(&name)).await?;
+    remove_pending(store, state.as_ref(), dest).await?;
     if prunes_after(record.run_id) {
-        if let Err(e) = prune_manifests(&dest, &task).await {
+        if let Err(e) = prune_manifests(dest, task).await {
             tracing::warn!(task = %task.name, "old run manifests not pruned (next time): {e}");
         }
     }
-    Ok(RunSummary {
-        record,
-        seconds: clock.elapsed().as_secs_f64(),
-        dirty_objects,
-    })
+    Ok(())
 }
 
 /// A run planned and not yet started: what [`prepare`] found.

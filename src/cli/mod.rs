@@ -92,7 +92,7 @@ pub enum Command {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<()> {
     if let Some(slots) = cli.shard_slots {
-        crate::delivery::shared::set_shard_slots(usize::from(slots));
+        crate::delivery::dispatch::set_shard_slots(usize::from(slots));
     }
     let ctx = Context::new(cli.store, cli.pipelines, cli.schemas);
     match cli.command {

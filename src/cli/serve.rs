@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::cli::inventory::INVENTORY_TABLE;
 use crate::cli::{print, stop_signal, Context};
 use crate::config::parse_duration;
-use crate::delivery::shared::help_with_shards;
+use crate::delivery::dispatch::help_with_shards;
 use crate::error::{Error, Result};
 use crate::pipelines::load_project;
 use crate::service::{http, workers, Declared, Loader, Service};

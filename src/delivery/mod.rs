@@ -9,12 +9,12 @@
 pub mod compact;
 pub mod config;
 pub mod ddl;
+pub mod dispatch;
 pub mod follow;
 pub mod manifest;
 pub mod owner;
 pub mod run;
 pub mod shard;
-pub mod shared;
 pub mod status;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};

@@ -4,7 +4,7 @@
 //! record the run (its plan: sequence range, shards, first object sequence id) in the store,
 //! then deliver every shard on its own blocking thread ([`super::shard`]: convert each batch,
 //! count and keep dirty rows, assign partitions, hand rows to the shard's Parquet writer;
-//! [`super::shared`] dispatches the shards) — and only when every
+//! [`super::dispatch`] dispatches the shards) — and only when every
 //! object of every shard is complete, commit the run record and the task's new live set in one
 //! store transaction. The previous run's objects are removed after that commit (so for a moment
 //! readers can see both the old and the new snapshot; see docs/concepts.md). A run that fails
@@ -35,13 +35,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::delivery::config::{Deletes, Mode, PartitionTime, Task};
+use crate::delivery::dispatch::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::delivery::manifest::{
     manifest_path, manifests_folder, manifests_to_prune, prunes_after, run_uploads_folder,
     uploads_folder, Manifest,
 };
 use crate::delivery::owner::ensure_owner;
 use crate::delivery::shard::{is_dirty_file, RunObserver};
-use crate::delivery::shared::{deliver_shards, reported_paths, Delivered, RunShards};
 use crate::error::{Error, Result};
 use crate::objstore::destination::Destination;
 use crate::sink::spool::{default_spool_dir, remove_stale_spool_files, sweep_due};

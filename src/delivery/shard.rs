@@ -2,7 +2,7 @@
 //! to the task's lake schema (rows that cannot be converted or placed are dirty: counted, and
 //! kept in the run's dirty-row file when the task says so), assigns every row its partition
 //! and hands it to the shard's Parquet writer; a shard that fails removes the objects it
-//! started. [`super::run`] plans and commits the run; [`super::shared`] hands its shards to
+//! started. [`super::run`] plans and commits the run; [`super::dispatch`] hands its shards to
 //! this process's threads or to other workers.
 
 use std::collections::BTreeMap;
@@ -69,7 +69,7 @@ pub(super) struct Shard {
     pub task: Arc<Task>,
     /// The destination, journaling uploads under the run's folder.
     pub dest: Arc<Destination>,
-    /// The id its objects are named with (the shard's, or an attempt's: see `shared`).
+    /// The id its objects are named with (the shard's, or an attempt's: see `dispatch`).
     pub concurrent_id: u32,
     pub run: RunRecord,
     pub run_time_ms: i64,

@@ -367,7 +367,7 @@ SQL_TYPES = {"string": "TEXT", "int64": "INTEGER", "bool": "INTEGER", "timestamp
 
 def baseline_table_sql():
     """The data table lakeport's SQLite store creates for object_inventory (see
-    create_table_sql in src/store/sqlite.rs): same columns, types, key and index."""
+    create_table_sql in src/store/sqlite/schema.rs): same columns, types, key and index."""
     doc = yaml.safe_load((REPO / "schemas" / "object_inventory.yaml").read_text())
     pk = doc["primary_key"]
     cols = [f'"{c["name"]}" {SQL_TYPES[c["type"]]}{" NOT NULL" if c["name"] in pk else ""}'

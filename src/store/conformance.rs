@@ -1,5 +1,5 @@
 //! The conformance suite every [`Store`] backend must pass: plain functions taking
-//! `&dyn Store`, each run by one `#[test]` per backend (SQLite: `sqlite.rs`).
+//! `&dyn Store`, each run by one `#[test]` per backend (SQLite: `sqlite/tests.rs`).
 //!
 //! Each function expects a fresh, empty store and declares the tables it uses. It owns the
 //! semantics of the module documentation (`_seq`, `_write_time`, tombstones, atomic `apply`,

@@ -29,12 +29,15 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::ToSql;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{db, non_negative, quote, Applier, Bind, SqliteStore, Statements, Stored};
+use super::schema::TableSql;
+use super::write::{Applier, Bind, Statements, Stored};
+use super::{db, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
 use crate::store::listing::prefix_upper_bound;
 use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::RowSorter;
+use crate::store::sql::{non_negative, quote};
 use crate::store::{Change, ImportOutcome, ImportRecord, Value};
 
 /// Columns of `_lakeport_imports` besides the JSON record, used to find earlier imports of a
@@ -71,7 +74,7 @@ struct ScanSql {
 
 impl ScanSql {
     /// `bounded`: the scope's prefix has an upper bound (see [`prefix_upper_bound`]).
-    fn new(t: &super::TableSql, bounded: bool) -> ScanSql {
+    fn new(t: &TableSql, bounded: bool) -> ScanSql {
         let name = |i: usize| quote(&t.def.columns[i].name);
         let keys: Vec<String> = t.key_idx.iter().map(|&i| name(i)).collect();
         let key_list = keys.join(", ");
@@ -337,7 +340,7 @@ struct ScopeCursor<'c, 'd> {
 impl<'c, 'd> ScopeCursor<'c, 'd> {
     fn prepare(
         conn: &'c Connection,
-        t: &super::TableSql,
+        t: &TableSql,
         codec: &'d RowCodec,
         scope: Scope<'d>,
     ) -> Result<ScopeCursor<'c, 'd>> {

@@ -24,7 +24,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
-use super::{db, quote, SqliteStore};
+use super::{db, SqliteStore};
 use crate::error::{Error, Result};
 use crate::model::schema::OBJECT_INVENTORY;
 use crate::model::TableDef;
@@ -32,6 +32,7 @@ use crate::store::listing::{
     is_listed_table, prefix_successor, ListPage, ListQuery, ObjectEntry, PageBuilder, Step,
     Summarizer, SummaryBy, SummaryRow,
 };
+use crate::store::sql::quote;
 
 /// Name of the summaries' partial covering index on `data_object_inventory`.
 pub(super) const CURRENT_INDEX: &str = "data_object_inventory_current";

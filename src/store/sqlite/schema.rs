@@ -1,0 +1,352 @@
+//! The SQLite store's tables (their layout is in the module docs of [`sqlite`](super)): the
+//! `CREATE` statements of lakeport's own tables, reads of the `_lakeport_meta` counters and of
+//! stored JSON (table definitions among it), each data table's layout (`CREATE TABLE`, its
+//! `_seq` index and the upgrade of an old one) and the SQL it is read and written with
+//! ([`TableSql`]), and the declaration of a table
+//! ([`Store::ensure_table`](crate::store::Store::ensure_table)).
+
+use std::fmt::Write as _;
+
+use arrow::datatypes::SchemaRef;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+
+use super::{db, listing, SqliteStore};
+use crate::error::{Error, Result};
+use crate::model::{ColumnType, TableDef};
+use crate::store::checks::{check_def, check_key, check_row, differences};
+use crate::store::sql::{data_columns, data_table, quote};
+use crate::store::Value;
+
+pub(super) const CREATE_META: &str = r#"
+CREATE TABLE IF NOT EXISTS "_lakeport_meta" ("key" TEXT PRIMARY KEY, "value" INTEGER);
+INSERT OR IGNORE INTO "_lakeport_meta" ("key", "value") VALUES ('seq', 0), ('last_write_time', 0);
+CREATE TABLE IF NOT EXISTS "_lakeport_tables" ("name" TEXT PRIMARY KEY, "definition" TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS "_lakeport_runs" (
+    "run_id" INTEGER PRIMARY KEY AUTOINCREMENT,
+    "task" TEXT NOT NULL,
+    "status" TEXT NOT NULL,
+    "started_ms" INTEGER NOT NULL,
+    "record" TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS "_lakeport_runs_by_task" ON "_lakeport_runs" ("task", "run_id");
+CREATE TABLE IF NOT EXISTS "_lakeport_tasks" ("task" TEXT PRIMARY KEY, "state" TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS "_lakeport_live" (
+    "task" TEXT NOT NULL,
+    "path" TEXT NOT NULL,
+    "partition" TEXT NOT NULL,
+    "object" TEXT NOT NULL,
+    PRIMARY KEY ("task", "path")
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS "_lakeport_live_by_partition" ON "_lakeport_live" ("task", "partition");
+CREATE TABLE IF NOT EXISTS "_lakeport_workers" (
+    "worker_id" TEXT PRIMARY KEY,
+    "heartbeat_ms" INTEGER NOT NULL,
+    "record" TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS "_lakeport_store" (
+    "one" INTEGER PRIMARY KEY CHECK ("one" = 1),
+    "id" TEXT NOT NULL,
+    "created_ms" INTEGER NOT NULL
+);
+"#;
+
+pub(super) const READ_SEQ: &str = r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'seq'"#;
+
+/// A stored integer that must not be negative (`_seq`, counters).
+pub(super) fn read_meta(conn: &Connection, sql: &str, what: &str) -> Result<i64> {
+    let v: Option<i64> = conn
+        .prepare_cached(sql)
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(db(format_args!("reading {what}")))?;
+    Ok(v.unwrap_or(0))
+}
+
+pub(super) fn stored_def(conn: &Connection, name: &str) -> Result<Option<TableDef>> {
+    read_json(
+        conn,
+        r#"SELECT "definition" FROM "_lakeport_tables" WHERE "name" = ?1"#,
+        name,
+        &format!("definition of table {name}"),
+    )
+}
+
+/// The JSON value stored in the one row `sql` selects for `key` (None when there is no row);
+/// `what` names it in errors.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    key: &str,
+    what: &str,
+) -> Result<Option<T>> {
+    let json: Option<String> = conn
+        .query_row(sql, [key], |r| r.get(0))
+        .optional()
+        .map_err(db(format_args!("reading the {what}")))?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| Error::Store(format!("the stored {what} is not valid: {e}")))
+    })
+    .transpose()
+}
+
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::String => "TEXT",
+        ColumnType::Int64 | ColumnType::Bool | ColumnType::TimestampMs => "INTEGER",
+        ColumnType::Double => "REAL",
+        ColumnType::Binary => "BLOB",
+    }
+}
+
+/// One table's layout and SQL texts, built once per table.
+#[derive(Debug)]
+pub(super) struct TableSql {
+    pub(super) def: TableDef,
+    pub(super) schema: SchemaRef,
+    /// `schema` with a last, non-null Boolean [`DELETED_COLUMN`].
+    pub(super) schema_with_deleted: SchemaRef,
+    /// Column indexes of the key, in key order.
+    pub(super) key_idx: Vec<usize>,
+    /// Column indexes of the other columns, in table order.
+    pub(super) other_idx: Vec<usize>,
+    /// Whether column i is part of the key.
+    pub(super) is_key: Vec<bool>,
+    /// `SELECT _deleted, <others> WHERE <key> = ?1..` (key bound in key order).
+    pub(super) lookup: String,
+    /// `INSERT` binding column i at `?i+1`, `_seq` at `?n+1`, `_write_time` at `?n+2`.
+    pub(super) insert: String,
+    /// `UPDATE` (also revives a tombstone) with the same numbering as `insert`.
+    pub(super) update: String,
+    /// Tombstone `UPDATE`: `_seq` `?1`, `_write_time` `?2`, key at `?3..` in key order.
+    pub(super) tombstone: String,
+    /// `"data_<table>"`.
+    pub(super) data: String,
+    /// `"k1", "k2"`.
+    pub(super) key_list: String,
+    /// Every column, then `_seq`, `_write_time`.
+    pub(super) select_list: String,
+}
+
+impl TableSql {
+    pub(super) fn new(def: TableDef) -> TableSql {
+        let data = data_table(&def.table);
+        let key_idx = def.key_indexes();
+        let other_idx: Vec<usize> = (0..def.columns.len())
+            .filter(|i| !key_idx.contains(i))
+            .collect();
+        let n = def.columns.len();
+        let col = |i: usize| quote(&def.columns[i].name);
+        let key_eq = |first: usize, by_column: bool| {
+            key_idx
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    let p = if by_column { i + 1 } else { j + first };
+                    format!("{} = ?{p}", col(i))
+                })
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let others = other_idx
+            .iter()
+            .map(|&i| col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let lookup = format!(
+            "SELECT \"_deleted\"{}{others} FROM {data} WHERE {}",
+            if others.is_empty() { "" } else { ", " },
+            key_eq(1, false)
+        );
+        let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
+        let params = (1..=n).map(|p| format!("?{p}")).collect::<Vec<_>>();
+        let insert = format!(
+            "INSERT INTO {data} ({all}, \"_seq\", \"_write_time\", \"_deleted\") VALUES ({}, ?{}, ?{}, 0)",
+            params.join(", "),
+            n + 1,
+            n + 2
+        );
+        let mut sets: Vec<String> = other_idx
+            .iter()
+            .map(|&i| format!("{} = ?{}", col(i), i + 1))
+            .collect();
+        sets.push(format!("\"_seq\" = ?{}", n + 1));
+        sets.push(format!("\"_write_time\" = ?{}", n + 2));
+        sets.push("\"_deleted\" = 0".into());
+        let update = format!(
+            "UPDATE {data} SET {} WHERE {}",
+            sets.join(", "),
+            key_eq(0, true)
+        );
+        let mut nulls: Vec<String> = other_idx
+            .iter()
+            .map(|&i| format!("{} = NULL", col(i)))
+            .collect();
+        nulls.push("\"_seq\" = ?1".into());
+        nulls.push("\"_write_time\" = ?2".into());
+        nulls.push("\"_deleted\" = 1".into());
+        let tombstone = format!(
+            "UPDATE {data} SET {} WHERE {}",
+            nulls.join(", "),
+            key_eq(3, false)
+        );
+        let key_list = key_idx
+            .iter()
+            .map(|&i| col(i))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let select_list = format!("{all}, \"_seq\", \"_write_time\"");
+        TableSql {
+            schema: def.arrow_schema(),
+            schema_with_deleted: def.arrow_schema_with_deleted(),
+            is_key: (0..n).map(|i| key_idx.contains(&i)).collect(),
+            def,
+            key_idx,
+            other_idx,
+            lookup,
+            insert,
+            update,
+            tombstone,
+            data,
+            key_list,
+            select_list,
+        }
+    }
+
+    pub(super) fn name(&self) -> &str {
+        &self.def.table
+    }
+
+    /// Checks an upsert's values against the declared columns.
+    pub(super) fn check_row(&self, values: &[Value]) -> Result<()> {
+        check_row(&self.def, &self.is_key, values)
+    }
+
+    /// Checks a delete's key values against the declared key columns.
+    pub(super) fn check_key(&self, key: &[Value]) -> Result<()> {
+        check_key(&self.def, &self.key_idx, key)
+    }
+
+    /// `SELECT` in key order within optional key bounds: the live rows, or with `changes`
+    /// the rows (and tombstones when `changes` says so, with `_deleted` last) whose `_seq` is
+    /// in a range. Parameters: the lower bound at `?1..?k`, the upper at the next `k`, then the
+    /// range's first `_seq` and the one past its end. The `_seq` test is written `+"_seq"` so
+    /// that SQLite walks the primary key rather than the `_seq` index.
+    pub(super) fn range_sql(&self, lower: bool, upper: bool, changes: Option<bool>) -> String {
+        let k = self.key_idx.len();
+        let params = |first: usize| {
+            (first..first + k)
+                .map(|p| format!("?{p}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let deletes = changes == Some(true);
+        let mut sql = format!(
+            "SELECT {}{} FROM {} WHERE {}",
+            self.select_list,
+            if deletes { ", \"_deleted\"" } else { "" },
+            self.data,
+            if deletes { "1" } else { "\"_deleted\" = 0" }
+        );
+        let mut next = 1;
+        if lower {
+            let _ = write!(sql, " AND ({}) >= ({})", self.key_list, params(next));
+            next += k;
+        }
+        if upper {
+            let _ = write!(sql, " AND ({}) < ({})", self.key_list, params(next));
+            next += k;
+        }
+        if changes.is_some() {
+            let _ = write!(
+                sql,
+                " AND +\"_seq\" >= ?{next} AND +\"_seq\" < ?{}",
+                next + 1
+            );
+        }
+        let _ = write!(sql, " ORDER BY {}", self.key_list);
+        sql
+    }
+}
+
+fn create_table_sql(def: &TableDef) -> String {
+    let (columns, key) = data_columns(
+        def,
+        sql_type,
+        &[
+            "\"_seq\" INTEGER NOT NULL",
+            "\"_write_time\" INTEGER NOT NULL",
+            "\"_deleted\" INTEGER NOT NULL DEFAULT 0",
+        ],
+    );
+    format!(
+        "CREATE TABLE {} ({columns}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
+        data_table(&def.table),
+        seq_index_sql(def)
+    )
+}
+
+/// The `_seq` index: it carries `_deleted` too, so counting the changes above a checkpoint
+/// (`changes`, `lag`) reads the index alone.
+fn seq_index_sql(def: &TableDef) -> String {
+    format!(
+        "CREATE INDEX {} ON {} (\"_seq\", \"_deleted\");",
+        quote(&format!("data_{}_by_seq", def.table)),
+        data_table(&def.table)
+    )
+}
+
+/// Rebuilds the `_seq` index of a table made before it carried `_deleted` (once per store).
+fn upgrade_seq_index(conn: &Connection, def: &TableDef) -> Result<()> {
+    let at = || db(format!("upgrading the _seq index of table {}", def.table));
+    let name = format!("data_{}_by_seq", def.table);
+    let columns: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_index_info(?1)", [&name], |r| {
+            r.get(0)
+        })
+        .map_err(at())?;
+    if columns == 1 {
+        conn.execute_batch(&format!(
+            "DROP INDEX {};\n{}",
+            quote(&name),
+            seq_index_sql(def)
+        ))
+        .map_err(at())?;
+    }
+    Ok(())
+}
+
+/// [`Store::ensure_table`](crate::store::Store::ensure_table).
+pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
+    check_def(def)?;
+    let name = &def.table;
+    let mut conn = store.lock();
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db(format_args!("declaring table {name}")))?;
+    if let Some(stored) = stored_def(&tx, name)? {
+        if stored == *def {
+            listing::ensure_index(&tx, def)?;
+            upgrade_seq_index(&tx, def)?;
+            return tx
+                .commit()
+                .map_err(db(format_args!("declaring table {name}")));
+        }
+        return Err(Error::Conflict(format!(
+            "table {name} exists in the store with a different definition: {}",
+            differences(&stored, def).join("; ")
+        )));
+    }
+    let json = serde_json::to_string(def)
+        .map_err(|e| Error::Store(format!("encoding the definition of table {name}: {e}")))?;
+    tx.execute(
+        r#"INSERT INTO "_lakeport_tables" ("name", "definition") VALUES (?1, ?2)"#,
+        [name, &json],
+    )
+    .map_err(db(format_args!("declaring table {name}")))?;
+    tx.execute_batch(&create_table_sql(def))
+        .map_err(db(format_args!("creating table {name}")))?;
+    listing::ensure_index(&tx, def)?;
+    tx.commit()
+        .map_err(db(format_args!("declaring table {name}")))?;
+    Ok(())
+}

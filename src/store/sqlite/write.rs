@@ -1,0 +1,312 @@
+//! Writes to a SQLite data table: [`Store::apply`](crate::store::Store::apply), one
+//! `BEGIN IMMEDIATE` transaction on the write connection, and the row-by-row writes that
+//! snapshot imports share with it ([`Applier`], [`Statements`]). Each change is looked up by
+//! its key and compared with the stored row: an unchanged row is not written and takes no
+//! `_seq`, every other change takes the next one, and the transaction ends by storing the
+//! store's new `seq` and `last_write_time`. Also the purge of old tombstones.
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, ToSql, TransactionBehavior};
+
+use super::schema::{read_meta, TableSql, READ_SEQ};
+use super::{db, SqliteStore};
+use crate::error::{Error, Result};
+use crate::store::sql::{non_negative, now_ms};
+use crate::store::{ApplyOutcome, Change, Value};
+
+const READ_LAST_WRITE_TIME: &str =
+    r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'last_write_time'"#;
+const WRITE_META: &str = r#"UPDATE "_lakeport_meta" SET "value" = ?2 WHERE "key" = ?1"#;
+
+/// [`Store::apply`](crate::store::Store::apply).
+pub(super) fn apply(
+    store: &SqliteStore,
+    table: &str,
+    changes: &mut dyn Iterator<Item = Result<Change>>,
+) -> Result<ApplyOutcome> {
+    let mut conn = store.lock();
+    let t = store.table_sql(&conn, table)?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db(format_args!("starting a write to table {table}")))?;
+    // On any error `tx` is dropped, which rolls everything back.
+    let out = apply_in(&tx, &t, changes)?;
+    tx.commit()
+        .map_err(db(format_args!("committing a write to table {table}")))?;
+    Ok(out)
+}
+
+/// [`Store::purge_tombstones`](crate::store::Store::purge_tombstones).
+pub(super) fn purge_tombstones(store: &SqliteStore, table: &str, up_to_seq: u64) -> Result<u64> {
+    let conn = store.lock();
+    let t = store.table_sql(&conn, table)?;
+    let purged = conn
+        .execute(
+            &format!(
+                "DELETE FROM {} WHERE \"_deleted\" = 1 AND \"_seq\" <= ?1",
+                t.data
+            ),
+            [i64::try_from(up_to_seq).unwrap_or(i64::MAX)],
+        )
+        .map_err(db(format!("purging tombstones of table {table}")))?;
+    Ok(purged as u64)
+}
+
+/// Binds a [`Value`] without copying it.
+pub(super) struct Bind<'a>(pub(super) &'a Value);
+
+impl ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Value::Null => ValueRef::Null,
+            Value::String(s) => ValueRef::Text(s.as_bytes()),
+            Value::Int64(v) | Value::TimestampMs(v) => ValueRef::Integer(*v),
+            Value::Double(v) => ValueRef::Real(*v),
+            Value::Bool(b) => ValueRef::Integer(i64::from(*b)),
+            Value::Binary(b) => ValueRef::Blob(b),
+        }))
+    }
+}
+
+/// Whether `v` equals the stored `r`. Doubles are equal when bit-identical, both NaN, or both
+/// zero (SQLite keeps no sign on a zero REAL). A stored value of another storage class differs.
+fn same(v: &Value, r: ValueRef<'_>) -> bool {
+    match (v, r) {
+        (Value::Null, ValueRef::Null) => true,
+        (Value::String(s), ValueRef::Text(t)) => s.as_bytes() == t,
+        (Value::Int64(a) | Value::TimestampMs(a), ValueRef::Integer(b)) => *a == b,
+        (Value::Bool(a), ValueRef::Integer(b)) => i64::from(*a) == b,
+        (Value::Double(a), ValueRef::Real(b)) => {
+            a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()) || (*a == 0.0 && b == 0.0)
+        }
+        (Value::Binary(a), ValueRef::Blob(b)) => a.as_slice() == b,
+        _ => false,
+    }
+}
+
+/// What the store holds for one key.
+pub(super) enum Stored {
+    Absent,
+    Tombstone,
+    Same,
+    Different,
+}
+
+/// Counters of one `apply`.
+pub(super) struct Applier<'t> {
+    t: &'t TableSql,
+    /// `seq` when the write began.
+    start_seq: i64,
+    seq: i64,
+    pub(super) write_time: i64,
+    out: ApplyOutcome,
+}
+
+impl Applier<'_> {
+    fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
+        move |e| Error::Store(format!("{what} in table {}: {e}", self.t.name()))
+    }
+
+    /// Looks `key` up (`key_at(j)` is the j-th key value) and compares the stored row with
+    /// `values` (None for a delete, which only needs to know whether the row is live).
+    fn stored<'v>(
+        &self,
+        lookup: &mut rusqlite::Statement<'_>,
+        key_at: impl Fn(usize) -> &'v Value,
+        values: Option<&[Value]>,
+    ) -> Result<Stored> {
+        for j in 0..self.t.key_idx.len() {
+            lookup
+                .raw_bind_parameter(j + 1, Bind(key_at(j)))
+                .map_err(self.err("binding a key"))?;
+        }
+        let mut rows = lookup.raw_query();
+        let Some(row) = rows.next().map_err(self.err("looking up a key"))? else {
+            return Ok(Stored::Absent);
+        };
+        self.compare_stored(row, 0, values)
+    }
+
+    /// Compares a stored row whose `_deleted` is column `at`, followed by the other columns
+    /// in table order, with `values` (None: only whether it is live).
+    fn compare_stored(
+        &self,
+        row: &rusqlite::Row<'_>,
+        at: usize,
+        values: Option<&[Value]>,
+    ) -> Result<Stored> {
+        let deleted: i64 = row.get(at).map_err(self.err("looking up a key"))?;
+        if deleted != 0 {
+            return Ok(Stored::Tombstone);
+        }
+        let Some(values) = values else {
+            return Ok(Stored::Same);
+        };
+        for (p, &i) in self.t.other_idx.iter().enumerate() {
+            let r = row
+                .get_ref(at + p + 1)
+                .map_err(self.err("looking up a key"))?;
+            if !same(&values[i], r) {
+                return Ok(Stored::Different);
+            }
+        }
+        Ok(Stored::Same)
+    }
+
+    pub(super) fn upsert(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<()> {
+        self.t.check_row(values)?;
+        let key_idx = &self.t.key_idx;
+        let stored = self.stored(&mut s.lookup, |j| &values[key_idx[j]], Some(values))?;
+        self.write_upsert(s, values, stored)
+    }
+
+    /// Writes a checked upsert given what the store holds for its key.
+    fn write_upsert(
+        &mut self,
+        s: &mut Statements<'_>,
+        values: &[Value],
+        stored: Stored,
+    ) -> Result<()> {
+        let table = self.t.name();
+        self.write_upsert_with(s, stored, |stmt| {
+            for (i, v) in values.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, Bind(v))
+                    .map_err(|e| Error::Store(format!("binding a value in table {table}: {e}")))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Writes an upsert given what the store holds for its key; `bind` binds the row's
+    /// columns to the insert or update statement (column i at `?i+1`).
+    pub(super) fn write_upsert_with(
+        &mut self,
+        s: &mut Statements<'_>,
+        stored: Stored,
+        bind: impl FnOnce(&mut rusqlite::Statement<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let (stmt, counter) = match stored {
+            Stored::Same => {
+                self.out.unchanged += 1;
+                return Ok(());
+            }
+            Stored::Absent => (&mut s.insert, &mut self.out.inserted),
+            Stored::Tombstone => (&mut s.update, &mut self.out.inserted),
+            Stored::Different => (&mut s.update, &mut self.out.updated),
+        };
+        let table = self.t.name();
+        let at = |what: &'static str| {
+            move |e: rusqlite::Error| Error::Store(format!("{what} in table {table}: {e}"))
+        };
+        let seq = self.seq + 1;
+        let n = self.t.def.columns.len();
+        bind(stmt)?;
+        stmt.raw_bind_parameter(n + 1, seq)
+            .map_err(at("binding _seq"))?;
+        stmt.raw_bind_parameter(n + 2, self.write_time)
+            .map_err(at("binding _write_time"))?;
+        stmt.raw_execute().map_err(at("writing a row"))?;
+        *counter += 1;
+        self.seq = seq;
+        Ok(())
+    }
+
+    fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
+        self.t.check_key(key)?;
+        match self.stored(&mut s.lookup, |j| &key[j], None)? {
+            Stored::Absent | Stored::Tombstone => self.out.unchanged += 1,
+            Stored::Same | Stored::Different => {
+                self.write_tombstone(s, key.iter().map(Bind))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tombstones the live row with `key` (in key order) under the next `_seq`.
+    pub(super) fn write_tombstone(
+        &mut self,
+        s: &mut Statements<'_>,
+        key: impl IntoIterator<Item = impl ToSql>,
+    ) -> Result<()> {
+        self.seq += 1;
+        let stmt = &mut s.tombstone;
+        stmt.raw_bind_parameter(1, self.seq)
+            .map_err(self.err("binding _seq"))?;
+        stmt.raw_bind_parameter(2, self.write_time)
+            .map_err(self.err("binding _write_time"))?;
+        for (j, v) in key.into_iter().enumerate() {
+            stmt.raw_bind_parameter(j + 3, v)
+                .map_err(self.err("binding a key"))?;
+        }
+        stmt.raw_execute()
+            .map_err(self.err("writing a tombstone"))?;
+        self.out.deleted += 1;
+        Ok(())
+    }
+}
+
+pub(super) struct Statements<'c> {
+    lookup: rusqlite::CachedStatement<'c>,
+    insert: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+    tombstone: rusqlite::CachedStatement<'c>,
+}
+
+fn apply_in(
+    conn: &Connection,
+    t: &TableSql,
+    changes: &mut dyn Iterator<Item = Result<Change>>,
+) -> Result<ApplyOutcome> {
+    let mut a = Applier::begin(conn, t)?;
+    let mut s = Statements::prepare(conn, &a)?;
+    for change in changes {
+        match change? {
+            Change::Upsert(values) => a.upsert(&mut s, &values)?,
+            Change::Delete(key) => a.delete(&mut s, &key)?,
+        }
+    }
+    drop(s);
+    a.finish(conn)
+}
+
+impl<'t> Applier<'t> {
+    /// Starts counting a write to `t` inside the caller's transaction on `conn`.
+    pub(super) fn begin(conn: &Connection, t: &'t TableSql) -> Result<Applier<'t>> {
+        let start_seq = read_meta(conn, READ_SEQ, "seq")?;
+        let last_write_time = read_meta(conn, READ_LAST_WRITE_TIME, "last_write_time")?;
+        Ok(Applier {
+            t,
+            start_seq,
+            seq: start_seq,
+            write_time: now_ms().max(last_write_time),
+            out: ApplyOutcome::default(),
+        })
+    }
+
+    /// Stores the new `seq` and `last_write_time` when anything changed; the outcome.
+    pub(super) fn finish(mut self, conn: &Connection) -> Result<ApplyOutcome> {
+        if self.seq != self.start_seq {
+            let mut w = conn
+                .prepare_cached(WRITE_META)
+                .map_err(db("writing the store's seq"))?;
+            w.execute(rusqlite::params!["seq", self.seq])
+                .map_err(db("writing the store's seq"))?;
+            w.execute(rusqlite::params!["last_write_time", self.write_time])
+                .map_err(db("writing the store's last_write_time"))?;
+        }
+        self.out.seq = non_negative(self.seq, "the store's seq")?;
+        Ok(self.out)
+    }
+}
+
+impl<'c> Statements<'c> {
+    pub(super) fn prepare(conn: &'c Connection, a: &Applier<'_>) -> Result<Statements<'c>> {
+        let prepare = |sql: &str| conn.prepare_cached(sql).map_err(a.err("preparing"));
+        Ok(Statements {
+            lookup: prepare(&a.t.lookup)?,
+            insert: prepare(&a.t.insert)?,
+            update: prepare(&a.t.update)?,
+            tombstone: prepare(&a.t.tombstone)?,
+        })
+    }
+}

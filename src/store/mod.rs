@@ -602,9 +602,18 @@ pub struct StoreIdentity {
     pub location: String,
 }
 
-/// The metadata store. Methods block: call them from a blocking thread
+/// The metadata store: every backend implements the focused traits that make it up
+/// ([`Tables`], [`Runs`], [`Imports`], [`Workers`], [`Listing`]), and `Store` is all of them,
+/// which commands and the service hold (`Arc<dyn Store>`; import the trait whose methods a
+/// caller uses). Methods block: call them from a blocking thread
 /// (`tokio::task::spawn_blocking`), never directly on the async runtime.
-pub trait Store: Send + Sync {
+pub trait Store: Tables + Runs + Imports + Workers + Listing + Send + Sync {}
+
+impl<T: Tables + Runs + Imports + Workers + Listing + Send + Sync> Store for T {}
+
+/// Tables and their rows: declaring tables, applying changes (each [`Tables::apply`] one
+/// transaction), consistent sharded snapshots and change reads, and the store's identity.
+pub trait Tables {
     /// The store's identity: an id made when the store was created and kept in it, which a
     /// task's destination records as its owner (see [`crate::delivery::owner`]). A store made
     /// before ids existed gets one the first time it is opened for writing; opened read-only,
@@ -662,7 +671,12 @@ pub trait Store: Send + Sync {
     /// delivers deletes has delivered past them) and returns how many. Live rows and the
     /// store's sequence are untouched. Unknown table: [`Error::NotFound`].
     fn purge_tombstones(&self, table: &str, up_to_seq: u64) -> Result<u64>;
+}
 
+/// Delivery runs and task states: a run is recorded under its task's lease
+/// ([`Runs::start_run`]), renews it ([`Runs::heartbeat`]) and commits its record, the task's
+/// checkpoint and live set in one transaction ([`Runs::finish_run`]).
+pub trait Runs {
     /// Records a new run as `Running` and assigns its `run_id` and `first_object_seq`
     /// (the task's `next_object_seq`). Two runs of one task never overlap: while another run
     /// of the task is `Running` and was heard from (its start or last [`Store::heartbeat`])
@@ -729,7 +743,11 @@ pub trait Store: Send + Sync {
 
     /// The newest runs of `task` (or of every task), newest first, at most `limit`.
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>>;
+}
 
+/// Inventory imports: a report applied as the full snapshot of its scope, and the records of
+/// imports.
+pub trait Imports {
     /// Applies a full snapshot of one scope of `draft.table` in one transaction: the upserts
     /// `changes` yields (every one inside the scope), then a tombstone for every live row of
     /// the scope the snapshot did not hold; unchanged rows are not written and take no `_seq`.
@@ -748,7 +766,12 @@ pub trait Store: Send + Sync {
 
     /// The newest import records (of every table), newest first, at most `limit`.
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>>;
+}
 
+/// `lakeport serve` processes working on the store, and the snapshot shards a store may share
+/// between them (PostgreSQL; a store that does not share shards keeps the defaults, which say
+/// so).
+pub trait Workers {
     // --- Workers (`lakeport serve` processes sharing the store) ---
 
     /// Records that `worker` is alive: stores it with `heartbeat_ms` set to now, and forgets
@@ -832,7 +855,10 @@ pub trait Store: Send + Sync {
         let _ = run_id;
         Ok(Vec::new())
     }
+}
 
+/// Listing and summarising the `object_inventory` table as a bucket (`ls`, `du`).
+pub trait Listing {
     // --- Listing the object-inventory table (semantics: `store::listing`) ---
 
     /// One page of `object_inventory` listed as S3 lists a bucket: current objects of

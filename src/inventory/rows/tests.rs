@@ -1,6 +1,7 @@
 //! Unit tests of row files: values of every type, errors that name `file:line: column:`.
 
 use super::*;
+use crate::store::Tables;
 use std::io::Write;
 
 fn table() -> TableDef {

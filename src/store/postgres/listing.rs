@@ -292,13 +292,15 @@ pub(super) fn summarize_objects(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Listing;
+    use crate::store::Tables;
     use std::collections::BTreeSet;
 
     use super::super::tests::fresh_store;
     use super::*;
     use crate::model::schema::OBJECT_INVENTORY_YAML;
     use crate::store::listing::{common_prefix, Cursor};
-    use crate::store::{Change, Store, Value};
+    use crate::store::{Change, Value};
 
     fn inventory_def() -> TableDef {
         TableDef::from_yaml(OBJECT_INVENTORY_YAML, OBJECT_INVENTORY).unwrap()

@@ -67,6 +67,11 @@ mod runs;
 mod shards;
 pub(crate) mod write;
 
+use crate::store::Imports;
+use crate::store::Listing;
+use crate::store::Runs;
+use crate::store::Tables;
+use crate::store::Workers;
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -87,7 +92,7 @@ use crate::store::sql::{data_columns, data_table, non_negative, now_ms, quote, t
 use crate::store::{
     ApplyOutcome, Change, ClaimFrom, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone,
     RunRecord, ShardClaim, ShardOffer, ShardReader, ShardResult, ShardStatus, Snapshot, StartedRun,
-    Store, StoreIdentity, TableStats, TaskState, Value, WorkerRecord,
+    StoreIdentity, TableStats, TaskState, Value, WorkerRecord,
 };
 
 pub use r2d2_postgres::postgres;
@@ -679,7 +684,7 @@ fn count(row: &Row, i: usize, what: &str) -> Result<u64> {
     non_negative(row.get::<_, i64>(i), what)
 }
 
-impl Store for PostgresStore {
+impl Tables for PostgresStore {
     fn identity(&self) -> Result<StoreIdentity> {
         let row = self
             .conn()?
@@ -833,7 +838,9 @@ impl Store for PostgresStore {
         )
         .map_err(self.db(format!("purging tombstones of table {table}")))
     }
+}
 
+impl Runs for PostgresStore {
     fn start_run(
         &self,
         record: &RunRecord,
@@ -883,7 +890,9 @@ impl Store for PostgresStore {
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
         runs::runs(self, task, limit)
     }
+}
 
+impl Imports for PostgresStore {
     fn apply_snapshot(
         &self,
         draft: &ImportRecord,
@@ -895,7 +904,9 @@ impl Store for PostgresStore {
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         import::imports(self, limit)
     }
+}
 
+impl Workers for PostgresStore {
     fn worker_heartbeat(&self, worker: &WorkerRecord, forget_after: Duration) -> Result<()> {
         let (now, json) = worker_json(worker)?;
         let forget_ms = i64::try_from(forget_after.as_millis()).unwrap_or(i64::MAX);
@@ -983,7 +994,9 @@ impl Store for PostgresStore {
     fn shards(&self, run_id: Option<u64>) -> Result<Vec<ShardStatus>> {
         shards::list(self, run_id)
     }
+}
 
+impl Listing for PostgresStore {
     fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
         listing::list_objects(self, q)
     }

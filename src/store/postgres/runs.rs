@@ -464,6 +464,7 @@ pub(super) fn runs(s: &PostgresStore, task: Option<&str>, limit: usize) -> Resul
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Runs;
     use std::sync::{Arc, Barrier};
     use std::thread;
     use std::time::Duration;
@@ -472,7 +473,7 @@ mod tests {
     use super::super::PostgresStore;
     use crate::error::Error;
     use crate::store::conformance::planned;
-    use crate::store::{RunOwner, RunRecord, RunStatus, StartedRun, Store};
+    use crate::store::{RunOwner, RunRecord, RunStatus, StartedRun};
 
     const ROUNDS: usize = 30;
     const LEASE: Duration = Duration::from_secs(3600);

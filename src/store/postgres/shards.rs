@@ -295,13 +295,15 @@ pub(super) fn forget_run(
 
 #[cfg(test)]
 mod tests {
+    use crate::store::Runs;
+    use crate::store::Workers;
     use std::sync::{Arc, Barrier};
     use std::thread;
     use std::time::Duration;
 
     use super::super::tests::fresh_store;
     use crate::store::conformance::planned;
-    use crate::store::{ClaimFrom, ShardOffer, Store};
+    use crate::store::{ClaimFrom, ShardOffer};
 
     /// Workers claiming all at once, round after round, take every offered shard exactly
     /// once (none twice, none left behind while others wait on a lock).

@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
+use crate::store::Store;
 
 /// The server of these tests.
 pub(crate) fn server_url() -> String {

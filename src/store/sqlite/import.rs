@@ -507,7 +507,7 @@ mod tests {
     use crate::model::TableDef;
     use crate::store::sqlite::tests::query_plan;
     use crate::store::sqlite::SqliteStore;
-    use crate::store::Store;
+    use crate::store::Tables;
 
     /// The scope is read by seeks on the primary key, in its order, without a sort.
     #[test]

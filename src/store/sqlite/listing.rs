@@ -264,7 +264,7 @@ pub(super) fn summarize_objects(
 mod tests {
     use super::*;
     use crate::store::sqlite::tests::query_plan as plan;
-    use crate::store::Store;
+    use crate::store::{Listing, Tables};
 
     fn inventory_store(dir: &std::path::Path) -> SqliteStore {
         let store = SqliteStore::open(&dir.join("s.db")).unwrap();

@@ -52,6 +52,11 @@ mod runs;
 mod schema;
 mod write;
 
+use crate::store::Imports;
+use crate::store::Listing;
+use crate::store::Runs;
+use crate::store::Tables;
+use crate::store::Workers;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -65,7 +70,7 @@ use crate::model::{DeliveredObject, TableDef};
 use crate::store::sql::now_ms;
 use crate::store::{
     ApplyOutcome, Change, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone, RunRecord,
-    Snapshot, StartedRun, Store, StoreIdentity, TableStats, TaskState, WorkerRecord,
+    Snapshot, StartedRun, StoreIdentity, TableStats, TaskState, WorkerRecord,
 };
 use schema::{read_meta, stored_def, TableSql, CREATE_META, READ_SEQ};
 
@@ -368,7 +373,7 @@ fn db(what: impl fmt::Display) -> impl FnOnce(rusqlite::Error) -> Error {
     move |e| Error::Store(format!("{what}: {e}"))
 }
 
-impl Store for SqliteStore {
+impl Tables for SqliteStore {
     fn identity(&self) -> Result<StoreIdentity> {
         let conn = self.lock();
         let location = format!(
@@ -442,7 +447,9 @@ impl Store for SqliteStore {
     fn purge_tombstones(&self, table: &str, up_to_seq: u64) -> Result<u64> {
         write::purge_tombstones(self, table, up_to_seq)
     }
+}
 
+impl Runs for SqliteStore {
     fn start_run(
         &self,
         record: &RunRecord,
@@ -492,7 +499,9 @@ impl Store for SqliteStore {
     fn runs(&self, task: Option<&str>, limit: usize) -> Result<Vec<RunRecord>> {
         runs::runs(self, task, limit)
     }
+}
 
+impl Imports for SqliteStore {
     fn apply_snapshot(
         &self,
         draft: &ImportRecord,
@@ -504,7 +513,9 @@ impl Store for SqliteStore {
     fn imports(&self, limit: usize) -> Result<Vec<ImportRecord>> {
         self.imports_impl(limit)
     }
+}
 
+impl Workers for SqliteStore {
     fn worker_heartbeat(&self, worker: &WorkerRecord, forget_after: Duration) -> Result<()> {
         runs::worker_heartbeat(self, worker, forget_after)
     }
@@ -516,7 +527,9 @@ impl Store for SqliteStore {
     fn remove_worker(&self, worker_id: &str) -> Result<()> {
         runs::remove_worker(self, worker_id)
     }
+}
 
+impl Listing for SqliteStore {
     fn list_objects(&self, q: &crate::store::ListQuery) -> Result<crate::store::ListPage> {
         listing::list_objects(self, q)
     }

@@ -2,6 +2,8 @@
 //! backend's own (its on-disk layout and query plans, upgrades of old stores, pinning
 //! snapshots, stored values it refuses, processes racing to open a store, `--store` URLs).
 
+use crate::store::Runs;
+use crate::store::Tables;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -557,6 +557,21 @@ def delivered(wd, files):
     return [tuple(r) for r in got]
 
 
+def sqlite_dump(path):
+    """Every row of every table of the SQLite store at `path` (None when there is none), for
+    "the store did not change"."""
+    if not Path(path).exists():
+        return None
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name")]
+        return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+    finally:
+        con.close()
+
+
 def store_connection(wd):
     """A read-only sqlite3 connection to the test's store (waits for writers' locks)."""
     return sqlite3.connect(f"file:{wd.store_path}?mode=ro", uri=True, timeout=10)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import sqlite3
 import sys
 from collections import Counter
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from conftest import REPO, verify_delivery
+from conftest import REPO, sqlite_dump, verify_delivery
 
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py, the report generator)
@@ -65,20 +64,6 @@ def db_rows(wd, bucket=None, live_only=True):
     rows = wd.store_rows("object_inventory", live_only=live_only)
     return {(r["bucket"], r["key"], r["version_id"]): r for r in rows
             if bucket is None or r["bucket"] == bucket}
-
-
-def dump_store(wd):
-    """Every row of every table of the SQLite store, for "the store did not change"."""
-    if not wd.store_path.exists():
-        return None
-    con = sqlite3.connect(f"file:{wd.store_path}?mode=ro", uri=True)
-    try:
-        tables = [t for (t,) in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name")]
-        return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
-    finally:
-        con.close()
 
 
 def assert_store_equals(wd, report, bucket=None):
@@ -243,9 +228,9 @@ def test_text_summary_line_and_format_override(wd):
     rep2 = reports.write_s3(wd.root / "dest", reports.mutate(objs, add=3, change=0,
                                                              remove=0)[0],
                             fmt="csv.gz", created=DAY2)
-    before = dump_store(wd)
+    before = sqlite_dump(wd.store_path)
     wd.lakeport("inventory", "import", rep2.url, "--format", "azure", expect=2)
-    assert dump_store(wd) == before
+    assert sqlite_dump(wd.store_path) == before
 
 
 # -- snapshot semantics ---------------------------------------------------------------------
@@ -303,11 +288,11 @@ def test_reimport_same_manifest_is_a_noop(wd):
     objs = reports.make_objects(80, seed=31, bucket="again")
     rep = reports.write_s3(wd.root / "dest", objs, fmt="csv.gz")
     import_json(wd, rep)
-    before = dump_store(wd)
+    before = sqlite_dump(wd.store_path)
     r = wd.lakeport("inventory", "import", rep.url, expect=0)
     assert "already imported" in r.out and "nothing to do" in r.out, r
     assert rep.manifest.name in r.out, r
-    assert dump_store(wd) == before, "a no-op re-import changed the store"
+    assert sqlite_dump(wd.store_path) == before, "a no-op re-import changed the store"
     # The same files under a new manifest (next day) are an import that writes nothing.
     rows_before = {k: (v["_seq"], v["_write_time"]) for k, v in
                    db_rows(wd, live_only=False).items()}
@@ -326,12 +311,12 @@ def test_older_report_is_refused(wd):
     old = reports.write_s3(wd.root / "dest", reports.mutate(objs, add=5)[0], fmt="csv.gz",
                            created=DAY1)
     import_json(wd, new)
-    before = dump_store(wd)
+    before = sqlite_dump(wd.store_path)
     r = wd.lakeport("inventory", "import", old.url, expect=1)
     text = r.out + r.err
     assert mentioned_time(text, old.created_ms) and mentioned_time(text, new.created_ms), (
         f"the refusal must name both creation times\n{r}")
-    assert dump_store(wd) == before
+    assert sqlite_dump(wd.store_path) == before
 
 
 def test_scope_prefix_limits_deletes(wd):
@@ -480,7 +465,7 @@ def test_bad_input_is_refused_and_changes_nothing(wd, name):
     import_json(wd, reports.write_s3(wd.root / "dest", objs1, fmt="csv.gz", created=DAY1))
     rep2 = reports.write_s3(wd.root / "dest", objs2, fmt=fmt, created=DAY2, files=3)
     path, line = breaker(rep2)
-    before = dump_store(wd)
+    before = sqlite_dump(wd.store_path)
     r = wd.lakeport("inventory", "import", rep2.url)
     assert r.code == 1, f"expected exit 1\n{r}"
     assert path.name in r.err, f"the error must name {path.name}\n{r}"
@@ -489,7 +474,7 @@ def test_bad_input_is_refused_and_changes_nothing(wd, name):
             f"the error must name {path.name}:{line}\n{r}")
     assert re.search(what, r.err, re.IGNORECASE), f"the error must say what was wrong ({what})\n{r}"
     assert not r.out.startswith("imported"), r
-    assert dump_store(wd) == before, "a refused import changed the store"
+    assert sqlite_dump(wd.store_path) == before, "a refused import changed the store"
 
 
 def test_obs_record_count_mismatch_is_refused(wd):

@@ -27,7 +27,6 @@ import os
 import re
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Result, Workdir, duck, lake_files
+from conftest import REPO, Result, Workdir, duck, lake_files, sqlite_dump
 
 sys.path.insert(0, str(REPO / "tests"))
 import reports  # noqa: E402  (tests/reports.py, the report generator)
@@ -265,16 +264,20 @@ def poll(what, check, timeout=60):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def sqlite_dump(path):
-    """Every row of every table of a SQLite store, for "the store is as it was"."""
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+def restart_during(cluster, wd, args, what, ready):
+    """Starts `lakeport ARGS` and restarts `cluster` at once (`pg_ctl restart -m immediate`)
+    when `ready()` says the work is where the fault should hit, unless the process ended
+    first; returns the process's Result (killed if the test fails on the way)."""
+    p = wd.spawn(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        tables = [t for (t,) in con.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-            "ORDER BY name")]
-        return {t: sorted(map(repr, con.execute(f'SELECT * FROM "{t}"'))) for t in tables}
+        poll(what, lambda: p.poll() is not None or ready())
+        if p.poll() is None:
+            cluster.restart_immediately()
+        return finished(p)
     finally:
-        con.close()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
 
 
 def rows(ids):
@@ -315,18 +318,9 @@ def test_postgres_restart_while_a_run_reads(pg):
     items_task(wd, "reads")
     wd.load("items", rows(range(1, 50_001)))
 
-    p = wd.spawn("run", "reads", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        poll("the run recorded as running",
-             lambda: p.poll() is not None or "running" in [
-                 s for s, _ in pg_runs(cluster, db, "reads").values()])
-        if p.poll() is None:
-            cluster.restart_immediately()
-        result = finished(p)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    result = restart_during(cluster, wd, ("run", "reads"), "the run recorded as running",
+                            lambda: "running" in [s for s, _ in
+                                                  pg_runs(cluster, db, "reads").values()])
 
     if result.code == 0:
         print(json.dumps({"fault": "after the run (it finished first)"}))
@@ -431,27 +425,16 @@ def test_postgres_restart_during_an_inventory_import(pg):
     wd.run("inv")
     before = pg_inventory_state(cluster, db)
 
-    p = wd.spawn("inventory", "import", day2.url, stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
-    try:
-        # The import's transaction has sent a batch of rows: its latest statement is the
-        # batched upsert (`WITH i AS (SELECT * FROM unnest(...`, src/store/postgres/write.rs).
-        def writing():
-            if p.poll() is not None:
-                return True
-            n = cluster.value(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND application_name = 'lakeport' AND xact_start IS NOT NULL "
-                "AND query LIKE 'WITH i AS (SELECT * FROM unnest(%'", db)
-            return int(n) > 0
-        poll("the import writing", writing)
-        if p.poll() is None:
-            cluster.restart_immediately()
-        result = finished(p)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    # The import's transaction has sent a batch of rows: its latest statement is the batched
+    # upsert (`WITH i AS (SELECT * FROM unnest(...`, src/store/postgres/write.rs).
+    def writing():
+        n = cluster.value(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND application_name = 'lakeport' AND xact_start IS NOT NULL "
+            "AND query LIKE 'WITH i AS (SELECT * FROM unnest(%'", db)
+        return int(n) > 0
+    result = restart_during(cluster, wd, ("inventory", "import", day2.url),
+                            "the import writing", writing)
 
     if result.code == 0:
         print(json.dumps({"fault": "after the import (it finished first)"}))

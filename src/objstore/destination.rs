@@ -65,6 +65,18 @@ pub const UPLOAD_CHUNK: usize = 8 * 1024 * 1024;
 /// Parts of one upload in flight at once (bounds an upload's memory to this many chunks).
 const PARTS_IN_FLIGHT: usize = 4;
 
+/// Makes ring the process's TLS crypto provider (once; a provider installed before is kept).
+/// The cloud stores' HTTP client (reqwest, built without a provider of its own so that
+/// aws-lc's C library is not compiled: see Cargo.toml) asks the process for one when a store
+/// is built.
+fn use_ring_for_tls() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Err: a provider is installed already, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The root of a lake: an object store plus the base path inside it.
 #[derive(Clone)]
 pub struct Destination {
@@ -191,6 +203,7 @@ impl Destination {
             .collect();
         let base = Path::parse(path).map_err(|e| bad(e.to_string()))?;
         let built = |e: object_store::Error| bad(e.to_string());
+        use_ring_for_tls();
         // Each builder as object_store's `parse_url_opts` configures it (URL first, then
         // every option its keys know), kept as its own type: the store is also a
         // `MultipartStore`.

@@ -43,11 +43,11 @@ const CSS: &str = include_str!("page.css");
 /// The page's script: run-now buttons and the refresh (inline, see [`CSS`]).
 const SCRIPT: &str = include_str!("page.js");
 
-/// The page when the store fails: 503 with the store's error, as the API answers.
+/// The page when the store fails: 503 with `{"error": …}`, as the API answers.
 fn store_failed(e: Error) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        format!("the store does not answer: {e}"),
+        axum::Json(serde_json::json!({ "error": e.to_string() })),
     )
         .into_response()
 }
@@ -60,7 +60,7 @@ pub(crate) struct TaskRow {
     pub(crate) ddl: Result<Vec<String>, String>,
 }
 
-/// `GET /`: the status page of every task, or 503 with the error when the store fails.
+/// `GET /`: the status page of every task, or the API's 503 when the store fails.
 pub(crate) async fn status_page(State(service): State<Arc<Service>>) -> Response {
     let mut rows = Vec::new();
     for slot in service.slots().values() {

@@ -173,6 +173,13 @@ pub async fn ensure_owner(store: &Arc<dyn Store>, task: &Task, dest: &Destinatio
         }
         let marker = OwnerMarker::new(&me, &task.name, None);
         if dest.put_if_absent(&path, marker.to_json()?).await? {
+            // Read back: a store that checks the condition and writes in two steps (some
+            // S3-compatible servers) may have let another claim through in the same instant;
+            // the marker that stands is the owner.
+            match read_marker(dest, &task.name).await? {
+                Some(now) if now.store_id != me.id => return Err(not_owner(task, dest, &now, &me)),
+                _ => {}
+            }
             tracing::info!(task = %task.name, store = %me.id, "claimed the destination");
             return Ok(());
         }

@@ -16,7 +16,9 @@
 //! - **The first run claims it**: with no marker, a run writes one naming its store, only if
 //!   none exists ([`Destination::put_if_absent`]: create-new in a local folder, a conditional
 //!   put on S3, GCS and Azure), so of two stores racing to claim a destination one wins and
-//!   the other is refused. A destination without a marker that already holds the task's
+//!   the other is refused. The claim then reads the marker back and defers to the one that
+//!   stands: an S3-compatible server that checks the condition and writes in two steps (the
+//!   tests' s3s-fs does) can let two claims made in the same instant through. A destination without a marker that already holds the task's
 //!   objects or run manifests, delivered by a store that has no record of the task, is not
 //!   claimed automatically (it was written by another store, or by lakeport before owners
 //!   existed): the run is refused, and `lakeport claim <task>` claims it deliberately.

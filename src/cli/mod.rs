@@ -196,27 +196,25 @@ impl Context {
     /// Opens the store for a command that writes, and makes sure every declared table exists
     /// in it (a SQLite file is created when missing).
     async fn store(&self) -> Result<Arc<dyn Store>> {
-        let tables = self.tables()?;
-        let url = self.store_url.clone();
-        blocking(move || {
-            let store = open_store(&url)?;
-            for def in tables.values() {
-                store.ensure_table(def)?;
-            }
-            Ok(store)
-        })
-        .await
+        self.store_declaring(self.tables()?.into_values().collect())
+            .await
     }
 
     /// Opens the store for a command that works on `task` alone (`run`, `claim`), making
     /// sure only the task's source table exists in it: other table files may be broken
     /// (see [`Context::task`]).
     async fn store_for(&self, task: &Task) -> Result<Arc<dyn Store>> {
+        self.store_declaring(vec![task.source.clone()]).await
+    }
+
+    /// Opens the store for writing and declares `tables` in it.
+    async fn store_declaring(&self, tables: Vec<TableDef>) -> Result<Arc<dyn Store>> {
         let url = self.store_url.clone();
-        let table = task.source.clone();
         blocking(move || {
             let store = open_store(&url)?;
-            store.ensure_table(&table)?;
+            for def in &tables {
+                store.ensure_table(def)?;
+            }
             Ok(store)
         })
         .await

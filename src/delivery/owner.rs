@@ -143,18 +143,14 @@ pub async fn ensure_owner(store: &Arc<dyn Store>, task: &Task, dest: &Destinatio
     let me = identity(store).await?;
     let path = owner_path(&task.name);
     for _ in 0..2 {
-        match read_marker(dest, &task.name).await? {
-            Some(marker) if marker.store_id == me.id => return Ok(()),
-            Some(marker) => return Err(not_owner(task, dest, &marker, &me)),
-            None => {}
+        if let Some(marker) = read_marker(dest, &task.name).await? {
+            return owned_by_me(task, dest, &marker, &me);
         }
         if !delivered_here(store, &task.name).await? {
             if let Some(found) = foreign_output(dest, &task.name).await? {
                 // A store that claimed it meanwhile and started writing: name that one.
                 if let Some(marker) = read_marker(dest, &task.name).await? {
-                    if marker.store_id != me.id {
-                        return Err(not_owner(task, dest, &marker, &me));
-                    }
+                    owned_by_me(task, dest, &marker, &me)?;
                 }
                 return Err(Error::NotOwner(format!(
                     "task {}: refused: its destination {} holds {found} that this store ({}, \
@@ -178,9 +174,8 @@ pub async fn ensure_owner(store: &Arc<dyn Store>, task: &Task, dest: &Destinatio
             // Read back: a store that checks the condition and writes in two steps (some
             // S3-compatible servers) may have let another claim through in the same instant;
             // the marker that stands is the owner.
-            match read_marker(dest, &task.name).await? {
-                Some(now) if now.store_id != me.id => return Err(not_owner(task, dest, &now, &me)),
-                _ => {}
+            if let Some(now) = read_marker(dest, &task.name).await? {
+                owned_by_me(task, dest, &now, &me)?;
             }
             tracing::info!(task = %task.name, store = %me.id, "claimed the destination");
             return Ok(());
@@ -199,14 +194,7 @@ pub async fn ensure_owner(store: &Arc<dyn Store>, task: &Task, dest: &Destinatio
 /// an [`Error::NotOwner`]; no marker is fine (the task has not delivered anywhere yet).
 pub async fn ensure_owned(store: &Arc<dyn Store>, task: &Task, dest: &Destination) -> Result<()> {
     match read_marker(dest, &task.name).await? {
-        Some(marker) => {
-            let me = identity(store).await?;
-            if marker.store_id == me.id {
-                Ok(())
-            } else {
-                Err(not_owner(task, dest, &marker, &me))
-            }
-        }
+        Some(marker) => owned_by_me(task, dest, &marker, &identity(store).await?),
         None => Ok(()),
     }
 }
@@ -387,6 +375,20 @@ fn object_seq(task: &str, path: &str) -> Option<u64> {
     let (cid, seq) = rest.split_once('_')?;
     cid.parse::<u32>().ok()?;
     seq.parse::<u64>().ok()
+}
+
+/// Ok when `marker` names this store (`me`), else the refusal ([`not_owner`]).
+fn owned_by_me(
+    task: &Task,
+    dest: &Destination,
+    marker: &OwnerMarker,
+    me: &StoreIdentity,
+) -> Result<()> {
+    if marker.store_id == me.id {
+        Ok(())
+    } else {
+        Err(not_owner(task, dest, marker, me))
+    }
 }
 
 /// The refusal of a run (or claim) by a store that does not own the destination.

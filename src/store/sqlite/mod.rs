@@ -92,6 +92,9 @@ pub struct SqliteStore {
     path: PathBuf,
     /// Opened with [`SqliteStore::open_read_only`]: every connection is read-only.
     read_only: bool,
+    /// Read-only, and opened as immutable (no `-shm` could be made beside the file): every
+    /// connection opens the same way, decided once when the store opened.
+    immutable: bool,
     conn: Mutex<Connection>,
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
     /// Optimistic attempts of a snapshot before it holds off writers.
@@ -131,6 +134,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path: path.to_path_buf(),
             read_only: false,
+            immutable: false,
             conn: Mutex::new(conn),
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: read::OPTIMISTIC_PINS,
@@ -153,13 +157,14 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        let conn = match connect_read_only(path, false) {
-            Ok(conn) => conn,
-            Err(first) => connect_read_only(path, true).map_err(|_| first)?,
+        let (conn, immutable) = match connect_read_only(path, false) {
+            Ok(conn) => (conn, false),
+            Err(first) => (connect_read_only(path, true).map_err(|_| first)?, true),
         };
         Ok(SqliteStore {
             path: path.to_path_buf(),
             read_only: true,
+            immutable,
             conn: Mutex::new(conn),
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: read::OPTIMISTIC_PINS,
@@ -181,8 +186,7 @@ impl SqliteStore {
     /// and listing reads on one of its own.
     fn connect(&self) -> Result<Connection> {
         if self.read_only {
-            connect_read_only(&self.path, false)
-                .or_else(|first| connect_read_only(&self.path, true).map_err(|_| first))
+            connect_read_only(&self.path, self.immutable)
         } else {
             connect(&self.path)
         }

@@ -66,10 +66,8 @@
 //! Errors name the file URL and where: `url:line: Field: expected …, found …` for CSV,
 //! `url: row N: Field: …` for Parquet and ORC (N counts from 1 in the file).
 //!
-//! **ORC** is read with `orc-rust` (the only maintained pure-Rust ORC reader). It is built on
-//! arrow 59 while lakeport uses arrow 60, so each ORC batch crosses to arrow 60 as Arrow IPC
-//! stream bytes (written by arrow 59, read by arrow 60) and then takes the same mapping path as
-//! Parquet batches.
+//! **ORC** is read with `orc-rust` (the only maintained pure-Rust ORC reader), whose arrow is
+//! lakeport's (see `Cargo.toml`): its batches take the same mapping path as Parquet batches.
 
 mod fields;
 mod manifest;
@@ -700,30 +698,8 @@ fn orc_batches(file: File, url: &str) -> Result<Batches> {
         .build();
     let url = url.to_string();
     Ok(Box::new(reader.map(move |batch| {
-        let batch =
-            batch.map_err(|e| Error::InvalidInput(format!("{url}: cannot read ORC data: {e}")))?;
-        orc_to_arrow(&batch)
-            .map_err(|e| Error::InvalidInput(format!("{url}: cannot convert ORC data: {e}")))
+        batch.map_err(|e| Error::InvalidInput(format!("{url}: cannot read ORC data: {e}")))
     })))
-}
-
-/// An arrow 59 batch (from orc-rust) as an arrow 60 batch, through Arrow IPC stream bytes.
-fn orc_to_arrow(
-    batch: &arrow59::record_batch::RecordBatch,
-) -> std::result::Result<RecordBatch, String> {
-    let mut bytes = Vec::new();
-    {
-        let mut writer = arrow59::ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
-            .map_err(|e| e.to_string())?;
-        writer.write(batch).map_err(|e| e.to_string())?;
-        writer.finish().map_err(|e| e.to_string())?;
-    }
-    let mut reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
-        .map_err(|e| e.to_string())?;
-    match reader.next() {
-        Some(batch) => batch.map_err(|e| e.to_string()),
-        None => Err("no batch in the IPC stream".into()),
-    }
 }
 
 struct Changes {

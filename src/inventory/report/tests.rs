@@ -1304,7 +1304,7 @@ fn obs_report_in_a_store() {
 // ---------------------------------------------------------------- ORC
 
 /// An ORC file written with orc-rust's ArrowWriter (arrow 59), in stripes of `batch` rows.
-fn orc_file(batch: &arrow59::record_batch::RecordBatch) -> Vec<u8> {
+fn orc_file(batch: &arrow::record_batch::RecordBatch) -> Vec<u8> {
     let mut out = Vec::new();
     let mut w = orc_rust::ArrowWriterBuilder::new(&mut out, batch.schema())
         .try_build()
@@ -1314,9 +1314,9 @@ fn orc_file(batch: &arrow59::record_batch::RecordBatch) -> Vec<u8> {
     out
 }
 
-fn orc_batch(bucket: &str, n: usize) -> arrow59::record_batch::RecordBatch {
-    use arrow59::array::{BooleanArray, Int64Array, StringArray, TimestampNanosecondArray};
-    use arrow59::datatypes::{DataType, Field, Schema, TimeUnit};
+fn orc_batch(bucket: &str, n: usize) -> arrow::record_batch::RecordBatch {
+    use arrow::array::{BooleanArray, Int64Array, StringArray, TimestampNanosecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     let schema = Schema::new(vec![
         Field::new("bucket", DataType::Utf8, false),
         Field::new("key", DataType::Utf8, false),
@@ -1339,7 +1339,7 @@ fn orc_batch(bucket: &str, n: usize) -> arrow59::record_batch::RecordBatch {
             }
         })
         .collect();
-    arrow59::record_batch::RecordBatch::try_new(
+    arrow::record_batch::RecordBatch::try_new(
         std::sync::Arc::new(schema),
         vec![
             std::sync::Arc::new(StringArray::from(vec![bucket; n])),
@@ -1401,12 +1401,12 @@ fn orc_errors_name_file_and_row() {
     let r = Report::new();
     let mut batch = orc_batch("src-bucket", 3);
     let mut cols = batch.columns().to_vec();
-    cols[0] = std::sync::Arc::new(arrow59::array::StringArray::from(vec![
+    cols[0] = std::sync::Arc::new(arrow::array::StringArray::from(vec![
         "src-bucket",
         "src-bucket",
         "nope",
     ]));
-    batch = arrow59::record_batch::RecordBatch::try_new(batch.schema(), cols).unwrap();
+    batch = arrow::record_batch::RecordBatch::try_new(batch.schema(), cols).unwrap();
     let f = r.data("o.orc", &orc_file(&batch));
     r.manifest("ORC", ORC_SCHEMA, vec![f]);
     let msg = err_text(r.read_all());

@@ -40,13 +40,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_yaml::{Mapping, Value as Yaml};
 
 use crate::error::{Error, Result};
 use crate::model::schema::{yaml_error_text, yaml_files};
-use crate::objstore::storage::{Credential, StorageOptions, STORAGE_KEYS};
+use crate::objstore::storage::{Credential, StorageOptions};
+use keys::{read_keys, NumberOrText, Section};
 
+pub(crate) mod keys;
 pub mod schedule;
 
 /// What a pipelines file declares.
@@ -154,70 +156,6 @@ impl Problems {
     }
 }
 
-/// Reads a typed field; a wrong type is a problem naming the key. Absent → `None`.
-pub(crate) fn field<T: DeserializeOwned>(
-    map: &Mapping,
-    key: &str,
-    path: &str,
-    problems: &mut Problems,
-) -> Option<T> {
-    let value = map.get(key)?;
-    if value.is_null() {
-        return None;
-    }
-    match serde_yaml::from_value::<T>(value.clone()) {
-        Ok(v) => Some(v),
-        Err(e) => {
-            problems.push(path, e);
-            None
-        }
-    }
-}
-
-/// Reports keys of `map` that are not in `known`.
-pub(crate) fn unknown_keys(map: &Mapping, known: &[&str], at: &str, problems: &mut Problems) {
-    for key in map.keys() {
-        let name = key
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{key:?}"));
-        if !known.contains(&name.as_str()) {
-            let path = if at.is_empty() {
-                name.clone()
-            } else {
-                format!("{at}.{name}")
-            };
-            problems.push(
-                &path,
-                format!("unknown key; expected one of {}", known.join(", ")),
-            );
-        }
-    }
-}
-
-/// A nested mapping such as `parquet:`; a non-mapping is a problem.
-pub(crate) fn section(
-    map: &Mapping,
-    key: &str,
-    known: &[&str],
-    problems: &mut Problems,
-) -> Mapping {
-    match map.get(key) {
-        None | Some(Yaml::Null) => Mapping::new(),
-        Some(Yaml::Mapping(m)) => {
-            unknown_keys(m, known, key, problems);
-            m.clone()
-        }
-        Some(_) => {
-            problems.push(
-                key,
-                format!("expected a mapping with keys {}", known.join(", ")),
-            );
-            Mapping::new()
-        }
-    }
-}
-
 /// Keys that would hold a secret outright, and the key to use instead.
 const SECRET_KEYS: &[(&str, &str)] = &[
     ("token", "session_token_env (s3) or sas_token_env (az)"),
@@ -234,74 +172,68 @@ const SECRET_KEYS: &[(&str, &str)] = &[
     ("credentials", "access_key_id_env and secret_access_key_env"),
 ];
 
+/// The keys of a `storage:` section (see the module docs), in the order messages list them;
+/// turned into [`StorageOptions`] by [`storage_section`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StorageKeys {
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    allow_http: Option<bool>,
+    use_emulator: Option<bool>,
+    account_name: Option<String>,
+    access_key_id_env: Option<String>,
+    secret_access_key_env: Option<String>,
+    session_token_env: Option<String>,
+    service_account_key_env: Option<String>,
+    account_key_env: Option<String>,
+    sas_token_env: Option<String>,
+}
+
 /// The `storage:` section of a task or watcher file: the object-store options of the store
 /// `url` names (`None` when the URL is itself wrong: then what depends on it is not
-/// checked). Every problem is pushed as `storage.KEY: message`; see the module docs.
+/// checked). A secret written outright and `profile` are refused with what to write instead;
+/// every problem is pushed as `storage.KEY: message`; see the module docs.
 pub(crate) fn storage_section(
-    map: &Mapping,
+    section: &Section<StorageKeys>,
     url: Option<&str>,
     problems: &mut Problems,
 ) -> StorageOptions {
-    let mut options = StorageOptions::default();
-    let section = match map.get("storage") {
-        None | Some(Yaml::Null) => return options,
-        Some(Yaml::Mapping(m)) => m,
-        Some(_) => {
-            problems.push(
-                "storage",
-                format!("expected a mapping with keys {}", STORAGE_KEYS.join(", ")),
-            );
-            return options;
-        }
-    };
-    for key in section.keys() {
-        let name = key
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{key:?}"));
-        let at = format!("storage.{name}");
-        let instead = Credential::ALL
-            .iter()
-            .find(|c| c.literal_key() == name)
-            .map(|c| c.env_key())
-            .or_else(|| {
-                SECRET_KEYS
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, instead)| *instead)
-            });
-        if let Some(instead) = instead {
-            problems.push(
-                &at,
-                format!(
-                    "secrets are never written in pipeline files: put it in an environment \
-                     variable of lakeport's and name that variable with {instead}: VARIABLE"
-                ),
-            );
-        } else if name == "profile" {
-            problems.push(
-                &at,
-                "object_store reads no AWS profile files: export the profile's credentials \
-                 as AWS_* variables (aws configure export-credentials --format env), or name \
-                 variables with access_key_id_env and secret_access_key_env",
-            );
-        } else if !STORAGE_KEYS.contains(&name.as_str()) {
-            problems.push(
-                &at,
-                format!("unknown key; expected one of {}", STORAGE_KEYS.join(", ")),
-            );
-        }
+    // Keys that would hold a secret, or name a profile, get their own advice and are not read.
+    let mut written = section.value().clone();
+    if let Yaml::Mapping(map) = &mut written {
+        map.retain(|key, _| match key.as_str() {
+            Some(name) => match refused_storage_key(name) {
+                Some(advice) => {
+                    problems.push(&format!("storage.{name}"), advice);
+                    false
+                }
+                None => true,
+            },
+            None => true,
+        });
     }
-    options.endpoint = field(section, "endpoint", "storage.endpoint", problems);
-    options.region = field(section, "region", "storage.region", problems);
-    options.path_style = field(section, "path_style", "storage.path_style", problems);
-    options.allow_http = field(section, "allow_http", "storage.allow_http", problems);
-    options.use_emulator = field(section, "use_emulator", "storage.use_emulator", problems);
-    options.account_name = field(section, "account_name", "storage.account_name", problems);
-    for credential in Credential::ALL {
-        let key = credential.env_key();
-        if let Some(var) = field::<String>(section, key, &format!("storage.{key}"), problems) {
-            options.credentials.insert(credential, var);
+    let keys: StorageKeys = read_keys(&written, "storage", problems);
+    let mut options = StorageOptions {
+        endpoint: keys.endpoint,
+        region: keys.region,
+        path_style: keys.path_style,
+        allow_http: keys.allow_http,
+        use_emulator: keys.use_emulator,
+        account_name: keys.account_name,
+        ..StorageOptions::default()
+    };
+    for (credential, variable) in [
+        (Credential::AccessKeyId, keys.access_key_id_env),
+        (Credential::SecretAccessKey, keys.secret_access_key_env),
+        (Credential::SessionToken, keys.session_token_env),
+        (Credential::ServiceAccountKey, keys.service_account_key_env),
+        (Credential::AccountKey, keys.account_key_env),
+        (Credential::SasToken, keys.sas_token_env),
+    ] {
+        if let Some(variable) = variable {
+            options.credentials.insert(credential, variable);
         }
     }
     for (key, message) in options.problems(url) {
@@ -310,10 +242,38 @@ pub(crate) fn storage_section(
     options
 }
 
+/// What to write instead of a `storage:` key that would hold a secret or name a profile.
+fn refused_storage_key(name: &str) -> Option<String> {
+    let instead = Credential::ALL
+        .iter()
+        .find(|c| c.literal_key() == name)
+        .map(|c| c.env_key())
+        .or_else(|| {
+            SECRET_KEYS
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, instead)| *instead)
+        });
+    if let Some(instead) = instead {
+        Some(format!(
+            "secrets are never written in pipeline files: put it in an environment variable \
+             of lakeport's and name that variable with {instead}: VARIABLE"
+        ))
+    } else if name == "profile" {
+        Some(
+            "object_store reads no AWS profile files: export the profile's credentials as \
+             AWS_* variables (aws configure export-credentials --format env), or name \
+             variables with access_key_id_env and secret_access_key_env"
+                .to_string(),
+        )
+    } else {
+        None
+    }
+}
+
 /// The `name` key of a task or watcher: required, 3–16 characters of lowercase letters,
 /// digits and hyphens (it names objects, files and metrics).
-pub(crate) fn name_field(map: &Mapping, problems: &mut Problems) -> Option<String> {
-    let name: Option<String> = field(map, "name", "name", problems);
+pub(crate) fn checked_name(name: Option<String>, problems: &mut Problems) -> Option<String> {
     match &name {
         None => problems.push("name", "required"),
         Some(n) if !is_name(n) => problems.push(
@@ -334,28 +294,22 @@ pub fn is_name(name: &str) -> bool {
 }
 
 /// A duration key (`60s`, `5m`, `500ms`, a number of seconds) of at least `at_least`; `None`
-/// when absent or wrong (then a problem says why).
-pub(crate) fn duration_field(
-    map: &Mapping,
+/// when absent or wrong (then a problem at `key` says why).
+pub(crate) fn duration(
+    value: Option<&NumberOrText>,
     key: &str,
-    path: &str,
     at_least: Duration,
     problems: &mut Problems,
 ) -> Option<Duration> {
-    let value = field::<Yaml>(map, key, path, problems)?;
-    let text = match &value {
-        Yaml::String(t) => t.clone(),
-        Yaml::Number(n) => n.to_string(),
-        _ => String::new(),
-    };
-    match parse_duration(&text) {
+    let text = &value?.0;
+    match parse_duration(text) {
         Ok(d) if d >= at_least => Some(d),
         Ok(_) => {
-            problems.push(path, format!("{text:?}: expected at least {at_least:?}"));
+            problems.push(key, format!("{text:?}: expected at least {at_least:?}"));
             None
         }
         Err(e) => {
-            problems.push(path, e);
+            problems.push(key, e);
             None
         }
     }
@@ -464,6 +418,55 @@ mod tests {
         assert!(!is_name("Inventory"));
         assert!(!is_name("a_b_c"));
         assert!(!is_name("seventeen-chars-x"));
+    }
+
+    #[test]
+    fn every_credential_has_its_storage_key() {
+        let keys = serde_aux::serde_introspection::serde_introspect::<StorageKeys>();
+        for credential in Credential::ALL {
+            assert!(keys.contains(&credential.env_key()), "{credential:?}");
+        }
+    }
+
+    #[test]
+    fn storage_sections_refuse_secrets_and_unknown_keys_and_read_the_rest() {
+        let text = "endpoint: http://127.0.0.1:9000\nallow_http: true\nsecret_access_key: x\n\
+                    profile: dev\nendpoint_url: y\naccess_key_id_env: KEY\n\
+                    secret_access_key_env: SECRET\n";
+        let section: Section<StorageKeys> = serde_yaml::from_str(text).unwrap();
+        let mut problems = Problems::new(Path::new("t.yaml"));
+        let options = storage_section(&section, Some("s3://bucket"), &mut problems);
+        assert_eq!(options.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(options.allow_http, Some(true));
+        assert_eq!(
+            options
+                .credentials
+                .get(&Credential::AccessKeyId)
+                .map(String::as_str),
+            Some("KEY")
+        );
+        let keys: Vec<&str> = problems
+            .lines
+            .iter()
+            .map(|l| l.split(": ").nth(1).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "storage.secret_access_key",
+                "storage.profile",
+                "storage.endpoint_url"
+            ],
+            "{:?}",
+            problems.lines
+        );
+        assert!(problems.lines[0].contains("name that variable with secret_access_key_env"));
+        assert!(problems.lines[2].ends_with(
+            "unknown key; expected one of endpoint, region, \
+             path_style, allow_http, use_emulator, account_name, access_key_id_env, \
+             secret_access_key_env, session_token_env, service_account_key_env, \
+             account_key_env, sas_token_env"
+        ));
     }
 
     #[test]

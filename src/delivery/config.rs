@@ -1,5 +1,7 @@
 //! Task files: `pipelines/<task>.yaml`, read as YAML and checked into a [`Task`] before any
-//! work starts. Every problem of every file is collected and reported at once, each as
+//! work starts. serde reads the keys into typed structs (`TaskKeys` and one struct per
+//! section, unknown keys refused: [`crate::config::keys`]); [`check_task`] then checks what
+//! they mean together. Every problem of every file is collected and reported at once, each as
 //! `FILE: KEY: message`.
 //!
 //! Relative paths in a task (`schema:`, and a `destination:` that is a plain path) are resolved
@@ -31,12 +33,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_yaml::{Mapping, Value as Yaml};
+use serde_yaml::Mapping;
 
+use crate::config::keys::{read_mapping, NumberOrText, Section};
 use crate::config::schedule::{parse_zone, Schedule};
 use crate::config::{
-    duration_field, field, name_field, project_dir, read_pipeline_files, resolve_destination,
-    resolve_path, section, storage_section, unknown_keys, Kind, PipelineFile, Problems,
+    checked_name, duration, project_dir, read_pipeline_files, resolve_destination, resolve_path,
+    storage_section, Kind, PipelineFile, Problems, StorageKeys,
 };
 use crate::convert::LakeSchema;
 use crate::delivery::manifest::DEFAULT_KEEP;
@@ -149,40 +152,94 @@ pub struct Task {
     pub manifests_keep: usize,
 }
 
-const TOP_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "source",
-    "destination",
-    "prefix",
-    "partition_time",
-    "mode",
-    "schema",
-    "parquet",
-    "concurrency",
-    "schedule",
-    "schedule_timezone",
-    "deletes",
-    "dirty",
-    "catalog",
-    "lease",
-    "retry",
-    "max_delay",
-    "manifests",
-    "storage",
-];
-const PARTITION_TIME_KEYS: &[&str] = &["from", "column", "timezone"];
-const PARQUET_KEYS: &[&str] = &[
-    "compression",
-    "target_file_size",
-    "row_group_rows",
-    "encoding",
-    "buffer_size",
-];
-const DIRTY_KEYS: &[&str] = &["keep"];
-const CATALOG_KEYS: &[&str] = &["dialect", "table", "database"];
-const RETRY_KEYS: &[&str] = &["initial", "max_interval", "max_elapsed"];
-const MANIFEST_KEYS: &[&str] = &["keep"];
+/// A task file as written: every key typed, unknown keys refused; what the keys mean together
+/// is checked by [`check_task`]. Sections are read key by key when they are checked
+/// ([`Section`]), so every problem of a file is reported at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskKeys {
+    /// Told apart by [`crate::config::read_pipeline_files`]; a known key here.
+    #[allow(dead_code)]
+    kind: Option<String>,
+    name: Option<String>,
+    source: Option<String>,
+    destination: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    partition_time: Section<PartitionTimeKeys>,
+    mode: Option<Mode>,
+    schema: Option<String>,
+    #[serde(default)]
+    parquet: Section<ParquetKeys>,
+    concurrency: Option<usize>,
+    schedule: Option<String>,
+    schedule_timezone: Option<String>,
+    deletes: Option<Deletes>,
+    #[serde(default)]
+    dirty: Section<DirtyKeys>,
+    #[serde(default)]
+    catalog: Section<CatalogKeys>,
+    lease: Option<NumberOrText>,
+    #[serde(default)]
+    retry: Section<RetryKeys>,
+    max_delay: Option<NumberOrText>,
+    #[serde(default)]
+    manifests: Section<ManifestKeys>,
+    #[serde(default)]
+    storage: Section<StorageKeys>,
+}
+
+/// `partition_time:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartitionTimeKeys {
+    from: Option<String>,
+    column: Option<String>,
+    timezone: Option<String>,
+}
+
+/// `parquet:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ParquetKeys {
+    compression: Option<String>,
+    target_file_size: Option<NumberOrText>,
+    row_group_rows: Option<usize>,
+    encoding: Option<String>,
+    buffer_size: Option<NumberOrText>,
+}
+
+/// `dirty:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirtyKeys {
+    keep: Option<bool>,
+}
+
+/// `catalog:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogKeys {
+    dialect: Option<String>,
+    table: Option<String>,
+    database: Option<String>,
+}
+
+/// `retry:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryKeys {
+    initial: Option<NumberOrText>,
+    max_interval: Option<NumberOrText>,
+    max_elapsed: Option<NumberOrText>,
+}
+
+/// `manifests:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ManifestKeys {
+    keep: Option<usize>,
+}
 
 /// Reads and checks every task file under `pipelines` (files of another kind are left to
 /// their own checker), against the declared `tables`. Returns the tasks by name, or every
@@ -229,6 +286,9 @@ pub(crate) fn check_tasks(
     tasks
 }
 
+/// Reads a task file's keys and checks what they mean together (the source table and its
+/// columns, the schema file, the prefix against the lake columns, the schedule against the
+/// mode …). `None` when the file has a problem.
 fn check_task(
     map: &Mapping,
     path: &Path,
@@ -236,11 +296,10 @@ fn check_task(
     tables: &BTreeMap<String, TableDef>,
     problems: &mut Problems,
 ) -> Option<Task> {
-    unknown_keys(map, TOP_KEYS, "", problems);
-    let name = name_field(map, problems);
+    let keys: TaskKeys = read_mapping(map, "", problems);
+    let name = checked_name(keys.name, problems);
 
-    let source_name: Option<String> = field(map, "source", "source", problems);
-    let source = match &source_name {
+    let source = match &keys.source {
         None => {
             problems.push("source", "required");
             None
@@ -260,12 +319,12 @@ fn check_task(
         },
     };
 
-    let destination = match field::<String>(map, "destination", "destination", problems) {
+    let destination = match &keys.destination {
         None => {
             problems.push("destination", "required");
             None
         }
-        Some(d) => match resolve_destination(&d, project) {
+        Some(d) => match resolve_destination(d, project) {
             Ok(d) => Some(d),
             Err(msg) => {
                 problems.push("destination", msg);
@@ -274,10 +333,9 @@ fn check_task(
         },
     };
 
-    let storage = storage_section(map, destination.as_deref(), problems);
+    let storage = storage_section(&keys.storage, destination.as_deref(), problems);
 
-    let prefix_raw: String = field(map, "prefix", "prefix", problems).unwrap_or_default();
-    let prefix = match PrefixTemplate::parse(&prefix_raw) {
+    let prefix = match PrefixTemplate::parse(keys.prefix.as_deref().unwrap_or_default()) {
         Ok(p) => Some(p),
         Err(errors) => {
             for e in errors {
@@ -287,60 +345,9 @@ fn check_task(
         }
     };
 
-    let pt = section(map, "partition_time", PARTITION_TIME_KEYS, problems);
-    let from: String =
-        field(&pt, "from", "partition_time.from", problems).unwrap_or_else(|| "write_time".into());
-    let column: Option<String> = field(&pt, "column", "partition_time.column", problems);
-    let partition_time = match from.as_str() {
-        "write_time" | "run_time" if column.is_some() => {
-            problems.push(
-                "partition_time.column",
-                format!("only used with from: column (from is {from})"),
-            );
-            None
-        }
-        "write_time" => Some(PartitionTime::WriteTime),
-        "run_time" => Some(PartitionTime::RunTime),
-        "column" => {
-            match (&column, &source) {
-                (None, _) => {
-                    problems.push("partition_time.column", "required with from: column");
-                    None
-                }
-                (Some(c), Some(def)) => match def.source_type(c) {
-                    Some(ColumnType::TimestampMs) if c == WRITE_TIME_COLUMN => {
-                        Some(PartitionTime::WriteTime)
-                    }
-                    Some(ColumnType::TimestampMs) => Some(PartitionTime::Column(c.clone())),
-                    Some(other) => {
-                        problems.push(
-                        "partition_time.column",
-                        format!("column {c:?} is {other}; a partition time column must be timestamp_ms"),
-                    );
-                        None
-                    }
-                    None => {
-                        problems.push(
-                            "partition_time.column",
-                            format!("column {c:?} is not a column of table {:?}", def.table),
-                        );
-                        None
-                    }
-                },
-                (Some(_), None) => None,
-            }
-        }
-        other => {
-            problems.push(
-                "partition_time.from",
-                format!("{other:?}: expected write_time, column or run_time"),
-            );
-            None
-        }
-    };
-    let tz_name: String =
-        field(&pt, "timezone", "partition_time.timezone", problems).unwrap_or_else(|| "UTC".into());
-    let timezone = match parse_zone(&tz_name) {
+    let pt = keys.partition_time.read("partition_time", problems);
+    let partition_time = partition_time(&pt, source.as_ref(), problems);
+    let timezone = match parse_zone(pt.timezone.as_deref().unwrap_or("UTC")) {
         Ok(tz) => Some(tz),
         Err(e) => {
             problems.push("partition_time.timezone", e);
@@ -348,13 +355,12 @@ fn check_task(
         }
     };
 
-    let mode = field::<Mode>(map, "mode", "mode", problems).unwrap_or(Mode::Full);
-    let schema_ref: String =
-        field(map, "schema", "schema", problems).unwrap_or_else(|| "auto".into());
+    let mode = keys.mode.unwrap_or(Mode::Full);
+    let schema_ref = keys.schema.as_deref().unwrap_or("auto");
     let schema = match &source {
         Some(def) if schema_ref == "auto" => Some(LakeSchema::auto(def)),
         Some(def) => {
-            let schema_path = resolve_path(&schema_ref, project);
+            let schema_path = resolve_path(schema_ref, project);
             if !schema_path.is_file() {
                 problems.push(
                     "schema",
@@ -379,51 +385,7 @@ fn check_task(
         None => None,
     };
 
-    let pq = section(map, "parquet", PARQUET_KEYS, problems);
-    let mut parquet = ParquetOptions::default();
-    if let Some(c) = field::<String>(&pq, "compression", "parquet.compression", problems) {
-        match parse_compression(&c) {
-            Ok(c) => parquet.compression = c,
-            Err(e) => problems.push("parquet.compression", e),
-        }
-    }
-    if let Some(size) = pq.get("target_file_size") {
-        match parse_size(size) {
-            Ok(bytes) if bytes >= 1 << 20 => parquet.target_file_size = bytes,
-            Ok(bytes) => problems.push(
-                "parquet.target_file_size",
-                format!("{bytes} bytes: expected at least 1MiB"),
-            ),
-            Err(e) => problems.push("parquet.target_file_size", e),
-        }
-    }
-    if let Some(size) = pq.get("buffer_size") {
-        match parse_size(size) {
-            Ok(bytes) if bytes >= 16 << 20 => parquet.buffer_bytes = bytes as usize,
-            Ok(bytes) => problems.push(
-                "parquet.buffer_size",
-                format!("{bytes} bytes: expected at least 16MiB"),
-            ),
-            Err(e) => problems.push("parquet.buffer_size", e),
-        }
-    }
-    if let Some(rows) = field::<usize>(&pq, "row_group_rows", "parquet.row_group_rows", problems) {
-        if rows == 0 {
-            problems.push("parquet.row_group_rows", "expected at least 1");
-        } else {
-            parquet.row_group_rows = rows;
-        }
-    }
-    if let Some(enc) = field::<String>(&pq, "encoding", "parquet.encoding", problems) {
-        match enc.as_str() {
-            "dictionary" => parquet.dictionary = true,
-            "plain" => parquet.dictionary = false,
-            other => problems.push(
-                "parquet.encoding",
-                format!("{other:?}: expected dictionary or plain"),
-            ),
-        }
-    }
+    let parquet = parquet_options(&keys.parquet.read("parquet", problems), problems);
 
     if let (Some(prefix), Some(schema)) = (&prefix, &schema) {
         for column in prefix.partition_columns() {
@@ -440,16 +402,19 @@ fn check_task(
         }
     }
 
-    let concurrency = field::<usize>(map, "concurrency", "concurrency", problems).unwrap_or(1);
+    let concurrency = keys.concurrency.unwrap_or(1);
     if !(1..=64).contains(&concurrency) {
         problems.push("concurrency", format!("{concurrency}: expected 1 to 64"));
     }
 
-    let schedule: Option<String> = field(map, "schedule", "schedule", problems);
-    let schedule_zone = field::<String>(map, "schedule_timezone", "schedule_timezone", problems);
-    let cron = schedule_cron(schedule.as_deref(), schedule_zone, timezone, problems);
+    let cron = schedule_cron(
+        keys.schedule.as_deref(),
+        keys.schedule_timezone,
+        timezone,
+        problems,
+    );
 
-    let deletes = field::<Deletes>(map, "deletes", "deletes", problems).unwrap_or(Deletes::Ignore);
+    let deletes = keys.deletes.unwrap_or(Deletes::Ignore);
     let schema = match schema {
         Some(schema) if deletes == Deletes::Emit => {
             let carried = |source: &str| schema.columns().iter().any(|c| c.source == source);
@@ -476,22 +441,19 @@ fn check_task(
         }
         other => other,
     };
-    let dirty = section(map, "dirty", DIRTY_KEYS, problems);
-    let dirty_keep = field::<bool>(&dirty, "keep", "dirty.keep", problems).unwrap_or(false);
+    let dirty_keep = keys.dirty.read("dirty", problems).keep.unwrap_or(false);
 
-    let cat = section(map, "catalog", CATALOG_KEYS, problems);
-    let dialect: String =
-        field(&cat, "dialect", "catalog.dialect", problems).unwrap_or_else(|| "hive".into());
+    let cat = keys.catalog.read("catalog", problems);
+    let dialect = cat.dialect.as_deref().unwrap_or("hive");
     if dialect != "hive" {
         problems.push("catalog.dialect", format!("{dialect:?}: expected hive"));
     }
-    let default_table = name.clone().unwrap_or_default().replace('-', "_");
-    let catalog_table: String =
-        field(&cat, "table", "catalog.table", problems).unwrap_or(default_table);
-    let database: Option<String> = field(&cat, "database", "catalog.database", problems);
+    let catalog_table = cat
+        .table
+        .unwrap_or_else(|| name.clone().unwrap_or_default().replace('-', "_"));
     for (key, ident) in [
         ("catalog.table", Some(&catalog_table)),
-        ("catalog.database", database.as_ref()),
+        ("catalog.database", cat.database.as_ref()),
     ] {
         if let Some(ident) = ident {
             if !is_identifier(ident) {
@@ -503,45 +465,24 @@ fn check_task(
         }
     }
 
-    let lease = duration_field(map, "lease", "lease", Duration::from_secs(1), problems)
-        .unwrap_or(DEFAULT_LEASE);
-    let max_delay = duration_field(
-        map,
-        "max_delay",
-        "max_delay",
-        Duration::from_secs(1),
-        problems,
-    )
-    .unwrap_or(DEFAULT_MAX_DELAY);
-    if schedule.as_deref() == Some("continuous") && mode == Mode::Full {
+    let second = Duration::from_secs(1);
+    let lease = duration(keys.lease.as_ref(), "lease", second, problems).unwrap_or(DEFAULT_LEASE);
+    let max_delay = duration(keys.max_delay.as_ref(), "max_delay", second, problems)
+        .unwrap_or(DEFAULT_MAX_DELAY);
+    if keys.schedule.as_deref() == Some("continuous") && mode == Mode::Full {
         problems.push(
             "schedule",
             "continuous: needs mode incremental or differential (a full run delivers the \
              whole table each time)",
         );
     }
-    let retry_map = section(map, "retry", RETRY_KEYS, problems);
-    let mut retry = RetryPolicy::default();
-    let ms = Duration::from_millis(1);
-    for (key, slot) in [
-        ("initial", &mut retry.initial),
-        ("max_interval", &mut retry.max_interval),
-        ("max_elapsed", &mut retry.max_elapsed),
-    ] {
-        if let Some(d) = duration_field(&retry_map, key, &format!("retry.{key}"), ms, problems) {
-            *slot = d;
-        }
-    }
-    if retry.initial > retry.max_interval {
-        problems.push(
-            "retry.initial",
-            "is longer than retry.max_interval; expected at most that",
-        );
-    }
+    let retry = retry_policy(&keys.retry.read("retry", problems), problems);
 
-    let manifests = section(map, "manifests", MANIFEST_KEYS, problems);
-    let manifests_keep =
-        field::<usize>(&manifests, "keep", "manifests.keep", problems).unwrap_or(DEFAULT_KEEP);
+    let manifests_keep = keys
+        .manifests
+        .read("manifests", problems)
+        .keep
+        .unwrap_or(DEFAULT_KEEP);
     if manifests_keep == 0 {
         problems.push(
             "manifests.keep",
@@ -562,12 +503,12 @@ fn check_task(
         schema: schema?,
         parquet,
         concurrency,
-        schedule,
+        schedule: keys.schedule,
         cron,
         deletes,
         dirty_keep,
         catalog: CatalogTarget {
-            database,
+            database: cat.database,
             table: catalog_table,
         },
         lease,
@@ -575,6 +516,136 @@ fn check_task(
         max_delay,
         manifests_keep,
     })
+}
+
+/// `partition_time.from` (and `column`) against the source table's columns.
+fn partition_time(
+    keys: &PartitionTimeKeys,
+    source: Option<&TableDef>,
+    problems: &mut Problems,
+) -> Option<PartitionTime> {
+    let from = keys.from.as_deref().unwrap_or("write_time");
+    match (from, &keys.column) {
+        ("write_time" | "run_time", Some(_)) => {
+            problems.push(
+                "partition_time.column",
+                format!("only used with from: column (from is {from})"),
+            );
+            None
+        }
+        ("write_time", None) => Some(PartitionTime::WriteTime),
+        ("run_time", None) => Some(PartitionTime::RunTime),
+        ("column", None) => {
+            problems.push("partition_time.column", "required with from: column");
+            None
+        }
+        ("column", Some(c)) => match source?.source_type(c) {
+            Some(ColumnType::TimestampMs) if c == WRITE_TIME_COLUMN => {
+                Some(PartitionTime::WriteTime)
+            }
+            Some(ColumnType::TimestampMs) => Some(PartitionTime::Column(c.clone())),
+            Some(other) => {
+                problems.push(
+                    "partition_time.column",
+                    format!(
+                        "column {c:?} is {other}; a partition time column must be timestamp_ms"
+                    ),
+                );
+                None
+            }
+            None => {
+                problems.push(
+                    "partition_time.column",
+                    format!("column {c:?} is not a column of table {:?}", source?.table),
+                );
+                None
+            }
+        },
+        (other, _) => {
+            problems.push(
+                "partition_time.from",
+                format!("{other:?}: expected write_time, column or run_time"),
+            );
+            None
+        }
+    }
+}
+
+/// The Parquet writer options of a `parquet:` section, each checked against its range.
+fn parquet_options(keys: &ParquetKeys, problems: &mut Problems) -> ParquetOptions {
+    let mut parquet = ParquetOptions::default();
+    if let Some(c) = &keys.compression {
+        match parse_compression(c) {
+            Ok(c) => parquet.compression = c,
+            Err(e) => problems.push("parquet.compression", e),
+        }
+    }
+    if let Some(size) = &keys.target_file_size {
+        match parse_size(&size.0) {
+            Ok(bytes) if bytes >= 1 << 20 => parquet.target_file_size = bytes,
+            Ok(bytes) => problems.push(
+                "parquet.target_file_size",
+                format!("{bytes} bytes: expected at least 1MiB"),
+            ),
+            Err(e) => problems.push("parquet.target_file_size", e),
+        }
+    }
+    if let Some(size) = &keys.buffer_size {
+        match parse_size(&size.0) {
+            Ok(bytes) if bytes >= 16 << 20 => parquet.buffer_bytes = bytes as usize,
+            Ok(bytes) => problems.push(
+                "parquet.buffer_size",
+                format!("{bytes} bytes: expected at least 16MiB"),
+            ),
+            Err(e) => problems.push("parquet.buffer_size", e),
+        }
+    }
+    match keys.row_group_rows {
+        Some(0) => problems.push("parquet.row_group_rows", "expected at least 1"),
+        Some(rows) => parquet.row_group_rows = rows,
+        None => {}
+    }
+    match keys.encoding.as_deref() {
+        None => {}
+        Some("dictionary") => parquet.dictionary = true,
+        Some("plain") => parquet.dictionary = false,
+        Some(other) => problems.push(
+            "parquet.encoding",
+            format!("{other:?}: expected dictionary or plain"),
+        ),
+    }
+    parquet
+}
+
+/// The retry policy of a `retry:` section (durations of at least 1ms; the first wait no
+/// longer than the longest).
+fn retry_policy(keys: &RetryKeys, problems: &mut Problems) -> RetryPolicy {
+    let mut retry = RetryPolicy::default();
+    let ms = Duration::from_millis(1);
+    for (key, value, slot) in [
+        ("retry.initial", &keys.initial, &mut retry.initial),
+        (
+            "retry.max_interval",
+            &keys.max_interval,
+            &mut retry.max_interval,
+        ),
+        (
+            "retry.max_elapsed",
+            &keys.max_elapsed,
+            &mut retry.max_elapsed,
+        ),
+    ] {
+        if let Some(d) = duration(value.as_ref(), key, ms, problems) {
+            *slot = d;
+        }
+    }
+    if retry.initial > retry.max_interval {
+        problems.push(
+            "retry.initial",
+            "is longer than retry.max_interval; expected at most that",
+        );
+    }
+    retry
 }
 
 /// The task's cron `schedule` in its zone: `schedule_timezone` when given (`zone_name`), else
@@ -638,18 +709,14 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(60);
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 
 /// A byte size: an integer (bytes) or text such as `128MiB`, `64MB`, `1GiB`.
-fn parse_size(v: &Yaml) -> std::result::Result<u64, String> {
-    match v {
-        Yaml::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("{n}: expected a positive byte count")),
-        Yaml::String(s) => s
-            .trim()
-            .parse::<bytesize::ByteSize>()
-            .map(|b| b.as_u64())
-            .map_err(|_| format!("{s:?}: expected a size such as 128MiB, 64MB or a byte count")),
-        other => Err(format!("{other:?}: expected a size such as 128MiB")),
+fn parse_size(text: &str) -> std::result::Result<u64, String> {
+    let text = text.trim();
+    if let Ok(bytes) = text.parse::<u64>() {
+        return Ok(bytes);
     }
+    text.parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|_| format!("{text:?}: expected a size such as 128MiB, 64MB or a byte count"))
 }
 
 #[cfg(test)]
@@ -658,9 +725,83 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size(&Yaml::String("128MiB".into())), Ok(128 << 20));
-        assert_eq!(parse_size(&Yaml::String("64MB".into())), Ok(64_000_000));
-        assert_eq!(parse_size(&Yaml::Number(1024.into())), Ok(1024));
-        assert!(parse_size(&Yaml::String("big".into())).is_err());
+        assert_eq!(parse_size("128MiB"), Ok(128 << 20));
+        assert_eq!(parse_size("64MB"), Ok(64_000_000));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("-5").is_err());
+    }
+
+    /// The problems of one task file in a pipelines folder of its own, with the builtin table.
+    fn problems_of(yaml: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let pipelines = dir.path().join("pipelines");
+        std::fs::create_dir_all(&pipelines).unwrap();
+        std::fs::write(pipelines.join("t.yaml"), yaml).unwrap();
+        let tables = crate::model::schema::load_tables(&dir.path().join("schemas")).unwrap();
+        match load_tasks(&pipelines, &tables) {
+            Ok(tasks) => panic!("no problem found; read {tasks:?}"),
+            Err(Error::InvalidConfig(text)) => text
+                .lines()
+                .map(|l| l.split_once("t.yaml: ").map_or(l, |(_, p)| p).to_string())
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn every_problem_of_every_section_is_reported_with_its_key() {
+        let problems = problems_of(
+            "name: daily\nsource: object_inventory\ndestination: /lake/daily\ncolour: blue\n\
+             mode: fast\nlease: [1]\nconcurrency: 0\n\
+             parquet: {compression: brotli, page_size: 1, row_group_rows: many}\n\
+             retry: {initial: 10s, max_interval: 1s}\ncatalog: {table: Daily}\n\
+             partition_time: {from: column}\nmanifests: 3\n",
+        );
+        assert_eq!(
+            problems,
+            [
+                "colour: unknown key; expected one of kind, name, source, destination, prefix, \
+                 partition_time, mode, schema, parquet, concurrency, schedule, \
+                 schedule_timezone, deletes, dirty, catalog, lease, retry, max_delay, \
+                 manifests, storage",
+                "mode: unknown variant `fast`, expected one of `full`, `incremental`, \
+                 `differential`",
+                "lease: invalid type: sequence, expected a number or text",
+                "partition_time.column: required with from: column",
+                "parquet.page_size: unknown key; expected one of compression, \
+                 target_file_size, row_group_rows, encoding, buffer_size",
+                "parquet.row_group_rows: invalid type: string \"many\", expected usize",
+                &problems[6],
+                "concurrency: 0: expected 1 to 64",
+                "catalog.table: \"Daily\": expected lowercase letters, digits and _",
+                "retry.initial: is longer than retry.max_interval; expected at most that",
+                "manifests: expected a mapping with keys keep",
+            ],
+        );
+        assert!(
+            problems[6].starts_with("parquet.compression: "),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn null_keys_and_sections_are_absent_and_take_their_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipelines = dir.path().join("pipelines");
+        std::fs::create_dir_all(&pipelines).unwrap();
+        std::fs::write(
+            pipelines.join("t.yaml"),
+            "name: daily\nsource: object_inventory\ndestination: /lake/daily\nmode: ~\n\
+             parquet: ~\nretry: {initial: ~}\nlease: 90\n",
+        )
+        .unwrap();
+        let tables = crate::model::schema::load_tables(&dir.path().join("schemas")).unwrap();
+        let tasks = load_tasks(&pipelines, &tables).unwrap();
+        let task = &tasks["daily"];
+        assert_eq!(task.mode, Mode::Full);
+        assert_eq!(task.retry, RetryPolicy::default());
+        assert_eq!(task.lease, Duration::from_secs(90));
+        assert_eq!(task.catalog.table, "daily");
     }
 }

@@ -29,10 +29,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use serde::Deserialize;
+
+use crate::config::keys::{read_mapping, Section};
 use crate::config::schedule::{parse_zone, Schedule};
 use crate::config::{
-    field, name_field, resolve_destination, storage_section, unknown_keys, Kind, PipelineFile,
-    Problems,
+    checked_name, resolve_destination, storage_section, Kind, PipelineFile, Problems, StorageKeys,
 };
 use crate::error::{Error, Result};
 use crate::inventory::import::import_report;
@@ -71,16 +73,23 @@ pub struct WatchTarget {
     pub storage: StorageOptions,
 }
 
-const WATCH_KEYS: &[&str] = &[
-    "kind",
-    "name",
-    "root",
-    "schedule",
-    "schedule_timezone",
-    "format",
-    "scope_prefix",
-    "storage",
-];
+/// A watcher file as written: every key typed, unknown keys refused; [`check_watcher`]
+/// checks what they mean.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchKeys {
+    /// Told apart by [`crate::config::read_pipeline_files`]; a known key here.
+    #[allow(dead_code)]
+    kind: Option<String>,
+    name: Option<String>,
+    root: Option<String>,
+    schedule: Option<String>,
+    schedule_timezone: Option<String>,
+    format: Option<String>,
+    scope_prefix: Option<String>,
+    #[serde(default)]
+    storage: Section<StorageKeys>,
+}
 
 /// Checks the watcher files among `files`; their problems are added to `problems`.
 pub(crate) fn check_watchers(
@@ -112,9 +121,9 @@ fn check_watcher(
     project: &Path,
     problems: &mut Problems,
 ) -> Option<WatchDef> {
-    unknown_keys(map, WATCH_KEYS, "", problems);
-    let name = name_field(map, problems);
-    let root = match field::<String>(map, "root", "root", problems) {
+    let keys: WatchKeys = read_mapping(map, "", problems);
+    let name = checked_name(keys.name, problems);
+    let root = match keys.root {
         None => {
             problems.push("root", "required: the folder or URL reports appear under");
             None
@@ -131,15 +140,15 @@ fn check_watcher(
             }
         },
     };
-    let storage = storage_section(map, root.as_deref(), problems);
-    let zone = match field::<String>(map, "schedule_timezone", "schedule_timezone", problems) {
+    let storage = storage_section(&keys.storage, root.as_deref(), problems);
+    let zone = match keys.schedule_timezone {
         None => chrono_tz::UTC,
         Some(name) => parse_zone(&name).unwrap_or_else(|e| {
             problems.push("schedule_timezone", e);
             chrono_tz::UTC
         }),
     };
-    let schedule = match field::<String>(map, "schedule", "schedule", problems) {
+    let schedule = match keys.schedule {
         None => {
             problems.push("schedule", "required: cron with seconds, @hourly, @daily…");
             None
@@ -161,7 +170,7 @@ fn check_watcher(
             }
         },
     };
-    let format = match field::<String>(map, "format", "format", problems) {
+    let format = match keys.format {
         None => Some(None),
         Some(f) => match f.parse::<Provider>() {
             Ok(p) => Some(Some(p)),
@@ -171,8 +180,7 @@ fn check_watcher(
             }
         },
     };
-    let scope_prefix: String =
-        field(map, "scope_prefix", "scope_prefix", problems).unwrap_or_default();
+    let scope_prefix = keys.scope_prefix.unwrap_or_default();
     let (schedule, cron) = schedule?;
     Some(WatchDef {
         name: name?,

@@ -204,22 +204,6 @@ pub struct StorageOptions {
     pub credentials: BTreeMap<Credential, String>,
 }
 
-/// The keys of a `storage:` section, in the order messages list them.
-pub const STORAGE_KEYS: &[&str] = &[
-    "endpoint",
-    "region",
-    "path_style",
-    "allow_http",
-    "use_emulator",
-    "account_name",
-    "access_key_id_env",
-    "secret_access_key_env",
-    "session_token_env",
-    "service_account_key_env",
-    "account_key_env",
-    "sas_token_env",
-];
-
 impl StorageOptions {
     /// Whether no option is set.
     pub fn is_empty(&self) -> bool {

@@ -3,7 +3,11 @@
 //! Every module keeps its own precise wording and converts into [`Error`]; the binary maps a
 //! variant to an exit status with [`Error::exit_code`] (2 for bad usage or configuration, 1 for
 //! work that failed). Messages say where (file, line, key) and what was expected.
+//!
+//! Whoever shows an error to a person (the CLI, a run record, the HTTP API, a log line) shows
+//! it with [`Error::chain`], which adds each of its causes.
 
+use std::fmt;
 use std::path::Path;
 
 /// Result with the crate [`Error`].
@@ -68,12 +72,54 @@ impl Error {
         }
     }
 
+    /// This error followed by each of its causes, for showing to a person (see [`Chain`]).
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
+
     /// An [`Error::Io`] that names the path and what was being done to it.
     pub fn io(action: &str, path: &Path, source: std::io::Error) -> Self {
         Error::Io {
             context: format!("{action} {}", path.display()),
             source,
         }
+    }
+}
+
+/// An error followed by each of its causes (its `source()`, that one's `source()`, …), joined
+/// with ": ", as [`Error::chain`] and [`chain`] display it.
+///
+/// Many libraries' errors display their cause and also return it from `source()` (rusqlite's
+/// `SqliteFailure` without a message of its own, object_store's `Generic`, …); so a cause
+/// whose text is already contained in the text so far (or is empty) is left out, and the
+/// causes beneath it are still visited.
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+/// Any error followed by each of its causes (see [`Chain`]).
+pub fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
+    Chain(e)
+}
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut text = self.0.to_string();
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let part = cause.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            next = cause.source();
+        }
+        f.write_str(&text)
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -203,5 +249,56 @@ mod tests {
         assert!(matches!(Error::from(down), Error::Transient(_)));
         let server = generic("Server returned non-2xx status code: 503 Service Unavailable: ");
         assert!(matches!(Error::from(server), Error::Transient(_)));
+    }
+
+    /// An error that displays its cause and also returns it, as many libraries' do.
+    #[derive(Debug)]
+    struct Repeats(std::io::Error);
+
+    impl fmt::Display for Repeats {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "reading the journal: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Repeats {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// An error that only returns its cause, as the API guidelines ask.
+    #[derive(Debug)]
+    struct Returns(Repeats);
+
+    impl fmt::Display for Returns {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("replaying the journal")
+        }
+    }
+
+    impl std::error::Error for Returns {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_chain_shows_every_cause_once() {
+        let refused = || std::io::Error::other("connection refused");
+        assert_eq!(
+            chain(&Returns(Repeats(refused()))).to_string(),
+            "replaying the journal: reading the journal: connection refused"
+        );
+        // A cause displayed by the error above it is not repeated.
+        assert_eq!(
+            chain(&Repeats(refused())).to_string(),
+            "reading the journal: connection refused"
+        );
+        let io = Error::io("reading", Path::new("/x"), refused());
+        assert_eq!(io.chain().to_string(), "reading /x: connection refused");
+        // Nothing to add without a cause.
+        let alone = Error::Store("snapshot batch has no column key".into());
+        assert_eq!(alone.chain().to_string(), alone.to_string());
     }
 }

@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", e.chain());
             ExitCode::from(e.exit_code() as u8)
         }
     }

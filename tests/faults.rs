@@ -401,7 +401,9 @@ fn transient_faults_are_retried_and_every_change_is_delivered_once() {
             1 + round,
             &[first + 3, first + 7],
         );
-        let run = p.run(&rt).unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let run = p
+            .run(&rt)
+            .unwrap_or_else(|e| panic!("round {round}: {}", e.chain()));
         delivered += run.record.rows;
         assert_eq!(p.checkpoint(), run.record.seq_to);
     }
@@ -488,7 +490,7 @@ fn permanent_faults_stop_the_run_with_the_fix_and_lose_nothing() {
             "the checkpoint moved past undelivered rows"
         );
         let last = &p.store.runs(Some("inc"), 1).unwrap()[0];
-        assert_eq!(last.error.as_deref(), Some(err.to_string().as_str()));
+        assert_eq!(last.error, Some(err.chain().to_string()));
         assert_eq!(files(&p.lake()), before, "a failed run left objects behind");
     }
 

@@ -195,17 +195,17 @@ async fn watch(ctx: &Context, args: WatchArgs) -> Result<()> {
                 }
             }
             WatchEvent::Failed { error, skipped, .. } if skipped => {
-                eprintln!("error: {error} (report skipped)")
+                eprintln!("error: {} (report skipped)", error.chain())
             }
             WatchEvent::Failed { error, .. } => {
-                eprintln!("error: {error} (will retry on the next scan)")
+                eprintln!("error: {} (will retry on the next scan)", error.chain())
             }
         };
         let pass = watcher.pass(&store, &mut on_event).await;
         printed?;
         match pass {
             Err(e) if args.once => return Err(e),
-            Err(e) => eprintln!("error: scanning {}: {e}", args.root_url),
+            Err(e) => eprintln!("error: scanning {}: {}", args.root_url, e.chain()),
             Ok(summary) if args.once && summary.failed > 0 => {
                 return Err(Error::InvalidInput(format!(
                     "{} report(s) under {} failed (see above); the others were imported",

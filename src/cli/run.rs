@@ -95,7 +95,7 @@ async fn follow_task(store: Arc<dyn Store>, task: Arc<Task>) -> Result<()> {
         stop,
         |run| {
             if let Err(e) = print(&run.line()) {
-                tracing::warn!("cannot print a run summary: {e}");
+                tracing::warn!("cannot print a run summary: {}", e.chain());
             }
         },
     )

@@ -132,7 +132,10 @@ async fn reload_on_sighup(service: Arc<Service>) {
             Ok(done) => tracing::warn!(added = ?done.added, removed = ?done.removed,
                 updated = ?done.updated, "SIGHUP: tasks reloaded"),
             Err(e) => {
-                tracing::error!("SIGHUP: reload refused, the running tasks are unchanged:\n{e}")
+                tracing::error!(
+                    "SIGHUP: reload refused, the running tasks are unchanged:\n{}",
+                    e.chain()
+                )
             }
         }
     }

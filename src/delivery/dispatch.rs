@@ -319,7 +319,7 @@ async fn release_claims_of_gone_workers(store: &Arc<dyn Store>, statuses: &[Shar
             Ok(true) => tracing::warn!(run_id, shard = cid, worker = %owner.pid,
                 "the worker holding a shard has ended: the shard is claimable again"),
             Ok(false) => {}
-            Err(e) => tracing::warn!(run_id, shard = cid, "cannot release a shard: {e}"),
+            Err(e) => tracing::warn!(run_id, shard = cid, "cannot release a shard: {}", e.chain()),
         }
     }
 }
@@ -393,7 +393,7 @@ impl ClaimJob {
                 match with_store(&self.store, move |s| s.open_shard(&ticket)).await {
                     Ok(r) => r,
                     Err(e) => {
-                        let why = format!("opening the shard: {e}");
+                        let why = format!("opening the shard: {}", e.chain());
                         self.report(Err(&why)).await;
                         return (Err(e), None);
                     }
@@ -436,7 +436,10 @@ impl ClaimJob {
         });
         let reported = match &outcome {
             Ok(result) => self.report(Ok(result)).await,
-            Err(e) => self.report(Err(&e.to_string())).await,
+            Err(e) => {
+                let why = e.chain().to_string();
+                self.report(Err(&why)).await
+            }
         };
         match outcome {
             Ok(result) if !reported => {
@@ -474,7 +477,12 @@ impl ClaimJob {
         match reported {
             Ok(taken) => taken,
             Err(e) => {
-                tracing::error!(run_id, shard = cid, "cannot report the end of a shard: {e}");
+                tracing::error!(
+                    run_id,
+                    shard = cid,
+                    "cannot report the end of a shard: {}",
+                    e.chain()
+                );
                 false
             }
         }
@@ -509,7 +517,8 @@ async fn keep_claim(
                 tracing::error!(
                     run_id = claim.0,
                     shard = claim.1,
-                    "cannot renew a shard's claim: {e}"
+                    "cannot renew a shard's claim: {}",
+                    e.chain()
                 );
                 if last_renewal.elapsed() >= lease {
                     cancelled.store(true, Ordering::SeqCst);
@@ -525,8 +534,9 @@ async fn remove_objects(dest: &Destination, result: &ShardResult) {
     for object in result.objects.iter().chain(&result.dirty_object) {
         if let Err(e) = dest.delete(&object.path).await {
             tracing::error!(
-                "cannot remove {} of a shard whose claim was lost: {e}",
-                object.path
+                "cannot remove {} of a shard whose claim was lost: {}",
+                object.path,
+                e.chain()
             );
         }
     }
@@ -581,7 +591,7 @@ pub async fn help_with_shards(
                             Err(e) => {
                                 // Said at once, rather than left to expire with the claim.
                                 let (run, cid, attempt) = key;
-                                let why = format!("starting the shard: {e}");
+                                let why = format!("starting the shard: {}", e.chain());
                                 let _ = with_store(&store, move |s| {
                                     s.finish_shard(me, run, cid, attempt, Err(&why))
                                 })
@@ -590,12 +600,12 @@ pub async fn help_with_shards(
                             }
                         };
                         if let Some(e) = failed {
-                            tracing::error!("delivering another worker's shard: {e}");
+                            tracing::error!("delivering another worker's shard: {}", e.chain());
                         }
                     });
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!("looking for shards to deliver: {e}"),
+                Err(e) => tracing::warn!("looking for shards to deliver: {}", e.chain()),
             }
         }
         if !claimed {

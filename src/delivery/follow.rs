@@ -117,8 +117,8 @@ pub async fn follow(
             Err(e) if is_final(&e) => return Err(e),
             Err(e) => {
                 pause = grow(pause);
-                tracing::warn!(task = %task.name, "cannot read the lag; trying again in {:.0}s: {e}",
-                    pause.as_secs_f64());
+                tracing::warn!(task = %task.name, "cannot read the lag; trying again in {:.0}s: {}",
+                    pause.as_secs_f64(), e.chain());
                 sleep_or_stop(pause, &mut stop).await;
                 continue;
             }
@@ -152,8 +152,8 @@ pub async fn follow(
             Err(e) => {
                 summary.failed_runs += 1;
                 pause = grow(pause);
-                tracing::warn!(task = %task.name, "run failed; trying again in {:.0}s: {e}",
-                    pause.as_secs_f64());
+                tracing::warn!(task = %task.name, "run failed; trying again in {:.0}s: {}",
+                    pause.as_secs_f64(), e.chain());
                 sleep_or_stop(pause, &mut stop).await;
             }
         }

@@ -245,7 +245,8 @@ async fn write_objects(
         Ok(n) => tracing::warn!(task = %task.name, uploads = n,
             "aborted multipart uploads whose abort failed when they failed"),
         Err(e) => tracing::warn!(task = %task.name,
-            "cannot look for this run's unfinished multipart uploads (the next run will): {e}"),
+            "cannot look for this run's unfinished multipart uploads (the next run will): {}",
+            e.chain()),
     }
     let delivered = delivered?;
     if delivered.iter().any(|d| d.attempt > 1) {
@@ -287,12 +288,12 @@ async fn abandon(
     error: Error,
 ) -> Error {
     record.status = RunStatus::Failed;
-    record.error = Some(error.to_string());
+    record.error = Some(error.chain().to_string());
     record.objects.clear();
     remove_run_objects(dest, &record, &[record.run_id], &BTreeSet::new()).await;
     let task = record.task.clone();
     if let Err(e) = with_store(store, move |s| s.finish_run(&record, LiveSet::Replace)).await {
-        tracing::error!(task = %task, "could not record the failed run: {e}");
+        tracing::error!(task = %task, "could not record the failed run: {}", e.chain());
     }
     error
 }
@@ -337,7 +338,7 @@ async fn clean_up(
     remove_pending(store, state.as_ref(), dest).await?;
     if prunes_after(record.run_id) {
         if let Err(e) = prune_manifests(dest, task).await {
-            tracing::warn!(task = %task.name, "old run manifests not pruned (next time): {e}");
+            tracing::warn!(task = %task.name, "old run manifests not pruned (next time): {}", e.chain());
         }
     }
     Ok(())
@@ -415,9 +416,9 @@ async fn failed_before_start(
         RunStatus::Failed,
     );
     record.ended_ms = Some(now_ms());
-    record.error = Some(error.to_string());
+    record.error = Some(error.chain().to_string());
     if let Err(e) = with_store(store, move |s| s.record_failed_run(&record)).await {
-        tracing::error!(task = %task.name, "could not record the failed run: {e}");
+        tracing::error!(task = %task.name, "could not record the failed run: {}", e.chain());
     }
     error
 }
@@ -473,7 +474,7 @@ async fn keep_alive(store: Arc<dyn Store>, run_id: u64, every: Duration) {
     loop {
         ticks.tick().await;
         if let Err(e) = with_store(&store, move |s| s.heartbeat(run_id)).await {
-            tracing::error!(run_id, "cannot renew the run's lease: {e}");
+            tracing::error!(run_id, "cannot renew the run's lease: {}", e.chain());
         }
     }
 }
@@ -501,7 +502,7 @@ async fn settle_failed_commit(
         Ok(()) => {
             let mut failed = record.clone();
             failed.status = RunStatus::Failed;
-            failed.error = Some(error.to_string());
+            failed.error = Some(error.chain().to_string());
             failed.objects.clear();
             failed.new_partitions.clear();
             remove_run_objects(dest, &failed, &[run_id], &BTreeSet::new()).await;
@@ -509,7 +510,7 @@ async fn settle_failed_commit(
                 with_store(store, move |s| s.finish_run(&failed, LiveSet::Replace)).await
             {
                 tracing::error!(task = %record.task, run_id,
-                    "could not record the failed run (the next run takes it over): {e}");
+                    "could not record the failed run (the next run takes it over): {}", e.chain());
             }
             Err(error)
         }
@@ -522,7 +523,7 @@ async fn settle_failed_commit(
             });
             if committed {
                 tracing::warn!(task = %record.task, run_id,
-                    "the run's commit reported an error but went through: {error}");
+                    "the run's commit reported an error but went through: {}", error.chain());
                 Ok(())
             } else {
                 Err(error)
@@ -530,8 +531,8 @@ async fn settle_failed_commit(
         }
         Err(e) => {
             tracing::error!(task = %record.task, run_id,
-                "cannot tell whether the run committed ({e}); what it wrote stays until the \
-                 next run of the task takes it over");
+                "cannot tell whether the run committed ({}); what it wrote stays until the \
+                 next run of the task takes it over", e.chain());
             Err(error)
         }
     }
@@ -606,18 +607,20 @@ async fn remove_run_objects(
         Ok(listed) => {
             for path in removal_order(listed, &left_by_run, &manifests) {
                 if let Err(e) = dest.delete(&path).await {
-                    tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {e}");
+                    tracing::error!(task = %run.task, "cannot remove {path} of an unfinished run: {}", e.chain());
                 }
             }
         }
         Err(e) => {
-            tracing::error!(task = %run.task, "cannot list the destination to clean up an unfinished run: {e}");
+            tracing::error!(task = %run.task, "cannot list the destination to clean up an unfinished run: {}", e.chain());
         }
     }
     match dest.remove_staged(left_by_run).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(task = %run.task, files = n, "removed half-written uploads"),
-        Err(e) => tracing::error!(task = %run.task, "cannot remove half-written uploads: {e}"),
+        Err(e) => {
+            tracing::error!(task = %run.task, "cannot remove half-written uploads: {}", e.chain())
+        }
     }
 }
 

@@ -160,7 +160,7 @@ impl Shard {
             // The dirty-row file is uploaded only when the shard finishes: nothing of it yet.
             for rel in writer.abort() {
                 if let Err(de) = self.runtime.block_on(self.dest.delete(&rel)) {
-                    tracing::warn!(object = %self.dest.object_url(&rel), error = %de,
+                    tracing::warn!(object = %self.dest.object_url(&rel), error = %de.chain(),
                         "could not remove an object of a failed shard (the run removes it)");
                 }
             }

@@ -353,7 +353,7 @@ pub fn read_tables(dir: &Path) -> Result<(BTreeMap<String, TableDef>, Vec<String
                 origins.insert(def.table.clone(), path.clone());
                 tables.insert(def.table.clone(), def);
             }
-            Err(e) => problems.push(e.to_string()),
+            Err(e) => problems.push(e.chain().to_string()),
         }
     }
     if !tables.contains_key(OBJECT_INVENTORY) {

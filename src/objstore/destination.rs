@@ -344,7 +344,7 @@ impl Destination {
                 }
             },
             |e: Error, wait: Duration| {
-                tracing::warn!(destination = %self.url, error = %e,
+                tracing::warn!(destination = %self.url, error = %e.chain(),
                     "transient object-store failure; retrying in {:.1}s", wait.as_secs_f64());
             },
         )
@@ -636,7 +636,7 @@ impl Destination {
                 Ok(bytes) => serde_json::from_slice(&bytes).ok(),
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => {
-                    tracing::warn!(marker = %self.object_url(&rel), error = %e,
+                    tracing::warn!(marker = %self.object_url(&rel), error = %crate::error::chain(&e),
                         "cannot read an upload journal entry; trying again next time");
                     continue;
                 }
@@ -665,7 +665,7 @@ impl Destination {
                         continue;
                     }
                     other => tracing::warn!(object = %entry.object, upload_id = %entry.upload_id,
-                        error = %other,
+                        error = %other.chain(),
                         "the store refused to abort a leftover multipart upload (already \
                          gone, or no permission); its parts go with the bucket's \
                          AbortIncompleteMultipartUpload lifecycle rule"),
@@ -966,7 +966,7 @@ impl PendingUpload {
     async fn completed(mut self) {
         if let Some(marker) = self.marker.take() {
             if let Err(e) = self.store.delete(&marker).await {
-                tracing::warn!(object = %self.object, error = %e,
+                tracing::warn!(object = %self.object, error = %crate::error::chain(&e),
                     "cannot remove the journal entry of a completed upload");
             }
         }
@@ -981,13 +981,13 @@ impl PendingUpload {
             Ok(()) => {
                 if let Some(marker) = self.marker.take() {
                     if let Err(e) = self.store.delete(&marker).await {
-                        tracing::warn!(object = %self.object, error = %e,
+                        tracing::warn!(object = %self.object, error = %crate::error::chain(&e),
                             "cannot remove the journal entry of an aborted upload");
                     }
                 }
             }
             Err(e) => {
-                tracing::warn!(object = %self.object, error = %e,
+                tracing::warn!(object = %self.object, error = %crate::error::chain(&e),
                     "aborting a failed multipart upload failed; a later run aborts it from \
                      its journal entry (if the destination keeps one)");
             }

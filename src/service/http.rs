@@ -213,7 +213,7 @@ fn not_among<'a>(kind: &str, name: &str, known: impl Iterator<Item = &'a String>
 
 /// A store failure as a response.
 fn failed(e: Error) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    error(StatusCode::SERVICE_UNAVAILABLE, e.chain().to_string())
 }
 
 async fn healthz() -> Response {
@@ -226,7 +226,7 @@ async fn readyz(State(service): State<Arc<Service>>) -> Response {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store does not answer: {e}"),
+            format!("the store does not answer: {}", e.chain()),
         ),
     }
 }
@@ -374,7 +374,7 @@ async fn metrics(State(service): State<Arc<Service>>) -> Response {
             text,
         )
             .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.chain().to_string()),
     }
 }
 
@@ -382,7 +382,7 @@ async fn reload(State(service): State<Arc<Service>>) -> Response {
     match service.reload().await {
         Ok(done) => Json(done).into_response(),
         Err(e @ (Error::InvalidConfig(_) | Error::NotFound(_))) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.chain().to_string())
         }
         Err(e) => failed(e),
     }

@@ -324,7 +324,7 @@ impl WatcherSlot {
                 }
                 Err(e) => {
                     s.runs_failed += 1;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e.chain().to_string());
                 }
             }
         });
@@ -348,7 +348,7 @@ impl TaskSlot {
                 }
                 Err(e) => {
                     s.runs_failed += 1;
-                    s.last_error = Some(e.to_string());
+                    s.last_error = Some(e.chain().to_string());
                 }
             }
         });
@@ -759,7 +759,7 @@ impl Service {
                     metrics.record_run(&task.name, &outcome, clock.elapsed().as_secs_f64());
                     match &outcome {
                         Ok(run) => tracing::info!("{}", run.line()),
-                        Err(e) => tracing::error!(task = %task.name, "run failed: {e}"),
+                        Err(e) => tracing::error!(task = %task.name, "run failed: {}", e.chain()),
                     }
                     slot.record(&outcome);
                 }
@@ -791,7 +791,7 @@ impl Service {
             };
             metrics.record_pass(&def.name, &outcome, clock.elapsed().as_secs_f64());
             if let Err(e) = &outcome {
-                tracing::error!(watcher = %def.name, "pass failed: {e}");
+                tracing::error!(watcher = %def.name, "pass failed: {}", e.chain());
             }
             slot.record_pass(&outcome);
             slot.running.store(false, Ordering::SeqCst);
@@ -833,7 +833,7 @@ impl Service {
             };
             let name = task.name.clone();
             if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
-                tracing::error!(task = %name, "continuous delivery stopped: {e}");
+                tracing::error!(task = %name, "continuous delivery stopped: {}", e.chain());
                 slot.record(&Err(e));
             }
             slot.running.store(false, Ordering::SeqCst);
@@ -918,7 +918,7 @@ async fn watch_pass(
             } else {
                 "retried next pass"
             };
-            tracing::error!(watcher = %name, "report {url} failed ({then}): {error}");
+            tracing::error!(watcher = %name, "report {url} failed ({then}): {}", error.chain());
         }
     };
     watcher.pass(store, &mut on_event).await
@@ -987,7 +987,7 @@ async fn tick<D: Start>(
         Err(e) => Err(e),
     };
     if let Err(e) = added {
-        tracing::error!(name = %slot.name(), "its schedule stopped: {e}");
+        tracing::error!(name = %slot.name(), "its schedule stopped: {}", e.chain());
     }
 }
 

@@ -47,7 +47,7 @@ const SCRIPT: &str = include_str!("page.js");
 fn store_failed(e: Error) -> Response {
     (
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(serde_json::json!({ "error": e.to_string() })),
+        axum::Json(serde_json::json!({ "error": e.chain().to_string() })),
     )
         .into_response()
 }
@@ -70,7 +70,7 @@ pub(crate) async fn status_page(State(service): State<Arc<Service>>) -> Response
         };
         let ddl = live_ddl(service.store(), &slot.task())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| e.chain().to_string());
         rows.push(TaskRow { view, ddl });
     }
     let watchers: Vec<WatcherView> = service

@@ -56,7 +56,7 @@ pub async fn report(store: Arc<dyn Store>, me: WorkerRecord) {
         every.tick().await;
         let (s, w) = (Arc::clone(&store), me.clone());
         if let Err(e) = blocking(move || s.worker_heartbeat(&w, FORGET_AFTER)).await {
-            tracing::warn!(worker = %me.worker_id, "reporting this worker to the store: {e}");
+            tracing::warn!(worker = %me.worker_id, "reporting this worker to the store: {}", e.chain());
         }
     }
 }
@@ -65,7 +65,7 @@ pub async fn report(store: Arc<dyn Store>, me: WorkerRecord) {
 pub async fn leave(store: Arc<dyn Store>, me: &WorkerRecord) {
     let id = me.worker_id.clone();
     if let Err(e) = blocking(move || store.remove_worker(&id)).await {
-        tracing::warn!(worker = %me.worker_id, "removing this worker from the store: {e}");
+        tracing::warn!(worker = %me.worker_id, "removing this worker from the store: {}", e.chain());
     }
 }
 

@@ -639,7 +639,7 @@ impl PartitionedWriter {
             let runtime = self.runtime.clone();
             for rel in self.abort() {
                 if let Err(de) = runtime.block_on(dest.delete(&rel)) {
-                    tracing::warn!(object = %dest.object_url(&rel), error = %de,
+                    tracing::warn!(object = %dest.object_url(&rel), error = %de.chain(),
                         "could not remove an object of a failed write");
                 }
             }
@@ -1523,7 +1523,7 @@ mod tests {
             matches!(&e, Error::Io { source, .. } if source.raw_os_error() == Some(28)),
             "{e:?}"
         );
-        let text = e.to_string();
+        let text = e.chain().to_string();
         assert!(text.starts_with("write spool file /spool/lakeport-1-x.parquet.spool: "));
         assert!(text.contains("No space left on device"), "{text}");
         // Anything else stays an encoding error.

@@ -85,7 +85,7 @@ impl Partitioner {
         for (row, &ms) in utc_ms.values().iter().enumerate() {
             let id = self
                 .lookup(ms)
-                .map_err(|e| Error::InvalidInput(format!("row {row}: {e}")))?;
+                .map_err(|e| Error::InvalidInput(format!("row {row}: {}", e.chain())))?;
             out.push(id);
         }
         Ok(UInt32Array::from(out))

@@ -4,14 +4,20 @@
 //! variant to an exit status with [`Error::exit_code`] (2 for bad usage or configuration, 1 for
 //! work that failed). Messages say where (file, line, key) and what was expected.
 //!
-//! Whoever shows an error to a person (the CLI, a run record, the HTTP API, a log line) shows
-//! it with [`Error::chain`], which adds each of its causes.
+//! A failure caused by another error keeps it as its `source()` and displays only its own
+//! words (`store: opening /data/lakeport.db`); whoever shows an error to a person (the CLI,
+//! a run record, the HTTP API, a log line) shows it with [`Error::chain`], which adds each
+//! cause (`…: unable to open database file`).
 
 use std::fmt;
 use std::path::Path;
 
 /// Result with the crate [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The error underneath an [`Error`]: a library's error (rusqlite, object_store, serde_json,
+/// a task's join error…), kept whole so that its own causes show too.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in lakeport, grouped by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -40,26 +46,52 @@ pub enum Error {
     /// both stores and how to move the task deliberately (`lakeport claim`).
     #[error("{0}")]
     NotOwner(String),
-    /// The metadata store failed; the message names the operation.
-    #[error("store: {0}")]
-    Store(String),
+    /// The metadata store failed.
+    #[error("store: {context}")]
+    Store {
+        /// The operation (`opening /data/lakeport.db`), or the whole problem when no other
+        /// error caused it.
+        context: String,
+        /// The database's (or encoder's, or thread's) error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
     /// Object storage failed in a way a retry may fix (timeout, 5xx, throttling).
-    #[error("object storage (transient): {0}")]
-    Transient(String),
+    #[error("object storage (transient): {context}")]
+    Transient {
+        /// The operation and the object's URL (or object_store's own words for the failure).
+        context: String,
+        /// The object_store (or task) error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
     /// Object storage refused in a way only the operator can fix (no bucket, no permission).
-    #[error("object storage: {0}")]
-    Permanent(String),
-    /// Local I/O failed; `context` names the file and the operation.
-    #[error("{context}: {source}")]
+    #[error("object storage: {context}")]
+    Permanent {
+        /// The operation, the object's URL and what to fix (or object_store's own words).
+        context: String,
+        /// The object_store error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// Local I/O failed.
+    #[error("{context}")]
     Io {
         /// What was being done, and to which path.
         context: String,
         /// The underlying error.
+        #[source]
         source: std::io::Error,
     },
     /// Encoding Parquet or building Arrow data failed.
-    #[error("encoding: {0}")]
-    Encode(String),
+    #[error("encoding: {context}")]
+    Encode {
+        /// What was being encoded (or Arrow's or Parquet's own words for the failure).
+        context: String,
+        /// The encoder's error, if one caused it.
+        #[source]
+        source: Option<Cause>,
+    },
 }
 
 impl Error {
@@ -84,15 +116,105 @@ impl Error {
             source,
         }
     }
+
+    /// An [`Error::Store`] that no other error caused; `context` says it all.
+    pub fn store(context: impl Into<String>) -> Self {
+        Error::Store {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Store`]: `source` failed while doing `context`.
+    pub fn store_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Store {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An [`Error::Transient`] that no other error caused; `context` says it all.
+    pub fn transient(context: impl Into<String>) -> Self {
+        Error::Transient {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Transient`]: `source` failed while doing `context`.
+    pub fn transient_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Transient {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An [`Error::Permanent`] that no other error caused; `context` says it all.
+    pub fn permanent(context: impl Into<String>) -> Self {
+        Error::Permanent {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Permanent`]: `source` failed while doing `context`.
+    pub fn permanent_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Permanent {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// An [`Error::Encode`] that no other error caused; `context` says it all.
+    pub fn encode(context: impl Into<String>) -> Self {
+        Error::Encode {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Encode`]: `source` failed while encoding `context`.
+    pub fn encode_caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Encode {
+            context: context.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// object_store's error `e`, met while doing `context` (`put s3://bucket/key`), as an
+    /// [`Error::Permanent`] or [`Error::Transient`] (see the `From` impl for which is which),
+    /// with `e` as its source.
+    pub fn object_storage(context: impl Into<String>, e: object_store::Error) -> Self {
+        let context = context.into();
+        if is_permanent(&e) {
+            Error::permanent_caused(context, e)
+        } else {
+            Error::transient_caused(context, e)
+        }
+    }
 }
 
 /// An error followed by each of its causes (its `source()`, that one's `source()`, …), joined
 /// with ": ", as [`Error::chain`] and [`chain`] display it.
 ///
 /// Many libraries' errors display their cause and also return it from `source()` (rusqlite's
-/// `SqliteFailure` without a message of its own, object_store's `Generic`, …); so a cause
-/// whose text is already contained in the text so far (or is empty) is left out, and the
-/// causes beneath it are still visited.
+/// `SqliteFailure` without a message of its own, object_store's `Generic`, …), and some return
+/// as their cause their own words with a code in front (rusqlite's `file is not a database`
+/// has the cause `Error code 26: file is not a database`). So a cause is left out when its
+/// text is already contained in the text so far (or is empty), or when it ends with the text
+/// of the error it is the cause of; the causes beneath it are still visited.
 #[derive(Clone, Copy)]
 pub struct Chain<'a>(&'a (dyn std::error::Error + 'static));
 
@@ -104,13 +226,16 @@ pub fn chain<'a>(e: &'a (dyn std::error::Error + 'static)) -> Chain<'a> {
 impl fmt::Display for Chain<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut text = self.0.to_string();
+        let mut above = text.clone();
         let mut next = self.0.source();
         while let Some(cause) = next {
             let part = cause.to_string();
-            if !text.contains(&part) {
+            let restates = !above.is_empty() && part.ends_with(&above);
+            if !text.contains(&part) && !restates {
                 text.push_str(": ");
                 text.push_str(&part);
             }
+            above = part;
             next = cause.source();
         }
         f.write_str(&text)
@@ -123,50 +248,55 @@ impl fmt::Debug for Chain<'_> {
     }
 }
 
+// A conversion without a caller's words keeps the library's own text as the context (so the
+// error displays as it always did) and the library's error as the source; [`Chain`] does not
+// repeat a source whose text the context already holds, but shows the causes beneath it.
+
 impl From<arrow::error::ArrowError> for Error {
     fn from(e: arrow::error::ArrowError) -> Self {
-        Error::Encode(e.to_string())
+        Error::encode_caused(e.to_string(), e)
     }
 }
 
 impl From<parquet::errors::ParquetError> for Error {
     fn from(e: parquet::errors::ParquetError) -> Self {
-        Error::Encode(e.to_string())
+        Error::encode_caused(e.to_string(), e)
     }
 }
 
 impl From<object_store::Error> for Error {
-    /// Refusals (not found, access denied, bad credentials, unsupported, bad path, and a
-    /// cloud store's other 4xx answers except 408, 409 and 429; any failure of the in-memory
-    /// store) are permanent, and so is a local file system's failure (a full disk or a read-only folder
-    /// does not heal by retrying) unless it timed out or was interrupted; everything else
-    /// (timeouts, 5xx and throttling that outlasted the client's own retries, broken
-    /// connections) is transient.
+    /// An [`Error::Permanent`] or [`Error::Transient`] (see [`is_permanent`]) displaying
+    /// object_store's own words; [`Error::object_storage`] names the operation instead.
     fn from(e: object_store::Error) -> Self {
-        use object_store::Error as E;
-        match &e {
-            E::NotFound { .. }
-            | E::PermissionDenied { .. }
-            | E::Unauthenticated { .. }
-            | E::NotSupported { .. }
-            | E::NotImplemented { .. }
-            | E::InvalidPath { .. } => Error::Permanent(e.to_string()),
-            E::Generic { store, source } if *store == "LocalFileSystem" => {
-                match io_kind(source.as_ref()) {
-                    Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted) => {
-                        Error::Transient(e.to_string())
-                    }
-                    _ => Error::Permanent(e.to_string()),
-                }
-            }
-            // Nothing in memory heals by waiting (an unknown upload id, say).
-            E::Generic { store, .. } if *store == "InMemory" => Error::Permanent(e.to_string()),
-            E::Generic { .. } => match http_refusal(&e) {
-                Some(refusal) if refusal.is_permanent() => Error::Permanent(e.to_string()),
-                _ => Error::Transient(e.to_string()),
-            },
-            _ => Error::Transient(e.to_string()),
-        }
+        Error::object_storage(e.to_string(), e)
+    }
+}
+
+/// Whether object_store's error `e` is a refusal only the operator can fix.
+///
+/// Refusals (not found, access denied, bad credentials, unsupported, bad path, and a
+/// cloud store's other 4xx answers except 408, 409 and 429; any failure of the in-memory
+/// store) are permanent, and so is a local file system's failure (a full disk or a read-only
+/// folder does not heal by retrying) unless it timed out or was interrupted; everything else
+/// (timeouts, 5xx and throttling that outlasted the client's own retries, broken
+/// connections) is transient.
+fn is_permanent(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    match e {
+        E::NotFound { .. }
+        | E::PermissionDenied { .. }
+        | E::Unauthenticated { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::InvalidPath { .. } => true,
+        E::Generic { store, source } if *store == "LocalFileSystem" => !matches!(
+            io_kind(source.as_ref()),
+            Some(std::io::ErrorKind::TimedOut | std::io::ErrorKind::Interrupted)
+        ),
+        // Nothing in memory heals by waiting (an unknown upload id, say).
+        E::Generic { store, .. } if *store == "InMemory" => true,
+        E::Generic { .. } => http_refusal(e).is_some_and(|refusal| refusal.is_permanent()),
+        _ => false,
     }
 }
 
@@ -241,14 +371,14 @@ mod tests {
                 code: Some("NoSuchBucket".into())
             })
         );
-        assert!(matches!(Error::from(no_bucket), Error::Permanent(_)));
+        assert!(matches!(Error::from(no_bucket), Error::Permanent { .. }));
         let throttled = generic("Server returned non-2xx status code: 429 Too Many Requests: ");
-        assert!(matches!(Error::from(throttled), Error::Transient(_)));
+        assert!(matches!(Error::from(throttled), Error::Transient { .. }));
         let down = generic("Error performing GET http://127.0.0.1:1/b - error sending request");
         assert_eq!(http_refusal(&down), None);
-        assert!(matches!(Error::from(down), Error::Transient(_)));
+        assert!(matches!(Error::from(down), Error::Transient { .. }));
         let server = generic("Server returned non-2xx status code: 503 Service Unavailable: ");
-        assert!(matches!(Error::from(server), Error::Transient(_)));
+        assert!(matches!(Error::from(server), Error::Transient { .. }));
     }
 
     /// An error that displays its cause and also returns it, as many libraries' do.
@@ -283,22 +413,85 @@ mod tests {
         }
     }
 
+    /// A message whose cause is the same words with a code in front, as rusqlite's
+    /// `SqliteFailure` and its `ffi::Error`.
+    #[derive(Debug)]
+    struct Coded(&'static str);
+
+    impl fmt::Display for Coded {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Coded {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&CODE_5)
+        }
+    }
+
+    #[derive(Debug)]
+    struct Code5;
+
+    static CODE_5: Code5 = Code5;
+
+    impl fmt::Display for Code5 {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Error code 5: database is locked")
+        }
+    }
+
+    impl std::error::Error for Code5 {}
+
     #[test]
     fn the_chain_shows_every_cause_once() {
         let refused = || std::io::Error::other("connection refused");
+        let e = Error::store_caused("opening s3://b/store", Returns(Repeats(refused())));
+        assert_eq!(e.to_string(), "store: opening s3://b/store");
         assert_eq!(
-            chain(&Returns(Repeats(refused()))).to_string(),
-            "replaying the journal: reading the journal: connection refused"
+            e.chain().to_string(),
+            "store: opening s3://b/store: replaying the journal: \
+             reading the journal: connection refused"
         );
         // A cause displayed by the error above it is not repeated.
         assert_eq!(
             chain(&Repeats(refused())).to_string(),
             "reading the journal: connection refused"
         );
+        // Io displays its context; the chain adds the I/O error.
         let io = Error::io("reading", Path::new("/x"), refused());
+        assert_eq!(io.to_string(), "reading /x");
         assert_eq!(io.chain().to_string(), "reading /x: connection refused");
+        // A cause that only puts a code in front of its error's words is left out; one that
+        // says more is shown.
+        let locked = Error::store_caused("writing rows", Coded("database is locked"));
+        assert_eq!(
+            locked.chain().to_string(),
+            "store: writing rows: database is locked"
+        );
+        let missing = Error::store_caused("writing rows", Coded("no such table: t"));
+        assert_eq!(
+            missing.chain().to_string(),
+            "store: writing rows: no such table: t: Error code 5: database is locked"
+        );
         // Nothing to add without a cause.
-        let alone = Error::Store("snapshot batch has no column key".into());
+        let alone = Error::store("snapshot batch has no column key");
         assert_eq!(alone.chain().to_string(), alone.to_string());
+    }
+
+    #[test]
+    fn a_converted_error_reads_as_before() {
+        let e = Error::from(generic(
+            "Server returned non-2xx status code: 503 Service Unavailable",
+        ));
+        let text = "object storage (transient): Generic S3 error: Server returned non-2xx status \
+                    code: 503 Service Unavailable";
+        assert_eq!(e.to_string(), text);
+        assert_eq!(e.chain().to_string(), text);
+        let named = Error::object_storage("put s3://b/k", generic("denied"));
+        assert_eq!(
+            named.chain().to_string(),
+            "object storage (transient): put s3://b/k: Generic S3 error: denied"
+        );
     }
 }

@@ -471,7 +471,10 @@ fn permanent_faults_stop_the_run_with_the_fix_and_lose_nothing() {
         p.faulty.set(fault);
         let injected = p.faulty.injected();
         let err = p.run(&rt).unwrap_err();
-        let Error::Permanent(message) = &err else {
+        let Error::Permanent {
+            context: message, ..
+        } = &err
+        else {
             panic!("{fault:?}: expected a permanent error, got {err:?}");
         };
         assert!(message.contains(fix), "{message}");
@@ -508,7 +511,10 @@ fn transient_faults_that_outlast_the_retry_budget_fail_the_run_cleanly() {
     p.change(1..=100, "a", 1, &[]);
     p.faulty.set(Fault::Transient(1.0));
     let err = p.run(&rt).unwrap_err();
-    let Error::Transient(message) = &err else {
+    let Error::Transient {
+        context: message, ..
+    } = &err
+    else {
         panic!("expected a transient error, got {err:?}");
     };
     assert!(

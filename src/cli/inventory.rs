@@ -110,7 +110,7 @@ pub(crate) fn report_outcome(outcome: &ImportOutcome, seconds: f64, json: bool) 
     };
     if json {
         let mut value =
-            serde_json::to_value(record).map_err(|e| Error::Encode(format!("JSON output: {e}")))?;
+            serde_json::to_value(record).map_err(|e| Error::encode_caused("JSON output", e))?;
         if let Some(map) = value.as_object_mut() {
             let said = if applied {
                 "applied"

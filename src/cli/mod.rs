@@ -326,7 +326,7 @@ fn print(text: &str) -> Result<()> {
 
 /// Pretty JSON of a serializable value.
 fn to_json<T: serde::Serialize>(value: &T) -> Result<String> {
-    serde_json::to_string_pretty(value).map_err(|e| Error::Encode(format!("JSON output: {e}")))
+    serde_json::to_string_pretty(value).map_err(|e| Error::encode_caused("JSON output", e))
 }
 
 /// Resolves at the first SIGTERM or SIGINT.

@@ -262,7 +262,7 @@ impl LakeSchema {
         }
         let want = self.input.fields();
         if got.fields().len() != want.len() {
-            return Err(Error::Encode(format!(
+            return Err(Error::encode(format!(
                 "convert: a batch of table {} has {} columns, expected {}",
                 self.table,
                 got.fields().len(),
@@ -271,7 +271,7 @@ impl LakeSchema {
         }
         for (i, (g, w)) in got.fields().iter().zip(want.iter()).enumerate() {
             if g.name() != w.name() || g.data_type() != w.data_type() {
-                return Err(Error::Encode(format!(
+                return Err(Error::encode(format!(
                     "convert: column {i} of a batch of table {} is {} {}, expected {} {}",
                     self.table,
                     g.name(),
@@ -290,7 +290,7 @@ fn op_array(deleted: &ArrayRef) -> Result<ArrayRef> {
     let flags = deleted
         .as_any()
         .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| Error::Encode(format!("convert: {DELETED_COLUMN} is not Boolean")))?;
+        .ok_or_else(|| Error::encode(format!("convert: {DELETED_COLUMN} is not Boolean")))?;
     let ops: StringArray = flags
         .iter()
         .map(|d| Some(if d == Some(true) { "delete" } else { "upsert" }))

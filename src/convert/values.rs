@@ -235,14 +235,14 @@ pub(super) fn convert_column(
 }
 
 fn not_convertible(source: ColumnType, target: &LakeType) -> Error {
-    Error::Encode(format!(
+    Error::encode(format!(
         "convert: a {source} column cannot be written as {target}"
     ))
 }
 
 fn downcast<T: Array + 'static>(array: &ArrayRef) -> Result<&T> {
     array.as_any().downcast_ref::<T>().ok_or_else(|| {
-        Error::Encode(format!(
+        Error::encode(format!(
             "convert: unexpected array type {} for its store column",
             array.data_type()
         ))

@@ -134,7 +134,7 @@ async fn deliver_here(
                 failure.get_or_insert(e);
             }
             Err(e) => {
-                failure.get_or_insert(Error::Store(format!("shard thread panicked: {e}")));
+                failure.get_or_insert(Error::store_caused("shard thread panicked", e));
             }
         }
     }
@@ -201,7 +201,7 @@ async fn deliver_shared(
     let stop = Arc::new(AtomicBool::new(false));
     let ended = |joined: std::result::Result<Result<()>, tokio::task::JoinError>| {
         joined
-            .map_err(|e| Error::Store(format!("shard task panicked: {e}")))
+            .map_err(|e| Error::store_caused("shard task panicked", e))
             .and_then(|r| r)
             .err()
     };
@@ -246,7 +246,7 @@ async fn deliver_shared(
             }
         };
         let failed = statuses.iter().find_map(|s| match &s.state {
-            ShardState::Failed(e) => Some(Error::Store(format!(
+            ShardState::Failed(e) => Some(Error::store(format!(
                 "shard {} failed in worker {}: {e}",
                 s.concurrent_id,
                 s.worker.as_deref().unwrap_or("?")
@@ -425,10 +425,7 @@ impl ClaimJob {
         drop(permit);
         let (outcome, reader) = match joined {
             Ok((outcome, reader)) => (outcome, Some(reader)),
-            Err(e) => (
-                Err(Error::Store(format!("shard thread panicked: {e}"))),
-                None,
-            ),
+            Err(e) => (Err(Error::store_caused("shard thread panicked", e)), None),
         };
         let outcome = outcome.map(|mut result| {
             result.worker = me.to_string();

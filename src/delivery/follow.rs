@@ -73,7 +73,10 @@ fn next_wait(lag: &Lag, now_ms: i64, max_delay: Duration, poll: Duration) -> Dur
 fn is_final(e: &Error) -> bool {
     matches!(
         e,
-        Error::Permanent(_) | Error::InvalidConfig(_) | Error::NotFound(_) | Error::InvalidInput(_)
+        Error::Permanent { .. }
+            | Error::InvalidConfig(_)
+            | Error::NotFound(_)
+            | Error::InvalidInput(_)
     )
 }
 

@@ -98,8 +98,8 @@ impl OwnerMarker {
     }
 
     fn to_json(&self) -> Result<Vec<u8>> {
-        let mut json = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::Encode(format!("owner marker: {e}")))?;
+        let mut json =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::encode_caused("owner marker", e))?;
         json.push(b'\n');
         Ok(json)
     }

@@ -569,7 +569,7 @@ async fn prune_manifests(dest: &Destination, task: &Task) -> Result<()> {
 async fn write_manifest(dest: &Destination, run: &RunRecord) -> Result<()> {
     let manifest = Manifest::of(run, dest.url());
     let mut json = serde_json::to_vec_pretty(&manifest)
-        .map_err(|e| Error::Encode(format!("run manifest: {e}")))?;
+        .map_err(|e| Error::encode_caused("run manifest", e))?;
     json.push(b'\n');
     dest.put_bytes(&manifest_path(&run.task, run.run_id), json)
         .await

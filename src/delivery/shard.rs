@@ -337,7 +337,7 @@ fn column_of(batch: &RecordBatch, name: &str) -> Option<arrow::array::ArrayRef> 
 
 fn column(batch: &RecordBatch, name: &str) -> Result<arrow::array::ArrayRef> {
     column_of(batch, name)
-        .ok_or_else(|| Error::Store(format!("snapshot batch has no column {name}")))
+        .ok_or_else(|| Error::store(format!("snapshot batch has no column {name}")))
 }
 
 /// Writes `batch` to the writer, one batch per partition: rows are grouped by partition id

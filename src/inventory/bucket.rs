@@ -256,10 +256,5 @@ impl BucketListing {
 }
 
 fn listing_error(url: &str, e: object_store::Error) -> Error {
-    match Error::from(e) {
-        Error::Permanent(m) => Error::Permanent(format!("listing {url}: {m}")),
-        Error::Transient(m) => Error::Transient(format!("listing {url}: {m}")),
-        Error::NotFound(m) => Error::NotFound(format!("listing {url}: {m}")),
-        other => other,
-    }
+    Error::object_storage(format!("listing {url}"), e)
 }

@@ -53,10 +53,14 @@ pub fn import_snapshot(
         .map_err(|e| naming_snapshot(&draft.manifest_url, e))
 }
 
-/// `e` saying which snapshot failed to import, when it is a store or I/O failure.
+/// `e` saying which snapshot failed to import, when it is a store or I/O failure: the
+/// snapshot goes in front of its context, its cause stays its source.
 fn naming_snapshot(url: &str, e: Error) -> Error {
     match e {
-        Error::Store(m) => Error::Store(format!("importing {url}: {m}")),
+        Error::Store { context, source } => Error::Store {
+            context: format!("importing {url}: {context}"),
+            source,
+        },
         Error::Io { context, source } => Error::Io {
             context: format!("importing {url}: {context}"),
             source,
@@ -72,16 +76,21 @@ mod tests {
     #[test]
     fn store_and_io_failures_name_the_snapshot() {
         let url = "s3://inv/b/daily/2024-06-02T01-00Z/manifest.json";
-        let lost = naming_snapshot(url, Error::Store("writing rows: connection closed".into()));
+        let closed = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let lost = naming_snapshot(url, Error::store_caused("writing rows", closed));
         assert_eq!(
             lost.to_string(),
-            format!("store: importing {url}: writing rows: connection closed")
+            format!("store: importing {url}: writing rows")
+        );
+        assert_eq!(
+            lost.chain().to_string(),
+            format!("store: importing {url}: writing rows: connection reset")
         );
         let full = Error::Io {
             context: "sorting rows in a temporary file in /tmp".into(),
             source: std::io::Error::from_raw_os_error(28),
         };
-        let text = naming_snapshot(url, full).to_string();
+        let text = naming_snapshot(url, full).chain().to_string();
         assert!(
             text.starts_with(&format!(
                 "importing {url}: sorting rows in a temporary file in /tmp: "

@@ -106,8 +106,8 @@ impl Iterator for ReadAhead {
                     self.receiver = None;
                     if let Some(thread) = self.thread.take() {
                         if thread.join().is_err() {
-                            return Some(Err(Error::Store(
-                                "the thread reading the report panicked".into(),
+                            return Some(Err(Error::store(
+                                "the thread reading the report panicked",
                             )));
                         }
                     }

@@ -530,11 +530,7 @@ async fn get_small(dest: &Destination, rel: &str) -> Result<Option<Vec<u8>>> {
 }
 
 fn with_url(what: &str, e: object_store::Error) -> Error {
-    match Error::from(e) {
-        Error::Permanent(m) => Error::Permanent(format!("{what}: {m}")),
-        Error::Transient(m) => Error::Transient(format!("{what}: {m}")),
-        other => other,
-    }
+    Error::object_storage(what, e)
 }
 
 /// Downloads `path` into an anonymous temp file, returning it rewound with the byte count and

@@ -338,7 +338,7 @@ impl Destination {
                 let attempt = op();
                 async move {
                     attempt.await.map_err(|e| match e {
-                        Error::Transient(_) => backoff::Error::transient(e),
+                        Error::Transient { .. } => backoff::Error::transient(e),
                         e => backoff::Error::permanent(e),
                     })
                 }
@@ -350,12 +350,15 @@ impl Destination {
         )
         .await;
         outcome.map_err(|e| match e {
-            Error::Transient(m) => Error::Transient(format!(
-                "{m} (gave up after {} attempts in {:.0}s; the task key retry.max_elapsed sets \
-                 how long to keep trying)",
-                attempts.load(Ordering::Relaxed),
-                started.elapsed().as_secs_f64()
-            )),
+            Error::Transient { context, source } => Error::Transient {
+                context: format!(
+                    "{context} (gave up after {} attempts in {:.0}s; the task key \
+                     retry.max_elapsed sets how long to keep trying)",
+                    attempts.load(Ordering::Relaxed),
+                    started.elapsed().as_secs_f64()
+                ),
+                source,
+            },
             other => other,
         })
     }
@@ -513,7 +516,7 @@ impl Destination {
                 };
                 let marker = self.path(&format!("{journal}/{}.json", uuid::Uuid::new_v4()));
                 let json = serde_json::to_vec(&entry)
-                    .map_err(|e| Error::Encode(format!("upload journal entry: {e}")))?;
+                    .map_err(|e| Error::encode_caused("upload journal entry", e))?;
                 self.store
                     .put(&marker, PutPayload::from(json))
                     .await
@@ -595,10 +598,13 @@ impl Destination {
                 Ok(())
             }
             Some(Ok((_, Err(e)))) => Err(self.error("upload part of", rel, e)),
-            Some(Err(e)) => Err(Error::Transient(format!(
-                "upload part of {}: the part's task ended: {e}",
-                self.object_url(rel)
-            ))),
+            Some(Err(e)) => Err(Error::transient_caused(
+                format!(
+                    "upload part of {}: the part's task ended",
+                    self.object_url(rel)
+                ),
+                e,
+            )),
         }
     }
 
@@ -659,8 +665,8 @@ impl Destination {
                 }
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => match Error::from(e) {
-                    Error::Transient(m) => {
-                        tracing::warn!(object = %entry.object, error = %m,
+                    e @ Error::Transient { .. } => {
+                        tracing::warn!(object = %entry.object, error = %e.chain(),
                             "cannot abort a leftover multipart upload now; trying again next run");
                         continue;
                     }
@@ -783,7 +789,7 @@ impl Destination {
         };
         tokio::task::spawn_blocking(move || remove_staged_in(&root, &matches))
             .await
-            .map_err(|e| Error::Store(format!("staged-file cleanup panicked: {e}")))?
+            .map_err(|e| Error::store_caused("staged-file cleanup panicked", e))?
     }
 
     /// Every object under the folder `rel_prefix` (whole path segments; `""` for all), as
@@ -820,12 +826,14 @@ impl Destination {
     fn error(&self, action: &str, rel: &str, e: object_store::Error) -> Error {
         let what = format!("{action} {}", self.object_url(rel));
         let fix = self.fix_for(&e);
-        match Error::from(e) {
-            Error::Permanent(m) => Error::Permanent(match fix {
-                Some(fix) => format!("{what}: {fix} ({m})"),
-                None => format!("{what}: {m}"),
-            }),
-            Error::Transient(m) => Error::Transient(format!("{what}: {m}")),
+        match Error::object_storage(what, e) {
+            Error::Permanent { context, source } => Error::Permanent {
+                context: match fix {
+                    Some(fix) => format!("{context}: {fix}"),
+                    None => context,
+                },
+                source,
+            },
             other => other,
         }
     }
@@ -1459,7 +1467,7 @@ mod tests {
         rt.block_on(async {
             // The store is down for aborts too: every attempt's upload stays journaled.
             let err = d.upload_file(&big, "p/big.bin").await.unwrap_err();
-            assert!(matches!(err, Error::Transient(_)), "{err}");
+            assert!(matches!(err, Error::Transient { .. }), "{err}");
             assert!(
                 err.to_string()
                     .contains("upload part of memory:///p/big.bin"),

@@ -398,7 +398,7 @@ impl StorageOptions {
                     std::env::VarError::NotPresent => "is not set",
                     std::env::VarError::NotUnicode(_) => "is not valid UTF-8",
                 };
-                Error::Permanent(format!(
+                Error::permanent(format!(
                     "storage.{}: the environment variable {var} {why}; set it in lakeport's \
                      environment (for the service: its environment file) to the {} to use",
                     credential.env_key(),
@@ -508,7 +508,7 @@ mod tests {
             "LAKEPORT_TEST_SURELY_UNSET_VAR".into(),
         );
         match o.store_options(StoreKind::S3) {
-            Err(Error::Permanent(m)) => {
+            Err(Error::Permanent { context: m, .. }) => {
                 assert!(m.contains("LAKEPORT_TEST_SURELY_UNSET_VAR"), "{m}");
                 assert!(m.contains("storage.session_token_env"), "{m}");
                 assert!(m.contains("is not set"), "{m}");

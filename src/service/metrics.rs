@@ -369,7 +369,7 @@ impl Metrics {
     /// The metrics as OpenMetrics text.
     pub fn render(&self) -> Result<String> {
         let mut out = String::new();
-        encode(&mut out, &self.registry).map_err(|e| Error::Encode(format!("metrics: {e}")))?;
+        encode(&mut out, &self.registry).map_err(|e| Error::encode_caused("metrics", e))?;
         Ok(out)
     }
 }

@@ -225,7 +225,7 @@ impl TaskSlot {
             });
         }
         let Some(cached) = cached.as_ref() else {
-            return Err(Error::Store("the task status was not read".into()));
+            return Err(Error::store("the task status was not read"));
         };
         let mut status = cached.status.clone();
         status.lag_seconds = lag_seconds(status.lag.as_ref(), now_ms);
@@ -557,7 +557,7 @@ impl Service {
         let mut guard = self.scheduler.lock().await;
         let scheduler = JobScheduler::new()
             .await
-            .map_err(|e| Error::Store(format!("starting the scheduler: {e}")))?;
+            .map_err(|e| Error::store_caused("starting the scheduler", e))?;
         for slot in self.slots().values() {
             self.schedule(&scheduler, slot).await?;
         }
@@ -567,7 +567,7 @@ impl Service {
         scheduler
             .start()
             .await
-            .map_err(|e| Error::Store(format!("starting the scheduler: {e}")))?;
+            .map_err(|e| Error::store_caused("starting the scheduler", e))?;
         *guard = Some(scheduler);
         Ok(())
     }
@@ -592,7 +592,7 @@ impl Service {
             scheduler
                 .add(job)
                 .await
-                .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name())))?;
+                .map_err(|e| Error::store_caused(format!("scheduling {}", slot.name()), e))?;
         }
         Ok(())
     }
@@ -887,7 +887,7 @@ async fn watch_pass(
         *state = Some(Watcher::new(def.target.clone(), table)?);
     }
     let Some(watcher) = state.as_mut() else {
-        return Err(Error::Store("the watcher was not created".into()));
+        return Err(Error::store("the watcher was not created"));
     };
     let name = def.name.as_str();
     let mut on_event = |event: WatchEvent<'_>| match event {
@@ -938,7 +938,7 @@ fn tick_job<D: Start>(
     let due = due.with_timezone(&Utc);
     let tick_slot = Arc::clone(slot);
     let failed = |e: tokio_cron_scheduler::JobSchedulerError| {
-        Error::Store(format!("scheduling {} at {due}: {e}", slot.name()))
+        Error::store_caused(format!("scheduling {} at {due}", slot.name()), e)
     };
     let mut job = Job::new_one_shot_async(Duration::ZERO, move |id, scheduler| {
         let (service, slot) = (service.clone(), Arc::clone(&tick_slot));
@@ -949,7 +949,7 @@ fn tick_job<D: Start>(
     // `next_tick`, a whole second since epoch; `due` is one.
     let mut data = job.job_data().map_err(failed)?;
     data.next_tick = u64::try_from(due.timestamp())
-        .map_err(|_| Error::Store(format!("scheduling {}: {due} is before 1970", slot.name())))?;
+        .map_err(|_| Error::store(format!("scheduling {}: {due} is before 1970", slot.name())))?;
     job.set_job_data(data).map_err(failed)?;
     Ok(Some(job))
 }
@@ -982,7 +982,7 @@ async fn tick<D: Start>(
             .add(job)
             .await
             .map(|_| ())
-            .map_err(|e| Error::Store(format!("scheduling {}: {e}", slot.name()))),
+            .map_err(|e| Error::store_caused(format!("scheduling {}", slot.name()), e)),
         Ok(None) => Ok(()),
         Err(e) => Err(e),
     };

@@ -166,7 +166,7 @@ fn widen(range: Option<(u64, u64)>, values: &Int64Array) -> Option<(u64, u64)> {
 /// the multipart upload. A transient failure may be a lost answer to a request that
 /// succeeded, and a panicked upload tells nothing.
 fn may_have_written(e: &Error) -> bool {
-    !matches!(e, Error::Permanent(_) | Error::Io { .. })
+    !matches!(e, Error::Permanent { .. } | Error::Io { .. })
 }
 
 /// What object names are made of: `<prefix>/<task>_<concurrent_id>_<seq>.parquet`.
@@ -541,7 +541,7 @@ impl PartitionedWriter {
     /// the target size, and keeps all waiting rows under the memory budget.
     pub fn write_owned(&mut self, partition: &str, batch: RecordBatch) -> Result<()> {
         if batch.schema().fields() != self.schema.fields() {
-            return Err(Error::Encode(format!(
+            return Err(Error::encode(format!(
                 "a batch for {partition:?} does not have the writer's schema: expected {:?}, found {:?}",
                 self.schema.fields(),
                 batch.schema().fields()
@@ -682,7 +682,7 @@ impl PartitionedWriter {
         let joined = self
             .runtime
             .block_on(upload)
-            .map_err(|e| Error::Store(format!("an upload task panicked: {e}")))
+            .map_err(|e| Error::store_caused("an upload task panicked", e))
             .and_then(|uploaded| uploaded);
         if let Err(e) = &joined {
             if may_have_written(e) {
@@ -1403,7 +1403,10 @@ mod tests {
                 .and_then(|_| w.settle());
             (w, wrote_b)
         });
-        assert!(matches!(wrote_b, Err(Error::Permanent(_))), "{wrote_b:?}");
+        assert!(
+            matches!(wrote_b, Err(Error::Permanent { .. })),
+            "{wrote_b:?}"
+        );
         // The listing holds the blocking file and p=a's objects, nothing of p=b.
         let mut uploaded: Vec<String> = fx.list().into_iter().map(|(p, _)| p).collect();
         assert_eq!(uploaded.pop().as_deref(), Some("p=b"));
@@ -1418,13 +1421,11 @@ mod tests {
 
     #[test]
     fn only_a_refused_or_unread_upload_surely_wrote_nothing() {
-        assert!(!may_have_written(&Error::Permanent("403".into())));
+        assert!(!may_have_written(&Error::permanent("403")));
         let io = std::io::Error::other("gone");
         assert!(!may_have_written(&Error::io("read", "/s".as_ref(), io)));
-        assert!(may_have_written(&Error::Transient("timed out".into())));
-        assert!(may_have_written(&Error::Store(
-            "an upload task panicked".into()
-        )));
+        assert!(may_have_written(&Error::transient("timed out")));
+        assert!(may_have_written(&Error::store("an upload task panicked")));
     }
 
     #[test]
@@ -1528,6 +1529,6 @@ mod tests {
         assert!(text.contains("No space left on device"), "{text}");
         // Anything else stays an encoding error.
         let e = spool_error(spool)(ParquetError::General("bad column".into()));
-        assert!(matches!(e, Error::Encode(_)), "{e:?}");
+        assert!(matches!(e, Error::Encode { .. }), "{e:?}");
     }
 }

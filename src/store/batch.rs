@@ -99,14 +99,17 @@ fn utf8(bytes: arrow::array::BinaryArray, table: &str, column: &str) -> Result<S
             let row = bytes
                 .iter()
                 .position(|v| v.is_some_and(|v| std::str::from_utf8(v).is_err()));
-            Err(Error::Store(match row {
-                Some(row) => format!(
+            Err(match row {
+                Some(row) => Error::store(format!(
                     "table {table}: column {column}: expected string: the value in row {row} \
                      of a batch is not UTF-8: {}",
                     String::from_utf8_lossy(bytes.value(row))
+                )),
+                None => Error::store_caused(
+                    format!("table {table}: column {column}: expected string"),
+                    e,
                 ),
-                None => format!("table {table}: column {column}: expected string: {e}"),
-            }))
+            })
         }
     }
 }

@@ -304,7 +304,7 @@ pub(crate) fn worker_json(worker: &WorkerRecord) -> Result<(i64, String)> {
     let mut record = worker.clone();
     record.heartbeat_ms = now;
     let json = serde_json::to_string(&record)
-        .map_err(|e| Error::Store(format!("encoding worker {}: {e}", worker.worker_id)))?;
+        .map_err(|e| Error::store_caused(format!("encoding worker {}", worker.worker_id), e))?;
     Ok((now, json))
 }
 
@@ -314,7 +314,7 @@ pub(crate) fn decode_workers(records: &[String]) -> Result<Vec<WorkerRecord>> {
         .iter()
         .map(|json| {
             serde_json::from_str::<WorkerRecord>(json)
-                .map_err(|e| Error::Store(format!("a stored worker record is not valid: {e}")))
+                .map_err(|e| Error::store_caused("a stored worker record is not valid", e))
         })
         .collect::<Result<Vec<_>>>()?;
     out.sort_by(|a, b| (a.started_ms, &a.worker_id).cmp(&(b.started_ms, &b.worker_id)));

@@ -358,7 +358,7 @@ pub async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Error::Store(format!("background work panicked or was cancelled: {e}")))?
+        .map_err(|e| Error::store_caused("background work panicked or was cancelled", e))?
 }
 
 /// The record of one delivery run, kept in the store and shown by `lakeport status`.

@@ -203,7 +203,7 @@ impl RowCodec {
             (Decoded::Real(d), _) => Value::Double(d),
             (Decoded::Text(t), _) => Value::String(
                 String::from_utf8(t)
-                    .map_err(|e| Error::Store(format!("a stored text value is not UTF-8: {e}")))?,
+                    .map_err(|e| Error::store_caused("a stored text value is not UTF-8", e))?,
             ),
             (Decoded::Blob(b), _) => Value::Binary(b),
         })
@@ -325,7 +325,7 @@ struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn corrupt(&self) -> Error {
-        Error::Store(format!(
+        Error::store(format!(
             "an encoded row is corrupt at byte {} of {}",
             self.at,
             self.bytes.len()

@@ -19,33 +19,34 @@ use crate::store::{check_plan, LiveSet, OwnerGone, RunRecord, RunStatus, TaskSta
 /// A stored run record, `id` naming it in errors.
 pub(crate) fn decode_run(id: i64, json: &str) -> Result<RunRecord> {
     serde_json::from_str(json)
-        .map_err(|e| Error::Store(format!("the stored record of run {id} is not valid: {e}")))
+        .map_err(|e| Error::store_caused(format!("the stored record of run {id} is not valid"), e))
 }
 
 /// A run record as stored.
 pub(crate) fn record_json(r: &RunRecord) -> Result<String> {
     serde_json::to_string(r)
-        .map_err(|e| Error::Store(format!("encoding run {} of {}: {e}", r.run_id, r.task)))
+        .map_err(|e| Error::store_caused(format!("encoding run {} of {}", r.run_id, r.task), e))
 }
 
 /// A task state as stored.
 pub(crate) fn state_json(state: &TaskState) -> Result<String> {
     serde_json::to_string(state)
-        .map_err(|e| Error::Store(format!("encoding the state of task {}: {e}", state.task)))
+        .map_err(|e| Error::store_caused(format!("encoding the state of task {}", state.task), e))
 }
 
 /// A live object as stored.
 pub(crate) fn object_json(task: &str, o: &DeliveredObject) -> Result<String> {
     serde_json::to_string(o)
-        .map_err(|e| Error::Store(format!("encoding object {} of task {task}: {e}", o.path)))
+        .map_err(|e| Error::store_caused(format!("encoding object {} of task {task}", o.path), e))
 }
 
 /// A stored live object of `task`.
 pub(crate) fn decode_object(task: &str, json: &str) -> Result<DeliveredObject> {
     serde_json::from_str(json).map_err(|e| {
-        Error::Store(format!(
-            "a stored live object of task {task} is not valid: {e}"
-        ))
+        Error::store_caused(
+            format!("a stored live object of task {task} is not valid"),
+            e,
+        )
     })
 }
 

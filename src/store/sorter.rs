@@ -128,7 +128,7 @@ impl RowSorter {
         let spill = std::thread::Builder::new()
             .name("lakeport-sort".into())
             .spawn(move || write_run(full))
-            .map_err(|e| Error::Store(format!("cannot start a thread to sort rows: {e}")))?;
+            .map_err(|e| Error::store_caused("cannot start a thread to sort rows", e))?;
         self.spilling = Some(spill);
         Ok(())
     }
@@ -140,7 +140,7 @@ impl RowSorter {
         };
         let (file, mut buffer) = spill
             .join()
-            .map_err(|_| Error::Store("the thread sorting rows panicked".into()))??;
+            .map_err(|_| Error::store("the thread sorting rows panicked"))??;
         self.runs.push(file);
         buffer.clear();
         Ok(Some(buffer))
@@ -235,9 +235,7 @@ impl Source {
                 rec.resize(len, 0);
                 r.read_exact(rec).map_err(temp_error)?;
                 if key_len > len {
-                    return Err(Error::Store(
-                        "a sorted run in a temporary file is corrupt".into(),
-                    ));
+                    return Err(Error::store("a sorted run in a temporary file is corrupt"));
                 }
                 Ok(Some(key_len))
             }

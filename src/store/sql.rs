@@ -17,7 +17,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// A stored integer that must not be negative (`_seq`, counters).
 pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64> {
-    u64::try_from(v).map_err(|_| Error::Store(format!("{what} is negative ({v})")))
+    u64::try_from(v).map_err(|_| Error::store(format!("{what} is negative ({v})")))
 }
 
 /// A counter or `_seq` as the stores keep it (signed 64 bits).

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{describe, OffRuntime, PostgresStore};
+use super::{describe, DbFailure, OffRuntime, PostgresStore};
 use crate::error::{Error, Result};
 
 /// How long closing a connection may wait for the server to take the goodbye.
@@ -47,17 +47,15 @@ impl DirectConn {
     /// Connects with the store's settings.
     pub(super) fn connect(store: &PostgresStore) -> Result<DirectConn> {
         let shown = store.shown.clone();
-        let failed = |e: &dyn std::fmt::Display| {
-            Error::Store(format!("connecting to {shown} for a snapshot shard: {e}"))
-        };
+        let failed = || format!("connecting to {shown} for a snapshot shard");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| Error::store_caused(failed(), e))?;
         let (client, connection) = runtime
             .block_on(store.direct.connect(store.tls.clone()))
-            .map_err(|e| failed(&describe(&e)))?;
+            .map_err(|e| Error::store_caused(failed(), DbFailure::new(&e)))?;
         Ok(DirectConn {
             parts: Some(Parts {
                 runtime,
@@ -99,10 +97,10 @@ impl DirectConn {
                     Poll::Ready(ended) => {
                         *driver = None;
                         if let Err(e) = ended {
-                            return Poll::Ready(Err(Error::Store(format!(
-                                "{what} ({shown}): {}",
-                                describe(&e)
-                            ))));
+                            return Poll::Ready(Err(Error::store_caused(
+                                format!("{what} ({shown})"),
+                                DbFailure::new(&e),
+                            )));
                         }
                         // Closed by the server: `work` fails on the closed client next.
                     }

@@ -41,7 +41,7 @@ use super::postgres::fallible_iterator::FallibleIterator;
 use super::postgres::types::ToSql;
 use super::postgres::types::Type;
 use super::postgres::{IsolationLevel, Row, Transaction};
-use super::{describe, quote, Conn, PostgresStore};
+use super::{quote, Conn, DbFailure, PostgresStore};
 use crate::error::{Error, Result};
 use crate::model::schema::OBJECT_INVENTORY;
 use crate::model::TableDef;
@@ -135,10 +135,10 @@ fn summary_sql(upper: bool) -> String {
 
 fn entry(key: &str, row: &Row) -> Result<ObjectEntry> {
     let at = |e: super::postgres::Error| {
-        Error::Store(format!(
-            "listing {OBJECT_INVENTORY}: reading the row of key {key:?}: {}",
-            describe(&e)
-        ))
+        Error::store_caused(
+            format!("listing {OBJECT_INVENTORY}: reading the row of key {key:?}"),
+            DbFailure::new(&e),
+        )
     };
     let version_id: Option<String> = row.try_get(3).map_err(at)?;
     let modified: Option<DateTime<Utc>> = row.try_get(5).map_err(at)?;

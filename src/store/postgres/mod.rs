@@ -335,12 +335,12 @@ impl PostgresStore {
         self.pool.get().map_err(|e| {
             let last = self.last_connect_error.lock();
             match last.unwrap_or_else(PoisonError::into_inner).as_deref() {
-                Some(reason) => Error::Store(format!(
+                Some(reason) => Error::store(format!(
                     "connecting to {}: no connection within {}s; the last attempt: {reason}",
                     self.shown,
                     POOL_WAIT.as_secs()
                 )),
-                None => Error::Store(format!("connecting to {}: {e}", self.shown)),
+                None => Error::store_caused(format!("connecting to {}", self.shown), e),
             }
         })
     }
@@ -355,11 +355,10 @@ impl PostgresStore {
         match self.config.connect(self.tls.clone()) {
             Ok(client) => drop(client),
             Err(e) => {
-                return Err(Error::Store(format!(
-                    "connecting to {}: {}",
-                    self.shown,
-                    describe(&e)
-                )))
+                return Err(Error::store_caused(
+                    format!("connecting to {}", self.shown),
+                    DbFailure::new(&e),
+                ))
             }
         }
         self.conn()
@@ -368,7 +367,7 @@ impl PostgresStore {
     /// Maps a database error to [`Error::Store`], saying what was being done.
     pub(crate) fn db(&self, what: impl fmt::Display) -> impl FnOnce(postgres::Error) -> Error {
         let shown = self.shown.clone();
-        move |e| Error::Store(format!("{what} ({shown}): {}", describe(&e)))
+        move |e| Error::store_caused(format!("{what} ({shown})"), DbFailure::new(&e))
     }
 
     /// The layout of table `name`, read through `conn` on first use.
@@ -391,6 +390,26 @@ impl PostgresStore {
         Ok(sql)
     }
 }
+
+/// A `postgres` client error as the cause of an [`Error::Store`], in [`describe`]'s words:
+/// the server's message and detail, or the client's words and their causes. Those words
+/// already hold the error's whole chain, so it returns no `source()` of its own.
+#[derive(Debug)]
+pub(crate) struct DbFailure(String);
+
+impl DbFailure {
+    pub(crate) fn new(e: &postgres::Error) -> Self {
+        DbFailure(describe(e))
+    }
+}
+
+impl fmt::Display for DbFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DbFailure {}
 
 /// A database error with its server message and detail when it has them (the `postgres`
 /// crate's own display is only "db error").
@@ -571,9 +590,10 @@ fn stored_def(
     row.map(|r| {
         let json: String = r.get(0);
         serde_json::from_str(&json).map_err(|e| {
-            Error::Store(format!(
-                "the stored definition of table {name} is not valid: {e}"
-            ))
+            Error::store_caused(
+                format!("the stored definition of table {name} is not valid"),
+                e,
+            )
         })
     })
     .transpose()
@@ -722,8 +742,9 @@ impl Tables for PostgresStore {
                 differences(&stored, def).join("; ")
             )));
         }
-        let json = serde_json::to_string(def)
-            .map_err(|e| Error::Store(format!("encoding the definition of table {name}: {e}")))?;
+        let json = serde_json::to_string(def).map_err(|e| {
+            Error::store_caused(format!("encoding the definition of table {name}"), e)
+        })?;
         tx.execute(
             r#"INSERT INTO "_lakeport_tables" ("name", "definition") VALUES ($1, $2)"#,
             &[name, &json],

@@ -46,7 +46,8 @@ use super::direct::DirectConn;
 use super::postgres::types::{FromSql, ToSql, Type as PgType};
 use super::postgres::{Column as PgColumn, Row};
 use super::{
-    count, describe, to_i64, unless_deletes, Conn, OffRuntime, PostgresStore, TableSql, POOL_SIZE,
+    count, describe, to_i64, unless_deletes, Conn, DbFailure, OffRuntime, PostgresStore, TableSql,
+    POOL_SIZE,
 };
 use crate::error::{Error, Result};
 use crate::model::{ColumnType, DELETED_COLUMN, SEQ_COLUMN, WRITE_TIME_COLUMN};
@@ -136,7 +137,7 @@ enum KeyValue {
 
 impl KeyValue {
     fn read(row: &Row, i: usize, ty: ColumnType) -> std::result::Result<Self, String> {
-        let e = |e: super::postgres::Error| e.to_string();
+        let e = |e: super::postgres::Error| describe(&e);
         Ok(match ty {
             ColumnType::String => KeyValue::Text(row.try_get(i).map_err(e)?),
             ColumnType::Int64 => KeyValue::Int(row.try_get(i).map_err(e)?),
@@ -511,7 +512,7 @@ fn estimated_live_rows(store: &PostgresStore, tx: &mut ReadTx, t: &TableSql) -> 
     let plan = row.try_get::<_, Raw<'_>>(0).map_err(store.db(what))?.0;
     let plan = String::from_utf8_lossy(plan.unwrap_or_default());
     plan_rows(&plan).ok_or_else(|| {
-        Error::Store(format!(
+        Error::store(format!(
             "estimating the rows of table {}: no row estimate in the plan {plan}",
             t.name()
         ))
@@ -563,7 +564,7 @@ fn key_bounds(
             .query_opt(&sql, &[&(offset - 1)])
             .map_err(store.db(format_args!("finding shard bounds of table {}", t.name())))?
             .ok_or_else(|| {
-                Error::Store(format!(
+                Error::store(format!(
                     "reading table {}: no row at offset {offset} for a shard bound",
                     t.name()
                 ))
@@ -574,7 +575,7 @@ fn key_bounds(
             .enumerate()
             .map(|(j, &i)| {
                 KeyValue::read(&row, j, t.def.columns[i].ty).map_err(|e| {
-                    Error::Store(format!("reading a shard bound of table {}: {e}", t.name()))
+                    Error::store(format!("reading a shard bound of table {}: {e}", t.name()))
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -713,7 +714,7 @@ impl ShardReader for PgShard {
         let (t, sql, params, deletes) = (&*self.t, &self.sql, &self.params, self.deletes);
         let conn = &mut self.conn;
         let what = format!("reading table {}", t.name());
-        let at = |e: super::postgres::Error| Error::Store(format!("{what}: {}", describe(&e)));
+        let at = |e: super::postgres::Error| Error::store_caused(what.clone(), DbFailure::new(&e));
         let batch_rows = batch_rows.max(1);
         let client = conn.client();
         let mut source = conn.block_on(&what, async {
@@ -779,7 +780,7 @@ impl Source {
             }
             Source::Copy(stream, tuples) => {
                 let malformed =
-                    |e: String| Error::Store(format!("reading table {}: expected {e}", t.name()));
+                    |e: String| Error::store(format!("reading table {}: expected {e}", t.name()));
                 loop {
                     match tuples.next_tuple().map_err(malformed)? {
                         Next::Tuple(fields) => {
@@ -871,7 +872,7 @@ fn check_columns(t: &TableSql, columns: &[PgColumn], deletes: bool) -> Result<()
         .chain(system.iter().copied())
         .collect();
     if columns.len() != expected.len() {
-        return Err(Error::Store(format!(
+        return Err(Error::store(format!(
             "reading table {}: expected {} columns, the server sends {}",
             t.name(),
             expected.len(),
@@ -880,7 +881,7 @@ fn check_columns(t: &TableSql, columns: &[PgColumn], deletes: bool) -> Result<()
     }
     for ((name, ty), column) in expected.into_iter().zip(columns) {
         if !sends_as(ty, column.type_()) {
-            return Err(Error::Store(format!(
+            return Err(Error::store(format!(
                 "table {}: column {name}: expected {ty}, the server has {}",
                 t.name(),
                 column.type_()
@@ -933,7 +934,7 @@ impl<'r> RowValues<'r> for &'r Row {
     fn value(&mut self, i: usize) -> std::result::Result<Option<&'r [u8]>, String> {
         self.try_get::<_, Raw<'r>>(i)
             .map(|r| r.0)
-            .map_err(|e| e.to_string())
+            .map_err(|e| describe(&e))
     }
 }
 
@@ -956,7 +957,7 @@ fn append_row<'r>(b: &mut Builders, t: &TableSql, mut row: impl RowValues<'r>) -
                 "a system column".to_string(),
             ),
         };
-        Error::Store(format!(
+        Error::store(format!(
             "table {}: column {name}: expected {ty}: {e}",
             t.name()
         ))

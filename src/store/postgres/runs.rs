@@ -119,8 +119,9 @@ fn read_runs(
 }
 
 fn decode_state(task: &str, json: &str) -> Result<TaskState> {
-    serde_json::from_str(json)
-        .map_err(|e| Error::Store(format!("the stored state of task {task} is not valid: {e}")))
+    serde_json::from_str(json).map_err(|e| {
+        Error::store_caused(format!("the stored state of task {task} is not valid"), e)
+    })
 }
 
 fn load_task_state(

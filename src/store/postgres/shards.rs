@@ -179,7 +179,7 @@ pub(super) fn finish(
     let (state, text) = match outcome {
         Ok(result) => (
             "done",
-            serde_json::to_string(result).map_err(|e| Error::Store(format!("{what}: {e}")))?,
+            serde_json::to_string(result).map_err(|e| Error::store_caused(what.to_string(), e))?,
         ),
         Err(error) => ("failed", error.to_string()),
     };
@@ -257,14 +257,17 @@ pub(super) fn list(s: &PostgresStore, run_id: Option<u64>) -> Result<Vec<ShardSt
                 ("claimed", _) => ShardState::Claimed,
                 ("done", Some(json)) => {
                     ShardState::Done(serde_json::from_str(&json).map_err(|e| {
-                        Error::Store(format!(
-                            "the stored outcome of shard {cid} of run {run_id} is not valid: {e}"
-                        ))
+                        Error::store_caused(
+                            format!(
+                                "the stored outcome of shard {cid} of run {run_id} is not valid"
+                            ),
+                            e,
+                        )
                     })?)
                 }
                 ("failed", error) => ShardState::Failed(error.unwrap_or_default()),
                 (other, _) => {
-                    return Err(Error::Store(format!(
+                    return Err(Error::store(format!(
                         "shard {cid} of run {run_id} has an unknown state {other:?}"
                     )))
                 }

@@ -110,7 +110,7 @@ fn unreachable_server_is_a_clear_error() {
     drop(listener);
     let url = format!("postgres://u:secret@127.0.0.1:{port}/db");
     let started = std::time::Instant::now();
-    let err = PostgresStore::open(&url).unwrap_err().to_string();
+    let err = PostgresStore::open(&url).unwrap_err().chain().to_string();
     assert!(
         started.elapsed() < std::time::Duration::from_secs(10),
         "{err}"
@@ -383,6 +383,7 @@ fn tls_is_used_when_asked_and_the_certificate_checked() {
     assert!(!uses_tls(&PostgresStore::open(&url).unwrap()));
     let err = PostgresStore::open(&format!("{url}?sslmode=require"))
         .unwrap_err()
+        .chain()
         .to_string();
     assert!(err.contains("certificate"), "{err}");
     let missing = PostgresStore::open(&format!(
@@ -577,7 +578,7 @@ fn snapshot_values_of_the_wrong_type_are_errors_that_name_the_column() {
     let mut conn = store.conn().unwrap();
     conn.batch_execute(r#"UPDATE data_t SET "at" = 'infinity' WHERE "id" = 1"#)
         .unwrap();
-    let err = read_all(&store).unwrap_err().to_string();
+    let err = read_all(&store).unwrap_err().chain().to_string();
     assert!(
         err.contains("table t: column at: expected timestamp") && err.contains("infinity"),
         "{err}"
@@ -585,7 +586,7 @@ fn snapshot_values_of_the_wrong_type_are_errors_that_name_the_column() {
 
     conn.batch_execute(r#"ALTER TABLE data_t ALTER COLUMN "n" TYPE TEXT USING "n"::text"#)
         .unwrap();
-    let err = read_all(&store).unwrap_err().to_string();
+    let err = read_all(&store).unwrap_err().chain().to_string();
     assert!(
         err.contains("table t: column n: expected int64, the server has text"),
         "{err}"
@@ -602,7 +603,7 @@ fn a_shard_reads_again_after_a_failed_batch() {
     let mut calls = 0;
     let failed = shard.read(1, &mut |_| {
         calls += 1;
-        Err(Error::Store("the handler failed".into()))
+        Err(Error::store("the handler failed"))
     });
     assert_eq!(calls, 1);
     assert!(failed

@@ -117,7 +117,7 @@ impl ColumnArray {
             (ColumnArray::Bytes(a), Value::Null) => a.push(None),
             (ColumnArray::Time(a), Value::Null) => a.push(None),
             (_, v) => {
-                return Err(Error::Store(format!(
+                return Err(Error::store(format!(
                     "a checked value does not fit its column: {v:?}"
                 )))
             }
@@ -415,7 +415,7 @@ fn lock_meta(store: &PostgresStore, tx: &mut Transaction<'_>, table: &str) -> Re
 /// A time in ms since the epoch as PostgreSQL's `timestamptz`.
 fn time_of(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| Error::Store(format!("write time {ms} ms is out of range")))
+        .ok_or_else(|| Error::store(format!("write time {ms} ms is out of range")))
 }
 
 /// The upsert of one batch: parameters are one array per column, the ordinals, then the

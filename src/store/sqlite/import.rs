@@ -254,9 +254,7 @@ impl SqliteStore {
 
 fn decode_record(id: i64, json: &str) -> Result<ImportRecord> {
     serde_json::from_str(json).map_err(|e| {
-        Error::Store(format!(
-            "the stored record of import {id} is not valid: {e}"
-        ))
+        Error::store_caused(format!("the stored record of import {id} is not valid"), e)
     })
 }
 
@@ -491,7 +489,7 @@ fn insert_record(conn: &Connection, record: &ImportRecord) -> Result<u64> {
     let mut stored = record.clone();
     stored.import_id = non_negative(id, "an import id")?;
     let json = serde_json::to_string(&stored)
-        .map_err(|e| Error::Store(format!("encoding an import record: {e}")))?;
+        .map_err(|e| Error::store_caused("encoding an import record", e))?;
     conn.execute(
         r#"UPDATE "_lakeport_imports" SET "record" = ?2 WHERE "import_id" = ?1"#,
         rusqlite::params![id, json],

@@ -116,9 +116,10 @@ const LIST_COLUMNS: &str = "\"key\", \"is_latest\", \"is_delete_marker\", \"vers
 
 fn entry(key: &str, row: &rusqlite::Row<'_>) -> Result<ObjectEntry> {
     let at = |e: rusqlite::Error| {
-        Error::Store(format!(
-            "listing {OBJECT_INVENTORY}: reading the row of key {key:?}: {e}"
-        ))
+        Error::store_caused(
+            format!("listing {OBJECT_INVENTORY}: reading the row of key {key:?}"),
+            e,
+        )
     };
     let version_id: Option<String> = row.get(3).map_err(at)?;
     Ok(ObjectEntry {
@@ -136,7 +137,7 @@ pub(super) fn list_objects(store: &SqliteStore, q: &ListQuery) -> Result<ListPag
     let (mut lower, mut inclusive) = q.start()?;
     let what = format!("listing {OBJECT_INVENTORY} bucket {:?}", q.bucket);
     let conn = reader(store, &what)?;
-    let at = |e: rusqlite::Error| Error::Store(format!("{what}: {e}"));
+    let at = |e: rusqlite::Error| Error::store_caused(what.to_string(), e);
     let upper = prefix_successor(q.prefix.as_bytes());
     let data = quote(&format!("data_{OBJECT_INVENTORY}"));
     let sql = |inclusive: bool| {
@@ -156,13 +157,13 @@ pub(super) fn list_objects(store: &SqliteStore, q: &ListQuery) -> Result<ListPag
         while let Some(row) = rows.next().map_err(at)? {
             let key = match row.get_ref(0).map_err(at)? {
                 ValueRef::Text(t) => std::str::from_utf8(t).map_err(|_| {
-                    Error::Store(format!(
+                    Error::store(format!(
                         "{what}: key {:?} is not UTF-8",
                         String::from_utf8_lossy(t)
                     ))
                 })?,
                 other => {
-                    return Err(Error::Store(format!(
+                    return Err(Error::store(format!(
                         "{what}: expected a TEXT key, found {:?}",
                         other.data_type()
                     )))
@@ -214,16 +215,16 @@ fn has_index(conn: &Connection) -> rusqlite::Result<bool> {
 fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize, what: &str) -> Result<Option<&'r str>> {
     match row
         .get_ref(i)
-        .map_err(|e| Error::Store(format!("{what}: {e}")))?
+        .map_err(|e| Error::store_caused(what.to_string(), e))?
     {
         ValueRef::Null => Ok(None),
         ValueRef::Text(t) => std::str::from_utf8(t).map(Some).map_err(|_| {
-            Error::Store(format!(
+            Error::store(format!(
                 "{what}: column {i} holds text that is not UTF-8: {:?}",
                 String::from_utf8_lossy(t)
             ))
         }),
-        other => Err(Error::Store(format!(
+        other => Err(Error::store(format!(
             "{what}: column {i}: expected TEXT, found {:?}",
             other.data_type()
         ))),
@@ -243,7 +244,7 @@ pub(super) fn summarize_objects(
         by.as_str()
     );
     let conn = reader(store, &what)?;
-    let at = |e: rusqlite::Error| Error::Store(format!("{what}: {e}"));
+    let at = |e: rusqlite::Error| Error::store_caused(what.to_string(), e);
     let indexed = has_index(&conn).map_err(at)?;
     let mut stmt = conn.prepare(&summary_sql(prefix, indexed)).map_err(at)?;
     let upper = prefix_successor(prefix.as_bytes());

@@ -127,7 +127,7 @@ impl SqliteStore {
             }
         }
         let conn = open_wal(path).map_err(|e| why_not_writable(path).unwrap_or(e))?;
-        let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
+        let at = |e: rusqlite::Error| Error::store_caused(format!("opening {}", path.display()), e);
         runs::move_live_objects_out_of_task_states(&conn)?;
         conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
             .map_err(at)?;
@@ -223,7 +223,7 @@ impl SqliteStore {
 
 /// A new connection to `path` with the busy timeout and synchronous mode every connection uses.
 fn connect(path: &Path) -> Result<Connection> {
-    let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
+    let at = |e: rusqlite::Error| Error::store_caused(format!("opening {}", path.display()), e);
     let conn = Connection::open(path).map_err(at)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(at)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
@@ -236,8 +236,9 @@ fn connect(path: &Path) -> Result<Connection> {
 /// nothing changes the file, so it needs no `-shm` beside it), checked to be a lakeport store
 /// by a read of its sequence.
 fn connect_read_only(path: &Path, immutable: bool) -> Result<Connection> {
-    let at =
-        |e: rusqlite::Error| Error::Store(format!("opening {} for reading: {e}", path.display()));
+    let at = |e: rusqlite::Error| {
+        Error::store_caused(format!("opening {} for reading", path.display()), e)
+    };
     let absolute = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
     let mut uri = String::from("file:");
     uri.extend(percent_encoding::utf8_percent_encode(
@@ -263,7 +264,7 @@ fn connect_read_only(path: &Path, immutable: bool) -> Result<Connection> {
         )
         .map_err(at)?;
     if !has_meta {
-        return Err(Error::Store(format!(
+        return Err(Error::store(format!(
             "{} is not a lakeport store (it has no _lakeport_meta table)",
             path.display()
         )));
@@ -321,7 +322,7 @@ fn why_not_writable(path: &Path) -> Option<Error> {
 /// as it closes, another opener switching the journal mode); such refusals are retried, with
 /// exponential backoff, for up to the busy timeout.
 fn open_wal(path: &Path) -> Result<Connection> {
-    let at = |e: rusqlite::Error| Error::Store(format!("opening {}: {e}", path.display()));
+    let at = |e: rusqlite::Error| Error::store_caused(format!("opening {}", path.display()), e);
     let policy = backoff::ExponentialBackoff {
         initial_interval: Duration::from_millis(5),
         max_interval: Duration::from_millis(200),
@@ -341,7 +342,7 @@ fn open_wal(path: &Path) -> Result<Connection> {
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(classify)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(backoff::Error::permanent(Error::Store(format!(
+            return Err(backoff::Error::permanent(Error::store(format!(
                 "opening {}: cannot switch to WAL mode (journal mode is {mode})",
                 path.display()
             ))));
@@ -374,7 +375,7 @@ fn open_wal(path: &Path) -> Result<Connection> {
 
 /// Maps a rusqlite error to [`Error::Store`], saying what was being done.
 fn db(what: impl fmt::Display) -> impl FnOnce(rusqlite::Error) -> Error {
-    move |e| Error::Store(format!("{what}: {e}"))
+    move |e| Error::store_caused(what.to_string(), e)
 }
 
 impl Tables for SqliteStore {

@@ -44,9 +44,7 @@ impl SqliteStore {
         let pinned = pin_readers(readers);
         let released = writer.execute_batch("ROLLBACK");
         let seq = pinned?.ok_or_else(|| {
-            Error::Store(
-                "snapshot: shard readers saw different states while writers were held off".into(),
-            )
+            Error::store("snapshot: shard readers saw different states while writers were held off")
         })?;
         released.map_err(db("snapshot: releasing the write lock"))?;
         Ok(seq)
@@ -308,7 +306,7 @@ fn key_range_shards(
     changes: Option<SeqRange>,
 ) -> Result<Vec<Box<dyn ShardReader>>> {
     if used > 0 && bounds.len() + 1 != used {
-        return Err(Error::Store(format!(
+        return Err(Error::store(format!(
             "reading table {}: found {} shard bounds for {used} shards",
             t.name(),
             bounds.len()
@@ -396,7 +394,7 @@ impl ShardReader for SqliteShard {
         let t = &*self.t;
         let at = |what: &'static str| {
             move |e: rusqlite::Error| {
-                Error::Store(format!("reading table {}: {what}: {e}", t.name()))
+                Error::store_caused(format!("reading table {}: {what}", t.name()), e)
             }
         };
         let batch_rows = batch_rows.max(1);
@@ -466,7 +464,7 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &rusqlite::Row<'_>) -> Result
             _ => false,
         };
         if !ok {
-            return Err(Error::Store(format!(
+            return Err(Error::store(format!(
                 "table {}: column {} of row {}: expected {}, found {}",
                 t.name(),
                 c.name,
@@ -490,7 +488,7 @@ fn append_row(b: &mut Builders, t: &TableSql, row: &rusqlite::Row<'_>) -> Result
 }
 
 fn read_failed(t: &TableSql) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-    move |e| Error::Store(format!("reading table {}: {e}", t.name()))
+    move |e| Error::store_caused(format!("reading table {}", t.name()), e)
 }
 
 /// A stored value as an error message shows it: storage class and a short rendering.

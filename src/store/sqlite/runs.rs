@@ -123,16 +123,14 @@ pub(super) fn move_live_objects_out_of_task_states(conn: &Connection) -> Result<
     }
     for (task, json) in old {
         let mut state: serde_json::Value = serde_json::from_str(&json).map_err(|e| {
-            Error::Store(format!("the stored state of task {task} is not valid: {e}"))
+            Error::store_caused(format!("the stored state of task {task} is not valid"), e)
         })?;
         let objects = state
             .as_object_mut()
             .and_then(|m| m.remove("live_objects"))
             .unwrap_or_default();
         let objects: Vec<DeliveredObject> = serde_json::from_value(objects).map_err(|e| {
-            Error::Store(format!(
-                "the live objects of task {task} are not valid: {e}"
-            ))
+            Error::store_caused(format!("the live objects of task {task} are not valid"), e)
         })?;
         put_live(&tx, &task, &objects)?;
         tx.execute(

@@ -84,7 +84,7 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(
         .map_err(db(format_args!("reading the {what}")))?;
     json.map(|j| {
         serde_json::from_str(&j)
-            .map_err(|e| Error::Store(format!("the stored {what} is not valid: {e}")))
+            .map_err(|e| Error::store_caused(format!("the stored {what} is not valid"), e))
     })
     .transpose()
 }
@@ -337,7 +337,7 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
         )));
     }
     let json = serde_json::to_string(def)
-        .map_err(|e| Error::Store(format!("encoding the definition of table {name}: {e}")))?;
+        .map_err(|e| Error::store_caused(format!("encoding the definition of table {name}"), e))?;
     tx.execute(
         r#"INSERT INTO "_lakeport_tables" ("name", "definition") VALUES (?1, ?2)"#,
         [name, &json],

@@ -104,7 +104,7 @@ pub(super) struct Applier<'t> {
 
 impl Applier<'_> {
     fn err(&self, what: &'static str) -> impl FnOnce(rusqlite::Error) -> Error + '_ {
-        move |e| Error::Store(format!("{what} in table {}: {e}", self.t.name()))
+        move |e| Error::store_caused(format!("{what} in table {}", self.t.name()), e)
     }
 
     /// Looks `key` up (`key_at(j)` is the j-th key value) and compares the stored row with
@@ -170,8 +170,9 @@ impl Applier<'_> {
         let table = self.t.name();
         self.write_upsert_with(s, stored, |stmt| {
             for (i, v) in values.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, Bind(v))
-                    .map_err(|e| Error::Store(format!("binding a value in table {table}: {e}")))?;
+                stmt.raw_bind_parameter(i + 1, Bind(v)).map_err(|e| {
+                    Error::store_caused(format!("binding a value in table {table}"), e)
+                })?;
             }
             Ok(())
         })
@@ -196,7 +197,7 @@ impl Applier<'_> {
         };
         let table = self.t.name();
         let at = |what: &'static str| {
-            move |e: rusqlite::Error| Error::Store(format!("{what} in table {table}: {e}"))
+            move |e: rusqlite::Error| Error::store_caused(format!("{what} in table {table}"), e)
         };
         let seq = self.seq + 1;
         let n = self.t.def.columns.len();

@@ -118,7 +118,7 @@ s3s-fs:
 	fi
 
 run:
-	@[ -x $(RELEASE_BIN) ] || echo "building lakeport (release): the first build takes about 11 minutes on 2 cores; later ones only rebuild what changed"
+	@[ -x $(RELEASE_BIN) ] || echo "building lakeport (release): the first build takes about 9 minutes on 2 cores; later ones only rebuild what changed"
 	$(CARGO) build --release
 	rm -rf demo/lake demo/lakeport.db demo/lakeport.db-wal demo/lakeport.db-shm
 	mkdir -p demo

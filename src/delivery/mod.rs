@@ -19,5 +19,5 @@ pub mod status;
 
 pub use config::{load_tasks, Deletes, Mode, PartitionTime, Task};
 pub use follow::{follow, FollowSummary};
-pub use run::{run_task, run_task_with, RunSummary};
+pub use run::{open_destination_for_runs, run_task, run_task_with, RunSummary};
 pub use shard::{Quiet, RunObserver};

@@ -95,11 +95,21 @@ pub async fn run_task(
     task: Arc<Task>,
     observer: Arc<dyn RunObserver>,
 ) -> Result<RunSummary> {
-    let dest = match task.open_destination() {
-        Ok(dest) => dest,
-        Err(e) => return Err(failed_before_start(&store, &task, now_ms(), e).await),
-    };
-    run_task_with(store, task, Arc::new(dest), observer).await
+    let dest = open_destination_for_runs(&store, &task).await?;
+    run_task_with(store, task, dest, observer).await
+}
+
+/// Opens the task's destination for its runs (one run, or continuous delivery). A failure
+/// there (an unset credential variable, say) is recorded as a failed run of the task, as a
+/// run that fails later is, so that `status` and the API show why nothing was delivered.
+pub async fn open_destination_for_runs(
+    store: &Arc<dyn Store>,
+    task: &Task,
+) -> Result<Arc<Destination>> {
+    match task.open_destination() {
+        Ok(dest) => Ok(Arc::new(dest)),
+        Err(e) => Err(failed_before_start(store, task, now_ms(), e).await),
+    }
 }
 
 /// [`run_task`] into a destination given by the caller instead of the task's URL (the same

@@ -50,7 +50,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::config::schedule::Schedule;
 use crate::delivery::status::{lag_seconds, next_runs, task_status, TaskStatus};
-use crate::delivery::{follow, run_task, Quiet, RunSummary, Task};
+use crate::delivery::{follow, open_destination_for_runs, run_task, Quiet, RunSummary, Task};
 use crate::error::{Error, Result};
 use crate::inventory::watch::{PassSummary, WatchDef, WatchEvent, Watcher};
 use crate::model::TableDef;
@@ -818,10 +818,12 @@ impl Service {
         slot.running.store(true, Ordering::SeqCst);
         self.track(async move {
             let task = slot.task();
-            let dest = match task.open_destination() {
-                Ok(d) => Arc::new(d),
+            let dest = match open_destination_for_runs(&store, &task).await {
+                Ok(dest) => dest,
                 Err(e) => {
+                    tracing::error!(task = %task.name, "continuous delivery not started: {}", e.chain());
                     slot.record(&Err(e));
+                    slot.running.store(false, Ordering::SeqCst);
                     return;
                 }
             };

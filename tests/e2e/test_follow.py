@@ -103,3 +103,18 @@ def test_full_mode_cannot_follow(wd):
     wd.write_task("inc", source="items", mode="full", schedule="continuous")
     r = wd.lakeport("validate", expect=2)
     assert "schedule: continuous: needs mode incremental or differential" in r.err, r
+
+
+def test_a_destination_that_cannot_be_opened_is_a_recorded_failure(wd):
+    """`run --follow` whose destination cannot be opened (a credential variable the task names
+    is unset) exits 1 naming the variable, and `status` shows the failed run with that
+    error, as for a single `run`."""
+    setup(wd, destination="s3://lake-bucket/inc",
+          storage={"endpoint": "http://127.0.0.1:9", "allow_http": True, "region": "us-east-1",
+                   "access_key_id_env": "LAKEPORT_E2E_NO_KEY",
+                   "secret_access_key_env": "LAKEPORT_E2E_NO_SECRET"})
+    r = wd.lakeport("run", "inc", "--follow", expect=1)
+    assert "LAKEPORT_E2E_NO_KEY is not set" in r.err, r
+    last = wd.status("inc")["last_run"]
+    assert last is not None, f"the failed start was not recorded\n{r}"
+    assert last["status"] == "failed" and "LAKEPORT_E2E_NO_KEY is not set" in last["error"], last

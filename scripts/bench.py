@@ -106,26 +106,33 @@ def sqlite_extension():
     sys.exit("bench: no .duckdb_extension file in duckdb-ext-sqlite")
 
 
+def measured(cmd, usage_file):
+    """cmd wrapped so that, when it ends, `usage_file` holds its peak RSS in KiB and its user
+    and system CPU seconds: "RSS USER SYS". GNU time when the machine has it, else a fresh
+    Python whose only child is cmd (its RUSAGE_CHILDREN figures are cmd's; a child started
+    straight from this Python would report this Python's peak RSS too)."""
+    time_bin = shutil.which("time", path="/usr/bin:/bin")
+    cmd = [str(c) for c in cmd]
+    if time_bin:
+        return [time_bin, "-q", "-f", "%M %U %S", "-o", str(usage_file), *cmd]
+    return [sys.executable, "-c",
+            "import resource, subprocess, sys\n"
+            "r = subprocess.run(sys.argv[2:]).returncode\n"
+            "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+            "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime} {u.ru_stime}')\n"
+            "sys.exit(r)", str(usage_file), *cmd]
+
+
 def timed(cmd, cwd, env=None):
     """Runs cmd; returns (seconds, peak RSS in KiB, stdout). Fails loudly on non-zero exit."""
-    time_bin = shutil.which("time", path="/usr/bin:/bin")
     rss_file = cwd / ".rss"
-    if time_bin:
-        full = [time_bin, "-q", "-f", "%M", "-o", str(rss_file), *cmd]
-    else:
-        # A fresh Python whose only child is cmd: its RUSAGE_CHILDREN max RSS is cmd's.
-        full = [sys.executable, "-c",
-                "import resource, subprocess, sys\n"
-                "r = subprocess.run(sys.argv[2:]).returncode\n"
-                "open(sys.argv[1], 'w').write(str(resource.getrusage("
-                "resource.RUSAGE_CHILDREN).ru_maxrss))\n"
-                "sys.exit(r)", str(rss_file), *cmd]
+    full = measured(cmd, rss_file)
     t0 = time.perf_counter()
     p = subprocess.run(full, cwd=cwd, capture_output=True, text=True, env=env)
     secs = time.perf_counter() - t0
     if p.returncode != 0:
         sys.exit(f"bench: {' '.join(map(str, cmd))} failed ({p.returncode}):\n{p.stdout}{p.stderr}")
-    rss = int(rss_file.read_text().split()[-1])
+    rss = int(rss_file.read_text().split()[-3])
     rss_file.unlink()
     return secs, rss, p.stdout
 

@@ -352,24 +352,15 @@ def run_step(cmd, work, env, tmp):
     start-up included), rss (peak, bytes), tmp (peak temporary disk, bytes) and stdout.
     Exits when the command fails. Also its CPU seconds (user + system).
 
-    The peak RSS comes from a small wrapper that forks the command (GNU time, as bench.timed):
+    The peak RSS comes from a small wrapper that forks the command (bench.measured: GNU time, as bench.timed uses):
     a process started straight from this Python would report this Python's peak RSS too
     (Linux keeps the memory a child had before exec in its ru_maxrss)."""
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     env = dict(env, TMPDIR=str(tmp))
     out_path, err_path, rss_path = work / ".step.out", work / ".step.err", work / ".step.rss"
-    time_bin = shutil.which("time", path="/usr/bin:/bin")
     cmd = [str(c) for c in cmd]
-    if time_bin:
-        full = [time_bin, "-q", "-f", "%M %U %S", "-o", str(rss_path), *cmd]
-    else:
-        full = [sys.executable, "-c",
-                "import resource, subprocess, sys\n"
-                "r = subprocess.run(sys.argv[2:]).returncode\n"
-                "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-                "open(sys.argv[1], 'w').write(f'{u.ru_maxrss} {u.ru_utime} {u.ru_stime}')\n"
-                "sys.exit(r)", str(rss_path), *cmd]
+    full = bench.measured(cmd, rss_path)
     os.sync()  # what the previous step left to write back is flushed first, untimed
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
@@ -613,18 +604,15 @@ def one_size(n, lakeport, work, files_per):
     res["live"], res["changes"] = live, changes
 
     # 6. incremental delivery of the change set, full delivery of the table
-    s = run_step([*base, "run", TASK_INC], work, env, tmp)
-    res["inc"] = s
-    m = bench.SUMMARY_RE.match(s["stdout"].strip().splitlines()[-1] if s["stdout"].strip() else "")
-    say(f"incremental, the change set ({changes:,} rows): {step_text(s, changes)}")
-    if not m or int(m["rows"]) != changes:
-        problems.append(f"the incremental run: {s['stdout'].strip()!r}, expected {changes} rows")
-    s = run_step([*base, "run", TASK_FULL], work, env, tmp)
-    res["full"] = s
-    m = bench.SUMMARY_RE.match(s["stdout"].strip().splitlines()[-1] if s["stdout"].strip() else "")
-    say(f"full delivery: {step_text(s, live)}")
-    if not m or int(m["rows"]) != live:
-        problems.append(f"the full run: {s['stdout'].strip()!r}, expected {live} rows")
+    for key, task, rows, what in [
+            ("inc", TASK_INC, changes, f"incremental, the change set ({changes:,} rows)"),
+            ("full", TASK_FULL, live, "full delivery")]:
+        s = res[key] = run_step([*base, "run", task], work, env, tmp)
+        out = s["stdout"].strip()
+        m = bench.SUMMARY_RE.match(out.splitlines()[-1] if out else "")
+        say(f"{what}: {step_text(s, rows)}")
+        if not m or int(m["rows"]) != rows:
+            problems.append(f"{what}: {out!r}, expected {rows} rows")
 
     # 7. DuckDB anchor: sqlite_scan -> COPY PARTITION_BY
     con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)

@@ -732,14 +732,20 @@ mod tests {
         assert!(parse_size("-5").is_err());
     }
 
-    /// The problems of one task file in a pipelines folder of its own, with the builtin table.
-    fn problems_of(yaml: &str) -> Vec<String> {
+    /// The tasks of a pipelines folder of its own holding one file, `t.yaml`, with the builtin
+    /// table.
+    fn load_one(yaml: &str) -> Result<BTreeMap<String, Task>> {
         let dir = tempfile::tempdir().unwrap();
         let pipelines = dir.path().join("pipelines");
         std::fs::create_dir_all(&pipelines).unwrap();
         std::fs::write(pipelines.join("t.yaml"), yaml).unwrap();
         let tables = crate::model::schema::load_tables(&dir.path().join("schemas")).unwrap();
-        match load_tasks(&pipelines, &tables) {
+        load_tasks(&pipelines, &tables)
+    }
+
+    /// The problems of `t.yaml` (see [`load_one`]), each without its file name.
+    fn problems_of(yaml: &str) -> Vec<String> {
+        match load_one(yaml) {
             Ok(tasks) => panic!("no problem found; read {tasks:?}"),
             Err(Error::InvalidConfig(text)) => text
                 .lines()
@@ -787,17 +793,11 @@ mod tests {
 
     #[test]
     fn null_keys_and_sections_are_absent_and_take_their_defaults() {
-        let dir = tempfile::tempdir().unwrap();
-        let pipelines = dir.path().join("pipelines");
-        std::fs::create_dir_all(&pipelines).unwrap();
-        std::fs::write(
-            pipelines.join("t.yaml"),
+        let tasks = load_one(
             "name: daily\nsource: object_inventory\ndestination: /lake/daily\nmode: ~\n\
              parquet: ~\nretry: {initial: ~}\nlease: 90\n",
         )
         .unwrap();
-        let tables = crate::model::schema::load_tables(&dir.path().join("schemas")).unwrap();
-        let tasks = load_tasks(&pipelines, &tables).unwrap();
         let task = &tasks["daily"];
         assert_eq!(task.mode, Mode::Full);
         assert_eq!(task.retry, RetryPolicy::default());

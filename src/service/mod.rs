@@ -818,23 +818,21 @@ impl Service {
         slot.running.store(true, Ordering::SeqCst);
         self.track(async move {
             let task = slot.task();
-            let dest = match open_destination_for_runs(&store, &task).await {
-                Ok(dest) => dest,
-                Err(e) => {
-                    tracing::error!(task = %task.name, "continuous delivery not started: {}", e.chain());
-                    slot.record(&Err(e));
-                    slot.running.store(false, Ordering::SeqCst);
-                    return;
-                }
-            };
+            let name = task.name.clone();
             let on_run = |run: &RunSummary| {
                 slot.update(|s| s.runs_started += 1);
                 let outcome = Ok(run.clone());
                 metrics.record_run(&run.record.task, &outcome, run.seconds);
                 slot.record(&outcome);
             };
-            let name = task.name.clone();
-            if let Err(e) = follow(store, task, dest, Arc::new(Quiet), stop, on_run).await {
+            // A destination that cannot be opened ends the loop as a failure of `follow` does.
+            let delivered = match open_destination_for_runs(&store, &task).await {
+                Ok(dest) => follow(store, task, dest, Arc::new(Quiet), stop, on_run)
+                    .await
+                    .map(drop),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = delivered {
                 tracing::error!(task = %name, "continuous delivery stopped: {}", e.chain());
                 slot.record(&Err(e));
             }

@@ -24,6 +24,31 @@ use crate::error::{Error, Result};
 /// Bytes of buffered reads and writes per run file.
 const RUN_IO_BUFFER: usize = 256 * 1024;
 
+/// Environment variable that sets the memory of a sort, in MiB: [`memory_budget`].
+pub(crate) const SORT_MEMORY_ENV: &str = "LAKEPORT_SORT_MEMORY_MB";
+
+/// The memory of a sort when [`SORT_MEMORY_ENV`] is not set: 64 MiB.
+const DEFAULT_SORT_MEMORY_MB: usize = 64;
+
+/// Bytes of rows a sort keeps in memory before it writes a sorted run to a temporary file:
+/// `LAKEPORT_SORT_MEMORY_MB` MiB (a whole number, at least 1), else 64 MiB. More memory means
+/// fewer, longer runs; the temporary disk a sort needs is the size of its rows either way.
+pub(crate) fn memory_budget() -> Result<usize> {
+    let Some(raw) = std::env::var_os(SORT_MEMORY_ENV) else {
+        return Ok(DEFAULT_SORT_MEMORY_MB << 20);
+    };
+    raw.to_str()
+        .and_then(|text| text.trim().parse::<usize>().ok())
+        .filter(|&mb| (1..=1 << 20).contains(&mb))
+        .map(|mb| mb << 20)
+        .ok_or_else(|| {
+            Error::InvalidConfig(format!(
+                "{SORT_MEMORY_ENV}={raw:?}: expected a whole number of MiB from 1 to 1048576 \
+                 (the memory a sort keeps before it writes a run to the temporary folder)"
+            ))
+        })
+}
+
 /// Where a row sits in the buffer.
 #[derive(Debug, Clone, Copy)]
 struct Entry {

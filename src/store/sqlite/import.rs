@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
 use crate::store::listing::prefix_upper_bound;
 use crate::store::row_bytes::{Field, RowCodec};
-use crate::store::sorter::RowSorter;
+use crate::store::sorter::{memory_budget, RowSorter};
 use crate::store::sql::{non_negative, quote};
 use crate::store::{Change, ImportOutcome, ImportRecord, Value};
 
@@ -55,10 +55,6 @@ CREATE TABLE IF NOT EXISTS "_lakeport_imports" (
 CREATE INDEX IF NOT EXISTS "_lakeport_imports_by_scope"
     ON "_lakeport_imports" ("tbl", "scope_bucket", "scope_prefix", "created_ms");
 "#;
-
-/// Bytes of encoded snapshot rows the sort keeps in memory before it writes a sorted run to a
-/// temporary file.
-const SORT_BUDGET: usize = 64 << 20;
 
 /// Stored rows read per seek of the scope.
 const SCAN_CHUNK: usize = 1024;
@@ -131,7 +127,7 @@ impl SqliteStore {
         };
 
         let codec = RowCodec::new(t.def.columns.iter().map(|c| c.ty).collect(), &t.key_idx);
-        let mut sorter = RowSorter::new(SORT_BUDGET);
+        let mut sorter = RowSorter::new(memory_budget()?);
         for change in changes {
             let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, change?)?;
             sorter.push_with(|out| codec.encode_values(&values, out))?;

@@ -93,6 +93,16 @@ impl RowCodec {
         key_len
     }
 
+    /// Appends the key part alone of a row whose key values are given in key order (a
+    /// delete); returns its length.
+    pub(crate) fn encode_key(&self, key: &[Value], out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        for j in 0..self.key.len() {
+            encode_key_field(field_at(key, j), out);
+        }
+        out.len() - start
+    }
+
     /// Appends the encoding of a row given field by field: `key(j)` is the j-th key column,
     /// `other(p)` the p-th of [`RowCodec::other_columns`]. Returns the length of the key part.
     pub(crate) fn encode_fields<'r>(

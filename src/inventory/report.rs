@@ -512,7 +512,6 @@ fn local_bucket_root(anchor: &FsPath, key: &str) -> Option<PathBuf> {
     Some(root)
 }
 
-/// Lowercase hex of `bytes` (MD5 digests).
 /// Reads a small object whole; `None` when it does not exist.
 async fn get_small(dest: &Destination, rel: &str) -> Result<Option<Vec<u8>>> {
     let url = dest.object_url(rel);
@@ -562,7 +561,7 @@ async fn download(
     Ok(Some((file, size, hex(&hasher.finalize()))))
 }
 
-/// Batches of one columnar file, already in arrow 60.
+/// Batches of one columnar file (Parquet or ORC), as Arrow record batches.
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// The rows of one open data file.

@@ -5,11 +5,13 @@
 //! written to an anonymous temporary file (a *run*, in the system's temporary folder, `TMPDIR`;
 //! the file is gone when the sort is dropped, even after a crash), LZ4-compressed (sorted rows
 //! share long key prefixes: the runs of a 1M-object inventory took 72 MB instead of 253 MB,
-//! measured 2026-12-07, a third of the report's text), on a thread of their own,
-//! while a second buffer fills, so that the rows keep flowing in: memory holds at most two
-//! buffers. At the end the runs and the rows still in memory are merged. Rows with equal keys keep the order they arrived in (each
-//! run is sorted stably and the merge prefers earlier runs), so of a repeated key the row that
-//! came last is handed out last.
+//! measured 2026-12-07, a third of the report's text), on a thread of their own, while a
+//! second buffer fills, so that the rows keep flowing in: memory holds at most two buffers. At
+//! the end the runs and the rows still in memory are merged (more than [`MAX_FAN_IN`] runs:
+//! the earliest are first merged into longer runs, so that memory and open files stay bounded
+//! at any size). Rows with equal keys keep the order they arrived in (each run is sorted stably
+//! and the merge prefers earlier runs), so of a repeated key the row that came last is handed
+//! out last.
 //!
 //! Hand-written rather than taken from `extsort`: that crate bounds its runs by a count of
 //! items, each its own heap allocation; here the bound is in bytes (keys run from a few bytes
@@ -31,6 +33,13 @@ const RUN_IO_BUFFER: usize = 256 * 1024;
 
 /// Bytes of buffered reads of a run's rows at least.
 const MIN_RUN_READ_BUFFER: usize = 16 * 1024;
+
+/// Runs one merge reads at once at most. Each open run holds a read buffer, LZ4's block
+/// buffers (64 KiB blocks) and a file descriptor; a sort of more runs (beyond about 17M rows of
+/// the scale benchmark's inventory at the default memory: runs of about 130,000 rows) first
+/// merges the earliest of them into longer runs, one more pass over those rows through the
+/// temporary folder.
+const MAX_FAN_IN: usize = 128;
 
 /// Environment variable that sets the memory of a sort, in MiB: [`memory_budget`].
 pub(crate) const SORT_MEMORY_ENV: &str = "LAKEPORT_SORT_MEMORY_MB";
@@ -138,7 +147,6 @@ impl RowSorter {
         }
         let start = buffer.bytes.len();
         let key_len = encode(&mut buffer.bytes);
-        let too_long = || Error::InvalidInput("a row of more than 4 GiB cannot be sorted".into());
         let len = u32::try_from(buffer.bytes.len() - start).map_err(|_| too_long())?;
         let key_len = u32::try_from(key_len).map_err(|_| too_long())?;
         buffer.entries.push(Entry {
@@ -184,51 +192,100 @@ impl RowSorter {
         self.wait_for_spill()?;
         let mut memory = std::mem::take(&mut self.filling);
         memory.sort();
-        let runs = std::mem::take(&mut self.runs);
-        let read_buffer =
-            (self.budget / runs.len().max(1)).clamp(MIN_RUN_READ_BUFFER, RUN_IO_BUFFER);
-        let sources = runs
-            .into_iter()
-            .map(|f| Source::File(BufReader::with_capacity(read_buffer, FrameDecoder::new(f))))
-            .chain(std::iter::once(Source::Memory {
-                buffer: memory,
-                next: 0,
-            }));
-        let mut heap = BinaryHeap::new();
-        for (run, mut source) in sources.enumerate() {
-            let mut rec = Vec::new();
-            if let Some(key_len) = source.read_into(&mut rec)? {
-                heap.push(Head {
-                    run,
-                    rec,
-                    key_len,
-                    source,
-                });
+        let mut runs = std::mem::take(&mut self.runs);
+        // More runs than one merge reads at once: the earliest are merged into one longer
+        // run, which takes their place (first, so that equal keys keep arrival order).
+        while runs.len() > MAX_FAN_IN {
+            let rest = runs.split_off(MAX_FAN_IN);
+            let sources = read_runs(runs, self.budget);
+            let mut merged = merge(sources)?;
+            let mut w = RunWriter::new()?;
+            while let Some((row, key_len)) = merged.next_row()? {
+                w.push(key_len, row)?;
             }
+            runs = std::iter::once(w.finish()?).chain(rest).collect();
         }
-        Ok(SortedRows {
-            heap,
-            current: Vec::new(),
-            key_len: 0,
+        let sources = read_runs(runs, self.budget).chain(std::iter::once(Source::Memory {
+            buffer: memory,
+            next: 0,
+        }));
+        merge(sources)
+    }
+}
+
+/// A row whose length does not fit a run's 32-bit length fields.
+fn too_long() -> Error {
+    Error::InvalidInput("a row of more than 4 GiB cannot be sorted".into())
+}
+
+/// Readers of run files, which share `budget` bytes of read buffers (within bounds).
+fn read_runs(runs: Vec<File>, budget: usize) -> impl Iterator<Item = Source> {
+    let read_buffer = (budget / runs.len().max(1)).clamp(MIN_RUN_READ_BUFFER, RUN_IO_BUFFER);
+    runs.into_iter()
+        .map(move |f| Source::File(BufReader::with_capacity(read_buffer, FrameDecoder::new(f))))
+}
+
+/// The rows of `sources` merged in key order; of equal keys, the earlier source's first.
+fn merge(sources: impl Iterator<Item = Source>) -> Result<SortedRows> {
+    let mut heap = BinaryHeap::new();
+    for (run, mut source) in sources.enumerate() {
+        let mut rec = Vec::new();
+        if let Some(key_len) = source.read_into(&mut rec)? {
+            heap.push(Head {
+                run,
+                rec,
+                key_len,
+                source,
+            });
+        }
+    }
+    Ok(SortedRows {
+        heap,
+        current: Vec::new(),
+        key_len: 0,
+    })
+}
+
+/// Writes rows to a new run file: LZ4 frames of (key length, row length, row).
+struct RunWriter {
+    w: FrameEncoder<BufWriter<File>>,
+}
+
+impl RunWriter {
+    fn new() -> Result<RunWriter> {
+        let file = tempfile::tempfile().map_err(temp_error)?;
+        Ok(RunWriter {
+            w: FrameEncoder::new(BufWriter::with_capacity(RUN_IO_BUFFER, file)),
         })
+    }
+
+    fn push(&mut self, key_len: usize, row: &[u8]) -> Result<()> {
+        let key_len = u32::try_from(key_len).map_err(|_| too_long())?;
+        let len = u32::try_from(row.len()).map_err(|_| too_long())?;
+        self.w
+            .write_all(&key_len.to_le_bytes())
+            .and_then(|()| self.w.write_all(&len.to_le_bytes()))
+            .and_then(|()| self.w.write_all(row))
+            .map_err(temp_error)
+    }
+
+    /// The run's file, rewound for reading.
+    fn finish(self) -> Result<File> {
+        let w = self.w.finish().map_err(|e| temp_error(e.into()))?;
+        let mut file = w.into_inner().map_err(|e| temp_error(e.into_error()))?;
+        file.seek(SeekFrom::Start(0)).map_err(temp_error)?;
+        Ok(file)
     }
 }
 
 /// Sorts a buffer and writes its rows to a new run file, rewound for reading.
 fn write_run(mut buffer: Buffer) -> Result<(File, Buffer)> {
     buffer.sort();
-    let file = tempfile::tempfile().map_err(temp_error)?;
-    let mut w = FrameEncoder::new(BufWriter::with_capacity(RUN_IO_BUFFER, file));
+    let mut w = RunWriter::new()?;
     for e in &buffer.entries {
-        w.write_all(&e.key_len.to_le_bytes())
-            .and_then(|()| w.write_all(&e.len.to_le_bytes()))
-            .and_then(|()| w.write_all(row(&buffer.bytes, e)))
-            .map_err(temp_error)?;
+        w.push(e.key_len as usize, row(&buffer.bytes, e))?;
     }
-    let w = w.finish().map_err(|e| temp_error(e.into()))?;
-    let mut file = w.into_inner().map_err(|e| temp_error(e.into_error()))?;
-    file.seek(SeekFrom::Start(0)).map_err(temp_error)?;
-    Ok((file, buffer))
+    Ok((w.finish()?, buffer))
 }
 
 fn key<'b>(buffer: &'b [u8], e: &Entry) -> &'b [u8] {
@@ -343,7 +400,7 @@ impl SortedRows {
 
 #[cfg(test)]
 mod tests {
-    use super::RowSorter;
+    use super::{RowSorter, MAX_FAN_IN};
 
     /// Rows of (key, arrival number), pushed with a budget that forces several runs, come back
     /// in key order, equal keys in arrival order.
@@ -392,5 +449,29 @@ mod tests {
             .collect();
         sorts(1 << 20, &many);
         sorts(64 << 10, &many);
+    }
+
+    #[test]
+    fn more_runs_than_one_merge_reads_are_merged_first() {
+        let mut s = RowSorter::new(4096);
+        for i in 0..40_000u32 {
+            s.push_with(|out| {
+                out.extend_from_slice(&(i.wrapping_mul(2_654_435_761) % 1_000).to_be_bytes());
+                4
+            })
+            .unwrap();
+        }
+        s.wait_for_spill().unwrap();
+        assert!(s.runs.len() > 2 * MAX_FAN_IN, "{} runs", s.runs.len());
+        let mut sorted = s.finish().unwrap();
+        let mut previous = None;
+        let mut rows = 0;
+        while let Some((row, _)) = sorted.next_row().unwrap() {
+            let key = u32::from_be_bytes(row[..4].try_into().unwrap());
+            assert!(previous <= Some(key));
+            previous = Some(key);
+            rows += 1;
+        }
+        assert_eq!(rows, 40_000);
     }
 }

@@ -8,8 +8,8 @@
 //! measured 2026-12-07, a third of the report's text), on a thread of their own, while a
 //! second buffer fills, so that the rows keep flowing in: memory holds at most two buffers. At
 //! the end the runs and the rows still in memory are merged (more than [`MAX_FAN_IN`] runs:
-//! the earliest are first merged into longer runs, so that memory and open files stay bounded
-//! at any size). Rows with equal keys keep the order they arrived in (each run is sorted stably
+//! some are first merged into longer runs, so that memory and open files stay bounded at any
+//! size). Rows with equal keys keep the order they arrived in (each run is sorted stably
 //! and the merge prefers earlier runs), so of a repeated key the row that came last is handed
 //! out last.
 //!
@@ -37,8 +37,8 @@ const MIN_RUN_READ_BUFFER: usize = 16 * 1024;
 /// Runs one merge reads at once at most. Each open run holds a read buffer, LZ4's block
 /// buffers (64 KiB blocks) and a file descriptor; a sort of more runs (beyond about 17M rows of
 /// the scale benchmark's inventory at the default memory: runs of about 130,000 rows) first
-/// merges the earliest of them into longer runs, one more pass over those rows through the
-/// temporary folder.
+/// merges some of them into longer runs, one more pass over those rows through the temporary
+/// folder (see [`RowSorter::finish`]).
 const MAX_FAN_IN: usize = 128;
 
 /// Environment variable that sets the memory of a sort, in MiB: [`memory_budget`].
@@ -193,17 +193,27 @@ impl RowSorter {
         let mut memory = std::mem::take(&mut self.filling);
         memory.sort();
         let mut runs = std::mem::take(&mut self.runs);
-        // More runs than one merge reads at once: the earliest are merged into one longer
-        // run, which takes their place (first, so that equal keys keep arrival order).
-        while runs.len() > MAX_FAN_IN {
-            let rest = runs.split_off(MAX_FAN_IN);
-            let sources = read_runs(runs, self.budget);
-            let mut merged = merge(sources)?;
-            let mut w = RunWriter::new()?;
-            while let Some((row, key_len)) = merged.next_row()? {
-                w.push(key_len, row)?;
+        // More runs than one merge reads at once (the rows in memory count as one): runs are
+        // merged into longer ones first, each taking the place of the runs it replaces, so
+        // that equal keys keep arrival order. When merging the earliest few is enough, only
+        // those; otherwise every run, MAX_FAN_IN at a time (each such level moves every row
+        // once more, and a level divides the runs by MAX_FAN_IN).
+        while runs.len() + 1 > MAX_FAN_IN {
+            let excess = runs.len() + 2 - MAX_FAN_IN;
+            if excess <= MAX_FAN_IN {
+                let rest = runs.split_off(excess);
+                runs = std::iter::once(merge_into_run(runs, self.budget)?)
+                    .chain(rest)
+                    .collect();
+            } else {
+                let mut longer = Vec::with_capacity(runs.len().div_ceil(MAX_FAN_IN));
+                let mut rest = runs.into_iter().peekable();
+                while rest.peek().is_some() {
+                    let group: Vec<File> = rest.by_ref().take(MAX_FAN_IN).collect();
+                    longer.push(merge_into_run(group, self.budget)?);
+                }
+                runs = longer;
             }
-            runs = std::iter::once(w.finish()?).chain(rest).collect();
         }
         let sources = read_runs(runs, self.budget).chain(std::iter::once(Source::Memory {
             buffer: memory,
@@ -223,6 +233,22 @@ fn read_runs(runs: Vec<File>, budget: usize) -> impl Iterator<Item = Source> {
     let read_buffer = (budget / runs.len().max(1)).clamp(MIN_RUN_READ_BUFFER, RUN_IO_BUFFER);
     runs.into_iter()
         .map(move |f| Source::File(BufReader::with_capacity(read_buffer, FrameDecoder::new(f))))
+}
+
+/// One run holding the rows of `runs`, in key order (of equal keys, the earlier run's first).
+fn merge_into_run(runs: Vec<File>, budget: usize) -> Result<File> {
+    if runs.len() == 1 {
+        return runs
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::store("no run to merge"));
+    }
+    let mut merged = merge(read_runs(runs, budget))?;
+    let mut w = RunWriter::new()?;
+    while let Some((row, key_len)) = merged.next_row()? {
+        w.push(key_len, row)?;
+    }
+    w.finish()
 }
 
 /// The rows of `sources` merged in key order; of equal keys, the earlier source's first.

@@ -58,6 +58,7 @@
 //! current-thread runtime one batch at a time: the blocking client's trip into its runtime
 //! for every row cost about an eighth of a full run's CPU ([`direct`]).
 
+mod bulk;
 mod copy;
 mod direct;
 mod import;
@@ -205,6 +206,9 @@ pub struct PostgresStore {
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
     /// Why the pool's latest attempt to connect failed (see [`ConnectErrors`]).
     last_connect_error: Arc<Mutex<Option<String>>>,
+    /// An apply of this many changes or more takes the [`bulk`] path ([`bulk::BULK_FROM`];
+    /// tests lower it to run small applies through that path too).
+    bulk_from: usize,
 }
 
 /// Hears why the pool fails to open or reuse a connection (it retries in the background
@@ -288,6 +292,7 @@ impl PostgresStore {
             shown,
             tables: Mutex::new(HashMap::new()),
             last_connect_error,
+            bulk_from: bulk::BULK_FROM,
         };
         let mut conn = store.conn_now()?;
         // Keys are UTF-8 and sort by their bytes (`COLLATE "C"`): a database of another

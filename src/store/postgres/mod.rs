@@ -32,9 +32,10 @@
 //! snapshot sees `seq = S` therefore sees every row with `_seq <= S` and none above: reading
 //! `seq` in the same REPEATABLE READ snapshot as the rows gives a bound that never skips a
 //! change. The lock serialises only each writer's tail (one `UPDATE` of its own rows and the
-//! commit); the rest of concurrent writes runs in parallel. A bulk transaction (a first batch
-//! of [`write::BATCH_ROWS`] changes) takes the lock before it writes and gives its rows their
-//! final numbers at once instead (the same order argument; see [`write`]). Rejected: delivering only up to
+//! commit); the rest of concurrent writes runs in parallel. A bulk transaction (a snapshot
+//! import, or an apply of [`bulk::BULK_FROM`] changes or more) stages its input first, then
+//! takes the lock before its merge writes any row and gives each row its final number as it
+//! writes it (the same order argument; see [`bulk`]). Rejected: delivering only up to
 //! the oldest in-flight transaction's horizon (needs every writer to publish its floor and a
 //! match of `pg_current_snapshot()`'s in-progress list to floors, each step subtle), and one
 //! store-wide write lock for the whole transaction (correct, but serialises every writer).

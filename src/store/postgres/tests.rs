@@ -763,3 +763,50 @@ fn a_shard_reads_again_after_a_failed_batch() {
         .unwrap();
     assert_eq!((read, rows), (3, 3));
 }
+
+/// Where the bulk path starts to pay: applies of n new rows, then of the same n rows again
+/// (unchanged), through each path, median of five (ms). Run by hand:
+/// `scripts/with-postgres.sh cargo test --release --lib bulk_threshold -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn bulk_threshold_timings() {
+    const TABLE: &str = "table: kv\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: string }\n  - { name: n, type: int64 }\n";
+    let mut batched = store_with_table(TABLE);
+    batched.bulk_from = usize::MAX;
+    let mut bulk = store_with_table(TABLE);
+    bulk.bulk_from = 0;
+    let mut next_id = 0i64;
+    for n in [1i64, 10, 100, 1_000, 4_096, 20_000] {
+        let mut line = format!("{n:>6} rows:");
+        for (name, store) in [("batched", &batched), ("bulk", &bulk)] {
+            let (mut new, mut same) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                let first = next_id;
+                next_id += n;
+                let rows = move || {
+                    (first..first + n).map(|i| {
+                        Ok(Change::Upsert(vec![
+                            Value::Int64(i),
+                            Value::String(format!("value {i}")),
+                            Value::Int64(i),
+                        ]))
+                    })
+                };
+                let t = std::time::Instant::now();
+                store.apply("kv", &mut rows()).unwrap();
+                new.push(t.elapsed().as_secs_f64() * 1000.0);
+                let t = std::time::Instant::now();
+                let out = store.apply("kv", &mut rows()).unwrap();
+                same.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(out.unchanged, n as u64);
+            }
+            new.sort_by(f64::total_cmp);
+            same.sort_by(f64::total_cmp);
+            line += &format!(
+                "  {name} {:.1} ms new, {:.1} ms unchanged;",
+                new[2], same[2]
+            );
+        }
+        println!("{line}");
+    }
+}

@@ -51,6 +51,13 @@
 //!
 //! What is unchanged is what the input held minus what it inserted, updated or deleted.
 //!
+//! A small writer that holds rows the merge then wants to write (the same keys, written
+//! meanwhile) and waits for the meta row at its commit is a deadlock, which PostgreSQL breaks
+//! by failing one of the two (nothing of it applied; a watcher retries at its next pass, a
+//! `load` is run again): only writers of the same keys at the same moment can meet it. The
+//! temporary sequence outlives the transaction in its pooled connection (a sequence cannot be
+//! dropped at commit); the next bulk write there sets it again.
+//!
 //! Small applies (fewer than [`BULK_FROM`] changes: the service's and most API writes) keep
 //! the batched statements of [`write`](super::write): the staging table, its `COPY` and the
 //! merge's several statements cost a fixed few milliseconds that a handful of rows does not
@@ -125,8 +132,9 @@ const CANDIDATES: &str = "pg_temp.\"_lakeport_candidates\"";
 const FILTER_BITS: u64 = 1 << 28;
 /// Bits set per key.
 const FILTER_HASHES: u64 = 4;
-/// Candidate keys kept at most (about 10 MB of keys); beyond, every key may repeat.
-const MAX_CANDIDATES: usize = 100_000;
+/// Candidate keys kept at most (about 10 MB of keys); beyond, every key may repeat. The
+/// tests keep two, so that both ways of finding repeated keys run.
+const MAX_CANDIDATES: usize = if cfg!(test) { 2 } else { 100_000 };
 
 /// The keys of a staged input in a Bloom filter of fixed size, and the keys it had seen
 /// already when they came: a key that repeats is among them (the filter has no false
@@ -810,6 +818,33 @@ mod tests {
             &[Value::Double(-0.0)]
         ));
         assert!(!strictly_after(&[Value::Int64(1)], &[s("a")]));
+    }
+
+    #[test]
+    fn every_repeated_key_is_a_candidate() {
+        let mut seen = Seen::new();
+        let key = |i: i64| vec![Value::String(format!("k{i}")), Value::Int64(i % 7)];
+        for i in 0..10_000 {
+            seen.add(&key(i));
+        }
+        assert_eq!(
+            seen.candidates.as_deref(),
+            Some(&[][..]),
+            "no false candidate"
+        );
+        seen.add(&key(42));
+        seen.add(&key(0));
+        assert_eq!(seen.candidates, Some(vec![key(42), key(0)]));
+        seen.add(&key(1));
+        assert_eq!(seen.candidates, None, "more than MAX_CANDIDATES");
+        let mut zeros = Seen::new();
+        zeros.add(&[Value::Double(0.0)]);
+        zeros.add(&[Value::Double(-0.0)]);
+        assert_eq!(
+            zeros.candidates.map(|c| c.len()),
+            Some(1),
+            "-0.0 repeats 0.0"
+        );
     }
 
     #[test]

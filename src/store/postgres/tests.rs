@@ -228,8 +228,9 @@ fn no_change_is_skipped_under_concurrent_writers() {
         })
         .collect();
 
-    // One bulk writer too: transactions of more than a batch, which hold the meta row's lock
-    // from their first batch and write final numbers (writer 99).
+    // One bulk writer too: transactions of 5,000 changes, which take the bulk path (staged
+    // while the others commit, then merged under the meta row's lock with final numbers;
+    // writer 99).
     const BULK_ROWS: i64 = 5_000;
     const BULK_TRANSACTIONS: i64 = 3;
     let bulk = {

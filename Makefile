@@ -15,7 +15,10 @@
 #                wrk and postgresql, builds s3s-fs). BENCH_CASE=scale, not part of all (hours at
 #                its default size): an S3 inventory of BENCH_SCALE_ROWS objects (default
 #                100,000,000; a list such as 1000000,10000000 runs each) imported, re-imported,
-#                delivered, listed, beside DuckDB (scripts/bench_scale.py)
+#                delivered, listed, beside DuckDB (scripts/bench_scale.py). BENCH_CASE=
+#                scale-postgres: the same report (BENCH_SCALE_ROWS, here default 10,000,000)
+#                imported into PostgreSQL beside the server's plain COPY
+#                (scripts/bench_scale_postgres.py)
 #   make lint    rustfmt check, clippy, Python syntax check, links of README.md and docs/
 #   make lint-deploy   the linters of deploy/ (hadolint, yamllint, the compose spec, dclint,
 #                kustomize and the Kubernetes schemas; make test runs it too)
@@ -188,14 +191,17 @@ wrk:
 
 ## BENCH_CASE=postgres is scripts/bench_postgres.py (its own PostgreSQL cluster and s3s-fs);
 ## all runs it after the cases of scripts/bench.py. BENCH_CASE=scale is scripts/bench_scale.py
-## alone (not in all); it needs neither wrk, s3s-fs nor PostgreSQL.
-bench: venv $(if $(filter scale,$(BENCH_CASE)),,wrk s3s-fs postgresql)
+## alone (not in all); it needs neither wrk, s3s-fs nor PostgreSQL. BENCH_CASE=scale-postgres is
+## scripts/bench_scale_postgres.py alone (PostgreSQL only).
+bench: venv $(if $(filter scale,$(BENCH_CASE)),,$(if $(filter scale-postgres,$(BENCH_CASE)),postgresql,wrk s3s-fs postgresql))
 	$(CARGO) build --release
-	$(if $(filter-out postgres scale,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN))
+	$(if $(filter-out postgres scale scale-postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) $(VPY) scripts/bench.py --bin $(RELEASE_BIN))
 	$(if $(filter all postgres,$(BENCH_CASE)),BENCH_ROWS=$(BENCH_ROWS) LAKEPORT_S3S_FS=$(S3S_FS) \
 	  $(VPY) scripts/bench_postgres.py --bin $(RELEASE_BIN))
 	$(if $(filter scale,$(BENCH_CASE)),BENCH_SCALE_ROWS=$(BENCH_SCALE_ROWS) \
 	  $(VPY) scripts/bench_scale.py --bin $(RELEASE_BIN))
+	$(if $(filter scale-postgres,$(BENCH_CASE)),BENCH_SCALE_ROWS=$(or $(filter-out 100000000,$(BENCH_SCALE_ROWS)),10000000) \
+	  $(VPY) scripts/bench_scale_postgres.py --bin $(RELEASE_BIN))
 
 lint:
 	$(CARGO) fmt --all -- --check

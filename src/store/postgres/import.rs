@@ -2,26 +2,22 @@
 //! one write transaction that upserts a snapshot's rows, tombstones the rows of its scope the
 //! snapshot did not hold, and records the import in `_lakeport_imports`.
 //!
-//! Rows stream through the batched writer of [`write`](super::write) (an unchanged row is not
-//! written and takes no `_seq`); the same statement that upserts a batch also records its
-//! keys in a temporary table. When every row is in, one `UPDATE` tombstones the live rows of
-//! the scope whose key the temporary table does not hold (an anti-join on the server: nothing
-//! of the scope comes to the client). Imports into one table are serialised by a
-//! transaction-level advisory lock on the table, so two imports of one scope never diff
-//! against each other's uncommitted rows; the "already imported" and "older than the newest"
-//! checks run again under it.
+//! The rows take the [`bulk`](super::bulk) path whatever their number: one binary `COPY` into
+//! a staging table, then set-based statements that tombstone the live rows of the scope the
+//! stage does not hold (an anti-join on the server: nothing of the scope comes to the
+//! client), revive, update and insert (an unchanged row is not written and takes no `_seq`).
+//! Imports into one table are serialised by a transaction-level advisory lock on the table,
+//! so two imports of one scope never diff against each other's uncommitted rows; the
+//! "already imported" and "older than the newest" checks run again under it.
 
 use std::time::Instant;
 
 use super::postgres::types::ToSql;
 use super::postgres::Transaction;
-use super::{non_negative, PostgresStore, TableSql};
+use super::{bulk, non_negative, PostgresStore};
 use crate::error::{Error, Result};
 use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
-use crate::store::listing::prefix_upper_bound;
-use crate::store::{Change, ImportOutcome, ImportRecord};
-
-use super::write::Writer;
+use crate::store::{Change, ImportOutcome, ImportRecord, ImportScope};
 
 /// `_lakeport_imports`: the records, with the columns that find earlier imports of a scope.
 pub(super) const CREATE_IMPORTS: &str = r#"
@@ -37,9 +33,6 @@ CREATE TABLE IF NOT EXISTS "_lakeport_imports" (
 CREATE INDEX IF NOT EXISTS "_lakeport_imports_by_scope"
     ON "_lakeport_imports" ("tbl", "scope_bucket", "scope_prefix", "created_ms");
 "#;
-
-/// The temporary table of the keys a snapshot held (dropped at commit).
-const SEEN: &str = "pg_temp.\"_lakeport_seen\"";
 
 /// Applies a snapshot of one scope (see [`Store::apply_snapshot`](crate::store::Store::apply_snapshot)).
 pub(super) fn apply_snapshot(
@@ -66,95 +59,23 @@ pub(super) fn apply_snapshot(
     if let Some(newest) = newest_import(store, &mut tx, draft)? {
         older_than_newest(draft, &newest)?;
     }
-    tx.batch_execute(&format!(
-        "CREATE TEMP TABLE {SEEN} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA",
-        t.key_list, t.data
-    ))
-    .map_err(store.db(&what))?;
-
-    let mut w = Writer::new(store, &t, Some(SEEN));
-    let mut rows = 0u64;
-    for change in changes {
-        let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, change?)?;
-        w.upsert(&mut tx, values)?;
-        rows += 1;
-    }
-    w.flush(&mut tx)?;
-    let numbering = w.seq_params()?;
-    let (gone, max_seq) = tombstone_unseen(store, &mut tx, &t, draft, w.next_ord(), numbering)?;
-    w.add_tombstones(gone, max_seq);
-    let (out, write_ms) = w.commit(&mut tx)?;
+    let mut rows = changes.map(|change| {
+        change
+            .and_then(|c| snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, c))
+            .map(Change::Upsert)
+    });
+    let staged = bulk::stage(store, &mut tx, &t, &mut rows)?;
+    let scope = ImportScope {
+        bucket: draft.scope_bucket.clone(),
+        prefix: draft.scope_prefix.clone(),
+    };
+    let (out, write_ms) = bulk::merge(store, &mut tx, &t, &staged, Some(&scope))?;
+    let rows = staged.rows();
 
     let mut record = ImportRecord::applied(draft, rows, &out, write_ms, started);
     record.import_id = insert_record(store, &mut tx, &record)?;
     tx.commit().map_err(store.db(&what))?;
     Ok(ImportOutcome::Applied(record))
-}
-
-/// Tombstones the live rows of the draft's scope whose key the snapshot did not hold,
-/// numbered with the ordinals after `after_ord` in key order (`_seq = factor * ordinal +
-/// base`, `_write_time` = time: the writer's numbering); returns how many and their highest
-/// `_seq`.
-fn tombstone_unseen(
-    store: &PostgresStore,
-    tx: &mut Transaction<'_>,
-    t: &TableSql,
-    draft: &ImportRecord,
-    after_ord: i64,
-    (factor, base, time): (i64, i64, chrono::DateTime<chrono::Utc>),
-) -> Result<(u64, Option<i64>)> {
-    let bucket = t.col(t.key_idx[0]);
-    let key = t.col(t.key_idx[1]);
-    let upper = prefix_upper_bound(&draft.scope_prefix);
-    let mut sets: Vec<String> = t
-        .other_idx
-        .iter()
-        .map(|&i| format!("{} = NULL", t.col(i)))
-        .collect();
-    sets.push("\"_seq\" = $4::int8 * ($2 + r.\"_n\") + $5::int8".into());
-    sets.push("\"_write_time\" = $6".into());
-    sets.push("\"_deleted\" = true".into());
-    let sql = format!(
-        "WITH u AS (UPDATE {data} d SET {sets} \
-         FROM (SELECT {x_keys}, row_number() OVER (ORDER BY {x_keys}) AS \"_n\" \
-               FROM {data} x \
-               WHERE x.{bucket} = $1 AND x.{key} >= $3{upper_test} AND NOT x.\"_deleted\" \
-                 AND NOT EXISTS (SELECT 1 FROM {SEEN} s WHERE {seen_join})) r \
-         WHERE {join} RETURNING d.\"_seq\") \
-         SELECT count(*), max(\"_seq\") FROM u",
-        data = t.data,
-        sets = sets.join(", "),
-        x_keys = t
-            .key_idx
-            .iter()
-            .map(|&i| format!("x.{}", t.col(i)))
-            .collect::<Vec<_>>()
-            .join(", "),
-        upper_test = if upper.is_some() {
-            format!(" AND x.{key} < $7")
-        } else {
-            String::new()
-        },
-        seen_join = t.key_join("s", "x"),
-        join = t.key_join("d", "r"),
-    );
-    let prefix = draft.scope_prefix.clone();
-    let mut params: Vec<&(dyn ToSql + Sync)> = vec![
-        &draft.scope_bucket,
-        &after_ord,
-        &prefix,
-        &factor,
-        &base,
-        &time,
-    ];
-    if let Some(upper) = &upper {
-        params.push(upper);
-    }
-    let row = tx.query_one(&sql, &params).map_err(store.db(format_args!(
-        "tombstoning rows of table {} absent from the snapshot",
-        t.name()
-    )))?;
-    Ok((non_negative(row.get(0), "a row count")?, row.get(1)))
 }
 
 /// The newest import records (see [`Store::imports`](crate::store::Store::imports)).

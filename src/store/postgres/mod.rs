@@ -32,9 +32,10 @@
 //! snapshot sees `seq = S` therefore sees every row with `_seq <= S` and none above: reading
 //! `seq` in the same REPEATABLE READ snapshot as the rows gives a bound that never skips a
 //! change. The lock serialises only each writer's tail (one `UPDATE` of its own rows and the
-//! commit); the rest of concurrent writes runs in parallel. A bulk transaction (a first batch
-//! of [`write::BATCH_ROWS`] changes) takes the lock before it writes and gives its rows their
-//! final numbers at once instead (the same order argument; see [`write`]). Rejected: delivering only up to
+//! commit); the rest of concurrent writes runs in parallel. A bulk transaction (a snapshot
+//! import, or an apply of [`bulk::BULK_FROM`] changes or more) stages its input first, then
+//! takes the lock before its merge writes any row and gives each row its final number as it
+//! writes it (the same order argument; see [`bulk`]). Rejected: delivering only up to
 //! the oldest in-flight transaction's horizon (needs every writer to publish its floor and a
 //! match of `pg_current_snapshot()`'s in-progress list to floors, each step subtle), and one
 //! store-wide write lock for the whole transaction (correct, but serialises every writer).
@@ -58,6 +59,7 @@
 //! current-thread runtime one batch at a time: the blocking client's trip into its runtime
 //! for every row cost about an eighth of a full run's CPU ([`direct`]).
 
+mod bulk;
 mod copy;
 mod direct;
 mod import;
@@ -205,6 +207,9 @@ pub struct PostgresStore {
     tables: Mutex<HashMap<String, Arc<TableSql>>>,
     /// Why the pool's latest attempt to connect failed (see [`ConnectErrors`]).
     last_connect_error: Arc<Mutex<Option<String>>>,
+    /// An apply of this many changes or more takes the [`bulk`] path ([`bulk::BULK_FROM`];
+    /// tests lower it to run small applies through that path too).
+    bulk_from: usize,
 }
 
 /// Hears why the pool fails to open or reuse a connection (it retries in the background
@@ -288,6 +293,7 @@ impl PostgresStore {
             shown,
             tables: Mutex::new(HashMap::new()),
             last_connect_error,
+            bulk_from: bulk::BULK_FROM,
         };
         let mut conn = store.conn_now()?;
         // Keys are UTF-8 and sort by their bytes (`COLLATE "C"`): a database of another

@@ -228,8 +228,9 @@ fn no_change_is_skipped_under_concurrent_writers() {
         })
         .collect();
 
-    // One bulk writer too: transactions of more than a batch, which hold the meta row's lock
-    // from their first batch and write final numbers (writer 99).
+    // One bulk writer too: transactions of 5,000 changes, which take the bulk path (staged
+    // while the others commit, then merged under the meta row's lock with final numbers;
+    // writer 99).
     const BULK_ROWS: i64 = 5_000;
     const BULK_TRANSACTIONS: i64 = 3;
     let bulk = {
@@ -312,16 +313,14 @@ fn no_change_is_skipped_under_concurrent_writers() {
     );
 }
 
-/// A transaction whose first batch is full takes the meta row's lock at once and writes final
-/// numbers (no renumbering pass): its rows are numbered in order above the store's `seq`, an
+/// A bulk apply numbers the rows it writes consecutively above the store's `seq`; an
 /// unchanged row keeps its number, and `seq` ends at the highest number written.
 #[test]
-fn bulk_writes_number_rows_at_once() {
-    use crate::store::postgres::write::BATCH_ROWS;
+fn bulk_writes_number_rows_consecutively() {
     let store = store_with_table(
         "table: big\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: int64 }\n",
     );
-    let n = (BATCH_ROWS * 2 + 10) as i64;
+    let n = (bulk::BULK_FROM * 2 + 10) as i64;
     let rows = |changed: i64| {
         (0..n).map(move |i| {
             let v = if i < changed { i + 1000 } else { i };
@@ -338,20 +337,162 @@ fn bulk_writes_number_rows_at_once() {
             .map(|r| r.get(0))
             .collect()
     };
-    assert_eq!(seqs(&store), (1..=n).collect::<Vec<_>>());
-    // Ten rows change: they take numbers above n, in order; the rest keep theirs.
+    let mut sorted = seqs(&store);
+    let before = sorted.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=n).collect::<Vec<_>>());
+    // Ten rows change: they take the ten numbers above n; the rest keep theirs.
     let second = store.apply("big", &mut rows(10)).unwrap();
     assert_eq!((second.updated, second.unchanged), (10, n as u64 - 10));
     let after = seqs(&store);
-    assert!(
-        after[..10].windows(2).all(|w| w[0] < w[1]) && after[0] > n,
-        "{:?}",
-        &after[..10]
-    );
-    assert_eq!(&after[10..], &(11..=n).collect::<Vec<_>>()[..]);
-    assert_eq!(second.seq as i64, after[9]);
+    let mut changed = after[..10].to_vec();
+    changed.sort_unstable();
+    assert_eq!(changed, (n + 1..=n + 10).collect::<Vec<_>>());
+    assert_eq!(&after[10..], &before[10..]);
+    assert_eq!(second.seq as i64, n + 10);
     let stats = store.table_stats().unwrap();
     assert_eq!(stats[0].max_seq, second.seq);
+}
+
+/// Every stored row of `table` (tombstones too) as (key, values, deleted), in key order.
+fn stored_rows(store: &PostgresStore, table: &str) -> Vec<(i64, Option<String>, bool)> {
+    let mut conn = store.conn().unwrap();
+    conn.query(
+        &format!(r#"SELECT "id", "v", "_deleted" FROM "data_{table}" ORDER BY "id""#),
+        &[],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The bulk path gives the same outcomes and rows as the batched statements of small applies
+/// (the path every apply took before it), round after round of random changes over a few
+/// keys: repeated keys (upserts and deletes mixed), unchanged rows, revived tombstones,
+/// deletes of absent and deleted keys, NULLs. Rows that no change touched keep their `_seq`
+/// on both paths; `_seq` stays consecutive.
+#[test]
+fn bulk_and_batched_applies_agree() {
+    const TABLE: &str = "table: kv\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: string }\n";
+    let mut batched = store_with_table(TABLE);
+    batched.bulk_from = usize::MAX;
+    let mut bulk = store_with_table(TABLE);
+    bulk.bulk_from = 0;
+    let mut state = 12345u64;
+    let mut next = |below: u64| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) % below
+    };
+    for round in 0..40 {
+        let len = next(60);
+        let changes: Vec<Change> = (0..len)
+            .map(|_| {
+                let id = Value::Int64(next(25) as i64);
+                match next(10) {
+                    0..=1 => Change::Delete(vec![id]),
+                    2 => Change::Upsert(vec![id, Value::Null]),
+                    _ => Change::Upsert(vec![id, Value::String(format!("v{}", next(3)))]),
+                }
+            })
+            .collect();
+        let before = (stored_seqs(&batched), stored_seqs(&bulk));
+        let a = batched
+            .apply("kv", &mut changes.clone().into_iter().map(Ok))
+            .unwrap();
+        let b = bulk
+            .apply("kv", &mut changes.clone().into_iter().map(Ok))
+            .unwrap();
+        let counts = |o: &ApplyOutcome| (o.inserted, o.updated, o.deleted, o.unchanged);
+        assert_eq!(counts(&a), counts(&b), "round {round}: {changes:?}");
+        assert_eq!(
+            stored_rows(&batched, "kv"),
+            stored_rows(&bulk, "kv"),
+            "round {round}: {changes:?}"
+        );
+        let touched: std::collections::BTreeSet<i64> = changes
+            .iter()
+            .map(|c| match c {
+                Change::Upsert(v) | Change::Delete(v) => match v[0] {
+                    Value::Int64(id) => id,
+                    _ => unreachable!(),
+                },
+            })
+            .collect();
+        for (path, before, after) in [
+            ("batched", &before.0, stored_seqs(&batched)),
+            ("bulk", &before.1, stored_seqs(&bulk)),
+        ] {
+            for (id, seq) in &after {
+                if !touched.contains(id) {
+                    assert_eq!(before.get(id), Some(seq), "{path} round {round}: {id}");
+                }
+            }
+            let max = after.values().max().copied().unwrap_or(0);
+            let seq = if path == "bulk" { b.seq } else { a.seq };
+            assert_eq!(max.max(0) as u64, seq, "{path} round {round}");
+        }
+        // The bulk path writes each changed key once: its numbers are consecutive.
+        let written = b.inserted + b.updated + b.deleted;
+        let prev_max = before.1.values().max().copied().unwrap_or(0) as u64;
+        assert!(b.seq <= prev_max + written, "round {round}");
+    }
+}
+
+/// `_seq` of every stored row (tombstones too) of `data_kv`, by key.
+fn stored_seqs(store: &PostgresStore) -> std::collections::BTreeMap<i64, i64> {
+    let mut conn = store.conn().unwrap();
+    conn.query(r#"SELECT "id", "_seq" FROM "data_kv""#, &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// The conformance tests that apply changes, again with every apply taking the bulk path
+/// (imports always do). Left out: `changes_with_deletes_and_purging`, which expects the rows
+/// of one transaction numbered in input order; a bulk transaction numbers them in the order
+/// its statements write them (tombstones, revivals, updates, inserts), which the store's
+/// contract leaves open (it fixes the order across transactions).
+mod bulk_path {
+    use super::*;
+
+    fn with_store(test: fn(&dyn Store)) {
+        let mut store = fresh_store();
+        store.bulk_from = 0;
+        test(&store);
+    }
+
+    crate::store::conformance::conformance_suite!(@tests with_store, crate::store::conformance,
+        seq_is_store_wide,
+        unchanged_upsert_takes_no_seq,
+        upsert_after_delete_is_insert,
+        delete_leaves_tombstone,
+        apply_is_atomic_on_iterator_error,
+        apply_is_atomic_on_bad_value,
+        write_time_follows_seq,
+        snapshot_shards_cover_rows,
+        snapshot_with_more_shards_than_rows,
+        snapshot_consistent_under_writer,
+        changes_after_a_checkpoint,
+        runs_of_a_task_never_overlap,
+    );
+
+    mod listing {
+        use super::with_store;
+        crate::store::conformance::conformance_suite!(@tests with_store,
+            crate::store::conformance::listing,
+            paging_returns_every_key_once_in_byte_order,
+            versions_and_tombstones,
+            delimiter_rolls_up_common_prefixes_across_pages,
+            pages_resume_after_concurrent_changes,
+            limits_and_bad_tokens,
+            unknown_bucket_is_empty,
+            summaries_group_exactly,
+        );
+    }
 }
 
 /// Whether the store's connections use TLS, as the server sees it.
@@ -435,16 +576,20 @@ fn large_snapshots_are_split_by_pages() {
     let store = store_with_table(
         "table: wide\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: pad, type: string }\n  - { name: gen, type: int64 }\n",
     );
-    // Keys written in a shuffled order, so that storage order is not key order.
-    let changes = (0..ROWS).map(|i| {
-        let id = (i * 7_919) % ROWS;
-        Ok(Change::Upsert(vec![
-            Value::Int64(id),
-            Value::String(format!("{id:0>120}")),
-            Value::Int64(0),
-        ]))
-    });
-    store.apply("wide", &mut changes.into_iter()).unwrap();
+    // Keys written in a shuffled order, so that storage order is not key order: in bulk
+    // applies of 5,000 rows (each inserts its rows in key order).
+    const CHUNK: i64 = 5_000;
+    for chunk in 0..ROWS / CHUNK {
+        let changes = (chunk * CHUNK..(chunk + 1) * CHUNK).map(|i| {
+            let id = (i * 7_919) % ROWS;
+            Ok(Change::Upsert(vec![
+                Value::Int64(id),
+                Value::String(format!("{id:0>120}")),
+                Value::Int64(0),
+            ]))
+        });
+        store.apply("wide", &mut changes.into_iter()).unwrap();
+    }
     // The row count of a snapshot read by pages is the planner's estimate (not a scan).
     let mut conn = store.conn().unwrap();
     conn.batch_execute("ANALYZE data_wide").unwrap();
@@ -618,4 +763,51 @@ fn a_shard_reads_again_after_a_failed_batch() {
         })
         .unwrap();
     assert_eq!((read, rows), (3, 3));
+}
+
+/// Where the bulk path starts to pay: applies of n new rows, then of the same n rows again
+/// (unchanged), through each path, median of five (ms). Run by hand:
+/// `scripts/with-postgres.sh cargo test --release --lib bulk_threshold -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn bulk_threshold_timings() {
+    const TABLE: &str = "table: kv\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: string }\n  - { name: n, type: int64 }\n";
+    let mut batched = store_with_table(TABLE);
+    batched.bulk_from = usize::MAX;
+    let mut bulk = store_with_table(TABLE);
+    bulk.bulk_from = 0;
+    let mut next_id = 0i64;
+    for n in [1i64, 10, 100, 1_000, 4_096, 20_000] {
+        let mut line = format!("{n:>6} rows:");
+        for (name, store) in [("batched", &batched), ("bulk", &bulk)] {
+            let (mut new, mut same) = (Vec::new(), Vec::new());
+            for _ in 0..5 {
+                let first = next_id;
+                next_id += n;
+                let rows = move || {
+                    (first..first + n).map(|i| {
+                        Ok(Change::Upsert(vec![
+                            Value::Int64(i),
+                            Value::String(format!("value {i}")),
+                            Value::Int64(i),
+                        ]))
+                    })
+                };
+                let t = std::time::Instant::now();
+                store.apply("kv", &mut rows()).unwrap();
+                new.push(t.elapsed().as_secs_f64() * 1000.0);
+                let t = std::time::Instant::now();
+                let out = store.apply("kv", &mut rows()).unwrap();
+                same.push(t.elapsed().as_secs_f64() * 1000.0);
+                assert_eq!(out.unchanged, n as u64);
+            }
+            new.sort_by(f64::total_cmp);
+            same.sort_by(f64::total_cmp);
+            line += &format!(
+                "  {name} {:.1} ms new, {:.1} ms unchanged;",
+                new[2], same[2]
+            );
+        }
+        println!("{line}");
+    }
 }

@@ -1,26 +1,15 @@
-//! Writes to a PostgreSQL data table ([`Store::apply`](crate::store::Store::apply) and the
-//! upserts of a snapshot import): changes go to the server in batches of up to
-//! [`BATCH_ROWS`], each one statement over `unnest`ed arrays, and the transaction ends by
-//! allocating the `_seq` of every row it changed (see the module docs of
-//! [`postgres`](super): sequence at commit).
+//! Small writes to a PostgreSQL data table ([`Store::apply`](crate::store::Store::apply) of
+//! fewer than [`BULK_FROM`](bulk::BULK_FROM) changes; larger ones and snapshot imports take the
+//! [`bulk`](super::bulk) path): changes go to the server in batches of up to [`BATCH_ROWS`],
+//! each one statement over `unnest`ed arrays, and the transaction ends by allocating the
+//! `_seq` of every row it changed (see the module docs of [`postgres`](super): sequence at
+//! commit).
 //!
 //! An upsert batch is one `INSERT … ON CONFLICT DO UPDATE … WHERE <the row differs>`: an
 //! unchanged row is not written at all. Each change has an ordinal (its place among the
-//! transaction's changes), and the rows are numbered one of two ways, chosen when the first
-//! batch is sent:
-//! - **at commit** (a first batch that is not full: small transactions): rows are written
-//!   with `_seq = -ordinal`, and [`Writer::commit`] locks the meta row and renumbers them. The
-//!   lock is held only for the commit's last statements, so small writers run in parallel.
-//! - **locked** (a full first batch: bulk loads and imports): the meta row is locked before
-//!   the first batch and every row is written with its final `_seq = seq + ordinal` and write
-//!   time, so a million-row load writes each row once (renumbering would rewrite every row,
-//!   measured 45 s of a 105 s load of 1M rows, and double the table until vacuumed). Other
-//!   writers' commits wait for the bulk transaction's; commit order is `_seq` order either
-//!   way. Ordinals of unchanged rows leave gaps, which nothing depends on. A writer that
-//!   waits for the meta row while holding rows the bulk transaction then wants to write is a
-//!   deadlock, which PostgreSQL breaks by failing one of the two (nothing of it applied; a
-//!   watcher retries at its next pass, a `load` is run again): only writers of the same keys
-//!   at the same moment can meet it.
+//! transaction's changes); rows are written with `_seq = -ordinal`, and [`Writer::commit`]
+//! locks the meta row and renumbers them in ordinal order above the store's `seq`. The lock
+//! is held only for the commit's last statements, so small writers run in parallel.
 //!
 //! A key repeated within a batch
 //! would make `ON CONFLICT` touch one row twice, so a repeat (or a switch between upserts and
@@ -32,6 +21,7 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 
+use super::bulk;
 use super::postgres::types::ToSql;
 use super::postgres::Transaction;
 use super::{array_type, count, non_negative, now_ms, PostgresStore, TableSql};
@@ -42,7 +32,10 @@ use crate::store::{ApplyOutcome, Change, Value};
 /// Changes sent to the server in one statement at most.
 pub(crate) const BATCH_ROWS: usize = 4096;
 
-/// Applies `changes` to `table` in one transaction (see [`Store::apply`](crate::store::Store::apply)).
+/// Applies `changes` to `table` in one transaction (see [`Store::apply`](crate::store::Store::apply)):
+/// the first [`bulk::BULK_FROM`] changes (the store's `bulk_from`) are taken and checked; when the
+/// input ends before, they go through the [`Writer`], else every change goes through the
+/// [`bulk`] path.
 pub(super) fn apply(
     store: &PostgresStore,
     table: &str,
@@ -54,23 +47,45 @@ pub(super) fn apply(
         .transaction()
         .map_err(store.db(format_args!("starting a write to table {table}")))?;
     // On any error `tx` is dropped, which rolls everything back.
-    let mut w = Writer::new(store, &t, None);
-    for change in changes {
-        match change? {
-            Change::Upsert(values) => {
-                t.check_row(&values)?;
-                w.upsert(&mut tx, values)?;
-            }
-            Change::Delete(key) => {
-                t.check_key(&key)?;
-                w.delete(&mut tx, key)?;
+    let mut first = Vec::new();
+    let large = loop {
+        if first.len() >= store.bulk_from {
+            break true;
+        }
+        match changes.next() {
+            Some(change) => first.push(checked(&t, change?)?),
+            None => break false,
+        }
+    };
+    let out = if large {
+        let mut all = first
+            .into_iter()
+            .map(Ok)
+            .chain(changes.map(|c| c.and_then(|c| checked(&t, c))));
+        let staged = bulk::stage(store, &mut tx, &t, &mut all)?;
+        bulk::merge(store, &mut tx, &t, &staged, None)?.0
+    } else {
+        let mut w = Writer::new(store, &t);
+        for change in first {
+            match change {
+                Change::Upsert(values) => w.upsert(&mut tx, values)?,
+                Change::Delete(key) => w.delete(&mut tx, key)?,
             }
         }
-    }
-    let (out, _) = w.commit(&mut tx)?;
+        w.commit(&mut tx)?
+    };
     tx.commit()
         .map_err(store.db(format_args!("committing a write to table {table}")))?;
     Ok(out)
+}
+
+/// `change` checked against table `t`.
+fn checked(t: &TableSql, change: Change) -> Result<Change> {
+    match &change {
+        Change::Upsert(values) => t.check_row(values)?,
+        Change::Delete(key) => t.check_key(key)?,
+    }
+    Ok(change)
 }
 
 /// The values of one column of a batch, as the array parameter `unnest` takes.
@@ -154,7 +169,7 @@ enum Kind {
     Delete,
 }
 
-/// The batches and counters of one write transaction to one table.
+/// The batches and counters of one small write transaction to one table.
 pub(super) struct Writer<'s> {
     store: &'s PostgresStore,
     t: &'s TableSql,
@@ -166,29 +181,13 @@ pub(super) struct Writer<'s> {
     keys: HashSet<String>,
     next_ord: i64,
     out: ApplyOutcome,
-    numbering: Numbering,
-    /// The highest `_seq` written so far (in [`Numbering::Locked`]).
-    max_seq: i64,
     upsert_sql: String,
     delete_sql: String,
 }
 
-/// How the rows of a transaction get their `_seq` (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Numbering {
-    /// Nothing sent yet.
-    Undecided,
-    /// Placeholders `-ordinal`, renumbered at commit under the meta row's lock.
-    AtCommit,
-    /// The meta row locked before the first batch: rows are written with their final `_seq`
-    /// (`base + ordinal`) and write time.
-    Locked { base: i64, write_ms: i64 },
-}
-
 impl<'s> Writer<'s> {
-    /// A writer for `t`; with `seen`, every upserted key is also inserted into that table
-    /// (a temporary table of the key columns: the keys a snapshot import held).
-    pub(super) fn new(store: &'s PostgresStore, t: &'s TableSql, seen: Option<&str>) -> Self {
+    /// A writer for `t`.
+    pub(super) fn new(store: &'s PostgresStore, t: &'s TableSql) -> Self {
         Writer {
             store,
             t,
@@ -198,9 +197,7 @@ impl<'s> Writer<'s> {
             keys: HashSet::new(),
             next_ord: 0,
             out: ApplyOutcome::default(),
-            numbering: Numbering::Undecided,
-            max_seq: 0,
-            upsert_sql: upsert_sql(t, seen),
+            upsert_sql: upsert_sql(t),
             delete_sql: delete_sql(t),
         }
     }
@@ -261,24 +258,16 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// Sends the queued batch.
-    pub(super) fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
+    /// Sends the queued batch, its rows numbered `-ordinal`.
+    fn flush(&mut self, tx: &mut Transaction<'_>) -> Result<()> {
         if self.ords.is_empty() {
             return Ok(());
         }
-        if self.numbering == Numbering::Undecided {
-            self.decide(tx, self.ords.len() >= BATCH_ROWS)?;
-        }
         let table = self.t.name();
-        let (factor, base, write_time) = self.seq_params()?;
+        let write_time = time_of(now_ms())?;
         let mut params: Vec<&(dyn ToSql + Sync)> =
             self.columns.iter().map(ColumnArray::param).collect();
-        params.extend([
-            &self.ords as &(dyn ToSql + Sync),
-            &factor,
-            &base,
-            &write_time,
-        ]);
+        params.extend([&self.ords as &(dyn ToSql + Sync), &write_time]);
         let sent = self.ords.len() as u64;
         let (sql, what) = match self.kind {
             Kind::Upsert => (&self.upsert_sql, "writing rows"),
@@ -289,7 +278,6 @@ impl<'s> Writer<'s> {
             .map_err(self.store.db(format_args!("{what} of table {table}")))?;
         let first = count(&row, 0, "a row count")?;
         let second = count(&row, 1, "a row count")?;
-        self.max_seq = self.max_seq.max(row.get::<_, Option<i64>>(2).unwrap_or(0));
         match self.kind {
             Kind::Upsert => {
                 self.out.inserted += first;
@@ -306,103 +294,57 @@ impl<'s> Writer<'s> {
         Ok(())
     }
 
-    /// The last placeholder ordinal used: a statement of the caller's that writes rows
-    /// numbers them after it, then reports them with [`Writer::add_tombstones`].
-    pub(super) fn next_ord(&self) -> i64 {
-        self.next_ord
-    }
-
-    /// Counts `n` tombstones the caller wrote with the ordinals after [`Writer::next_ord`]
-    /// (`_seq` from [`Writer::seq_params`]), the highest `_seq` among them `max_seq`.
-    pub(super) fn add_tombstones(&mut self, n: u64, max_seq: Option<i64>) {
-        self.out.deleted += n;
-        self.next_ord += i64::try_from(n).unwrap_or(i64::MAX);
-        self.max_seq = self.max_seq.max(max_seq.unwrap_or(0));
-    }
-
-    /// Chooses how this transaction numbers its rows, before it writes any: `bulk` (a first
-    /// batch that is full) locks the meta row now and writes final numbers; otherwise the
-    /// rows take placeholders renumbered at commit.
-    fn decide(&mut self, tx: &mut Transaction<'_>, bulk: bool) -> Result<()> {
-        self.numbering = if bulk {
-            let (base, write_ms) = lock_meta(self.store, tx, self.t.name())?;
-            Numbering::Locked { base, write_ms }
-        } else {
-            Numbering::AtCommit
-        };
-        Ok(())
-    }
-
-    /// What a statement that writes rows with ordinals `o` sets: `_seq = factor * o + base`
-    /// and `_write_time` (placeholders -o and any time before the numbering is final). Call
-    /// before the caller's own statement; decides the numbering if nothing was sent yet.
-    pub(super) fn seq_params(&mut self) -> Result<(i64, i64, DateTime<Utc>)> {
-        if self.numbering == Numbering::Undecided {
-            self.numbering = Numbering::AtCommit;
-        }
-        let (factor, base, write_ms) = match self.numbering {
-            Numbering::Locked { base, write_ms } => (1, base, write_ms),
-            _ => (-1, 0, now_ms()),
-        };
-        Ok((factor, base, time_of(write_ms)?))
-    }
-
-    /// Sends what is queued, then gives the transaction's rows their final `_seq`: with
-    /// placeholders, locks the meta row and renumbers the rows in ordinal order after the
-    /// store's `seq` with one write time (never below the previous transaction's); stores the
-    /// new `seq`. Returns the outcome and the write time (ms since epoch UTC); the caller
-    /// commits right after.
-    pub(super) fn commit(mut self, tx: &mut Transaction<'_>) -> Result<(ApplyOutcome, i64)> {
+    /// Sends what is queued, then gives the transaction's rows their final `_seq`: locks the
+    /// meta row and renumbers the rows in ordinal order after the store's `seq` with one
+    /// write time (never below the previous transaction's); stores the new `seq`. Returns
+    /// the outcome; the caller commits right after.
+    pub(super) fn commit(mut self, tx: &mut Transaction<'_>) -> Result<ApplyOutcome> {
         self.flush(tx)?;
         let (store, t) = (self.store, self.t);
         let table = t.name();
         let at = || store.db(format!("allocating the _seq of a write to table {table}"));
         let written = self.out.inserted + self.out.updated + self.out.deleted;
-        let (seq, write_ms) = match self.numbering {
-            Numbering::Locked { base, write_ms } => (self.max_seq.max(base), write_ms),
-            _ if written == 0 => {
-                let row = tx
-                    .query_one(super::READ_SEQ, &[])
-                    .map_err(store.db("reading the store's seq"))?;
-                self.out.seq = count(&row, 0, "the store's seq")?;
-                return Ok((self.out, now_ms()));
-            }
-            _ => {
-                let (base, write_ms) = lock_meta(store, tx, table)?;
-                let renumbered = tx
-                    .execute(
-                        &format!(
-                            "UPDATE {data} d SET \"_seq\" = $1 + r.\"_n\", \"_write_time\" = $2 \
-                             FROM (SELECT {keys}, row_number() OVER (ORDER BY \"_seq\" DESC) \
-                                   AS \"_n\" FROM {data} WHERE \"_seq\" < 0) r \
-                             WHERE {join}",
-                            data = t.data,
-                            keys = t.key_list,
-                            join = t.key_join("d", "r"),
-                        ),
-                        &[&base, &time_of(write_ms)?],
-                    )
-                    .map_err(at())?;
-                (
-                    base + i64::try_from(renumbered).unwrap_or(i64::MAX),
-                    write_ms,
-                )
-            }
-        };
+        if written == 0 {
+            let row = tx
+                .query_one(super::READ_SEQ, &[])
+                .map_err(store.db("reading the store's seq"))?;
+            self.out.seq = count(&row, 0, "the store's seq")?;
+            return Ok(self.out);
+        }
+        let (base, write_ms) = lock_meta(store, tx, table)?;
+        let renumbered = tx
+            .execute(
+                &format!(
+                    "UPDATE {data} d SET \"_seq\" = $1 + r.\"_n\", \"_write_time\" = $2 \
+                     FROM (SELECT {keys}, row_number() OVER (ORDER BY \"_seq\" DESC) \
+                           AS \"_n\" FROM {data} WHERE \"_seq\" < 0) r \
+                     WHERE {join}",
+                    data = t.data,
+                    keys = t.key_list,
+                    join = t.key_join("d", "r"),
+                ),
+                &[&base, &time_of(write_ms)?],
+            )
+            .map_err(at())?;
+        let seq = base + i64::try_from(renumbered).unwrap_or(i64::MAX);
         tx.execute(
             r#"UPDATE "_lakeport_meta" SET "seq" = $1, "last_write_ms" = $2 WHERE "id" = 1"#,
             &[&seq, &write_ms],
         )
         .map_err(at())?;
         self.out.seq = non_negative(seq, "the store's seq")?;
-        Ok((self.out, write_ms))
+        Ok(self.out)
     }
 }
 
 /// Locks the meta row until the transaction ends (no other writer can commit meanwhile) and
 /// returns the store's `seq` and the write time this transaction takes: now, but never below
 /// the previous transaction's.
-fn lock_meta(store: &PostgresStore, tx: &mut Transaction<'_>, table: &str) -> Result<(i64, i64)> {
+pub(super) fn lock_meta(
+    store: &PostgresStore,
+    tx: &mut Transaction<'_>,
+    table: &str,
+) -> Result<(i64, i64)> {
     let meta = tx
         .query_one(
             r#"SELECT "seq", "last_write_ms" FROM "_lakeport_meta" WHERE "id" = 1 FOR UPDATE"#,
@@ -419,9 +361,9 @@ fn time_of(ms: i64) -> Result<DateTime<Utc>> {
 }
 
 /// The upsert of one batch: parameters are one array per column, the ordinals, then the
-/// `_seq` factor, base and write time (`_seq = factor * ordinal + base`); returns one row
-/// (inserted, updated, the highest `_seq` written), inserted counting revived tombstones.
-fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
+/// write time (`_seq = -ordinal`); returns one row (inserted, updated), inserted counting
+/// revived tombstones.
+fn upsert_sql(t: &TableSql) -> String {
     let n = t.def.columns.len();
     let cols: Vec<String> = (0..n).map(|i| t.col(i)).collect();
     let all = cols.join(", ");
@@ -434,7 +376,7 @@ fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
         .chain(std::iter::once(format!("${}::int8[]", n + 1)))
         .collect::<Vec<_>>()
         .join(", ");
-    let (factor, base, time) = (n + 2, n + 3, n + 4);
+    let time = n + 2;
     let d_keys = t
         .key_idx
         .iter()
@@ -465,19 +407,15 @@ fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
             side("excluded")
         )
     };
-    let seen_cte = seen
-        .map(|s| format!(", s AS (INSERT INTO {s} SELECT {} FROM i)", t.key_list))
-        .unwrap_or_default();
     format!(
         "WITH i AS (SELECT * FROM unnest({arrays}) AS i({all}, \"_ord\")), \
          o AS (SELECT {d_keys}, d.\"_deleted\" FROM {data} d JOIN i ON {join_di}), \
          w AS (INSERT INTO {data} AS d ({all}, \"_seq\", \"_write_time\", \"_deleted\") \
-               SELECT {all}, ${factor}::int8 * \"_ord\" + ${base}::int8, ${time}::timestamptz, \
-                      false FROM i ORDER BY {keys} \
+               SELECT {all}, -\"_ord\", ${time}::timestamptz, false FROM i ORDER BY {keys} \
                ON CONFLICT ({keys}) DO UPDATE SET {sets} WHERE {differs} \
-               RETURNING {d_keys}, d.\"_seq\"){seen_cte} \
+               RETURNING {d_keys}) \
          SELECT count(*) FILTER (WHERE o.\"_deleted\" IS NOT FALSE), \
-                count(*) FILTER (WHERE o.\"_deleted\" IS FALSE), max(w.\"_seq\") \
+                count(*) FILTER (WHERE o.\"_deleted\" IS FALSE) \
          FROM w LEFT JOIN o ON {join_wo}",
         data = t.data,
         keys = t.key_list,
@@ -488,8 +426,8 @@ fn upsert_sql(t: &TableSql, seen: Option<&str>) -> String {
 }
 
 /// The tombstoning of one batch of keys: parameters are one array per key column, the
-/// ordinals, then the `_seq` factor, base and write time; returns one row (tombstones
-/// written, 0, their highest `_seq`).
+/// ordinals, then the write time (`_seq = -ordinal`); returns one row (tombstones written,
+/// 0).
 fn delete_sql(t: &TableSql) -> String {
     let k = t.key_idx.len();
     let arrays = t
@@ -505,18 +443,14 @@ fn delete_sql(t: &TableSql) -> String {
         .iter()
         .map(|&i| format!("{} = NULL", t.col(i)))
         .collect();
-    sets.push(format!(
-        "\"_seq\" = ${}::int8 * i.\"_ord\" + ${}::int8",
-        k + 2,
-        k + 3
-    ));
-    sets.push(format!("\"_write_time\" = ${}::timestamptz", k + 4));
+    sets.push("\"_seq\" = -i.\"_ord\"".into());
+    sets.push(format!("\"_write_time\" = ${}::timestamptz", k + 2));
     sets.push("\"_deleted\" = true".into());
     format!(
         "WITH i AS (SELECT * FROM unnest({arrays}) AS i({keys}, \"_ord\")), \
          u AS (UPDATE {data} d SET {sets} FROM i WHERE {join} AND NOT d.\"_deleted\" \
-               RETURNING d.\"_seq\") \
-         SELECT count(*), 0::int8, max(\"_seq\") FROM u",
+               RETURNING 1) \
+         SELECT count(*), 0::int8 FROM u",
         keys = t.key_list,
         data = t.data,
         sets = sets.join(", "),

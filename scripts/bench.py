@@ -106,6 +106,18 @@ def sqlite_extension():
     sys.exit("bench: no .duckdb_extension file in duckdb-ext-sqlite")
 
 
+def in_throwaway_postgres(server, script):
+    """Runs `script` (this process's command line) again inside a throwaway PostgreSQL cluster
+    (scripts/with-postgres.sh, which removes it at the end), unless `server` names one or this
+    process already runs inside such a cluster."""
+    if server or os.environ.get("LAKEPORT_BENCH_PG_CLUSTER"):
+        return
+    env = dict(os.environ, LAKEPORT_BENCH_PG_CLUSTER="1")
+    wrapper = str(REPO / "scripts" / "with-postgres.sh")
+    os.execvpe(wrapper, [wrapper, sys.executable, str(Path(script).resolve()), *sys.argv[1:]],
+               env)
+
+
 def measured(cmd, usage_file):
     """cmd wrapped so that, when it ends, `usage_file` holds its peak RSS in KiB and its user
     and system CPU seconds: "RSS USER SYS". GNU time when the machine has it, else a fresh

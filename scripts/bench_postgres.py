@@ -77,6 +77,7 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+import bench  # noqa: E402
 from bench import SUMMARY_RE, TASK_YAML, describe, objects_per_partition  # noqa: E402
 from s3s_fs import REGION, S3sFs, StartError  # noqa: E402
 
@@ -289,12 +290,7 @@ def main():
                          "of its own in a throwaway cluster (scripts/with-postgres.sh)")
     a = ap.parse_args()
 
-    if not a.postgres and not os.environ.get("LAKEPORT_BENCH_PG_CLUSTER"):
-        # Run again inside a throwaway cluster, which with-postgres.sh removes at the end.
-        env = dict(os.environ, LAKEPORT_BENCH_PG_CLUSTER="1")
-        os.execvpe(str(REPO / "scripts" / "with-postgres.sh"),
-                   [str(REPO / "scripts" / "with-postgres.sh"), sys.executable,
-                    str(Path(__file__).resolve()), *sys.argv[1:]], env)
+    bench.in_throwaway_postgres(a.postgres, __file__)
 
     lakeport = Path(a.bin).resolve()
     if not lakeport.is_file():

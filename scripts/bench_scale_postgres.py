@@ -5,8 +5,8 @@ Inventory report imported into a PostgreSQL store, beside the server's own limit
 
 For each size in BENCH_SCALE_ROWS (default 10000000; a comma list runs each in turn):
 
-  0. Generate the report (untimed): scripts/bench_scale.py's generator (S3 CSV.gz, the twelve
-     fields of `reports.BIG_FIELDS`, form-encoded keys, rows in random key order, about
+  0. Generate the report (untimed): scripts/bench_scale.py's generator (S3 CSV.gz, the nine
+     default fields of `bench_scale.FIELDS`, form-encoded keys, rows in random key order, about
      1,000,000 objects per data file, at least 10 files).
   1. `lakeport inventory import <manifest> --json` into a fresh database: wall time of the
      process (start-up included), peak RSS, CPU; counts checked (every row inserted) and the
@@ -51,11 +51,12 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 import bench_scale  # noqa: E402  (the report generator and run_step)
+import bench  # noqa: E402
 from bench import counts_text, reports  # noqa: E402
 
 TARGET = 0.5
-# The baseline table: the report's twelve fields, typed as lakeport types them, and
-# lakeport's primary key (version_id '' when the report has none).
+# The baseline table: the report's nine fields (bench_scale.FIELDS), typed as lakeport types
+# them, and lakeport's primary key (version_id '' when the report has none).
 BASELINE_COLUMNS = [
     ("bucket", 'text COLLATE "C" NOT NULL'),
     ("key", 'text COLLATE "C" NOT NULL'),
@@ -66,9 +67,6 @@ BASELINE_COLUMNS = [
     ("is_multipart_uploaded", "boolean"),
     ("replication_status", "text"),
     ("encryption_status", "text"),
-    ("bucket_key_status", "text"),
-    ("checksum_algorithm", "text"),
-    ("object_owner", "text"),
 ]
 
 
@@ -262,11 +260,7 @@ def main():
                     help="a server URL whose databases the run may create (env "
                          "BENCH_POSTGRES); default: a throwaway cluster (scripts/with-postgres.sh)")
     a = ap.parse_args()
-    if not a.postgres and not os.environ.get("LAKEPORT_BENCH_PG_CLUSTER"):
-        env = dict(os.environ, LAKEPORT_BENCH_PG_CLUSTER="1")
-        os.execvpe(str(SCRIPTS / "with-postgres.sh"),
-                   [str(SCRIPTS / "with-postgres.sh"), sys.executable,
-                    str(Path(__file__).resolve()), *sys.argv[1:]], env)
+    bench.in_throwaway_postgres(a.postgres, __file__)
     try:
         sizes = [int(s.replace("_", "")) for s in a.rows.split(",") if s.strip()]
     except ValueError:

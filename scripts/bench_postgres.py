@@ -77,8 +77,8 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-import bench  # noqa: E402
-from bench import SUMMARY_RE, TASK_YAML, describe, objects_per_partition  # noqa: E402
+from bench import (SUMMARY_RE, TASK_YAML, describe, in_throwaway_postgres,  # noqa: E402
+                   objects_per_partition)
 from s3s_fs import REGION, S3sFs, StartError  # noqa: E402
 
 TARGET = 1.5
@@ -290,7 +290,7 @@ def main():
                          "of its own in a throwaway cluster (scripts/with-postgres.sh)")
     a = ap.parse_args()
 
-    bench.in_throwaway_postgres(a.postgres, __file__)
+    in_throwaway_postgres(a.postgres, __file__)
 
     lakeport = Path(a.bin).resolve()
     if not lakeport.is_file():

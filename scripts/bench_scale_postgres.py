@@ -51,8 +51,7 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 import bench_scale  # noqa: E402  (the report generator and run_step)
-import bench  # noqa: E402
-from bench import counts_text, reports  # noqa: E402
+from bench import counts_text, in_throwaway_postgres, reports  # noqa: E402
 
 TARGET = 0.5
 # The baseline table: the report's nine fields (bench_scale.FIELDS), typed as lakeport types
@@ -260,7 +259,7 @@ def main():
                     help="a server URL whose databases the run may create (env "
                          "BENCH_POSTGRES); default: a throwaway cluster (scripts/with-postgres.sh)")
     a = ap.parse_args()
-    bench.in_throwaway_postgres(a.postgres, __file__)
+    in_throwaway_postgres(a.postgres, __file__)
     try:
         sizes = [int(s.replace("_", "")) for s in a.rows.split(",") if s.strip()]
     except ValueError:

@@ -532,6 +532,32 @@ fn with_url(what: &str, e: object_store::Error) -> Error {
     Error::object_storage(what, e)
 }
 
+/// Opens the local file `path` and reads it once for its byte count and hex MD5, returning
+/// it rewound: a report in a local folder is read where it is, not copied to a temp file.
+fn hash_local(path: &FsPath) -> Result<Option<(File, u64, String)>> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open", path, e)),
+    };
+    let mut hasher = Md5::new();
+    let mut size = 0u64;
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::io("read", path, e)),
+        };
+        hasher.update(&chunk[..n]);
+        size += n as u64;
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("rewind", path, e))?;
+    Ok(Some((file, size, hex(&hasher.finalize()))))
+}
+
 /// Downloads `path` into an anonymous temp file, returning it rewound with the byte count and
 /// hex MD5 of what was read.
 async fn download(
@@ -591,15 +617,18 @@ impl Report {
     fn open_file(&self, file: &ManifestFile) -> Result<OpenFile> {
         let url = self.data.object_url(&file.key);
         let path = self.data.path(&file.key);
-        let (local, size, md5) = self
-            .blocker
-            .block_on(download(self.data.store().as_ref(), &path, &url))?
-            .ok_or_else(|| {
-                Error::InvalidInput(format!(
-                    "{url}: data file listed in {} not found",
-                    self.info.manifest_url
-                ))
-            })?;
+        let opened = match self.data.local_file(&file.key) {
+            Some(local) => hash_local(&local)?,
+            None => self
+                .blocker
+                .block_on(download(self.data.store().as_ref(), &path, &url))?,
+        };
+        let (local, size, md5) = opened.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{url}: data file listed in {} not found",
+                self.info.manifest_url
+            ))
+        })?;
         if size != file.size {
             return Err(Error::InvalidInput(format!(
                 "{url}: size: expected {} bytes (manifest), found {size}",

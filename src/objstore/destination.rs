@@ -383,6 +383,21 @@ impl Destination {
         path
     }
 
+    /// The file that holds `rel` when the destination is a local folder (None for object
+    /// stores, and for a `rel` with a `.` or `..` segment, which only the store's own path
+    /// rules may resolve).
+    pub fn local_file(&self, rel: &str) -> Option<PathBuf> {
+        let root = self.local_root.as_ref()?;
+        let mut path = root.clone();
+        for segment in rel.split('/').filter(|s| !s.is_empty()) {
+            if segment == "." || segment == ".." || segment.contains('\\') {
+                return None;
+            }
+            path.push(segment);
+        }
+        Some(path)
+    }
+
     /// The full URL of `rel`, e.g. `s3://bucket/lake/dt=2024-01-01/t_0_1.parquet`.
     pub fn object_url(&self, rel: &str) -> String {
         let rel = rel.trim_matches('/');

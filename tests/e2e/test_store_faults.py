@@ -461,17 +461,24 @@ def test_postgres_restart_during_an_inventory_import(pg):
 
 def acl_report(root, n, created, bucket="spill-bucket"):
     """An S3 CSV.gz report of `n` objects, each with a 1.6 KB ACL (base64 JSON, as S3
-    Inventory's ObjectAccessControlList field is): small compressed, about 1.7 KB a row once
-    decoded, so that 20,000 rows fill the import sort's 32 MiB buffer and spill."""
+    Inventory's ObjectAccessControlList field is) of eight grants to canonical IDs that look
+    random (hashes of the object's number): about 1.7 KB a row once decoded, so that 20,000
+    rows fill the import sort's 32 MiB buffer and spill, and the IDs keep the sort's
+    LZ4-compressed runs near that size."""
     root = Path(root)
     base = f"inventory/{bucket}/daily"
-    grants = [{"permission": "READ", "granteeType": "CanonicalUser",
-               "canonicalId": f"{g:064x}"} for g in range(8)]
-    acl = base64.b64encode(json.dumps({"version": "2022-11-10", "status": "AVAILABLE",
-                                       "grants": grants}).encode()).decode()
+
+    def acl(i):
+        # The same object has the same ACL in every report (unchanged rows stay unchanged).
+        grants = [{"permission": "READ", "granteeType": "CanonicalUser",
+                   "canonicalId": hashlib.sha256(f"{bucket}/{i}/{g}".encode()).hexdigest()}
+                  for g in range(8)]
+        return base64.b64encode(json.dumps({"version": "2022-11-10", "status": "AVAILABLE",
+                                            "grants": grants}).encode()).decode()
+
     t = reports.iso_ms(1_717_000_000_000)
     data = gzip.compress("".join(
-        f'"{bucket}","logs/app/part-{i:08d}.json.gz","{i}","{t}","{acl}"\n'
+        f'"{bucket}","logs/app/part-{i:08d}.json.gz","{i}","{t}","{acl(i)}"\n'
         for i in range(n)).encode(), 1)
     key = f"{base}/data/{created:%Y%m%d}.csv.gz"
     (root / key).parent.mkdir(parents=True, exist_ok=True)

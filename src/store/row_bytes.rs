@@ -491,6 +491,10 @@ mod tests {
                 key,
                 vec![values[0].clone(), values[2].clone(), values[5].clone()]
             );
+            // A key alone (a delete's) encodes as the row's key part.
+            let mut alone = Vec::new();
+            assert_eq!(c.encode_key(&key, &mut alone), key_len);
+            assert_eq!(alone, out[..key_len]);
         }
     }
 

@@ -10,9 +10,9 @@
 //! bounded memory, runs beyond `LAKEPORT_SORT_MEMORY_MB` in `TMPDIR`), then applied in key
 //! order: a file of rows in random key order then touches each B-tree page once, in order,
 //! instead of once per row at random (`lakeport load` of 1M NDJSON rows in random key order:
-//! 9.0–9.6 s instead of 21.5–23.2 s, measured 2026-12-07), and a bad row is refused before anything is locked. Changes to one key keep
-//! the order they came in (the sort is stable), so the last one wins; `_seq` follows key
-//! order within the transaction, as in an import.
+//! 9.0–9.6 s instead of 21.5–23.2 s, measured 2026-12-07), and a bad row is refused before
+//! anything is locked. Changes to one key keep the order they came in (the sort is stable), so
+//! the last one wins; `_seq` follows key order within the transaction, as in an import.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior};

@@ -47,11 +47,13 @@ def store_digest(path, tables_like="%", skip_columns=()):
             "AND name LIKE ? ORDER BY name", (tables_like,))]
         out = {}
         for t in tables:
-            names = [d[0] for d in con.execute(f'SELECT * FROM "{t}" LIMIT 0').description]
-            cols = ", ".join(f'"{c}"' for c in names if c not in skip_columns)
+            info = con.execute("SELECT name, pk FROM pragma_table_info(?)", (t,)).fetchall()
+            cols = ", ".join(f'"{c}"' for c, _ in info if c not in skip_columns)
+            # In primary-key order (an index scan, no sort), else by every column.
+            key = ", ".join(f'"{c}"' for c, pk in sorted(info, key=lambda i: i[1]) if pk)
             h = hashlib.sha256()
             rows = 0
-            for row in con.execute(f'SELECT {cols} FROM "{t}" ORDER BY {cols}'):
+            for row in con.execute(f'SELECT {cols} FROM "{t}" ORDER BY {key or cols}'):
                 h.update(repr(row).encode())
                 rows += 1
             out[t] = (rows, h.hexdigest())

@@ -453,7 +453,7 @@ pub(super) fn merge(
         &[&WORK_MEM],
     )
     .map_err(at())?;
-    let s_keys = all_of(t, &t.key_idx, "s.");
+    let s_keys = t.columns_of(&t.key_idx, "s.");
     let candidates = match staged.repeats {
         Repeats::None => None,
         Repeats::Candidates => Some(format!(
@@ -477,7 +477,7 @@ pub(super) fn merge(
         }
     };
 
-    let (base, write_ms) = super::write::lock_meta(store, tx, table)?;
+    let (base, write_ms) = super::lock_meta(store, tx, table)?;
     let time = time_of(write_ms)?;
     tx.batch_execute("CREATE TEMP SEQUENCE IF NOT EXISTS \"_lakeport_seq\"")
         .map_err(at())?;
@@ -532,7 +532,7 @@ pub(super) fn merge(
     out.inserted += run(update("d.\"_deleted\""), &[&time])?;
     if !t.other_idx.is_empty() {
         out.updated += run(
-            update(&format!("NOT d.\"_deleted\" AND {}", differs(t, "d", "s"))),
+            update(&format!("NOT d.\"_deleted\" AND {}", t.differs("d", "s"))),
             &[&time],
         )?;
     }
@@ -654,34 +654,10 @@ fn tombstone_sets(t: &TableSql) -> String {
     sets.join(", ")
 }
 
-/// `(a."c1", …) IS DISTINCT FROM (b."c1", …)` over the non-key columns (`false` when there
-/// are none).
-fn differs(t: &TableSql, a: &str, b: &str) -> String {
-    if t.other_idx.is_empty() {
-        return "false".into();
-    }
-    let side = |p: &str| {
-        t.other_idx
-            .iter()
-            .map(|&i| format!("{p}.{}", t.col(i)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    format!("({}) IS DISTINCT FROM ({})", side(a), side(b))
-}
-
 /// Every declared column, each with `prefix` (`"s."`), in table order.
 fn all_columns(t: &TableSql, prefix: &str) -> String {
     let all: Vec<usize> = (0..t.def.columns.len()).collect();
-    all_of(t, &all, prefix)
-}
-
-/// The columns `idx`, each with `prefix`.
-fn all_of(t: &TableSql, idx: &[usize], prefix: &str) -> String {
-    idx.iter()
-        .map(|&i| format!("{prefix}{}", t.col(i)))
-        .collect::<Vec<_>>()
-        .join(", ")
+    t.columns_of(&all, prefix)
 }
 
 /// Counts the occurrences of repeated keys one by one (the first against the stored row,
@@ -696,19 +672,6 @@ fn count_repeats(
     out: &mut ApplyOutcome,
 ) -> Result<()> {
     let at = || store.db(format!("counting repeated keys of table {}", t.name()));
-    let keys_of = |p: &str| {
-        t.key_idx
-            .iter()
-            .map(|&i| format!("{p}.{}", t.col(i)))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let others_of = |p: &str| {
-        t.other_idx
-            .iter()
-            .map(|&i| format!("{p}.{}", t.col(i)))
-            .collect::<Vec<_>>()
-    };
     // The previous occurrence's values, as columns `_p0`, `_p1`, … of the window.
     let lags: String = t
         .other_idx
@@ -725,7 +688,7 @@ fn count_repeats(
         format!(
             "({}) IS DISTINCT FROM ({})",
             prev.join(", "),
-            others_of("o").join(", ")
+            t.columns_of(&t.other_idx, "o.")
         )
     };
     let sql = format!(
@@ -745,9 +708,9 @@ fn count_repeats(
                FROM {STAGE} s WHERE EXISTS (SELECT 1 FROM {DUPS} k WHERE {join_ks}) \
                WINDOW w AS (PARTITION BY {s_keys} ORDER BY s.\"_ord\")) o \
          LEFT JOIN {data} d ON o.\"_n\" = 1 AND {join_do}",
-        o_keys = keys_of("o"),
-        s_keys = keys_of("s"),
-        stored_differs = differs(t, "d", "o"),
+        o_keys = t.columns_of(&t.key_idx, "o."),
+        s_keys = t.columns_of(&t.key_idx, "s."),
+        stored_differs = t.differs("d", "o"),
         join_ks = t.key_join("k", "s"),
         join_do = t.key_join("d", "o"),
         data = t.data,

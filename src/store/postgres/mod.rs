@@ -626,6 +626,23 @@ pub(crate) struct TableSql {
     select_list: String,
 }
 
+/// Locks the meta row until the transaction ends (no other writer can commit meanwhile) and
+/// returns the store's `seq` and the write time this transaction takes: now, but never below
+/// the previous transaction's.
+fn lock_meta(
+    store: &PostgresStore,
+    tx: &mut postgres::Transaction<'_>,
+    table: &str,
+) -> Result<(i64, i64)> {
+    let meta = tx
+        .query_one(
+            r#"SELECT "seq", "last_write_ms" FROM "_lakeport_meta" WHERE "id" = 1 FOR UPDATE"#,
+            &[],
+        )
+        .map_err(store.db(format!("allocating the _seq of a write to table {table}")))?;
+    Ok((meta.get(0), now_ms().max(meta.get(1))))
+}
+
 impl TableSql {
     fn new(def: TableDef) -> TableSql {
         let data = data_table(&def.table);
@@ -658,6 +675,27 @@ impl TableSql {
 
     fn col(&self, i: usize) -> String {
         quote(&self.def.columns[i].name)
+    }
+
+    /// The columns `idx`, each after `prefix` (`"s."`), comma-separated.
+    fn columns_of(&self, idx: &[usize], prefix: &str) -> String {
+        idx.iter()
+            .map(|&i| format!("{prefix}{}", self.col(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// `(a."c1", …) IS DISTINCT FROM (b."c1", …)` over the non-key columns (`false` when
+    /// there are none).
+    fn differs(&self, a: &str, b: &str) -> String {
+        if self.other_idx.is_empty() {
+            return "false".into();
+        }
+        format!(
+            "({}) IS DISTINCT FROM ({})",
+            self.columns_of(&self.other_idx, &format!("{a}.")),
+            self.columns_of(&self.other_idx, &format!("{b}."))
+        )
     }
 
     fn check_row(&self, values: &[Value]) -> Result<()> {

@@ -311,7 +311,7 @@ impl<'s> Writer<'s> {
             self.out.seq = count(&row, 0, "the store's seq")?;
             return Ok(self.out);
         }
-        let (base, write_ms) = lock_meta(store, tx, table)?;
+        let (base, write_ms) = super::lock_meta(store, tx, table)?;
         let renumbered = tx
             .execute(
                 &format!(
@@ -337,23 +337,6 @@ impl<'s> Writer<'s> {
     }
 }
 
-/// Locks the meta row until the transaction ends (no other writer can commit meanwhile) and
-/// returns the store's `seq` and the write time this transaction takes: now, but never below
-/// the previous transaction's.
-pub(super) fn lock_meta(
-    store: &PostgresStore,
-    tx: &mut Transaction<'_>,
-    table: &str,
-) -> Result<(i64, i64)> {
-    let meta = tx
-        .query_one(
-            r#"SELECT "seq", "last_write_ms" FROM "_lakeport_meta" WHERE "id" = 1 FOR UPDATE"#,
-            &[],
-        )
-        .map_err(store.db(format!("allocating the _seq of a write to table {table}")))?;
-    Ok((meta.get(0), now_ms().max(meta.get(1))))
-}
-
 /// A time in ms since the epoch as PostgreSQL's `timestamptz`.
 fn time_of(ms: i64) -> Result<DateTime<Utc>> {
     DateTime::from_timestamp_millis(ms)
@@ -377,12 +360,7 @@ fn upsert_sql(t: &TableSql) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let time = n + 2;
-    let d_keys = t
-        .key_idx
-        .iter()
-        .map(|&i| format!("d.{}", cols[i]))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let d_keys = t.columns_of(&t.key_idx, "d.");
     let mut sets: Vec<String> = t
         .other_idx
         .iter()
@@ -394,18 +372,7 @@ fn upsert_sql(t: &TableSql) -> String {
     let differs = if t.other_idx.is_empty() {
         "d.\"_deleted\"".to_string()
     } else {
-        let side = |s: &str| {
-            t.other_idx
-                .iter()
-                .map(|&i| format!("{s}.{}", cols[i]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        format!(
-            "d.\"_deleted\" OR ({}) IS DISTINCT FROM ({})",
-            side("d"),
-            side("excluded")
-        )
+        format!("d.\"_deleted\" OR {}", t.differs("d", "excluded"))
     };
     format!(
         "WITH i AS (SELECT * FROM unnest({arrays}) AS i({all}, \"_ord\")), \

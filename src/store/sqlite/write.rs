@@ -220,8 +220,9 @@ impl Applier<'_> {
         Ok(Stored::Same)
     }
 
+    /// Upserts a row its caller has checked ([`TableSql::check_row`]: `apply` and imports
+    /// check every row as it arrives, before the sort).
     pub(super) fn upsert(&mut self, s: &mut Statements<'_>, values: &[Value]) -> Result<()> {
-        self.t.check_row(values)?;
         let key_idx = &self.t.key_idx;
         let stored = self.stored(&mut s.lookup, |j| &values[key_idx[j]], Some(values))?;
         self.write_upsert(s, values, stored)
@@ -279,8 +280,8 @@ impl Applier<'_> {
         Ok(())
     }
 
+    /// Deletes by a key its caller has checked ([`TableSql::check_key`], before the sort).
     fn delete(&mut self, s: &mut Statements<'_>, key: &[Value]) -> Result<()> {
-        self.t.check_key(key)?;
         match self.stored(&mut s.lookup, |j| &key[j], None)? {
             Stored::Absent | Stored::Tombstone => self.out.unchanged += 1,
             Stored::Same | Stored::Different => {

@@ -106,6 +106,23 @@ def sqlite_extension():
     sys.exit("bench: no .duckdb_extension file in duckdb-ext-sqlite")
 
 
+def lakeport_command(lakeport, store):
+    """The argv prefix and environment of `lakeport --store STORE` run in a work folder that
+    has its own pipelines/ and schemas/ (LAKEPORT_STORE of this process left out)."""
+    env = dict(os.environ)
+    env.pop("LAKEPORT_STORE", None)
+    return [str(lakeport), "--store", str(store), "--pipelines", "pipelines",
+            "--schemas", "schemas"], env
+
+
+def generate_inventory(rows, out, days=90):
+    """`rows` object-inventory rows as NDJSON in `out`, in random key order
+    (scripts/gen_inventory.py with the delivery case's arguments: 8 buckets, seed 42)."""
+    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_inventory.py"), "--rows",
+                    str(rows), "--days", str(days), "--buckets", "8", "--seed", "42",
+                    "--quiet", "--out", str(out)], check=True)
+
+
 def in_throwaway_postgres(server, script):
     """Runs `script` (this process's command line) again inside a throwaway PostgreSQL cluster
     (scripts/with-postgres.sh, which removes it at the end), unless `server` names one or this
@@ -230,17 +247,12 @@ def delivery(a, lakeport):
     lake_lp = work / "lake-lakeport"
     lake_duck = work / "lake-duckdb"
     (work / "pipelines" / f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, dest=lake_lp, concurrency=2))
-    base = [str(lakeport), "--store", f"sqlite:{store}", "--pipelines", "pipelines",
-            "--schemas", "schemas"]
-    env = dict(os.environ)
-    env.pop("LAKEPORT_STORE", None)
+    base, env = lakeport_command(lakeport, f"sqlite:{store}")
 
     print(f"bench: {a.rows:,} rows over {a.days} days in {work}", flush=True)
     inv = work / "inventory.ndjson"
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, str(REPO / "scripts" / "gen_inventory.py"), "--rows",
-                    str(a.rows), "--days", str(a.days), "--buckets", "8", "--seed", "42",
-                    "--quiet", "--out", str(inv)], check=True)
+    generate_inventory(a.rows, inv, a.days)
     gen_s = time.perf_counter() - t0
     print(f"generated {inv.stat().st_size / 1e6:,.0f} MB of NDJSON in {gen_s:.1f}s", flush=True)
 

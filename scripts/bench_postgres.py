@@ -77,8 +77,8 @@ import duckdb
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from bench import (SUMMARY_RE, TASK_YAML, describe, in_throwaway_postgres,  # noqa: E402
-                   objects_per_partition)
+from bench import (SUMMARY_RE, TASK_YAML, describe, generate_inventory,  # noqa: E402
+                   in_throwaway_postgres, objects_per_partition)
 from s3s_fs import REGION, S3sFs, StartError  # noqa: E402
 
 TARGET = 1.5
@@ -351,9 +351,7 @@ def bench(a, lakeport, s3s_fs, url):
 
         inv = work / "inventory.ndjson"
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(REPO / "scripts" / "gen_inventory.py"), "--rows",
-                        str(n), "--days", str(a.days), "--buckets", "8", "--seed", "42",
-                        "--quiet", "--out", str(inv)], check=True)
+        generate_inventory(n, inv, a.days)
         print(f"generated {inv.stat().st_size / 1e6:,.0f} MB of NDJSON in "
               f"{time.perf_counter() - t0:.1f}s", flush=True)
         os.sync()

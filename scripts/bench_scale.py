@@ -810,15 +810,10 @@ def load_case(lakeport, work):
     (work / "schemas").mkdir(parents=True)
     (work / "pipelines").mkdir()
     rows = work / "rows.ndjson"
-    subprocess.run([sys.executable, str(SCRIPTS / "gen_inventory.py"), "--rows", str(LOAD_ROWS),
-                    "--days", "90", "--buckets", "8", "--seed", "42", "--quiet", "--out",
-                    str(rows)], check=True)
-    env = dict(os.environ)
-    env.pop("LAKEPORT_STORE", None)
+    bench.generate_inventory(LOAD_ROWS, rows)
     store = work / "load.db"
-    step = run_step([lakeport, "--store", f"sqlite:{store}", "--pipelines", "pipelines",
-                     "--schemas", "schemas", "load", "object_inventory", rows], work, env,
-                    work / "tmp")
+    base, env = bench.lakeport_command(lakeport, f"sqlite:{store}")
+    step = run_step([*base, "load", "object_inventory", rows], work, env, work / "tmp")
     con = sqlite3.connect(store)
     try:
         live = con.execute('SELECT count(*) FROM "data_object_inventory" WHERE _deleted = 0'

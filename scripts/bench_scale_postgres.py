@@ -51,7 +51,8 @@ SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 import bench_scale  # noqa: E402  (the report generator and run_step)
-from bench import counts_text, in_throwaway_postgres, reports  # noqa: E402
+from bench import (counts_text, generate_inventory, in_throwaway_postgres,  # noqa: E402
+                   lakeport_command, reports)
 
 TARGET = 0.5
 # The baseline table: the report's nine fields (bench_scale.FIELDS), typed as lakeport types
@@ -119,9 +120,7 @@ def step_text(s, rows):
 def lakeport_import(lakeport, label, dbs, rep, work, n, problems, say):
     """Steps 1 and 2 with one lakeport binary; returns the first import's step."""
     url = dbs.fresh("import")
-    base = [lakeport, "--store", url, "--pipelines", "pipelines", "--schemas", "schemas"]
-    env = dict(os.environ)
-    env.pop("LAKEPORT_STORE", None)
+    base, env = lakeport_command(lakeport, url)
     # The store's tables are made first (untimed), as a running service would have them.
     bench_scale.run_step([*base, "tables"], work, env, work / "tmp")
     checkpoint(url)
@@ -186,13 +185,9 @@ def load_case(lakeport, label, dbs, work, rows, problems, say):
     """`lakeport load` of `rows` NDJSON rows into a fresh database."""
     inv = work / "inventory.ndjson"
     if not inv.exists():
-        subprocess.run([sys.executable, str(SCRIPTS / "gen_inventory.py"), "--rows", str(rows),
-                        "--days", "90", "--buckets", "8", "--seed", "42", "--quiet", "--out",
-                        str(inv)], check=True)
+        generate_inventory(rows, inv)
     url = dbs.fresh("load")
-    base = [lakeport, "--store", url, "--pipelines", "pipelines", "--schemas", "schemas"]
-    env = dict(os.environ)
-    env.pop("LAKEPORT_STORE", None)
+    base, env = lakeport_command(lakeport, url)
     bench_scale.run_step([*base, "tables"], work, env, work / "tmp")
     checkpoint(url)
     s = bench_scale.run_step([*base, "load", "object_inventory", str(inv)], work, env,

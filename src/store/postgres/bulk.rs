@@ -98,8 +98,8 @@ const DUP_ROWS: &str = "pg_temp.\"_lakeport_dup_rows\"";
 /// The temporary sequence the merge numbers its rows from.
 const NEXT_SEQ: &str = "nextval('pg_temp._lakeport_seq')";
 
-/// The signature every binary `COPY` stream starts with.
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+/// The trailer that ends a binary `COPY` stream: a field count of −1.
+const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
 
 /// PostgreSQL's epoch (2000-01-01 UTC) in ms since the Unix epoch.
 const PG_EPOCH_MS: i64 = 946_684_800_000;
@@ -229,10 +229,7 @@ pub(super) fn stage(
     let sent = |e: std::io::Error| copy_error(store, table, e);
     let fields = i16::try_from(t.def.columns.len() + 2)
         .map_err(|_| Error::store(format!("table {table} has too many columns to copy")))?;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
-    buf.extend_from_slice(SIGNATURE);
-    buf.extend_from_slice(&0i32.to_be_bytes()); // flags
-    buf.extend_from_slice(&0i32.to_be_bytes()); // header extension
+    let mut buf = copy_start();
     let mut staged = Staged {
         rows: 0,
         deletes: false,
@@ -283,7 +280,7 @@ pub(super) fn stage(
             buf.clear();
         }
     }
-    buf.extend_from_slice(&(-1i16).to_be_bytes()); // trailer
+    buf.extend_from_slice(&TRAILER);
     writer.write_all(&buf).map_err(sent)?;
     let copied = writer
         .finish()
@@ -304,6 +301,16 @@ pub(super) fn stage(
         None => Repeats::Any,
     };
     Ok(staged)
+}
+
+/// A buffer for a binary `COPY … FROM STDIN` stream, holding its header: the signature
+/// ([`copy::SIGNATURE`](super::copy::SIGNATURE)), no flags, no header extension.
+fn copy_start() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    buf.extend_from_slice(super::copy::SIGNATURE);
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf
 }
 
 /// Sends the candidate keys of [`Seen`] to the [`CANDIDATES`] table.
@@ -327,10 +334,7 @@ fn send_candidates(
         .map_err(store.db(format_args!("sending keys of table {table}")))?;
     let fields = i16::try_from(t.key_idx.len())
         .map_err(|_| Error::store(format!("table {table} has too many key columns")))?;
-    let mut buf = Vec::with_capacity(CHUNK + 4096);
-    buf.extend_from_slice(SIGNATURE);
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    buf.extend_from_slice(&0i32.to_be_bytes());
+    let mut buf = copy_start();
     for key in keys {
         buf.extend_from_slice(&fields.to_be_bytes());
         for v in key {
@@ -343,7 +347,7 @@ fn send_candidates(
             buf.clear();
         }
     }
-    buf.extend_from_slice(&(-1i16).to_be_bytes());
+    buf.extend_from_slice(&TRAILER);
     writer
         .write_all(&buf)
         .map_err(|e| copy_error(store, table, e))?;

@@ -16,7 +16,7 @@
 use bytes::Bytes;
 
 /// The signature every binary `COPY` stream starts with.
-const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
+pub(super) const SIGNATURE: &[u8; 11] = b"PGCOPY\n\xff\r\n\0";
 
 /// Flag bit 16: OIDs are included in the data (servers before 12 only; never asked for).
 const WITH_OIDS: u32 = 1 << 16;

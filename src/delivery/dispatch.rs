@@ -324,8 +324,16 @@ async fn release_claims_of_gone_workers(store: &Arc<dyn Store>, statuses: &[Shar
     }
 }
 
-/// The host and process of a worker id (`host:pid:started_ms`; see `this_worker_id`).
+/// The host and process of a worker id (`host:pid:started_ms`, then `:t<start ticks>` when
+/// the process's start time is known; see `this_worker_id`).
 fn worker_owner(worker_id: &str) -> Option<RunOwner> {
+    let (worker_id, start_ticks) = match worker_id.rsplit_once(":t") {
+        Some((rest, ticks)) => match ticks.parse() {
+            Ok(ticks) => (rest, Some(ticks)),
+            Err(_) => (worker_id, None),
+        },
+        None => (worker_id, None),
+    };
     let mut parts = worker_id.rsplitn(3, ':');
     let _started = parts.next()?;
     let pid = parts.next()?.parse().ok()?;
@@ -333,6 +341,7 @@ fn worker_owner(worker_id: &str) -> Option<RunOwner> {
     Some(RunOwner {
         host: host.to_string(),
         pid,
+        start_ticks,
     })
 }
 
@@ -671,8 +680,15 @@ mod tests {
     fn worker_ids_name_their_host_and_process() {
         let owner = super::worker_owner("db-1:host:4242:1700000000000").unwrap();
         assert_eq!((owner.host.as_str(), owner.pid), ("db-1:host", 4242));
+        assert_eq!(owner.start_ticks, None);
+        let owner = super::worker_owner("db-1:host:4242:1700000000000:t987").unwrap();
+        assert_eq!((owner.host.as_str(), owner.pid), ("db-1:host", 4242));
+        assert_eq!(owner.start_ticks, Some(987));
         let (me, _) = crate::store::shards::this_worker_id();
-        assert_eq!(super::worker_owner(me).unwrap().pid, std::process::id());
+        assert_eq!(
+            super::worker_owner(me),
+            crate::store::RunOwner::this_process()
+        );
         assert!(super::worker_owner("no-pid").is_none());
         assert!(super::worker_owner("h:x:1").is_none());
     }

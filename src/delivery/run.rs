@@ -717,6 +717,7 @@ mod tests {
             owner: Some(RunOwner {
                 host: host.into(),
                 pid,
+                start_ticks: None,
             }),
             ..crate::store::conformance::planned("t")
         };

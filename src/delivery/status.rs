@@ -124,12 +124,14 @@ mod tests {
         let me = RunOwner {
             host: "h".into(),
             pid: std::process::id(),
+            start_ticks: None,
         };
         let mut run = planned("daily");
         // No process has the highest pid Linux hands out.
         run.owner = Some(RunOwner {
             host: "h".into(),
             pid: 4_194_304,
+            start_ticks: None,
         });
         assert_eq!(shown_status(&run, Some(&me)), RunStatus::Interrupted);
         // Alive (this very process), on another host, or unknown: as recorded.
@@ -138,6 +140,7 @@ mod tests {
         run.owner = Some(RunOwner {
             host: "elsewhere".into(),
             pid: 4_194_304,
+            start_ticks: None,
         });
         assert_eq!(shown_status(&run, Some(&me)), RunStatus::Running);
         run.owner = None;
@@ -147,6 +150,7 @@ mod tests {
         run.owner = Some(RunOwner {
             host: "h".into(),
             pid: 4_194_304,
+            start_ticks: None,
         });
         assert_eq!(shown_status(&run, Some(&me)), RunStatus::Failed);
     }

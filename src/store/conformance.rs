@@ -905,6 +905,7 @@ pub(crate) fn runs_of_a_gone_process_are_taken_over_at_once(store: &dyn Store) {
     plan.owner = Some(RunOwner {
         host: "h1".into(),
         pid: 4242,
+        start_ticks: None,
     });
     let first = store.start_run(&plan, lease, &|_| false).unwrap().run;
     assert_eq!(first.owner, plan.owner);

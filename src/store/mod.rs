@@ -24,6 +24,7 @@ pub(crate) mod batch;
 pub(crate) mod checks;
 pub mod listing;
 pub mod postgres;
+pub(crate) mod process;
 pub(crate) mod row_bytes;
 pub(crate) mod runs;
 pub mod shards;
@@ -47,6 +48,7 @@ use crate::model::{DeliveredObject, TableDef};
 
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
 pub use postgres::PostgresStore;
+pub use process::RunOwner;
 pub use shards::{ClaimFrom, ShardClaim, ShardOffer, ShardResult, ShardState, ShardStatus};
 pub use sqlite::SqliteStore;
 
@@ -412,15 +414,6 @@ pub struct RunRecord {
     pub owner: Option<RunOwner>,
 }
 
-/// The process a run runs in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunOwner {
-    /// The host's name.
-    pub host: String,
-    /// The process id on that host.
-    pub pid: u32,
-}
-
 /// A `lakeport serve` process working on the store (a worker), as it last reported itself.
 /// Several workers on one store share its tasks: each run takes its task's lease
 /// ([`Store::start_run`]), so a task runs in one worker at a time.
@@ -440,33 +433,6 @@ pub struct WorkerRecord {
     pub started_ms: i64,
     /// Its last report, ms since epoch UTC (set by [`Store::worker_heartbeat`]).
     pub heartbeat_ms: i64,
-}
-
-impl RunOwner {
-    /// This process: the host's name and the process id (`None` when the host has no name
-    /// to tell it from others).
-    pub fn this_process() -> Option<RunOwner> {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())?;
-        let host = host.trim();
-        (!host.is_empty()).then(|| RunOwner {
-            host: host.to_string(),
-            pid: std::process::id(),
-        })
-    }
-}
-
-impl RunOwner {
-    /// Whether this process is known, seen from process `me`, to have ended: it ran on
-    /// `me`'s host, is not `me`, and no process has its id now. A reused id looks alive, and a
-    /// process on another host is never judged from here.
-    pub fn is_gone_seen_from(&self, me: &RunOwner) -> bool {
-        self.host == me.host
-            && self.pid != me.pid
-            && Path::new("/proc/self").exists()
-            && !Path::new(&format!("/proc/{}", self.pid)).exists()
-    }
 }
 
 /// Says whether the process of a `Running` run is known to be gone (see [`Store::start_run`]).

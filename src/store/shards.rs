@@ -119,19 +119,21 @@ pub struct ShardStatus {
     pub state: ShardState,
 }
 
-/// The worker id a process claims shards under, `host:pid:started_ms`, and that start time:
-/// the same id a `lakeport serve` process reports itself with (`GET /api/workers`).
+/// The worker id a process claims shards under, `host:pid:started_ms` and, when the process's
+/// start time is known, `:t<start ticks>` (what tells it from a later process with its id; see
+/// [`RunOwner`](super::RunOwner)), and that start time: the same id a `lakeport serve`
+/// process reports itself with (`GET /api/workers`).
 pub fn this_worker_id() -> (&'static str, i64) {
     static ID: std::sync::OnceLock<(String, i64)> = std::sync::OnceLock::new();
     let (id, started_ms) = ID.get_or_init(|| {
-        let host = super::RunOwner::this_process()
-            .map(|me| me.host)
-            .unwrap_or_default();
+        let me = super::RunOwner::this_process();
+        let host = me.as_ref().map(|me| me.host.as_str()).unwrap_or_default();
         let started_ms = chrono::Utc::now().timestamp_millis();
-        (
-            format!("{host}:{}:{started_ms}", std::process::id()),
-            started_ms,
-        )
+        let mut id = format!("{host}:{}:{started_ms}", std::process::id());
+        if let Some(ticks) = me.as_ref().and_then(|me| me.start_ticks) {
+            id.push_str(&format!(":t{ticks}"));
+        }
+        (id, started_ms)
     });
     (id, *started_ms)
 }

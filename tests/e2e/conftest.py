@@ -16,6 +16,7 @@ whole session.
 import contextlib
 import datetime as dt
 import decimal
+import itertools
 import json
 import os
 import re
@@ -646,9 +647,14 @@ def lake_files(wd, task):
 @contextlib.contextmanager
 def serving(wd, listen="127.0.0.1:0", env=None):
     """`lakeport serve --listen LISTEN` here (with extra environment variables `env`); yields
-    (process, base URL on 127.0.0.1); killed on the way out if still running."""
-    p = wd.spawn("serve", "--listen", listen, env=env, stdout=subprocess.PIPE,
-                 stderr=subprocess.PIPE, text=True)
+    (process, base URL on 127.0.0.1); killed on the way out if still running. Its log (stderr)
+    goes to a file, `process.log` (a pipe nobody reads would stop the server once full); a
+    test that fails inside the block prints the log's end."""
+    log = wd.root / f"serve-{next(SERVE_LOGS)}.log"
+    with open(log, "w") as sink:
+        p = wd.spawn("serve", "--listen", listen, env=env, stdout=subprocess.PIPE,
+                     stderr=sink, text=True)
+    p.log = log
     try:
         line = p.stdout.readline()
         m = re.search(r"http://[0-9.]+:(\d+)/", line)
@@ -657,12 +663,18 @@ def serving(wd, listen="127.0.0.1:0", env=None):
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
-            raise AssertionError(f"serve printed {line!r}, exit {p.poll()}; stderr: {p.stderr.read()}")
+            raise AssertionError(f"serve printed {line!r}, exit {p.poll()}; stderr: {log.read_text()}")
         yield p, f"http://127.0.0.1:{m.group(1)}"
+    except BaseException:
+        print(f"--- the end of {log} (pid {p.pid}):\n{log.read_text()[-20_000:]}")
+        raise
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+SERVE_LOGS = itertools.count(1)
 
 
 # -- a real S3-compatible server on 127.0.0.1 ---------------------------------------------

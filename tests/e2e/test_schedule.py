@@ -182,5 +182,6 @@ def test_serve_fires_at_the_wall_clock_time_of_the_schedules_zone(wd):
         assert all(s.endswith("T00:00:00+09:00") for s in watcher["next_runs"]), watcher
 
         p.send_signal(signal.SIGTERM)
-        _, err = p.communicate(timeout=120)
+        p.communicate(timeout=120)
+        err = p.log.read_text()
     assert p.returncode == 0, err

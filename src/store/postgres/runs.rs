@@ -545,6 +545,7 @@ mod tests {
             plan.owner = Some(RunOwner {
                 host: "gone".into(),
                 pid: 1,
+                start_ticks: None,
             });
             dead.push(store.start_run(&plan, LEASE, &|_| false).unwrap().run);
         }

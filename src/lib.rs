@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod model;
 pub mod objstore;
 pub mod pipelines;
+pub mod process;
 pub mod service;
 pub mod sink;
 pub mod store;

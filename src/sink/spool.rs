@@ -8,7 +8,8 @@
 //! often), removes the spool files of lakeport processes that are no longer running: no
 //! process has the PID, or the process that has it started at another time (a PID reused;
 //! in a container lakeport is PID 1 after every restart). Names without `@<start>` (older
-//! versions) are judged by the PID alone. On systems without `/proc` nothing is removed.
+//! versions) are judged by the PID alone ([`crate::process`]). On systems without `/proc`
+//! nothing is removed.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
+use crate::process;
 
 /// Environment variable naming the folder for spool files.
 pub const SPOOL_DIR_ENV: &str = "LAKEPORT_SPOOL_DIR";
@@ -35,7 +37,7 @@ pub fn default_spool_dir() -> PathBuf {
 /// A new spool file in `dir`, named for this process, ending in `suffix`.
 pub fn spool_file(dir: &Path, suffix: &str) -> Result<NamedTempFile> {
     let pid = std::process::id();
-    let owner = match process_start(pid) {
+    let owner = match process::start_ticks(pid) {
         Some(start) => format!("{PREFIX}{pid}@{start}-"),
         None => format!("{PREFIX}{pid}-"),
     };
@@ -67,7 +69,7 @@ pub fn sweep_due() -> bool {
 /// Removes the spool files in `dir` whose process is no longer running and returns how many.
 /// Files it cannot read or remove are left alone (a folder shared with other users).
 pub fn remove_stale_spool_files(dir: &Path) -> usize {
-    if !Path::new("/proc/self").exists() {
+    if !process::has_proc() {
         return 0;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -79,11 +81,7 @@ pub fn remove_stale_spool_files(dir: &Path) -> usize {
         let Some((pid, start)) = name.to_str().and_then(spool_owner) else {
             continue;
         };
-        let gone = match start {
-            Some(start) => process_start(pid) != Some(start),
-            None => !Path::new(&format!("/proc/{pid}")).exists(),
-        };
-        if gone && std::fs::remove_file(entry.path()).is_ok() {
+        if process::is_gone(pid, start) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -101,15 +99,6 @@ fn spool_owner(name: &str) -> Option<(u32, Option<u64>)> {
         Some((pid, start)) => Some((pid.parse().ok()?, Some(start.parse().ok()?))),
         None => Some((owner.parse().ok()?, None)),
     }
-}
-
-/// When process `pid` started (clock ticks since boot: field 22 of `/proc/<pid>/stat`), or
-/// `None` when no such process runs (or there is no `/proc`).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count after it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
 }
 
 #[cfg(test)]
@@ -150,7 +139,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mine = spool_file(dir.path(), ".parquet.spool").unwrap();
         let pid = std::process::id();
-        let start = process_start(pid).unwrap();
+        let start = process::start_ticks(pid).unwrap();
         assert!(
             mine.path()
                 .to_str()

@@ -23,8 +23,8 @@
 pub(crate) mod batch;
 pub(crate) mod checks;
 pub mod listing;
+pub(crate) mod owner;
 pub mod postgres;
-pub(crate) mod process;
 pub(crate) mod row_bytes;
 pub(crate) mod runs;
 pub mod shards;
@@ -47,8 +47,8 @@ use crate::error::{Error, Result};
 use crate::model::{DeliveredObject, TableDef};
 
 pub use listing::{ListPage, ListQuery, SummaryBy, SummaryRow};
+pub use owner::RunOwner;
 pub use postgres::PostgresStore;
-pub use process::RunOwner;
 pub use shards::{ClaimFrom, ShardClaim, ShardOffer, ShardResult, ShardState, ShardStatus};
 pub use sqlite::SqliteStore;
 

@@ -9,7 +9,7 @@ store with `lakeport load`, then deliver the store twice, timed:
   (a') lakeport, incremental: the same task in incremental mode from checkpoint 0 (every row
       is a change), one run; rows/s printed beside (a).
   (b) DuckDB: the sqlite extension from the PyPI package duckdb-ext-sqlite scans the same
-      store file (`sqlite_scan(..., 'data_object_inventory') WHERE _deleted = 0`) and
+      store file (`sqlite_scan(..., 'object_inventory')`, the view of the live rows) and
       `COPY ... TO (FORMAT parquet, PARTITION_BY (dt), COMPRESSION zstd)` with the same columns
       and types (timestamps as TIMESTAMPTZ, booleans as BOOLEAN, _seq and _write_time too).
 
@@ -284,7 +284,7 @@ def delivery(a, lakeport):
     if a.threads:
         con.execute(f"SET threads = {a.threads}")
     con.execute(f"LOAD '{sqlite_extension()}'")
-    info = con.execute(f"SELECT * FROM sqlite_scan('{store}', 'data_object_inventory') LIMIT 0")
+    info = con.execute(f"SELECT * FROM sqlite_scan('{store}', 'object_inventory') LIMIT 0")
     copy = duckdb_copy_sql([d[0] for d in info.description], store, lake_duck)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
@@ -298,8 +298,8 @@ def delivery(a, lakeport):
     n_inc = count_rows(con, lake_inc)
     schema_lp = describe_lake(con, lake_lp)
     schema_duck = describe_lake(con, lake_duck)
-    live = con.execute(f"SELECT count(*) FROM sqlite_scan('{store}', 'data_object_inventory') "
-                       f"WHERE _deleted = 0").fetchone()[0]
+    live = con.execute(f"SELECT count(*) FROM sqlite_scan('{store}', 'object_inventory')"
+                       ).fetchone()[0]
     con.close()
     lp_parts = objects_per_partition(lake_lp)
     duck_parts = objects_per_partition(lake_duck)
@@ -368,9 +368,10 @@ def delivery(a, lakeport):
 
 
 def duckdb_copy_sql(names, store, lake):
-    """DuckDB's side of the delivery: `COPY` of the store's live rows (`sqlite_scan` of
-    data_object_inventory, whose columns are `names`) to `lake` as Parquet, daily partitions
-    on last_modified, zstd, with the columns and types lakeport's `schema: auto` delivers."""
+    """DuckDB's side of the delivery: `COPY` of the store's live rows (`sqlite_scan` of the
+    view object_inventory, the table's current state, whose columns are `names`) to `lake` as
+    Parquet, daily partitions on last_modified, zstd, with the columns and types lakeport's
+    `schema: auto` delivers."""
     inv_types = dict(_inventory_types())
     duck_type = {"string": "VARCHAR", "int64": "BIGINT", "double": "DOUBLE", "binary": "BLOB"}
     select = []
@@ -390,7 +391,7 @@ def duckdb_copy_sql(names, store, lake):
     return (
         f"COPY (SELECT {', '.join(select)}, "
         f"strftime(epoch_ms(CAST(last_modified AS BIGINT)), '%Y-%m-%d') AS dt "
-        f"FROM sqlite_scan('{store}', 'data_object_inventory') WHERE _deleted = 0) "
+        f"FROM sqlite_scan('{store}', 'object_inventory')) "
         f"TO '{lake}' (FORMAT parquet, PARTITION_BY (dt), COMPRESSION zstd)"
     )
 
@@ -403,18 +404,25 @@ SQL_TYPES = {"string": "TEXT", "int64": "INTEGER", "bool": "INTEGER", "timestamp
 
 def baseline_table_sql():
     """The data table lakeport's SQLite store creates for object_inventory (see
-    create_table_sql in src/store/sqlite/schema.rs): same columns, types, key and index."""
+    create_table_sql in src/store/sqlite/schema.rs): same columns, types, key and index, the
+    prefix computed from the key and its length stored (`_folder_len`)."""
     doc = yaml.safe_load((REPO / "schemas" / "object_inventory.yaml").read_text())
     pk = doc["primary_key"]
-    cols = [f'"{c["name"]}" {SQL_TYPES[c["type"]]}{" NOT NULL" if c["name"] in pk else ""}'
-            for c in doc["columns"]]
+    cols = []
+    for c in doc["columns"]:
+        if c["name"] == "prefix":
+            cols.append('"prefix" TEXT GENERATED ALWAYS AS (CASE WHEN "_deleted" THEN NULL '
+                        'ELSE substr("key", 1, "_folder_len") END) VIRTUAL')
+        else:
+            cols.append(f'"{c["name"]}" {SQL_TYPES[c["type"]]}'
+                        f'{" NOT NULL" if c["name"] in pk else ""}')
     cols += ['"_seq" INTEGER NOT NULL', '"_write_time" INTEGER NOT NULL',
-             '"_deleted" INTEGER NOT NULL DEFAULT 0']
+             '"_deleted" INTEGER NOT NULL DEFAULT 0', '"_folder_len" INTEGER']
     key = ", ".join(f'"{k}"' for k in pk)
-    return ([c["name"] for c in doc["columns"]],
+    return ([c["name"] for c in doc["columns"] if c["name"] != "prefix"],
             f'CREATE TABLE "data_object_inventory" ({", ".join(cols)}, PRIMARY KEY ({key})) '
             f'WITHOUT ROWID;\nCREATE INDEX "data_object_inventory_by_seq" ON '
-            f'"data_object_inventory" ("_seq");')
+            f'"data_object_inventory" ("_seq", "_deleted");')
 
 
 def python_import(manifest, root, db):
@@ -428,7 +436,6 @@ def python_import(manifest, root, db):
         _, col, kind = reports.S3_BY_FIELD[f]
         plan.append((columns.index(col), kind, f == "Key"))
     key_i = columns.index("key")
-    prefix_i = columns.index("prefix")
     version_i = columns.index("version_id")
     ncols = len(columns)
     con = sqlite3.connect(db, isolation_level=None)
@@ -466,15 +473,14 @@ def python_import(manifest, root, db):
                         v = ms(v)
                     row[i] = v
                 k = row[key_i]
-                row[prefix_i] = k[: k.rfind("/") + 1]
                 seq += 1
-                yield (*row, seq, now)
+                yield (*row, seq, now, k.rfind("/") + 1)
 
-    placeholders = ", ".join("?" * (ncols + 2))
+    placeholders = ", ".join("?" * (ncols + 3))
     names = ", ".join(f'"{c}"' for c in columns)
     con.execute("BEGIN")
-    con.executemany(f'INSERT INTO "data_object_inventory" ({names}, "_seq", "_write_time") '
-                    f"VALUES ({placeholders})", rows())
+    con.executemany(f'INSERT INTO "data_object_inventory" ({names}, "_seq", "_write_time", '
+                    f'"_folder_len") VALUES ({placeholders})', rows())
     con.execute("COMMIT")
     n = con.execute('SELECT count(*) FROM "data_object_inventory"').fetchone()[0]
     con.close()

@@ -625,7 +625,7 @@ def one_size(n, lakeport, work, files_per):
 
     # 7. DuckDB anchor: sqlite_scan -> COPY PARTITION_BY
     con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
-    names = [r[1] for r in con.execute('PRAGMA table_info("data_object_inventory")')]
+    names = [r[1] for r in con.execute('PRAGMA table_info("object_inventory")')]
     con.close()
     s = duck_step(work, env, tmp, ":memory:", [bench.duckdb_copy_sql(names, store, lake_duck)],
                   extension=bench.sqlite_extension())

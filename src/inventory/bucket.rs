@@ -28,7 +28,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::inventory::read_ahead::{Producer, ReadAhead};
-use crate::inventory::report::parent_folder;
+use crate::model::schema::parent_folder;
 use crate::model::TableDef;
 use crate::objstore::destination::{hex, Destination};
 use crate::objstore::storage::StorageOptions;

@@ -72,9 +72,7 @@
 mod fields;
 mod manifest;
 
-pub use fields::{
-    form_decode, parent_folder, OBS_FIELDS, OSS_FIELDS, S3_COLUMNAR_FIELDS, S3_FIELDS,
-};
+pub use fields::{form_decode, OBS_FIELDS, OSS_FIELDS, S3_COLUMNAR_FIELDS, S3_FIELDS};
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};

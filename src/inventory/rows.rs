@@ -38,6 +38,7 @@ use flate2::read::MultiGzDecoder;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 
 use crate::error::{Error, Result};
+use crate::model::schema::{parent_folder, DerivedFolder};
 use crate::model::{ColumnType, TableDef};
 use crate::store::{ApplyOutcome, Change, Store, Value};
 
@@ -183,6 +184,7 @@ struct RowParser<'a> {
     table: &'a TableDef,
     action: RowAction,
     key_indexes: Vec<usize>,
+    derived: Option<DerivedFolder>,
 }
 
 impl<'a> RowParser<'a> {
@@ -191,6 +193,7 @@ impl<'a> RowParser<'a> {
             table,
             action,
             key_indexes: table.key_indexes(),
+            derived: table.derived_folder(),
         }
     }
 
@@ -209,12 +212,38 @@ impl<'a> RowParser<'a> {
             ));
         }
         match self.action {
-            RowAction::Upsert => Ok(Change::Upsert(
-                values
+            RowAction::Upsert => {
+                let mut values: Vec<Value> = values
                     .into_iter()
                     .map(|v| v.unwrap_or(Value::Null))
-                    .collect(),
-            )),
+                    .collect();
+                // A derived column left out (or null) takes its value from the key; one given
+                // must equal it (the store checks it too, but here the error names the line).
+                if let Some(derived) = self.derived {
+                    if let Value::String(key) = &values[derived.key] {
+                        let folder = parent_folder(key);
+                        match &values[derived.column] {
+                            Value::Null => {
+                                values[derived.column] = Value::String(folder.to_string())
+                            }
+                            Value::String(given) if given == folder => {}
+                            given => {
+                                return Err(format!(
+                                    "{}: expected {folder:?} (the folder of {} {key:?}) or no \
+                                     value, found {}",
+                                    self.table.columns[derived.column].name,
+                                    self.table.columns[derived.key].name,
+                                    match given {
+                                        Value::String(s) => format!("{s:?}"),
+                                        other => format!("{other:?}"),
+                                    }
+                                ))
+                            }
+                        }
+                    }
+                }
+                Ok(Change::Upsert(values))
+            }
             RowAction::Delete => Ok(Change::Delete(
                 self.key_indexes
                     .iter()

@@ -22,6 +22,24 @@ pub const OBJECT_INVENTORY_YAML: &str = include_str!("../../schemas/object_inven
 /// Name of the built-in object-inventory table.
 pub const OBJECT_INVENTORY: &str = "object_inventory";
 
+/// A column derived from the key: `column` holds the [`parent_folder`] of column `key`
+/// (indexes into [`TableDef::columns`]); see [`TableDef::derived_folder`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DerivedFolder {
+    /// The derived column.
+    pub column: usize,
+    /// The key column it is derived from.
+    pub key: usize,
+}
+
+/// The key's parent folder including the trailing `/`; `""` for a top-level key.
+pub fn parent_folder(key: &str) -> &str {
+    match key.rfind('/') {
+        Some(i) => &key[..=i],
+        None => "",
+    }
+}
+
 /// The type of a store column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -169,6 +187,27 @@ impl TableDef {
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
         self.columns.iter().find(|c| c.name == name)
+    }
+
+    /// The column whose value the store derives rather than keeps: the built-in
+    /// `object_inventory`'s `prefix`, the [`parent_folder`] of its `key` (both text). A row
+    /// must hold exactly that value there (the inventory readers and `load` fill it in), and a
+    /// SQLite store computes it on read instead of storing it (see `docs/store.md`).
+    pub fn derived_folder(&self) -> Option<DerivedFolder> {
+        if self.table != OBJECT_INVENTORY {
+            return None;
+        }
+        let text = |name: &str| {
+            self.column_index(name)
+                .filter(|&i| self.columns[i].ty == ColumnType::String && !self.is_key(name))
+        };
+        let key = self
+            .column_index("key")
+            .filter(|&i| self.columns[i].ty == ColumnType::String)?;
+        Some(DerivedFolder {
+            column: text("prefix")?,
+            key,
+        })
     }
 
     /// Column indexes of the primary key, in key order.
@@ -400,6 +439,25 @@ mod tests {
         assert_eq!(def.table, OBJECT_INVENTORY);
         assert_eq!(def.primary_key, ["bucket", "key", "version_id"]);
         assert!(def.column("last_modified").is_some());
+        let derived = def.derived_folder().expect("prefix is derived from key");
+        assert_eq!(def.columns[derived.column].name, "prefix");
+        assert_eq!(def.columns[derived.key].name, "key");
+    }
+
+    #[test]
+    fn only_the_inventory_tables_prefix_is_derived() {
+        let other = OBJECT_INVENTORY_YAML.replace("table: object_inventory", "table: listing");
+        let other = TableDef::from_yaml(&other, "other").unwrap();
+        assert_eq!(other.derived_folder(), None);
+    }
+
+    #[test]
+    fn a_folder_is_everything_up_to_the_last_slash() {
+        assert_eq!(parent_folder("a/b/c"), "a/b/");
+        assert_eq!(parent_folder("a/"), "a/");
+        assert_eq!(parent_folder("x//y"), "x//");
+        assert_eq!(parent_folder("a/é/ü x"), "a/é/");
+        assert_eq!(parent_folder("top"), "");
     }
 
     /// A task file's syntax error, as `config` reads task files (a YAML value first).

@@ -4,13 +4,19 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::model::schema::is_identifier;
+use crate::model::schema::{is_identifier, parent_folder, DerivedFolder};
 use crate::model::{ColumnType, TableDef};
 use crate::store::{Change, ImportRecord, Value, WorkerRecord};
 
 /// Checks an upsert's values against the declared columns (`is_key[i]`: column i is part of
-/// the primary key, so it cannot be NULL).
-pub(crate) fn check_row(def: &TableDef, is_key: &[bool], values: &[Value]) -> Result<()> {
+/// the primary key, so it cannot be NULL; `derived`: the table's
+/// [`TableDef::derived_folder`], whose value must be exactly the key's folder).
+pub(crate) fn check_row(
+    def: &TableDef,
+    is_key: &[bool],
+    derived: Option<DerivedFolder>,
+    values: &[Value],
+) -> Result<()> {
     let cols = &def.columns;
     for (i, c) in cols.iter().enumerate() {
         match values.get(i) {
@@ -35,7 +41,33 @@ pub(crate) fn check_row(def: &TableDef, is_key: &[bool], values: &[Value]) -> Re
             values.len()
         )));
     }
+    if let Some(d) = derived {
+        check_derived_folder(def, d, values)?;
+    }
     Ok(())
+}
+
+/// Checks that the derived column holds the key's folder (see [`TableDef::derived_folder`]).
+fn check_derived_folder(def: &TableDef, d: DerivedFolder, values: &[Value]) -> Result<()> {
+    let Value::String(key) = &values[d.key] else {
+        return Ok(());
+    };
+    let folder = parent_folder(key);
+    match &values[d.column] {
+        Value::String(given) if given == folder => Ok(()),
+        given => Err(Error::InvalidInput(format!(
+            "column {}: expected {folder:?}, the folder of {} {key:?} (table {} derives it), \
+             found {}",
+            def.columns[d.column].name,
+            def.columns[d.key].name,
+            def.table,
+            match given {
+                Value::Null => "null".to_string(),
+                Value::String(s) => format!("{s:?}"),
+                other => format!("{other:?}"),
+            }
+        ))),
+    }
 }
 
 /// Checks a delete's key values against the declared key columns (`key_idx`: their column
@@ -207,6 +239,7 @@ pub(crate) fn snapshot_row(
     def: &TableDef,
     key_idx: &[usize],
     is_key: &[bool],
+    derived: Option<DerivedFolder>,
     change: Change,
 ) -> Result<Vec<Value>> {
     let values = match change {
@@ -219,7 +252,7 @@ pub(crate) fn snapshot_row(
         }
     };
     check_in_scope(key_idx, draft, &values)?;
-    check_row(def, is_key, &values)?;
+    check_row(def, is_key, derived, &values)?;
     Ok(values)
 }
 
@@ -319,4 +352,45 @@ pub(crate) fn decode_workers(records: &[String]) -> Result<Vec<WorkerRecord>> {
         .collect::<Result<Vec<_>>>()?;
     out.sort_by(|a, b| (a.started_ms, &a.worker_id).cmp(&(b.started_ms, &b.worker_id)));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::schema::OBJECT_INVENTORY_YAML;
+
+    #[test]
+    fn a_derived_folder_must_be_the_keys() {
+        let def = TableDef::from_yaml(OBJECT_INVENTORY_YAML, "builtin").unwrap();
+        let derived = def.derived_folder();
+        let is_key: Vec<bool> = def.columns.iter().map(|c| def.is_key(&c.name)).collect();
+        let row = |prefix: Value| {
+            def.columns
+                .iter()
+                .map(|c| match c.name.as_str() {
+                    "bucket" => Value::String("b".into()),
+                    "key" => Value::String("a/b/c".into()),
+                    "version_id" => Value::String(String::new()),
+                    "prefix" => prefix.clone(),
+                    _ => Value::Null,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(check_row(&def, &is_key, derived, &row(Value::String("a/b/".into()))).is_ok());
+        for (given, shown) in [
+            (Value::String("a/".into()), "\"a/\""),
+            (Value::Null, "null"),
+        ] {
+            let e = check_row(&def, &is_key, derived, &row(given)).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "column prefix: expected \"a/b/\", the folder of key \
+                     \"a/b/c\" (table object_inventory derives it), found {shown}"
+                )
+            );
+        }
+        // A table without a derived column takes any value there.
+        assert!(check_row(&def, &is_key, None, &row(Value::Null)).is_ok());
+    }
 }

@@ -36,19 +36,28 @@ pub(crate) fn data_table(table: &str) -> String {
 }
 
 /// The column definitions of `def`'s data table, comma-separated: the declared columns typed
-/// by `sql_type` (key columns `NOT NULL`), then `tail` (lakeport's own columns) as given; and
-/// the quoted primary key list.
+/// by `sql_type` (key columns `NOT NULL`; column `generated.0` `GENERATED ALWAYS AS
+/// (generated.1) VIRTUAL`), then `tail` (lakeport's own columns) as given; and the quoted
+/// primary key list.
 pub(crate) fn data_columns(
     def: &TableDef,
     sql_type: fn(ColumnType) -> &'static str,
+    generated: Option<(usize, &str)>,
     tail: &[&str],
 ) -> (String, String) {
     let columns: Vec<String> = def
         .columns
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
-            format!("{} {}{not_null}", quote(&c.name), sql_type(c.ty))
+            let computed = match generated {
+                Some((at, expression)) if at == i => {
+                    format!(" GENERATED ALWAYS AS ({expression}) VIRTUAL")
+                }
+                _ => String::new(),
+            };
+            format!("{} {}{not_null}{computed}", quote(&c.name), sql_type(c.ty))
         })
         .chain(tail.iter().map(|t| t.to_string()))
         .collect();

@@ -194,6 +194,11 @@ BAD_NDJSON = {
                         1, "is_latest"),
     "null-key.ndjson": ([{"bucket": "b", "key": None, "version_id": ""}], 1, "key"),
     "missing-key.ndjson": ([{"bucket": "b", "version_id": "", "size": 3}], 1, "key"),
+    # prefix is the key's folder: it may be left out, not given otherwise.
+    "wrong-prefix.ndjson": ([{"bucket": "b", "key": "a/p1", "version_id": ""},
+                             {"bucket": "b", "key": "a/p2", "version_id": "", "prefix": "a/"},
+                             {"bucket": "b", "key": "a/p3", "version_id": "", "prefix": "b/"}],
+                            3, "prefix"),
 }
 
 

@@ -10,6 +10,7 @@ use arrow::datatypes::{DataType, TimeUnit, TimestampMillisecondType};
 use super::manifest::FileFormat;
 use super::Provider;
 use crate::error::{Error, Result};
+use crate::model::schema::parent_folder;
 use crate::model::{ColumnType, TableDef};
 use crate::store::Value;
 
@@ -483,14 +484,6 @@ pub fn form_decode(text: &str) -> std::result::Result<String, String> {
     String::from_utf8(bytes).map_err(|_| {
         format!("expected form-encoded UTF-8, found {text:?} (not UTF-8 once decoded)")
     })
-}
-
-/// The key's parent folder including the trailing `/`; `""` for a top-level key.
-pub fn parent_folder(key: &str) -> &str {
-    match key.rfind('/') {
-        Some(i) => &key[..=i],
-        None => "",
-    }
 }
 
 #[cfg(test)]

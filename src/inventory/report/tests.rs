@@ -223,9 +223,6 @@ fn form_decoding_is_exact() {
     assert_eq!(form_decode("%E6%97%A5%E6%9C%AC").unwrap(), "日本");
     assert_eq!(form_decode("100%25").unwrap(), "100%");
     assert!(form_decode("%FF%FE").unwrap_err().contains("not UTF-8"));
-    assert_eq!(parent_folder("a/b/c"), "a/b/");
-    assert_eq!(parent_folder("a/"), "a/");
-    assert_eq!(parent_folder("top"), "");
 }
 
 #[test]

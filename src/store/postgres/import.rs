@@ -61,7 +61,7 @@ pub(super) fn apply_snapshot(
     }
     let mut rows = changes.map(|change| {
         change
-            .and_then(|c| snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, c))
+            .and_then(|c| snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, t.derived, c))
             .map(Change::Upsert)
     });
     let staged = bulk::stage(store, &mut tx, &t, &mut rows)?;

@@ -298,7 +298,7 @@ mod tests {
 
     use super::super::tests::fresh_store;
     use super::*;
-    use crate::model::schema::OBJECT_INVENTORY_YAML;
+    use crate::model::schema::{parent_folder, OBJECT_INVENTORY_YAML};
     use crate::store::listing::{common_prefix, Cursor};
     use crate::store::{Change, Value};
 
@@ -322,6 +322,7 @@ mod tests {
                     .map(|c| match c.name.as_str() {
                         "bucket" => Value::String(bucket.into()),
                         "key" => Value::String((*k).into()),
+                        "prefix" => Value::String(parent_folder(k).into()),
                         "version_id" => Value::String(String::new()),
                         "size" => Value::Int64(1),
                         _ => Value::Null,

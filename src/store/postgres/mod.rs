@@ -86,6 +86,7 @@ use r2d2_postgres::PostgresConnectionManager;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{Error, Result};
+use crate::model::schema::DerivedFolder;
 use crate::model::{ColumnType, DeliveredObject, TableDef};
 use crate::store::checks::{
     check_def, check_key, check_row, decode_workers, differences, worker_json,
@@ -618,6 +619,9 @@ pub(crate) struct TableSql {
     other_idx: Vec<usize>,
     /// Whether column i is part of the key.
     is_key: Vec<bool>,
+    /// The column derived from the key ([`TableDef::derived_folder`]; stored here as given,
+    /// after the check that it is the key's folder).
+    derived: Option<DerivedFolder>,
     /// `"data_<table>"`.
     data: String,
     /// `"k1", "k2"`.
@@ -661,6 +665,7 @@ impl TableSql {
             schema_with_deleted: def.arrow_schema_with_deleted(),
             is_key: (0..n).map(|i| key_idx.contains(&i)).collect(),
             select_list: format!("{all}, \"_seq\", \"_write_time\""),
+            derived: def.derived_folder(),
             def,
             key_idx,
             other_idx,
@@ -699,7 +704,7 @@ impl TableSql {
     }
 
     fn check_row(&self, values: &[Value]) -> Result<()> {
-        check_row(&self.def, &self.is_key, values)
+        check_row(&self.def, &self.is_key, self.derived, values)
     }
 
     fn check_key(&self, key: &[Value]) -> Result<()> {
@@ -721,6 +726,7 @@ fn create_table_sql(def: &TableDef) -> String {
     let (columns, key) = data_columns(
         def,
         sql_type,
+        None,
         &[
             "\"_seq\" BIGINT NOT NULL",
             "\"_write_time\" TIMESTAMPTZ NOT NULL",

@@ -60,7 +60,7 @@ CREATE INDEX IF NOT EXISTS "_lakeport_imports_by_scope"
 const SCAN_CHUNK: usize = 1024;
 
 /// The two statements that read a scope's stored rows in key order, a chunk at a time: every
-/// key column, `_deleted`, then the other columns in table order. `?1` is the bucket; the
+/// key column, `_deleted`, then every other column in table order (a computed one too). `?1` is the bucket; the
 /// first chunk starts at the prefix (`?2`), the next ones past a key (`?2..` the key columns
 /// after the first); when the prefix has an upper bound it is the last parameter.
 struct ScanSql {
@@ -74,10 +74,10 @@ impl ScanSql {
         let name = |i: usize| quote(&t.def.columns[i].name);
         let keys: Vec<String> = t.key_idx.iter().map(|&i| name(i)).collect();
         let key_list = keys.join(", ");
-        let others: String = t
-            .other_idx
-            .iter()
-            .map(|&i| format!(", {}", name(i)))
+        // Every other column, a computed one too: the rows are compared as encoded bytes.
+        let others: String = (0..t.def.columns.len())
+            .filter(|&i| !t.is_key[i])
+            .map(|i| format!(", {}", name(i)))
             .collect();
         let (k1, k2) = (&keys[0], &keys[1]);
         let tail = keys[1..].join(", ");
@@ -129,7 +129,7 @@ impl SqliteStore {
         let codec = RowCodec::new(t.def.columns.iter().map(|c| c.ty).collect(), &t.key_idx);
         let mut sorter = RowSorter::new(memory_budget()?);
         for change in changes {
-            let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, change?)?;
+            let values = snapshot_row(draft, &t.def, &t.key_idx, &t.is_key, t.derived, change?)?;
             sorter.push_with(|out| codec.encode_values(&values, out))?;
         }
         let rows = sorter.rows();

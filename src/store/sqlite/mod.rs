@@ -19,7 +19,11 @@
 //! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
 //!   epoch ms), then `_seq`, `_write_time`, `_deleted`; primary key = the declared key,
 //!   `WITHOUT ROWID`, with an index on (`_seq`, `_deleted`). A tombstone is a row with `_deleted = 1` and
-//!   its non-key columns NULL.
+//!   its non-key columns NULL. A derived column (`object_inventory.prefix`) is not stored but
+//!   computed from the key and `_folder_len` (a virtual generated column; see
+//!   `schema::create_table_sql`); a table made before that is rebuilt by `ensure_table`.
+//! - `<table>`: a view of the current state (live rows, declared columns, `_seq`,
+//!   `_write_time`) for SQL readers; `docs/store.md` describes the layout for them.
 //!
 //! A snapshot opens one connection per shard and pins a WAL read snapshot on each (`BEGIN` and
 //! a read of `seq`). Every data change bumps `seq` in its own transaction, so readers that saw
@@ -72,7 +76,7 @@ use crate::store::{
     ApplyOutcome, Change, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone, RunRecord,
     Snapshot, StartedRun, StoreIdentity, TableStats, TaskState, WorkerRecord,
 };
-use schema::{read_meta, stored_def, TableSql, CREATE_META, READ_SEQ};
+use schema::{computes_derived_column, read_meta, stored_def, TableSql, CREATE_META, READ_SEQ};
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -215,9 +219,18 @@ impl SqliteStore {
                 "table {name:?} is not in the store (declare it under schemas/)"
             ))
         })?;
-        let sql = Arc::new(TableSql::new(def));
+        let computed = computes_derived_column(conn, &def)?;
+        let sql = Arc::new(TableSql::new(def, computed));
         cache().insert(name.to_string(), Arc::clone(&sql));
         Ok(sql)
+    }
+
+    /// Forgets what [`SqliteStore::table_sql`] read of table `name` (its layout changed).
+    fn forget_table(&self, name: &str) {
+        self.tables
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
     }
 }
 

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::{db, listing, SqliteStore};
 use crate::error::{Error, Result};
+use crate::model::schema::DerivedFolder;
 use crate::model::{ColumnType, TableDef};
 use crate::store::checks::{check_def, check_key, check_row, differences};
 use crate::store::sql::{data_columns, data_table, quote};
@@ -107,13 +108,18 @@ pub(super) struct TableSql {
     pub(super) schema_with_deleted: SchemaRef,
     /// Column indexes of the key, in key order.
     pub(super) key_idx: Vec<usize>,
-    /// Column indexes of the other columns, in table order.
+    /// Column indexes of the other columns the table stores (all but the key and a computed
+    /// derived column, see [`create_table_sql`]), in table order: the ones written, and
+    /// compared with a stored row.
     pub(super) other_idx: Vec<usize>,
     /// Whether column i is part of the key.
     pub(super) is_key: Vec<bool>,
+    /// The column derived from the key ([`TableDef::derived_folder`]), checked in every row.
+    pub(super) derived: Option<DerivedFolder>,
     /// `SELECT _deleted, <others> WHERE <key> = ?1..` (key bound in key order).
     pub(super) lookup: String,
-    /// `INSERT` binding column i at `?i+1`, `_seq` at `?n+1`, `_write_time` at `?n+2`.
+    /// `INSERT` binding column i at `?i+1` (a computed column's length is written),
+    /// `_seq` at `?n+1`, `_write_time` at `?n+2`.
     pub(super) insert: String,
     /// `UPDATE` (also revives a tombstone) with the same numbering as `insert`.
     pub(super) update: String,
@@ -128,11 +134,15 @@ pub(super) struct TableSql {
 }
 
 impl TableSql {
-    pub(super) fn new(def: TableDef) -> TableSql {
+    /// The SQL of table `def`, whose data table computes its derived column when `computed`
+    /// (see [`computes_derived_column`]).
+    pub(super) fn new(def: TableDef, computed: bool) -> TableSql {
         let data = data_table(&def.table);
         let key_idx = def.key_indexes();
+        let derived = def.derived_folder();
+        let computed = derived.filter(|_| computed).map(|d| d.column);
         let other_idx: Vec<usize> = (0..def.columns.len())
-            .filter(|i| !key_idx.contains(i))
+            .filter(|i| !key_idx.contains(i) && computed != Some(*i))
             .collect();
         let n = def.columns.len();
         let col = |i: usize| quote(&def.columns[i].name);
@@ -158,10 +168,18 @@ impl TableSql {
             key_eq(1, false)
         );
         let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
-        let params = (1..=n).map(|p| format!("?{p}")).collect::<Vec<_>>();
+        // A computed column is not written, its length is (see `create_table_sql`); every
+        // parameter keeps its column's number.
+        let (names, values): (Vec<String>, Vec<String>) = (0..n)
+            .map(|i| match computed {
+                Some(c) if c == i => (quote(FOLDER_LENGTH), format!("length(?{})", i + 1)),
+                _ => (col(i), format!("?{}", i + 1)),
+            })
+            .unzip();
         let insert = format!(
-            "INSERT INTO {data} ({all}, \"_seq\", \"_write_time\", \"_deleted\") VALUES ({}, ?{}, ?{}, 0)",
-            params.join(", "),
+            "INSERT INTO {data} ({}, \"_seq\", \"_write_time\", \"_deleted\") VALUES ({}, ?{}, ?{}, 0)",
+            names.join(", "),
+            values.join(", "),
             n + 1,
             n + 2
         );
@@ -202,6 +220,7 @@ impl TableSql {
             def,
             key_idx,
             other_idx,
+            derived,
             lookup,
             insert,
             update,
@@ -218,7 +237,7 @@ impl TableSql {
 
     /// Checks an upsert's values against the declared columns.
     pub(super) fn check_row(&self, values: &[Value]) -> Result<()> {
-        check_row(&self.def, &self.is_key, values)
+        check_row(&self.def, &self.is_key, self.derived, values)
     }
 
     /// Checks a delete's key values against the declared key columns.
@@ -268,20 +287,147 @@ impl TableSql {
     }
 }
 
+/// The hidden column that stores, in a table whose derived column is computed, how many
+/// characters of the key its folder takes.
+const FOLDER_LENGTH: &str = "_folder_len";
+
+/// The data table of `def`: the declared columns, `_seq`, `_write_time`, `_deleted`,
+/// `WITHOUT ROWID` on the declared key, and the `_seq` index. A table with a derived column
+/// ([`TableDef::derived_folder`]: `object_inventory.prefix`) does not store it: it stores the
+/// folder's length in characters (`_folder_len`, one or two bytes) and computes the column as
+/// `substr(key, 1, _folder_len)`, a virtual generated column that every SQL reader of
+/// SQLite 3.31 or later sees as an ordinary column (and NULL in a tombstone, as every other
+/// column but the key).
 fn create_table_sql(def: &TableDef) -> String {
+    let computed = def.derived_folder().map(|d| {
+        (
+            d.column,
+            format!(
+                "CASE WHEN \"_deleted\" THEN NULL ELSE substr({}, 1, {}) END",
+                quote(&def.columns[d.key].name),
+                quote(FOLDER_LENGTH)
+            ),
+        )
+    });
+    let folder_length = format!("{} INTEGER", quote(FOLDER_LENGTH));
+    let mut tail = vec![
+        "\"_seq\" INTEGER NOT NULL",
+        "\"_write_time\" INTEGER NOT NULL",
+        "\"_deleted\" INTEGER NOT NULL DEFAULT 0",
+    ];
+    if computed.is_some() {
+        tail.push(&folder_length);
+    }
     let (columns, key) = data_columns(
         def,
         sql_type,
-        &[
-            "\"_seq\" INTEGER NOT NULL",
-            "\"_write_time\" INTEGER NOT NULL",
-            "\"_deleted\" INTEGER NOT NULL DEFAULT 0",
-        ],
+        computed.as_ref().map(|(i, e)| (*i, e.as_str())),
+        &tail,
     );
     format!(
         "CREATE TABLE {} ({columns}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
         data_table(&def.table),
         seq_index_sql(def)
+    )
+}
+
+/// Whether the data table of `def` computes its derived column (made by lakeport from
+/// 2026-12-08 on; an older one stores it until [`rebuild_computing_derived`] runs).
+pub(super) fn computes_derived_column(conn: &Connection, def: &TableDef) -> Result<bool> {
+    let Some(derived) = def.derived_folder() else {
+        return Ok(false);
+    };
+    // table_xinfo's `hidden`: 2 for a virtual generated column, 3 for a stored one.
+    conn.query_row(
+        "SELECT count(*) FROM pragma_table_xinfo(?1) WHERE name = ?2 AND hidden IN (2, 3)",
+        [
+            format!("data_{}", def.table),
+            def.columns[derived.column].name.clone(),
+        ],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(db(format_args!(
+        "reading the layout of table {}",
+        def.table
+    )))
+}
+
+/// Rebuilds the data table of `def`, made before its derived column was computed, in the
+/// present layout ([`create_table_sql`]), inside the caller's transaction: every row is copied
+/// with its `_seq`, `_write_time` and `_deleted`, in key order; the folder's length comes from
+/// the key (the stored column's value is dropped: a row loaded with another value, or none,
+/// now shows the key's folder, as every row written from now on does). The indexes are made
+/// again and the view recreated by the caller.
+fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
+    let at = || {
+        db(format!(
+            "rebuilding table {} in the present layout",
+            def.table
+        ))
+    };
+    let Some(derived) = def.derived_folder() else {
+        return Ok(0);
+    };
+    let data = data_table(&def.table);
+    let old = quote(&format!("data_{}_before_rebuild", def.table));
+    let key = quote(&def.columns[derived.key].name);
+    let stored = quote(&def.columns[derived.column].name);
+    let kept: Vec<String> = def
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| i != derived.column)
+        .map(|(_, c)| quote(&c.name))
+        .chain(["\"_seq\"", "\"_write_time\"", "\"_deleted\""].map(String::from))
+        .collect();
+    let kept = kept.join(", ");
+    // The stored folder, where it is the key's (what imports wrote), gives the length at
+    // once; any other row takes the slower rtrim of everything after the key's last '/'.
+    let length = format!(
+        "CASE WHEN {stored} IS NOT NULL AND substr({key}, 1, length({stored})) = {stored} \
+         AND instr(substr({key}, length({stored}) + 1), '/') = 0 THEN length({stored}) \
+         ELSE length(rtrim({key}, replace({key}, '/', ''))) END"
+    );
+    let keys = def
+        .primary_key
+        .iter()
+        .map(|k| quote(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tx.execute_batch(&format!(
+        "ALTER TABLE {data} RENAME TO {old};\n\
+         DROP INDEX IF EXISTS {seq_index};\n\
+         DROP INDEX IF EXISTS {current};\n\
+         {create}\n\
+         INSERT INTO {data} ({kept}, {length_column}) SELECT {kept}, {length} FROM {old} ORDER BY {keys};\n\
+         DROP TABLE {old};",
+        seq_index = quote(&format!("data_{}_by_seq", def.table)),
+        current = quote(listing::CURRENT_INDEX),
+        create = create_table_sql(def),
+        length_column = quote(FOLDER_LENGTH),
+    ))
+    .map_err(at())?;
+    let rows: i64 = tx
+        .query_row(&format!("SELECT count(*) FROM {data}"), [], |r| r.get(0))
+        .map_err(at())?;
+    Ok(u64::try_from(rows).unwrap_or(0))
+}
+
+/// The view that shows any SQL reader the current state of a declared table under its own
+/// name: its live rows (no tombstones), every declared column, `_seq` and `_write_time`.
+fn view_sql(def: &TableDef) -> String {
+    let columns = def
+        .columns
+        .iter()
+        .map(|c| quote(&c.name))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE VIEW IF NOT EXISTS {} AS SELECT {columns}, \"_seq\", \"_write_time\" FROM {} \
+         WHERE \"_deleted\" = 0;",
+        quote(&def.table),
+        data_table(&def.table)
     )
 }
 
@@ -325,8 +471,22 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
         .map_err(db(format_args!("declaring table {name}")))?;
     if let Some(stored) = stored_def(&tx, name)? {
         if stored == *def {
+            if def.derived_folder().is_some() && !computes_derived_column(&tx, def)? {
+                tracing::warn!(
+                    table = %name,
+                    "rebuilding the table in the present layout (its derived column computed, \
+                     not stored): once, in one transaction"
+                );
+                tx.execute_batch(&format!("DROP VIEW IF EXISTS {};", quote(name)))
+                    .map_err(db(format_args!("rebuilding table {name}")))?;
+                let rows = rebuild_computing_derived(&tx, def)?;
+                tracing::warn!(table = %name, rows, "table rebuilt");
+                store.forget_table(name);
+            }
             listing::ensure_index(&tx, def)?;
             upgrade_seq_index(&tx, def)?;
+            tx.execute_batch(&view_sql(def))
+                .map_err(db(format_args!("creating the view of table {name}")))?;
             return tx
                 .commit()
                 .map_err(db(format_args!("declaring table {name}")));
@@ -346,6 +506,8 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
     tx.execute_batch(&create_table_sql(def))
         .map_err(db(format_args!("creating table {name}")))?;
     listing::ensure_index(&tx, def)?;
+    tx.execute_batch(&view_sql(def))
+        .map_err(db(format_args!("creating the view of table {name}")))?;
     tx.commit()
         .map_err(db(format_args!("declaring table {name}")))?;
     Ok(())

@@ -268,7 +268,7 @@ fn range_reads_use_the_primary_key() {
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     let def = TableDef::from_yaml(conformance_pairs(), "p").unwrap();
     store.ensure_table(&def).unwrap();
-    let t = TableSql::new(def);
+    let t = TableSql::new(def, false);
     let conn = store.lock();
     for sql in [
         t.range_sql(true, true, None),

@@ -1,10 +1,15 @@
-"""Makes tests/data/store-2026-12-07.db with the lakeport of 2026-12-07 (before the store's
-object_inventory computed its prefix): an imported S3 report (200 objects, keys with spaces,
-accents), a next-day report (changes, deletes), rows loaded without a prefix, a declared
-table of its own (items), and a full and an incremental delivery of each."""
+"""Made tests/data/store-2026-12-07.tar.gz with the lakeport of 2026-12-07 (the debug build of
+b9245f9, before the SQLite store computed object_inventory's prefix): two S3 reports imported
+(200 objects, keys with spaces and accents; the next day's with changes and deletes), rows
+loaded with a wrong prefix and without one, a delete, a table of its own (items), and a full
+and an incremental delivery. Kept to say how the fixture was made; it needs that release:
+
+    python3 tests/data/make_store_2026_12_07.py OLD_LAKEPORT OUT
+    (cd OUT && tar czf store-2026-12-07.tar.gz lakeport.db lake pipelines schemas)
+"""
 import json, subprocess, sys, datetime as dt
 from pathlib import Path
-sys.path.insert(0, "/work/main/tests")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/reports.py
 import reports
 lp, proj = sys.argv[1], Path(sys.argv[2])
 (proj / "schemas").mkdir(parents=True, exist_ok=True)

@@ -80,9 +80,11 @@ use schema::{computes_derived_column, read_meta, stored_def, TableSql, CREATE_ME
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Page size of a new store file, in bytes (SQLite's default is 4096): fewer, fuller b-tree
-/// pages for rows of a few hundred bytes, fewer page splits and WAL frames per row written.
-const PAGE_SIZE: i64 = 16_384;
+/// Page size of a new store file, in bytes (SQLite's default is 4096): fewer page splits and
+/// b-tree levels for rows of a few hundred bytes. Measured at 10M objects (docs/store.md):
+/// 8 KiB imports as fast as 16 KiB and rewrites a changed row's random `_seq`-index page as
+/// cheaply as 4 KiB.
+const PAGE_SIZE: i64 = 8_192;
 /// Page cache of the write connection, in KiB (SQLite's negative `cache_size`).
 const WRITE_CACHE_KIB: i64 = 32 * 1024;
 /// Prepared statements kept per connection (four per table written, plus a few).

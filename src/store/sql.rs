@@ -61,11 +61,14 @@ pub(crate) fn data_columns(
         })
         .chain(tail.iter().map(|t| t.to_string()))
         .collect();
-    let key = def
-        .primary_key
+    (columns.join(", "), key_list(def))
+}
+
+/// `def`'s primary key columns, quoted and comma-separated, in key order.
+pub(crate) fn key_list(def: &TableDef) -> String {
+    def.primary_key
         .iter()
         .map(|k| quote(k))
         .collect::<Vec<_>>()
-        .join(", ");
-    (columns.join(", "), key)
+        .join(", ")
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::model::schema::DerivedFolder;
 use crate::model::{ColumnType, TableDef};
 use crate::store::checks::{check_def, check_key, check_row, differences};
-use crate::store::sql::{data_columns, data_table, quote};
+use crate::store::sql::{data_columns, data_table, key_list, quote};
 use crate::store::Value;
 
 pub(super) const CREATE_META: &str = r#"
@@ -389,12 +389,7 @@ fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
          AND instr(substr({key}, length({stored}) + 1), '/') = 0 THEN length({stored}) \
          ELSE length(rtrim({key}, replace({key}, '/', ''))) END"
     );
-    let keys = def
-        .primary_key
-        .iter()
-        .map(|k| quote(k))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let keys = key_list(def);
     tx.execute_batch(&format!(
         "ALTER TABLE {data} RENAME TO {old};\n\
          DROP INDEX IF EXISTS {seq_index};\n\

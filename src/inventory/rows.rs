@@ -40,6 +40,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use crate::error::{Error, Result};
 use crate::model::schema::{parent_folder, DerivedFolder};
 use crate::model::{ColumnType, TableDef};
+use crate::store::checks::derived_folder_problem;
 use crate::store::{ApplyOutcome, Change, Store, Value};
 
 /// The format of a row file.
@@ -220,26 +221,13 @@ impl<'a> RowParser<'a> {
                 // A derived column left out (or null) takes its value from the key; one given
                 // must equal it (the store checks it too, but here the error names the line).
                 if let Some(derived) = self.derived {
-                    if let Value::String(key) = &values[derived.key] {
-                        let folder = parent_folder(key);
-                        match &values[derived.column] {
-                            Value::Null => {
-                                values[derived.column] = Value::String(folder.to_string())
-                            }
-                            Value::String(given) if given == folder => {}
-                            given => {
-                                return Err(format!(
-                                    "{}: expected {folder:?} (the folder of {} {key:?}) or no \
-                                     value, found {}",
-                                    self.table.columns[derived.column].name,
-                                    self.table.columns[derived.key].name,
-                                    match given {
-                                        Value::String(s) => format!("{s:?}"),
-                                        other => format!("{other:?}"),
-                                    }
-                                ))
-                            }
-                        }
+                    if let (Value::Null, Value::String(key)) =
+                        (&values[derived.column], &values[derived.key])
+                    {
+                        values[derived.column] = Value::String(parent_folder(key).to_string());
+                    }
+                    if let Some(problem) = derived_folder_problem(self.table, derived, &values) {
+                        return Err(problem);
                     }
                 }
                 Ok(Change::Upsert(values))

@@ -49,24 +49,33 @@ pub(crate) fn check_row(
 
 /// Checks that the derived column holds the key's folder (see [`TableDef::derived_folder`]).
 fn check_derived_folder(def: &TableDef, d: DerivedFolder, values: &[Value]) -> Result<()> {
+    match derived_folder_problem(def, d, values) {
+        None => Ok(()),
+        Some(problem) => Err(Error::InvalidInput(format!("column {problem}"))),
+    }
+}
+
+/// What is wrong with a row's derived column (see [`TableDef::derived_folder`]), as
+/// `<column>: expected …, found …`; `None` when it holds the key's folder (or the key is not
+/// text, which the type check reports).
+pub(crate) fn derived_folder_problem(
+    def: &TableDef,
+    d: DerivedFolder,
+    values: &[Value],
+) -> Option<String> {
     let Value::String(key) = &values[d.key] else {
-        return Ok(());
+        return None;
     };
     let folder = parent_folder(key);
     match &values[d.column] {
-        Value::String(given) if given == folder => Ok(()),
-        given => Err(Error::InvalidInput(format!(
-            "column {}: expected {folder:?}, the folder of {} {key:?} (table {} derives it), \
-             found {}",
+        Value::String(given) if given == folder => None,
+        given => Some(format!(
+            "{}: expected {folder:?}, the folder of {} {key:?} (table {} derives it), found {}",
             def.columns[d.column].name,
             def.columns[d.key].name,
             def.table,
-            match given {
-                Value::Null => "null".to_string(),
-                Value::String(s) => format!("{s:?}"),
-                other => format!("{other:?}"),
-            }
-        ))),
+            Described(given)
+        )),
     }
 }
 
@@ -378,7 +387,7 @@ mod tests {
         };
         assert!(check_row(&def, &is_key, derived, &row(Value::String("a/b/".into()))).is_ok());
         for (given, shown) in [
-            (Value::String("a/".into()), "\"a/\""),
+            (Value::String("a/".into()), "string \"a/\""),
             (Value::Null, "null"),
         ] {
             let e = check_row(&def, &is_key, derived, &row(given)).unwrap_err();

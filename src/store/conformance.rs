@@ -1244,7 +1244,10 @@ macro_rules! conformance_suite {
             shards_are_claimed_once_and_reported,
         );
 
-        /// The listing suite (`store::conformance::listing`).
+        $crate::store::conformance::conformance_suite!(@listing $with_store);
+    };
+    // The listing suite (`store::conformance::listing`), in a module `listing`.
+    (@listing $with_store:ident) => {
         mod listing {
             use super::$with_store;
             $crate::store::conformance::conformance_suite!(@tests $with_store,

@@ -61,6 +61,11 @@ def lakeport_state(wd):
             for t in LAKEPORT_TABLES}
 
 
+def meta(wd):
+    """The store's counters (`_lakeport_meta`: `seq`, `last_write_time`)."""
+    return {r["key"]: r["value"] for r in read(wd.store_path, 'SELECT * FROM "_lakeport_meta"')}
+
+
 def folder(key):
     return key[:key.rfind("/") + 1]
 
@@ -69,6 +74,7 @@ def test_a_store_of_2026_12_07_is_rebuilt_by_the_first_write_and_keeps_every_row
     unpack(wd)
     before = inventory_rows(wd)
     state = lakeport_state(wd)
+    old_meta = meta(wd)
     assert not computes_prefix(wd)
     assert len(before) == 221 and sum(r["_deleted"] for r in before.values()) == 16
     # The row loaded with a prefix that is not its key's folder, and one loaded with none.
@@ -98,10 +104,7 @@ def test_a_store_of_2026_12_07_is_rebuilt_by_the_first_write_and_keeps_every_row
         assert new == {**old, "prefix": want}, (key, old, new)
     assert after[("loaded", "given/wrong", "")]["prefix"] == "given/"
     assert after[("loaded", "new/one", "")]["prefix"] == "new/"
-    seq = {r["key"]: r["value"] for r in read(wd.store_path, 'SELECT * FROM "_lakeport_meta"')}
-    old_seq = {r["key"]: r["value"] for r in
-               (dict(zip(("key", "value"), eval(t))) for t in state["_lakeport_meta"])}
-    assert seq["seq"] == old_seq["seq"] + 1
+    assert meta(wd)["seq"] == old_meta["seq"] + 1
     now = lakeport_state(wd)
     for t in LAKEPORT_TABLES:
         if t != "_lakeport_meta":

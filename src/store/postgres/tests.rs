@@ -367,6 +367,16 @@ fn stored_rows(store: &PostgresStore, table: &str) -> Vec<(i64, Option<String>, 
     .collect()
 }
 
+/// Two stores with `table` declared, on databases of their own: one whose applies all take the
+/// batched statements, one whose applies all take the bulk path.
+fn batched_and_bulk(table: &str) -> (PostgresStore, PostgresStore) {
+    let mut batched = store_with_table(table);
+    batched.bulk_from = usize::MAX;
+    let mut bulk = store_with_table(table);
+    bulk.bulk_from = 0;
+    (batched, bulk)
+}
+
 /// The bulk path gives the same outcomes and rows as the batched statements of small applies
 /// (the path every apply took before it), round after round of random changes over a few
 /// keys: repeated keys (upserts and deletes mixed), unchanged rows, revived tombstones,
@@ -375,10 +385,7 @@ fn stored_rows(store: &PostgresStore, table: &str) -> Vec<(i64, Option<String>, 
 #[test]
 fn bulk_and_batched_applies_agree() {
     const TABLE: &str = "table: kv\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: string }\n";
-    let mut batched = store_with_table(TABLE);
-    batched.bulk_from = usize::MAX;
-    let mut bulk = store_with_table(TABLE);
-    bulk.bulk_from = 0;
+    let (batched, bulk) = batched_and_bulk(TABLE);
     let mut state = 12345u64;
     let mut next = |below: u64| {
         state = state
@@ -480,19 +487,7 @@ mod bulk_path {
         runs_of_a_task_never_overlap,
     );
 
-    mod listing {
-        use super::with_store;
-        crate::store::conformance::conformance_suite!(@tests with_store,
-            crate::store::conformance::listing,
-            paging_returns_every_key_once_in_byte_order,
-            versions_and_tombstones,
-            delimiter_rolls_up_common_prefixes_across_pages,
-            pages_resume_after_concurrent_changes,
-            limits_and_bad_tokens,
-            unknown_bucket_is_empty,
-            summaries_group_exactly,
-        );
-    }
+    crate::store::conformance::conformance_suite!(@listing with_store);
 }
 
 /// Whether the store's connections use TLS, as the server sees it.
@@ -772,10 +767,7 @@ fn a_shard_reads_again_after_a_failed_batch() {
 #[ignore = "a measurement, not a check"]
 fn bulk_threshold_timings() {
     const TABLE: &str = "table: kv\nprimary_key: [id]\ncolumns:\n  - { name: id, type: int64 }\n  - { name: v, type: string }\n  - { name: n, type: int64 }\n";
-    let mut batched = store_with_table(TABLE);
-    batched.bulk_from = usize::MAX;
-    let mut bulk = store_with_table(TABLE);
-    bulk.bulk_from = 0;
+    let (batched, bulk) = batched_and_bulk(TABLE);
     let mut next_id = 0i64;
     for n in [1i64, 10, 100, 1_000, 4_096, 20_000] {
         let mut line = format!("{n:>6} rows:");

@@ -1209,24 +1209,13 @@ pub(crate) fn workers_are_recorded_and_forgotten(store: &dyn Store) {
 /// The one list of checks, so that every backend runs all of them.
 macro_rules! conformance_suite {
     ($with_store:ident) => {
+        $crate::store::conformance::conformance_suite!(@applies $with_store);
         $crate::store::conformance::conformance_suite!(@tests $with_store, $crate::store::conformance,
-            seq_is_store_wide,
-            unchanged_upsert_takes_no_seq,
-            upsert_after_delete_is_insert,
-            delete_leaves_tombstone,
-            apply_is_atomic_on_iterator_error,
-            apply_is_atomic_on_bad_value,
-            write_time_follows_seq,
-            snapshot_shards_cover_rows,
-            snapshot_with_more_shards_than_rows,
-            snapshot_consistent_under_writer,
             runs_and_task_state,
             store_has_one_identity,
             failed_starts_are_recorded,
             adopted_objects_are_replaced_by_the_next_run,
-            changes_after_a_checkpoint,
             changes_with_deletes_and_purging,
-            runs_of_a_task_never_overlap,
             runs_of_a_gone_process_are_taken_over_at_once,
             tables_are_declared_once,
             snapshot_import_diffs_its_scope,
@@ -1245,6 +1234,25 @@ macro_rules! conformance_suite {
         );
 
         $crate::store::conformance::conformance_suite!(@listing $with_store);
+    };
+    // The checks that apply changes and read them back (all but
+    // `changes_with_deletes_and_purging`, which fixes the order of `_seq` within one
+    // transaction): a backend with another write path runs them again through it.
+    (@applies $with_store:ident) => {
+        $crate::store::conformance::conformance_suite!(@tests $with_store, $crate::store::conformance,
+            seq_is_store_wide,
+            unchanged_upsert_takes_no_seq,
+            upsert_after_delete_is_insert,
+            delete_leaves_tombstone,
+            apply_is_atomic_on_iterator_error,
+            apply_is_atomic_on_bad_value,
+            write_time_follows_seq,
+            snapshot_shards_cover_rows,
+            snapshot_with_more_shards_than_rows,
+            snapshot_consistent_under_writer,
+            changes_after_a_checkpoint,
+            runs_of_a_task_never_overlap,
+        );
     };
     // The listing suite (`store::conformance::listing`), in a module `listing`.
     (@listing $with_store:ident) => {

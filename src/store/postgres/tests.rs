@@ -472,21 +472,7 @@ mod bulk_path {
         test(&store);
     }
 
-    crate::store::conformance::conformance_suite!(@tests with_store, crate::store::conformance,
-        seq_is_store_wide,
-        unchanged_upsert_takes_no_seq,
-        upsert_after_delete_is_insert,
-        delete_leaves_tombstone,
-        apply_is_atomic_on_iterator_error,
-        apply_is_atomic_on_bad_value,
-        write_time_follows_seq,
-        snapshot_shards_cover_rows,
-        snapshot_with_more_shards_than_rows,
-        snapshot_consistent_under_writer,
-        changes_after_a_checkpoint,
-        runs_of_a_task_never_overlap,
-    );
-
+    crate::store::conformance::conformance_suite!(@applies with_store);
     crate::store::conformance::conformance_suite!(@listing with_store);
 }
 

@@ -510,7 +510,7 @@ pub(crate) const LISTED_COLUMNS: [&str; 9] = [
 ];
 
 /// Whether `def` is the object-inventory table with every column listing reads: the table
-/// a backend gives its listing index.
+/// that `ls` and `du` read (PostgreSQL gives it a summary index).
 pub(crate) fn is_listed_table(def: &TableDef) -> bool {
     def.table == OBJECT_INVENTORY && LISTED_COLUMNS.iter().all(|c| def.column(c).is_some())
 }

@@ -398,7 +398,7 @@ fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
          INSERT INTO {data} ({kept}, {length_column}) SELECT {kept}, {length} FROM {old} ORDER BY {keys};\n\
          DROP TABLE {old};",
         seq_index = quote(&format!("data_{}_by_seq", def.table)),
-        current = quote(listing::CURRENT_INDEX),
+        current = quote(listing::OLD_SUMMARY_INDEX),
         create = create_table_sql(def),
         length_column = quote(FOLDER_LENGTH),
     ))
@@ -478,7 +478,7 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
                 tracing::warn!(table = %name, rows, "table rebuilt");
                 store.forget_table(name);
             }
-            listing::ensure_index(&tx, def)?;
+            listing::drop_old_index(&tx, def)?;
             upgrade_seq_index(&tx, def)?;
             tx.execute_batch(&view_sql(def))
                 .map_err(db(format_args!("creating the view of table {name}")))?;
@@ -500,7 +500,7 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
     .map_err(db(format_args!("declaring table {name}")))?;
     tx.execute_batch(&create_table_sql(def))
         .map_err(db(format_args!("creating table {name}")))?;
-    listing::ensure_index(&tx, def)?;
+    listing::drop_old_index(&tx, def)?;
     tx.execute_batch(&view_sql(def))
         .map_err(db(format_args!("creating the view of table {name}")))?;
     tx.commit()

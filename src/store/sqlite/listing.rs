@@ -16,9 +16,9 @@
 //! the grouping needs, folded by a [`Summarizer`] (no sort; memory per group). Stores made
 //! before 2026-12-08 also kept [`OLD_SUMMARY_INDEX`], a partial covering index of the current
 //! objects for summaries; measured on the scale benchmark's 10M-object store it made `du` no
-//! faster from a cold cache (12.2 s against 12.5 s for the table, the index being 0.6 of the
-//! table's size but read less sequentially) and cost 127 bytes an object and a third b-tree on
-//! every import, so `ensure_table` drops it (docs/store.md).
+//! faster (from a cold cache 12.2 s against 12.5 s for the table, although the index is 0.6 of
+//! the table's size; warm 1.16 s against 1.10 s) and cost 127 bytes an object and a third
+//! b-tree on every import, so `ensure_table` drops it (docs/store.md).
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};

@@ -101,13 +101,22 @@ def test_a_store_of_2026_12_07_is_rebuilt_by_the_first_write_and_keeps_every_row
     for key, old in before.items():
         new = after[key]
         want = None if old["_deleted"] else folder(key[1])
-        assert new == {**old, "prefix": want}, (key, old, new)
+        # No copied row is in the new, partial _seq index; the floor below says so.
+        assert new == {**old, "prefix": want, "_seq_indexed": None}, (key, old, new)
+    assert after[("loaded", "new/one", "")]["_seq_indexed"] == 1
     assert after[("loaded", "given/wrong", "")]["prefix"] == "given/"
     assert after[("loaded", "new/one", "")]["prefix"] == "new/"
     assert meta(wd)["seq"] == old_meta["seq"] + 1
+    assert meta(wd)["seq_index_floor:object_inventory"] == max(r["_seq"] for r in before.values())
     now = lakeport_state(wd)
     for t in LAKEPORT_TABLES:
-        if t != "_lakeport_meta":
+        if t == "data_items":
+            # The other data table gains the _seq_indexed column, NULL in every row (its
+            # whole _seq index is below its floor); nothing else of it changes.
+            assert now[t] == [r[:-1] + ", None)" for r in state[t]], t
+            assert meta(wd)["seq_index_floor:items"] == max(
+                r["_seq"] for r in read(wd.store_path, 'SELECT "_seq" FROM "data_items"'))
+        elif t != "_lakeport_meta":
             assert now[t] == state[t], t
     assert read(wd.store_path, "PRAGMA integrity_check") == [{"integrity_check": "ok"}]
     indexes = {r["name"] for r in read(wd.store_path, "SELECT name FROM sqlite_master WHERE "

@@ -59,6 +59,10 @@ CREATE INDEX IF NOT EXISTS "_lakeport_imports_by_scope"
 /// Stored rows read per seek of the scope.
 const SCAN_CHUNK: usize = 1024;
 
+/// The fewest rows of a snapshot import that leaves its rows out of the `_seq` index (the
+/// store's `unindexed_min_rows`).
+pub(super) const UNINDEXED_MIN_ROWS: u64 = 100_000;
+
 /// The two statements that read a scope's stored rows in key order, a chunk at a time: every
 /// key column, `_deleted`, then every other column in table order (a computed one too). `?1` is the bucket; the
 /// first chunk starts at the prefix (`?2`), the next ones past a key (`?2..` the key columns
@@ -163,9 +167,18 @@ impl SqliteStore {
         {
             let mut s = Statements::prepare(&tx, &a)?;
             let mut stored = ScopeCursor::prepare(&tx, &t, &codec, scope)?;
+            // A large snapshot into an empty scope, or one that changes a quarter of its rows
+            // or more, leaves its rows out of the `_seq` index (`Applier::stop_indexing`).
+            let unindexed_at = self.unindexed_min_rows.max(rows / 4);
+            if rows >= self.unindexed_min_rows && stored.peek()?.is_none() {
+                a.stop_indexing();
+            }
             let mut previous_key: Option<Vec<u8>> = None;
             let mut scratch = Vec::new();
             while let Some((row, key_len)) = sorted.next_row()? {
+                if a.changed() >= unindexed_at {
+                    a.stop_indexing();
+                }
                 let key = &row[..key_len];
                 if previous_key.as_deref() == Some(key) {
                     a.upsert(&mut s, &codec.decode(row)?)?;
@@ -209,6 +222,9 @@ impl SqliteStore {
                 }
             }
             // Whatever the scope holds past the snapshot's last key is absent from it.
+            if a.changed() >= unindexed_at {
+                a.stop_indexing();
+            }
             while let Some(next) = stored.peek()? {
                 tombstone_if_live(&mut a, &mut s, &codec, &next)?;
                 stored.advance();

@@ -17,9 +17,12 @@
 //! - `_lakeport_imports(import_id, tbl, scope_bucket, scope_prefix, manifest_md5, created_ms,
 //!   record)`: [`ImportRecord`]s as JSON (see the `import` submodule).
 //! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
-//!   epoch ms), then `_seq`, `_write_time`, `_deleted`; primary key = the declared key,
-//!   `WITHOUT ROWID`, with an index on (`_seq`, `_deleted`). A tombstone is a row with `_deleted = 1` and
-//!   its non-key columns NULL. A derived column (`object_inventory.prefix`) is not stored but
+//!   epoch ms), then `_seq`, `_write_time`, `_deleted` (and `_folder_len`, `_seq_indexed`);
+//!   primary key = the declared key, `WITHOUT ROWID`, with a partial index on (`_seq`,
+//!   `_deleted`) of the rows marked `_seq_indexed`: a large import leaves its rows out and
+//!   raises the table's floor in `_lakeport_meta` instead (`schema::seq_index_sql`; changes
+//!   from below the floor are read by key ranges). A tombstone is a row with `_deleted = 1`
+//!   and its non-key columns NULL. A derived column (`object_inventory.prefix`) is not stored but
 //!   computed from the key and `_folder_len` (a virtual generated column; see
 //!   `schema::create_table_sql`); a table made before that is rebuilt by `ensure_table`.
 //! - `<table>`: a view of the current state (live rows, declared columns, `_seq`,
@@ -76,7 +79,7 @@ use crate::store::{
     ApplyOutcome, Change, ImportOutcome, ImportRecord, Lag, LiveSet, OwnerGone, RunRecord,
     Snapshot, StartedRun, StoreIdentity, TableStats, TaskState, WorkerRecord,
 };
-use schema::{computes_derived_column, read_meta, stored_def, TableSql, CREATE_META, READ_SEQ};
+use schema::{read_meta, stored_def, Layout, TableSql, CREATE_META, READ_SEQ};
 
 /// How long a connection waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -111,6 +114,11 @@ pub struct SqliteStore {
     /// Changes of at least this many rows that are a quarter of the table or more are read
     /// by key ranges rather than through the `_seq` index (see [`Store::changes`]).
     key_scan_min_rows: u64,
+    /// Snapshot imports of at least this many rows into an empty scope, or that change this
+    /// many rows and a quarter of the snapshot or more, leave their rows out of the `_seq`
+    /// index (see `import::apply_snapshot_impl`).
+    unindexed_min_rows: u64,
+    below_floor_lags: read::BelowFloorLags,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -148,6 +156,8 @@ impl SqliteStore {
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: read::OPTIMISTIC_PINS,
             key_scan_min_rows: read::KEY_SCAN_MIN_ROWS,
+            unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
+            below_floor_lags: Default::default(),
         })
     }
 
@@ -178,6 +188,8 @@ impl SqliteStore {
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: read::OPTIMISTIC_PINS,
             key_scan_min_rows: read::KEY_SCAN_MIN_ROWS,
+            unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
+            below_floor_lags: Default::default(),
         })
     }
 
@@ -224,8 +236,8 @@ impl SqliteStore {
                 "table {name:?} is not in the store (declare it under schemas/)"
             ))
         })?;
-        let computed = computes_derived_column(conn, &def)?;
-        let sql = Arc::new(TableSql::new(def, computed));
+        let layout = Layout::of(conn, &def)?;
+        let sql = Arc::new(TableSql::new(def, layout));
         cache().insert(name.to_string(), Arc::clone(&sql));
         Ok(sql)
     }

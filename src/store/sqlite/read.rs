@@ -5,19 +5,20 @@
 //! that need no snapshot: [`Store::lag`](crate::store::Store::lag) and
 //! [`Store::table_stats`](crate::store::Store::table_stats).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::record_batch::RecordBatch;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, OptionalExtension};
 
-use super::schema::{read_meta, TableSql, READ_SEQ};
+use super::schema::{read_meta, read_seq_index_floor, TableSql, READ_SEQ, SEQ_INDEXED};
 use super::{db, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::batch::{append_null, Builders, ColumnBuilder};
 use crate::store::checks::checkpoint_within;
-use crate::store::sql::{data_table, non_negative, to_i64};
+use crate::store::sql::{data_table, non_negative, quote, to_i64};
 use crate::store::{Lag, ShardReader, Snapshot, TableStats};
 
 /// Attempts to pin a snapshot's readers without holding off writers.
@@ -25,6 +26,17 @@ pub(super) const OPTIMISTIC_PINS: usize = 3;
 /// Changes of at least this many rows are read by key ranges when they are a quarter of the
 /// table or more: one pass over the table in key order beats a `_seq`-index lookup per row.
 pub(super) const KEY_SCAN_MIN_ROWS: u64 = 50_000;
+/// Lags below a `_seq` index floor a store keeps at most (one per table, checkpoint and
+/// `deletes`), see [`lag`].
+const BELOW_FLOOR_LAGS: usize = 256;
+
+/// Lags computed below a table's `_seq` index floor, with the store's `seq` and count of
+/// purged tombstones they were computed at: each took a pass over the table, and stays right
+/// until the store changes.
+pub(super) type BelowFloorLags = Mutex<HashMap<(String, i64, bool), ((i64, i64), Lag)>>;
+
+const READ_PURGED: &str =
+    r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'tombstones_purged'"#;
 
 impl SqliteStore {
     /// Pins all `readers` on one committed state and returns its `seq`. First optimistically
@@ -130,11 +142,23 @@ pub(super) fn changes(
     // Shard s reads `_seq` in [starts[s], starts[s + 1]).
     let first = to_i64(after_seq, "a checkpoint")? + 1;
     let end = to_i64(seq, "the store's seq")? + 1;
-    let live_in_range = format!(
-        "FROM {} WHERE {}\"_seq\" >= ?1 AND \"_seq\" < ?2",
-        t.data,
-        unless_deletes(deletes)
-    );
+    // Above the table's `_seq` index floor every change is in the index; at or below it, only
+    // a read of the table finds them all, and they are read by key ranges.
+    let below_floor = first <= seq_index_floor(&readers[0], &t)?;
+    let live_in_range = if below_floor {
+        format!(
+            "FROM {} WHERE {}+\"_seq\" >= ?1 AND +\"_seq\" < ?2",
+            t.data,
+            unless_deletes(deletes)
+        )
+    } else {
+        format!(
+            "FROM {} WHERE {}{}\"_seq\" >= ?1 AND \"_seq\" < ?2",
+            t.data,
+            indexed_only(&t),
+            unless_deletes(deletes)
+        )
+    };
     let count: i64 = readers[0]
         .query_row(
             &format!("SELECT count(*) {live_in_range}"),
@@ -144,7 +168,7 @@ pub(super) fn changes(
         .map_err(at("counting rows"))?;
     let rows = non_negative(count, "a row count")?;
     let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
-    if rows >= store.key_scan_min_rows.max(1) {
+    if rows > 0 && (below_floor || rows >= store.key_scan_min_rows.max(1)) {
         let live: i64 = readers[0]
             .query_row(
                 &format!("SELECT count(*) FROM {} WHERE \"_deleted\" = 0", t.data),
@@ -153,7 +177,13 @@ pub(super) fn changes(
             )
             .map_err(at("counting the table's rows"))?;
         let live = non_negative(live, "a row count")?;
-        if rows.saturating_mul(4) >= live && live >= used as u64 {
+        // Key ranges split the live rows: at least one shard, at most one per live row.
+        let used = if below_floor {
+            used.min(usize::try_from(live).unwrap_or(usize::MAX)).max(1)
+        } else {
+            used
+        };
+        if below_floor || (rows.saturating_mul(4) >= live && live >= used as u64) {
             // A large share of the table: one pass in key order, split by key ranges.
             let bounds =
                 shard_bounds(&readers[0], &t, live, used).map_err(at("finding shard bounds"))?;
@@ -225,29 +255,83 @@ pub(super) fn lag(store: &SqliteStore, table: &str, after_seq: u64, deletes: boo
     let tx = conn
         .unchecked_transaction()
         .map_err(at("starting a read"))?;
+    let floor = seq_index_floor(&tx, &t)?;
+    // Every row above the floor is in the `_seq` index, and the floor is a `_seq` the table
+    // held when it was set (the last change of a write left out of the index).
     let newest: Option<i64> = tx
-        .query_row(&format!("SELECT max(\"_seq\") FROM {}", t.data), [], |r| {
-            r.get(0)
-        })
-        .map_err(at("reading the newest _seq"))?;
-    let behind = format!(
-        "FROM {} WHERE {}\"_seq\" > ?1",
-        t.data,
-        unless_deletes(deletes)
-    );
-    let rows: i64 = tx
-        .query_row(&format!("SELECT count(*) {behind}"), [after], |r| r.get(0))
-        .map_err(at("counting rows behind"))?;
-    let oldest: Option<i64> = tx
         .query_row(
-            &format!("SELECT \"_write_time\" {behind} ORDER BY \"_seq\" LIMIT 1"),
-            [after],
+            &format!(
+                "SELECT max(\"_seq\") FROM {} WHERE {}1",
+                t.data,
+                indexed_only(&t)
+            ),
+            [],
             |r| r.get(0),
         )
-        .optional()
-        .map_err(at("reading the oldest change"))?;
+        .map_err(at("reading the newest _seq"))?;
+    let newest = newest.unwrap_or(0).max(floor);
+    let (rows, oldest): (i64, Option<i64>) = if after >= floor {
+        let behind = format!(
+            "FROM {} WHERE {}{}\"_seq\" > ?1",
+            t.data,
+            indexed_only(&t),
+            unless_deletes(deletes)
+        );
+        let rows = tx
+            .query_row(&format!("SELECT count(*) {behind}"), [after], |r| r.get(0))
+            .map_err(at("counting rows behind"))?;
+        let oldest = tx
+            .query_row(
+                &format!("SELECT \"_write_time\" {behind} ORDER BY \"_seq\" LIMIT 1"),
+                [after],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(at("reading the oldest change"))?;
+        (rows, oldest)
+    } else {
+        // Below the floor: one pass over the table, done once per state of the store (a
+        // status page or metrics asking again get the same answer without another pass).
+        // `seq` moves with every change, the purge counter with every purge.
+        let store_seq = (
+            read_meta(&tx, READ_SEQ, "seq")?,
+            read_meta(&tx, READ_PURGED, "the purged tombstones")?,
+        );
+        let cache_key = (table.to_string(), after, deletes);
+        let mut cache = store
+            .below_floor_lags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(&(seq, lag)) = cache.get(&cache_key) {
+            if seq == store_seq {
+                return Ok(lag);
+            }
+        }
+        // With min(), SQLite takes the bare column from the row holding the minimum.
+        let (rows, oldest): (i64, Option<i64>) = tx
+            .query_row(
+                &format!(
+                    "SELECT count(*), min(+\"_seq\"), \"_write_time\" FROM {} WHERE {}+\"_seq\" > ?1",
+                    t.data,
+                    unless_deletes(deletes)
+                ),
+                [after],
+                |r| Ok((r.get(0)?, r.get(2)?)),
+            )
+            .map_err(at("counting rows behind"))?;
+        let lag = Lag {
+            newest_seq: non_negative(newest, "a _seq")?,
+            rows_behind: non_negative(rows, "a row count")?,
+            oldest_write_ms: oldest,
+        };
+        if cache.len() >= BELOW_FLOOR_LAGS {
+            cache.clear();
+        }
+        cache.insert(cache_key, (store_seq, lag));
+        return Ok(lag);
+    };
     Ok(Lag {
-        newest_seq: non_negative(newest.unwrap_or(0), "a _seq")?,
+        newest_seq: non_negative(newest, "a _seq")?,
         rows_behind: non_negative(rows, "a row count")?,
         oldest_write_ms: oldest,
     })
@@ -279,6 +363,26 @@ fn pin_readers(readers: &[Connection]) -> Result<Option<u64>> {
 }
 
 /// The condition that leaves tombstones out, unless changes are read with their deletes.
+/// `"_seq_indexed" = 1 AND ` for a table with a partial `_seq` index, so that SQLite reads
+/// the changes above the floor through it (a partial index serves only queries that repeat
+/// its condition).
+fn indexed_only(t: &TableSql) -> String {
+    if t.partial_seq_index {
+        format!("{} = 1 AND ", quote(SEQ_INDEXED))
+    } else {
+        String::new()
+    }
+}
+
+/// The `_seq` index floor of `t` (0 for a table whose `_seq` index holds every row).
+fn seq_index_floor(conn: &Connection, t: &TableSql) -> Result<i64> {
+    if t.partial_seq_index {
+        read_seq_index_floor(conn, t.name())
+    } else {
+        Ok(0)
+    }
+}
+
 fn unless_deletes(deletes: bool) -> &'static str {
     if deletes {
         ""

@@ -53,13 +53,14 @@ CREATE TABLE IF NOT EXISTS "_lakeport_store" (
 
 pub(super) const READ_SEQ: &str = r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'seq'"#;
 
-/// A stored integer that must not be negative (`_seq`, counters).
+/// A stored integer that must not be negative (`_seq`, counters); 0 when `sql` finds no row
+/// or NULL.
 pub(super) fn read_meta(conn: &Connection, sql: &str, what: &str) -> Result<i64> {
-    let v: Option<i64> = conn
+    let v: Option<Option<i64>> = conn
         .prepare_cached(sql)
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .and_then(|mut s| s.query_row([], |r| r.get(0)).optional())
         .map_err(db(format_args!("reading {what}")))?;
-    Ok(v.unwrap_or(0))
+    Ok(v.flatten().unwrap_or(0))
 }
 
 pub(super) fn stored_def(conn: &Connection, name: &str) -> Result<Option<TableDef>> {
@@ -116,14 +117,20 @@ pub(super) struct TableSql {
     pub(super) is_key: Vec<bool>,
     /// The column derived from the key ([`TableDef::derived_folder`]), checked in every row.
     pub(super) derived: Option<DerivedFolder>,
+    /// The table has [`SEQ_INDEXED`] and its `_seq` index holds only the rows it marks (see
+    /// [`seq_index_sql`]); false for a table of an older store not yet declared again, whose
+    /// `_seq` index holds every row.
+    pub(super) partial_seq_index: bool,
     /// `SELECT _deleted, <others> WHERE <key> = ?1..` (key bound in key order).
     pub(super) lookup: String,
     /// `INSERT` binding column i at `?i+1` (a computed column's length is written),
-    /// `_seq` at `?n+1`, `_write_time` at `?n+2`.
+    /// `_seq` at `?n+1`, `_write_time` at `?n+2`, [`SEQ_INDEXED`] at `?n+3` (when
+    /// `partial_seq_index`).
     pub(super) insert: String,
     /// `UPDATE` (also revives a tombstone) with the same numbering as `insert`.
     pub(super) update: String,
-    /// Tombstone `UPDATE`: `_seq` `?1`, `_write_time` `?2`, key at `?3..` in key order.
+    /// Tombstone `UPDATE`: `_seq` `?1`, `_write_time` `?2`, key at `?3..` in key order, then
+    /// [`SEQ_INDEXED`] (when `partial_seq_index`).
     pub(super) tombstone: String,
     /// `"data_<table>"`.
     pub(super) data: String,
@@ -134,9 +141,12 @@ pub(super) struct TableSql {
 }
 
 impl TableSql {
-    /// The SQL of table `def`, whose data table computes its derived column when `computed`
-    /// (see [`computes_derived_column`]).
-    pub(super) fn new(def: TableDef, computed: bool) -> TableSql {
+    /// The SQL of table `def` as its data table is laid out (see [`Layout::of`]).
+    pub(super) fn new(def: TableDef, layout: Layout) -> TableSql {
+        let Layout {
+            computed,
+            partial_seq_index,
+        } = layout;
         let data = data_table(&def.table);
         let key_idx = def.key_indexes();
         let derived = def.derived_folder();
@@ -176,8 +186,13 @@ impl TableSql {
                 _ => (col(i), format!("?{}", i + 1)),
             })
             .unzip();
+        let (flag_name, flag_value) = if partial_seq_index {
+            (format!(", {}", quote(SEQ_INDEXED)), format!(", ?{}", n + 3))
+        } else {
+            (String::new(), String::new())
+        };
         let insert = format!(
-            "INSERT INTO {data} ({}, \"_seq\", \"_write_time\", \"_deleted\") VALUES ({}, ?{}, ?{}, 0)",
+            "INSERT INTO {data} ({}, \"_seq\", \"_write_time\", \"_deleted\"{flag_name}) VALUES ({}, ?{}, ?{}, 0{flag_value})",
             names.join(", "),
             values.join(", "),
             n + 1,
@@ -190,6 +205,9 @@ impl TableSql {
         sets.push(format!("\"_seq\" = ?{}", n + 1));
         sets.push(format!("\"_write_time\" = ?{}", n + 2));
         sets.push("\"_deleted\" = 0".into());
+        if partial_seq_index {
+            sets.push(format!("{} = ?{}", quote(SEQ_INDEXED), n + 3));
+        }
         let update = format!(
             "UPDATE {data} SET {} WHERE {}",
             sets.join(", "),
@@ -202,6 +220,9 @@ impl TableSql {
         nulls.push("\"_seq\" = ?1".into());
         nulls.push("\"_write_time\" = ?2".into());
         nulls.push("\"_deleted\" = 1".into());
+        if partial_seq_index {
+            nulls.push(format!("{} = ?{}", quote(SEQ_INDEXED), 3 + key_idx.len()));
+        }
         let tombstone = format!(
             "UPDATE {data} SET {} WHERE {}",
             nulls.join(", "),
@@ -221,6 +242,7 @@ impl TableSql {
             key_idx,
             other_idx,
             derived,
+            partial_seq_index,
             lookup,
             insert,
             update,
@@ -318,6 +340,8 @@ fn create_table_sql(def: &TableDef) -> String {
     if computed.is_some() {
         tail.push(&folder_length);
     }
+    let seq_indexed = format!("{} INTEGER", quote(SEQ_INDEXED));
+    tail.push(&seq_indexed);
     let (columns, key) = data_columns(
         def,
         sql_type,
@@ -331,26 +355,47 @@ fn create_table_sql(def: &TableDef) -> String {
     )
 }
 
-/// Whether the data table of `def` computes its derived column (made by lakeport from
-/// 2026-12-08 on; an older one stores it until [`rebuild_computing_derived`] runs).
-pub(super) fn computes_derived_column(conn: &Connection, def: &TableDef) -> Result<bool> {
-    let Some(derived) = def.derived_folder() else {
-        return Ok(false);
-    };
-    // table_xinfo's `hidden`: 2 for a virtual generated column, 3 for a stored one.
-    conn.query_row(
-        "SELECT count(*) FROM pragma_table_xinfo(?1) WHERE name = ?2 AND hidden IN (2, 3)",
-        [
-            format!("data_{}", def.table),
-            def.columns[derived.column].name.clone(),
-        ],
-        |r| r.get::<_, i64>(0),
-    )
-    .map(|n| n > 0)
-    .map_err(db(format_args!(
-        "reading the layout of table {}",
-        def.table
-    )))
+/// How a data table is laid out, as read from the store (tables made by older releases keep
+/// their layout until the first command that writes declares them again, see
+/// [`ensure_table`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Layout {
+    /// The derived column is computed (tables made from 2026-12-08 on; an older one stores it
+    /// until [`rebuild_computing_derived`] runs).
+    pub(super) computed: bool,
+    /// The table has [`SEQ_INDEXED`] and a partial `_seq` index (from 2026-12-08 on; an older
+    /// one indexes every row until [`start_partial_seq_index`] runs).
+    pub(super) partial_seq_index: bool,
+}
+
+impl Layout {
+    /// The layout of the data table of `def`.
+    pub(super) fn of(conn: &Connection, def: &TableDef) -> Result<Layout> {
+        let derived = def
+            .derived_folder()
+            .map(|d| def.columns[d.column].name.clone())
+            .unwrap_or_default();
+        // table_xinfo's `hidden`: 2 for a virtual generated column, 3 for a stored one.
+        conn.query_row(
+            "SELECT coalesce(sum(name = ?2 AND hidden IN (2, 3)), 0), \
+             coalesce(sum(name = ?3), 0) FROM pragma_table_xinfo(?1)",
+            [
+                format!("data_{}", def.table),
+                derived,
+                SEQ_INDEXED.to_string(),
+            ],
+            |r| {
+                Ok(Layout {
+                    computed: r.get::<_, i64>(0)? > 0,
+                    partial_seq_index: r.get::<_, i64>(1)? > 0,
+                })
+            },
+        )
+        .map_err(db(format_args!(
+            "reading the layout of table {}",
+            def.table
+        )))
+    }
 }
 
 /// Rebuilds the data table of `def`, made before its derived column was computed, in the
@@ -358,7 +403,8 @@ pub(super) fn computes_derived_column(conn: &Connection, def: &TableDef) -> Resu
 /// with its `_seq`, `_write_time` and `_deleted`, in key order; the folder's length comes from
 /// the key (the stored column's value is dropped: a row loaded with another value, or none,
 /// now shows the key's folder, as every row written from now on does). The indexes are made
-/// again and the view recreated by the caller.
+/// again (the `_seq` index empty, below a floor at the newest `_seq`: see [`seq_index_sql`])
+/// and the view recreated by the caller.
 fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
     let at = || {
         db(format!(
@@ -403,9 +449,15 @@ fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
         length_column = quote(FOLDER_LENGTH),
     ))
     .map_err(at())?;
-    let rows: i64 = tx
-        .query_row(&format!("SELECT count(*) FROM {data}"), [], |r| r.get(0))
+    let (rows, newest): (i64, i64) = tx
+        .query_row(
+            &format!("SELECT count(*), coalesce(max(\"_seq\"), 0) FROM {data}"),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .map_err(at())?;
+    // No copied row is in the new, partial `_seq` index.
+    raise_seq_index_floor(tx, &def.table, newest)?;
     Ok(u64::try_from(rows).unwrap_or(0))
 }
 
@@ -426,34 +478,87 @@ fn view_sql(def: &TableDef) -> String {
     )
 }
 
-/// The `_seq` index: it carries `_deleted` too, so counting the changes above a checkpoint
-/// (`changes`, `lag`) reads the index alone.
+/// The hidden column that says whether a row is in the `_seq` index: 1 when the transaction
+/// that wrote the row's `_seq` indexed it, NULL (or 0) when it was a large one that did not
+/// ([`Applier::stop_indexing`](super::write::Applier::stop_indexing)). Both values take no
+/// bytes in the row but its header byte.
+pub(super) const SEQ_INDEXED: &str = "_seq_indexed";
+
+/// The `_lakeport_meta` key of a table's `_seq` index floor: every row whose `_seq` is above
+/// it is in the `_seq` index; changes at or below it may be found only by reading the table
+/// (see [`read_seq_index_floor`]). Absent means 0.
+fn seq_index_floor_key(table: &str) -> String {
+    format!("seq_index_floor:{table}")
+}
+
+/// The `_seq` index floor of `table` (0 when none was ever set).
+pub(super) fn read_seq_index_floor(conn: &Connection, table: &str) -> Result<i64> {
+    let v: Option<i64> = conn
+        .query_row(
+            r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = ?1"#,
+            [seq_index_floor_key(table)],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db(format_args!("reading the _seq index floor of {table}")))?;
+    Ok(v.unwrap_or(0))
+}
+
+/// Raises the `_seq` index floor of `table` to `seq` (never lowers it).
+pub(super) fn raise_seq_index_floor(conn: &Connection, table: &str, seq: i64) -> Result<()> {
+    conn.execute(
+        r#"INSERT INTO "_lakeport_meta" ("key", "value") VALUES (?1, ?2)
+           ON CONFLICT ("key") DO UPDATE SET "value" = max("value", excluded."value")"#,
+        rusqlite::params![seq_index_floor_key(table), seq],
+    )
+    .map(drop)
+    .map_err(db(format_args!("raising the _seq index floor of {table}")))
+}
+
+/// The `_seq` index: the rows marked [`SEQ_INDEXED`] only, on (`_seq`, `_deleted`), so that
+/// counting the changes above a checkpoint (`changes`, `lag`) reads the index alone (the flag
+/// is a column of the index too, at no cost in its entries, or SQLite would read each row to
+/// test the condition the queries repeat). A
+/// transaction that changes a large share of a table (a first import) marks nothing and
+/// raises the table's floor instead: the index then costs nothing for those rows (105 bytes an
+/// object of the scale benchmark's inventory), and changes since a checkpoint below the floor
+/// are read by key ranges of the table, as a large change set is anyway.
 fn seq_index_sql(def: &TableDef) -> String {
     format!(
-        "CREATE INDEX {} ON {} (\"_seq\", \"_deleted\");",
+        "CREATE INDEX {} ON {} (\"_seq\", \"_deleted\", {flag}) WHERE {flag} = 1;",
         quote(&format!("data_{}_by_seq", def.table)),
-        data_table(&def.table)
+        data_table(&def.table),
+        flag = quote(SEQ_INDEXED)
     )
 }
 
-/// Rebuilds the `_seq` index of a table made before it carried `_deleted` (once per store).
-fn upgrade_seq_index(conn: &Connection, def: &TableDef) -> Result<()> {
-    let at = || db(format!("upgrading the _seq index of table {}", def.table));
-    let name = format!("data_{}_by_seq", def.table);
-    let columns: i64 = conn
-        .query_row("SELECT count(*) FROM pragma_index_info(?1)", [&name], |r| {
-            r.get(0)
-        })
-        .map_err(at())?;
-    if columns == 1 {
-        conn.execute_batch(&format!(
-            "DROP INDEX {};\n{}",
-            quote(&name),
-            seq_index_sql(def)
+/// Brings a table made before 2026-12-08, whose `_seq` index holds every row, to the partial
+/// index: adds [`SEQ_INDEXED`] (NULL in every row: SQLite adds a column without rewriting
+/// the table), raises the floor to the table's newest `_seq`, and makes the index again
+/// (empty). A task whose checkpoint is below the floor reads its next changes by key ranges.
+fn start_partial_seq_index(conn: &Connection, def: &TableDef) -> Result<()> {
+    let at = || {
+        db(format!(
+            "making the partial _seq index of table {}",
+            def.table
         ))
+    };
+    let data = data_table(&def.table);
+    let newest: i64 = conn
+        .query_row(
+            &format!("SELECT coalesce(max(\"_seq\"), 0) FROM {data}"),
+            [],
+            |r| r.get(0),
+        )
         .map_err(at())?;
-    }
-    Ok(())
+    conn.execute_batch(&format!(
+        "ALTER TABLE {data} ADD COLUMN {} INTEGER;\nDROP INDEX IF EXISTS {};\n{}",
+        quote(SEQ_INDEXED),
+        quote(&format!("data_{}_by_seq", def.table)),
+        seq_index_sql(def)
+    ))
+    .map_err(at())?;
+    raise_seq_index_floor(conn, &def.table, newest)
 }
 
 /// [`Store::ensure_table`](crate::store::Store::ensure_table).
@@ -466,7 +571,8 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
         .map_err(db(format_args!("declaring table {name}")))?;
     if let Some(stored) = stored_def(&tx, name)? {
         if stored == *def {
-            if def.derived_folder().is_some() && !computes_derived_column(&tx, def)? {
+            let layout = Layout::of(&tx, def)?;
+            if def.derived_folder().is_some() && !layout.computed {
                 tracing::warn!(
                     table = %name,
                     "rebuilding the table in the present layout (its derived column computed, \
@@ -477,9 +583,16 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
                 let rows = rebuild_computing_derived(&tx, def)?;
                 tracing::warn!(table = %name, rows, "table rebuilt");
                 store.forget_table(name);
+            } else if !layout.partial_seq_index {
+                start_partial_seq_index(&tx, def)?;
+                tracing::info!(
+                    table = %name,
+                    "the _seq index now holds only the rows of small transactions; the next \
+                     changes of each task are read by key ranges"
+                );
+                store.forget_table(name);
             }
             listing::drop_old_index(&tx, def)?;
-            upgrade_seq_index(&tx, def)?;
             tx.execute_batch(&view_sql(def))
                 .map_err(db(format_args!("creating the view of table {name}")))?;
             return tx

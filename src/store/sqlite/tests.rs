@@ -2,6 +2,7 @@
 //! backend's own (its on-disk layout and query plans, upgrades of old stores, pinning
 //! snapshots, stored values it refuses, processes racing to open a store, `--store` URLs).
 
+use crate::store::Imports;
 use crate::store::Runs;
 use crate::store::Tables;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,22 @@ fn with_store(test: fn(&dyn Store)) {
 }
 
 crate::store::conformance::conformance_suite!(with_store);
+
+/// The conformance suite again with every snapshot import leaving its rows out of the `_seq`
+/// index whenever it may (an empty scope, or a quarter of the snapshot changed), so that the
+/// reads below the index's floor are checked as thoroughly as the reads through it.
+mod unindexed_imports {
+    use super::*;
+
+    fn with_store(test: fn(&dyn Store)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        store.unindexed_min_rows = 0;
+        test(&store);
+    }
+
+    crate::store::conformance::conformance_suite!(with_store);
+}
 
 const T: &str = "table: t\nprimary_key: [k]\ncolumns:\n  - { name: k, type: string }\n  - { name: n, type: int64 }\n  - { name: f, type: double }\n  - { name: b, type: bool }\n";
 
@@ -79,42 +96,209 @@ fn live_objects_move_out_of_old_task_states() {
     assert!(!json.contains("live_objects"), "{json}");
 }
 
-/// A store made when the `_seq` index held `_seq` alone gets the covering one on the next
-/// declaration of the table, and the count of changes reads the index only.
+/// A store made before the `_seq` index was partial (here one older still, whose index held
+/// `_seq` alone) gets the partial index on the next declaration of the table: no row is in
+/// it, the floor is the table's newest `_seq`, changes from below it are read by key ranges,
+/// and the changes written after it are counted through the index alone.
 #[test]
-fn an_old_seq_index_is_upgraded() {
+fn an_old_seq_index_becomes_partial() {
     let dir = tempfile::tempdir().unwrap();
     let (store, def) = t_store(dir.path());
-    let index_columns = |store: &SqliteStore| -> i64 {
+    for i in 0..5 {
+        upsert(&store, &format!("k{i}"), Value::Int64(i), Value::Null).unwrap();
+    }
+    store
+        .lock()
+        .execute_batch(
+            r#"DROP INDEX "data_t_by_seq"; ALTER TABLE "data_t" DROP COLUMN "_seq_indexed";
+               CREATE INDEX "data_t_by_seq" ON "data_t" ("_seq");"#,
+        )
+        .unwrap();
+    // Opened again, as a new release opens an old store.
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    // Read as it is before the table is declared again.
+    let lag = store.lag("t", 0, false).unwrap();
+    assert_eq!((lag.newest_seq, lag.rows_behind), (5, 5));
+    store.ensure_table(&def).unwrap();
+    let conn = store.lock();
+    let floor: i64 = conn
+        .query_row(
+            r#"SELECT "value" FROM "_lakeport_meta" WHERE "key" = 'seq_index_floor:t'"#,
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(floor, 5);
+    let sql: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'data_t_by_seq'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        sql.contains(r#"("_seq", "_deleted", "_seq_indexed") WHERE "_seq_indexed" = 1"#),
+        "{sql}"
+    );
+    drop(conn);
+    upsert(&store, "k1", Value::Int64(10), Value::Null).unwrap();
+    upsert(&store, "k9", Value::Int64(9), Value::Null).unwrap();
+    let indexed: i64 = store
+        .lock()
+        .query_row(
+            r#"SELECT count(*) FROM "data_t" INDEXED BY "data_t_by_seq" WHERE "_seq_indexed" = 1"#,
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexed, 2, "only the rows written since");
+    for (after, rows, newest) in [(0, 6, 7), (4, 3, 7), (5, 2, 7), (6, 1, 7)] {
+        let lag = store.lag("t", after, false).unwrap();
+        assert_eq!(
+            (lag.rows_behind, lag.newest_seq),
+            (rows, newest),
+            "after {after}"
+        );
+        assert!(lag.oldest_write_ms.is_some());
+        assert_eq!(
+            read_changes(&store, after, 2).unwrap(),
+            rows,
+            "after {after}"
+        );
+    }
+    for sql in [
+        r#"SELECT count(*) FROM "data_t" WHERE "_seq_indexed" = 1 AND "_deleted" = 0 AND "_seq" >= 6 AND "_seq" < 9"#,
+        r#"SELECT max("_seq") FROM "data_t" WHERE "_seq_indexed" = 1 AND 1"#,
+    ] {
+        let plan = query_plan(&store.lock(), sql);
+        assert!(
+            plan.contains("COVERING INDEX data_t_by_seq"),
+            "{sql}: {plan}"
+        );
+    }
+}
+
+/// A large snapshot import into an empty scope leaves its rows out of the `_seq` index and
+/// raises the floor; the next, small import indexes its changes; every change set and lag
+/// reads the same either way.
+#[test]
+fn large_imports_leave_the_seq_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.unindexed_min_rows = 10;
+    let def = TableDef::from_yaml(
+        crate::model::schema::OBJECT_INVENTORY_YAML,
+        crate::model::schema::OBJECT_INVENTORY,
+    )
+    .unwrap();
+    store.ensure_table(&def).unwrap();
+    let row = |key: &str, size: i64| -> Change {
+        let mut values = vec![Value::Null; def.columns.len()];
+        values[def.column_index("bucket").unwrap()] = Value::String("b".into());
+        values[def.column_index("key").unwrap()] = Value::String(key.into());
+        values[def.column_index("version_id").unwrap()] = Value::String(String::new());
+        values[def.column_index("prefix").unwrap()] = Value::String(String::new());
+        values[def.column_index("size").unwrap()] = Value::Int64(size);
+        Change::Upsert(values)
+    };
+    let import = |day: i64, rows: Vec<Change>| {
+        let draft = crate::store::ImportRecord::draft(
+            "object_inventory",
+            crate::store::ImportScope {
+                bucket: "b".into(),
+                prefix: String::new(),
+            },
+            &format!("file:///m{day}.json"),
+            &format!("{day:032}"),
+            "s3",
+            day * 86_400_000,
+        );
+        store
+            .apply_snapshot(&draft, &mut rows.into_iter().map(Ok))
+            .unwrap()
+    };
+    let indexed = |store: &SqliteStore| -> i64 {
         store
             .lock()
             .query_row(
-                "SELECT count(*) FROM pragma_index_info('data_t_by_seq')",
+                r#"SELECT count(*) FROM "data_object_inventory" WHERE "_seq_indexed" = 1"#,
                 [],
                 |r| r.get(0),
             )
             .unwrap()
     };
-    assert_eq!(index_columns(&store), 2);
-    store
-        .lock()
-        .execute_batch(
-            r#"DROP INDEX "data_t_by_seq"; CREATE INDEX "data_t_by_seq" ON "data_t" ("_seq");"#,
-        )
-        .unwrap();
-    assert_eq!(index_columns(&store), 1);
-    store.ensure_table(&def).unwrap();
-    assert_eq!(index_columns(&store), 2);
-    let plan = query_plan(
-        &store.lock(),
-        r#"SELECT count(*) FROM "data_t" WHERE "_deleted" = 0 AND "_seq" >= 1 AND "_seq" < 9"#,
+    let floor = |store: &SqliteStore| -> i64 {
+        super::schema::read_seq_index_floor(&store.lock(), "object_inventory").unwrap()
+    };
+    import(1, (0..20).map(|i| row(&format!("k{i:02}"), i)).collect());
+    assert_eq!((indexed(&store), floor(&store)), (0, 20));
+    // 1 resized, 1 gone, 1 new: 3 changes, below a quarter of the snapshot.
+    let mut next: Vec<Change> = (1..20).map(|i| row(&format!("k{i:02}"), i)).collect();
+    next[0] = row("k01", 100);
+    next.push(row("k20", 20));
+    import(2, next);
+    assert_eq!((indexed(&store), floor(&store)), (3, 20));
+    for (after, rows) in [(0, 21), (19, 4), (20, 3), (22, 1), (23, 0)] {
+        let lag = store.lag("object_inventory", after, true).unwrap();
+        assert_eq!(
+            (lag.rows_behind, lag.newest_seq),
+            (rows, 23),
+            "after {after}"
+        );
+        let snap = store.changes("object_inventory", after, 2, true).unwrap();
+        let mut n = 0;
+        for mut s in snap.shards {
+            n += s.read(7, &mut |_| Ok(())).unwrap();
+        }
+        assert_eq!(n, rows, "after {after}");
+    }
+    // Asked again, a lag below the floor is the same (kept), and it follows the next change.
+    let behind_19 = |store: &SqliteStore| store.lag("object_inventory", 19, true).unwrap();
+    assert_eq!(behind_19(&store).rows_behind, 4);
+    // A snapshot that changes most of the scope leaves the rest of its changes out too.
+    import(
+        3,
+        (0..21)
+            .map(|i| row(&format!("k{i:02}"), 1000 + i))
+            .collect(),
     );
-    assert!(plan.contains("COVERING INDEX data_t_by_seq"), "{plan}");
+    assert_eq!(floor(&store), 44);
+    assert_eq!(
+        indexed(&store),
+        10,
+        "the first 10 changes, before a quarter was passed"
+    );
+    assert_eq!(
+        store.lag("object_inventory", 23, true).unwrap().rows_behind,
+        21
+    );
+    assert_eq!(behind_19(&store).rows_behind, 21);
+    // A purge changes rows without a new seq: the kept lag is read again.
+    assert_eq!(store.purge_tombstones("object_inventory", 44).unwrap(), 0);
+    import(
+        4,
+        (1..21)
+            .map(|i| row(&format!("k{i:02}"), 1000 + i))
+            .collect(),
+    );
+    assert_eq!(behind_19(&store).rows_behind, 21);
+    assert_eq!(store.purge_tombstones("object_inventory", 45).unwrap(), 1);
+    assert_eq!(behind_19(&store).rows_behind, 20);
 }
 
 fn upsert(store: &SqliteStore, k: &str, n: Value, f: Value) -> Result<ApplyOutcome> {
     let row = Change::Upsert(vec![Value::String(k.into()), n, f, Value::Bool(true)]);
     store.apply("t", &mut std::iter::once(Ok(row)))
+}
+
+fn read_changes(store: &SqliteStore, after: u64, shards: usize) -> Result<u64> {
+    let mut snap = store.changes("t", after, shards, false)?;
+    let mut n = 0;
+    for s in &mut snap.shards {
+        n += s.read(10, &mut |_| Ok(()))?;
+    }
+    Ok(n)
 }
 
 fn read_all(store: &SqliteStore, shards: usize) -> Result<u64> {
@@ -238,6 +422,7 @@ fn layout_uses_the_documented_names() {
             ("_seq", "INTEGER", true, 0),
             ("_write_time", "INTEGER", true, 0),
             ("_deleted", "INTEGER", true, 0),
+            ("_seq_indexed", "INTEGER", false, 0),
         ]
     );
     let sql: String = conn
@@ -268,7 +453,13 @@ fn range_reads_use_the_primary_key() {
     let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
     let def = TableDef::from_yaml(conformance_pairs(), "p").unwrap();
     store.ensure_table(&def).unwrap();
-    let t = TableSql::new(def, false);
+    let t = TableSql::new(
+        def,
+        super::schema::Layout {
+            computed: false,
+            partial_seq_index: true,
+        },
+    );
     let conn = store.lock();
     for sql in [
         t.range_sql(true, true, None),

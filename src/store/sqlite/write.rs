@@ -17,7 +17,7 @@
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
 
-use super::schema::{read_meta, TableSql, READ_SEQ};
+use super::schema::{raise_seq_index_floor, read_meta, TableSql, READ_SEQ};
 use super::{db, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::row_bytes::RowCodec;
@@ -107,7 +107,9 @@ pub(super) fn apply(
 pub(super) fn purge_tombstones(store: &SqliteStore, table: &str, up_to_seq: u64) -> Result<u64> {
     let conn = store.lock();
     let t = store.table_sql(&conn, table)?;
-    let purged = conn
+    let at = || db(format!("purging tombstones of table {table}"));
+    let tx = conn.unchecked_transaction().map_err(at())?;
+    let purged = tx
         .execute(
             &format!(
                 "DELETE FROM {} WHERE \"_deleted\" = 1 AND \"_seq\" <= ?1",
@@ -115,7 +117,18 @@ pub(super) fn purge_tombstones(store: &SqliteStore, table: &str, up_to_seq: u64)
             ),
             [i64::try_from(up_to_seq).unwrap_or(i64::MAX)],
         )
-        .map_err(db(format!("purging tombstones of table {table}")))?;
+        .map_err(at())?;
+    if purged > 0 {
+        // Rows went without a new `seq`: what was read of the table before is stale (see
+        // `read::lag`).
+        tx.execute(
+            r#"INSERT INTO "_lakeport_meta" ("key", "value") VALUES ('tombstones_purged', ?1)
+               ON CONFLICT ("key") DO UPDATE SET "value" = "value" + excluded."value""#,
+            [purged as i64],
+        )
+        .map_err(at())?;
+    }
+    tx.commit().map_err(at())?;
     Ok(purged as u64)
 }
 
@@ -166,6 +179,9 @@ pub(super) struct Applier<'t> {
     start_seq: i64,
     seq: i64,
     pub(super) write_time: i64,
+    /// Whether the rows this write changes go into the `_seq` index (see
+    /// [`stop_indexing`](Applier::stop_indexing)).
+    seq_indexed: bool,
     out: ApplyOutcome,
 }
 
@@ -274,6 +290,10 @@ impl Applier<'_> {
             .map_err(at("binding _seq"))?;
         stmt.raw_bind_parameter(n + 2, self.write_time)
             .map_err(at("binding _write_time"))?;
+        if self.t.partial_seq_index {
+            stmt.raw_bind_parameter(n + 3, self.seq_indexed)
+                .map_err(at("binding _seq_indexed"))?;
+        }
         stmt.raw_execute().map_err(at("writing a row"))?;
         *counter += 1;
         self.seq = seq;
@@ -307,6 +327,10 @@ impl Applier<'_> {
             stmt.raw_bind_parameter(j + 3, v)
                 .map_err(self.err("binding a key"))?;
         }
+        if self.t.partial_seq_index {
+            stmt.raw_bind_parameter(3 + self.t.key_idx.len(), self.seq_indexed)
+                .map_err(self.err("binding _seq_indexed"))?;
+        }
         stmt.raw_execute()
             .map_err(self.err("writing a tombstone"))?;
         self.out.deleted += 1;
@@ -331,12 +355,32 @@ impl<'t> Applier<'t> {
             start_seq,
             seq: start_seq,
             write_time: now_ms().max(last_write_time),
+            seq_indexed: true,
             out: ApplyOutcome::default(),
         })
     }
 
+    /// Rows written, tombstoned or revived so far.
+    pub(super) fn changed(&self) -> u64 {
+        self.out.inserted + self.out.updated + self.out.deleted
+    }
+
+    /// Leaves the rows this write changes from here on out of the `_seq` index; at the end
+    /// the table's `_seq` index floor is raised to the write's last `_seq`, so that changes
+    /// since a checkpoint below it are read by key ranges (for a write that changes a large
+    /// share of a table: the index would cost as much as its rows' keys, and reading such a
+    /// change set through it is slower than reading the table in key order anyway).
+    pub(super) fn stop_indexing(&mut self) {
+        if self.t.partial_seq_index {
+            self.seq_indexed = false;
+        }
+    }
+
     /// Stores the new `seq` and `last_write_time` when anything changed; the outcome.
     pub(super) fn finish(mut self, conn: &Connection) -> Result<ApplyOutcome> {
+        if !self.seq_indexed && self.seq != self.start_seq {
+            raise_seq_index_floor(conn, self.t.name(), self.seq)?;
+        }
         if self.seq != self.start_seq {
             let mut w = conn
                 .prepare_cached(WRITE_META)

@@ -479,9 +479,10 @@ fn view_sql(def: &TableDef) -> String {
 }
 
 /// The hidden column that says whether a row is in the `_seq` index: 1 when the transaction
-/// that wrote the row's `_seq` indexed it, NULL (or 0) when it was a large one that did not
-/// ([`Applier::stop_indexing`](super::write::Applier::stop_indexing)). Both values take no
-/// bytes in the row but its header byte.
+/// that wrote the row's `_seq` indexed it, 0 when it was a large one that did not
+/// ([`Applier::stop_indexing`](super::write::Applier::stop_indexing)), NULL in the rows of a
+/// table made before the column (see [`start_partial_seq_index`]). Each value takes no bytes in
+/// the row but its header byte.
 pub(super) const SEQ_INDEXED: &str = "_seq_indexed";
 
 /// The `_lakeport_meta` key of a table's `_seq` index floor: every row whose `_seq` is above
@@ -518,9 +519,8 @@ pub(super) fn raise_seq_index_floor(conn: &Connection, table: &str, seq: i64) ->
 /// The `_seq` index: the rows marked [`SEQ_INDEXED`] only, on (`_seq`, `_deleted`), so that
 /// counting the changes above a checkpoint (`changes`, `lag`) reads the index alone (the flag
 /// is a column of the index too, at no cost in its entries, or SQLite would read each row to
-/// test the condition the queries repeat). A
-/// transaction that changes a large share of a table (a first import) marks nothing and
-/// raises the table's floor instead: the index then costs nothing for those rows (105 bytes an
+/// test the condition the queries repeat). A transaction that changes a large share of a table
+/// (a first import) marks nothing and raises the table's floor instead: the index then costs nothing for those rows (105 bytes an
 /// object of the scale benchmark's inventory), and changes since a checkpoint below the floor
 /// are read by key ranges of the table, as a large change set is anyway.
 fn seq_index_sql(def: &TableDef) -> String {

@@ -169,16 +169,13 @@ impl SqliteStore {
             let mut stored = ScopeCursor::prepare(&tx, &t, &codec, scope)?;
             // A large snapshot into an empty scope, or one that changes a quarter of its rows
             // or more, leaves its rows out of the `_seq` index (`Applier::stop_indexing`).
-            let unindexed_at = self.unindexed_min_rows.max(rows / 4);
+            a.index_at_most(self.unindexed_min_rows.max(rows / 4));
             if rows >= self.unindexed_min_rows && stored.peek()?.is_none() {
                 a.stop_indexing();
             }
             let mut previous_key: Option<Vec<u8>> = None;
             let mut scratch = Vec::new();
             while let Some((row, key_len)) = sorted.next_row()? {
-                if a.changed() >= unindexed_at {
-                    a.stop_indexing();
-                }
                 let key = &row[..key_len];
                 if previous_key.as_deref() == Some(key) {
                     a.upsert(&mut s, &codec.decode(row)?)?;
@@ -222,9 +219,6 @@ impl SqliteStore {
                 }
             }
             // Whatever the scope holds past the snapshot's last key is absent from it.
-            if a.changed() >= unindexed_at {
-                a.stop_indexing();
-            }
             while let Some(next) = stored.peek()? {
                 tombstone_if_live(&mut a, &mut s, &codec, &next)?;
                 stored.advance();

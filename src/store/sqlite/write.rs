@@ -182,6 +182,9 @@ pub(super) struct Applier<'t> {
     /// Whether the rows this write changes go into the `_seq` index (see
     /// [`stop_indexing`](Applier::stop_indexing)).
     seq_indexed: bool,
+    /// Changes after which the write stops indexing (see
+    /// [`index_at_most`](Applier::index_at_most)).
+    index_until: u64,
     out: ApplyOutcome,
 }
 
@@ -270,6 +273,9 @@ impl Applier<'_> {
         stored: Stored,
         bind: impl FnOnce(&mut rusqlite::Statement<'_>) -> Result<()>,
     ) -> Result<()> {
+        // Decided before the counters are borrowed below; an unchanged row leaves them as
+        // they are, so deciding for it too changes nothing.
+        let indexed = self.indexes_next();
         let (stmt, counter) = match stored {
             Stored::Same => {
                 self.out.unchanged += 1;
@@ -291,7 +297,7 @@ impl Applier<'_> {
         stmt.raw_bind_parameter(n + 2, self.write_time)
             .map_err(at("binding _write_time"))?;
         if self.t.partial_seq_index {
-            stmt.raw_bind_parameter(n + 3, self.seq_indexed)
+            stmt.raw_bind_parameter(n + 3, indexed)
                 .map_err(at("binding _seq_indexed"))?;
         }
         stmt.raw_execute().map_err(at("writing a row"))?;
@@ -328,7 +334,8 @@ impl Applier<'_> {
                 .map_err(self.err("binding a key"))?;
         }
         if self.t.partial_seq_index {
-            stmt.raw_bind_parameter(3 + self.t.key_idx.len(), self.seq_indexed)
+            let indexed = self.indexes_next();
+            stmt.raw_bind_parameter(3 + self.t.key_idx.len(), indexed)
                 .map_err(self.err("binding _seq_indexed"))?;
         }
         stmt.raw_execute()
@@ -356,13 +363,23 @@ impl<'t> Applier<'t> {
             seq: start_seq,
             write_time: now_ms().max(last_write_time),
             seq_indexed: true,
+            index_until: u64::MAX,
             out: ApplyOutcome::default(),
         })
     }
 
-    /// Rows written, tombstoned or revived so far.
-    pub(super) fn changed(&self) -> u64 {
-        self.out.inserted + self.out.updated + self.out.deleted
+    /// Stops indexing (as [`stop_indexing`](Applier::stop_indexing)) once the write has
+    /// made `changes` changes: those are indexed, the ones after are not.
+    pub(super) fn index_at_most(&mut self, changes: u64) {
+        self.index_until = changes;
+    }
+
+    /// Whether the change about to be written goes into the `_seq` index.
+    fn indexes_next(&mut self) -> bool {
+        if self.out.inserted + self.out.updated + self.out.deleted >= self.index_until {
+            self.stop_indexing();
+        }
+        self.seq_indexed
     }
 
     /// Leaves the rows this write changes from here on out of the `_seq` index; at the end

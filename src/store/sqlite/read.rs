@@ -142,50 +142,57 @@ pub(super) fn changes(
     // Shard s reads `_seq` in [starts[s], starts[s + 1]).
     let first = to_i64(after_seq, "a checkpoint")? + 1;
     let end = to_i64(seq, "the store's seq")? + 1;
-    // Above the table's `_seq` index floor every change is in the index; at or below it, only
-    // a read of the table finds them all, and they are read by key ranges.
+    // Above the table's `_seq` index floor every change is in the index, and is counted and
+    // read through it. At or below the floor only a pass over the table finds them all: that
+    // one pass also counts the table's live rows, and the changes are read by key ranges.
     let below_floor = first <= seq_index_floor(&readers[0], &t)?;
-    let live_in_range = if below_floor {
-        format!(
-            "FROM {} WHERE {}+\"_seq\" >= ?1 AND +\"_seq\" < ?2",
-            t.data,
-            unless_deletes(deletes)
-        )
+    let live_in_range = format!(
+        "FROM {} WHERE {}{}\"_seq\" >= ?1 AND \"_seq\" < ?2",
+        t.data,
+        indexed_only(&t),
+        unless_deletes(deletes)
+    );
+    let (count, live): (i64, Option<i64>) = if below_floor {
+        readers[0]
+            .query_row(
+                &format!(
+                    "SELECT coalesce(sum({}+\"_seq\" >= ?1 AND +\"_seq\" < ?2), 0), \
+                     coalesce(sum(\"_deleted\" = 0), 0) FROM {}",
+                    unless_deletes(deletes),
+                    t.data
+                ),
+                [first, end],
+                |r| Ok((r.get(0)?, Some(r.get(1)?))),
+            )
+            .map_err(at("counting rows"))?
     } else {
-        format!(
-            "FROM {} WHERE {}{}\"_seq\" >= ?1 AND \"_seq\" < ?2",
-            t.data,
-            indexed_only(&t),
-            unless_deletes(deletes)
-        )
+        let count = readers[0]
+            .query_row(
+                &format!("SELECT count(*) {live_in_range}"),
+                [first, end],
+                |r| r.get(0),
+            )
+            .map_err(at("counting rows"))?;
+        (count, None)
     };
-    let count: i64 = readers[0]
-        .query_row(
-            &format!("SELECT count(*) {live_in_range}"),
-            [first, end],
-            |r| r.get(0),
-        )
-        .map_err(at("counting rows"))?;
     let rows = non_negative(count, "a row count")?;
     let used = usize::try_from(rows).unwrap_or(usize::MAX).min(shards);
     if rows > 0 && (below_floor || rows >= store.key_scan_min_rows.max(1)) {
         // Counted up to the first row past four times the changes: enough to tell whether
         // they are a quarter of the table, without reading all of a large one.
-        let enough = if below_floor {
-            -1
-        } else {
-            i64::try_from(rows.saturating_mul(4).saturating_add(1)).unwrap_or(-1)
+        let live = match live {
+            Some(live) => live,
+            None => readers[0]
+                .query_row(
+                    &format!(
+                        "SELECT count(*) FROM (SELECT 1 FROM {} WHERE \"_deleted\" = 0 LIMIT ?1)",
+                        t.data
+                    ),
+                    [i64::try_from(rows.saturating_mul(4).saturating_add(1)).unwrap_or(-1)],
+                    |r| r.get(0),
+                )
+                .map_err(at("counting the table's rows"))?,
         };
-        let live: i64 = readers[0]
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM (SELECT 1 FROM {} WHERE \"_deleted\" = 0 LIMIT ?1)",
-                    t.data
-                ),
-                [enough],
-                |r| r.get(0),
-            )
-            .map_err(at("counting the table's rows"))?;
         let live = non_negative(live, "a row count")?;
         // Key ranges split the live rows: at least one shard, at most one per live row.
         let used = if below_floor {
@@ -279,8 +286,8 @@ pub(super) fn lag(store: &SqliteStore, table: &str, after_seq: u64, deletes: boo
             |r| r.get(0),
         )
         .map_err(at("reading the newest _seq"))?;
-    let newest = newest.unwrap_or(0).max(floor);
-    let (rows, oldest): (i64, Option<i64>) = if after >= floor {
+    let newest = non_negative(newest.unwrap_or(0).max(floor), "a _seq")?;
+    if after >= floor {
         let behind = format!(
             "FROM {} WHERE {}{}\"_seq\" > ?1",
             t.data,
@@ -298,52 +305,51 @@ pub(super) fn lag(store: &SqliteStore, table: &str, after_seq: u64, deletes: boo
             )
             .optional()
             .map_err(at("reading the oldest change"))?;
-        (rows, oldest)
-    } else {
-        // Below the floor: one pass over the table, done once per state of the store (a
-        // status page or metrics asking again get the same answer without another pass).
-        // `seq` moves with every change, the purge counter with every purge.
-        let store_seq = (
-            read_meta(&tx, READ_SEQ, "seq")?,
-            read_meta(&tx, READ_PURGED, "the purged tombstones")?,
-        );
-        let cache_key = (table.to_string(), after, deletes);
-        let mut cache = store
-            .below_floor_lags
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(&(seq, lag)) = cache.get(&cache_key) {
-            if seq == store_seq {
-                return Ok(lag);
-            }
+        return lag_of(newest, rows, oldest);
+    }
+    // Below the floor: one pass over the table, done once per state of the store (a status
+    // page or metrics asking again get the same answer without another pass). `seq` moves
+    // with every change, the purge counter with every purge.
+    let state = (
+        read_meta(&tx, READ_SEQ, "seq")?,
+        read_meta(&tx, READ_PURGED, "the purged tombstones")?,
+    );
+    let cache_key = (table.to_string(), after, deletes);
+    let mut cache = store
+        .below_floor_lags
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(&(at_state, lag)) = cache.get(&cache_key) {
+        if at_state == state {
+            return Ok(lag);
         }
-        // With min(), SQLite takes the bare column from the row holding the minimum.
-        let (rows, oldest): (i64, Option<i64>) = tx
-            .query_row(
-                &format!(
-                    "SELECT count(*), min(+\"_seq\"), \"_write_time\" FROM {} WHERE {}+\"_seq\" > ?1",
-                    t.data,
-                    unless_deletes(deletes)
-                ),
-                [after],
-                |r| Ok((r.get(0)?, r.get(2)?)),
-            )
-            .map_err(at("counting rows behind"))?;
-        let lag = Lag {
-            newest_seq: non_negative(newest, "a _seq")?,
-            rows_behind: non_negative(rows, "a row count")?,
-            oldest_write_ms: oldest,
-        };
-        if cache.len() >= BELOW_FLOOR_LAGS {
-            cache.clear();
-        }
-        cache.insert(cache_key, (store_seq, lag));
-        return Ok(lag);
-    };
+    }
+    // With min(), SQLite takes the bare column from the row holding the minimum.
+    let (rows, oldest) = tx
+        .query_row(
+            &format!(
+                "SELECT count(*), min(+\"_seq\"), \"_write_time\" FROM {} WHERE {}+\"_seq\" > ?1",
+                t.data,
+                unless_deletes(deletes)
+            ),
+            [after],
+            |r| Ok((r.get(0)?, r.get(2)?)),
+        )
+        .map_err(at("counting rows behind"))?;
+    let lag = lag_of(newest, rows, oldest)?;
+    if cache.len() >= BELOW_FLOOR_LAGS {
+        cache.clear();
+    }
+    cache.insert(cache_key, (state, lag));
+    Ok(lag)
+}
+
+/// A [`Lag`] from what [`lag`] read.
+fn lag_of(newest_seq: u64, rows: i64, oldest_write_ms: Option<i64>) -> Result<Lag> {
     Ok(Lag {
-        newest_seq: non_negative(newest, "a _seq")?,
+        newest_seq,
         rows_behind: non_negative(rows, "a row count")?,
-        oldest_write_ms: oldest,
+        oldest_write_ms,
     })
 }
 

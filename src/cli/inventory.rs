@@ -88,7 +88,7 @@ pub(crate) fn inventory_table(ctx: &Context) -> Result<TableDef> {
 async fn import(ctx: &Context, args: ImportArgs) -> Result<()> {
     let table = inventory_table(ctx)?;
     let storage = args.options.store.options(&args.manifest_url)?;
-    let store = ctx.store().await?;
+    let store = ctx.store_to_import().await?;
     let started = Instant::now();
     let url = args.manifest_url.clone();
     let scope_prefix = args.options.scope_prefix.clone();

@@ -30,7 +30,7 @@ use crate::model::schema::{load_tables, read_tables};
 use crate::model::TableDef;
 use crate::objstore::storage::StorageOptions;
 use crate::pipelines::load_task;
-use crate::store::{blocking, open_store, open_store_with, sqlite_path, Access, Store};
+use crate::store::{blocking, open_store_with, sqlite_path, Access, Store};
 
 /// lakeport: keep object-storage metadata in a store and deliver it to a data lake as Parquet.
 #[derive(Debug, Parser)]
@@ -207,11 +207,27 @@ impl Context {
         self.store_declaring(vec![task.source.clone()]).await
     }
 
+    /// Opens the store for a one-shot command that imports a snapshot (`inventory import`,
+    /// `snapshot`), and makes sure every declared table exists in it: a large import into an
+    /// empty scope may hold a SQLite store alone while it writes ([`Access::ReadWriteAlone`]).
+    async fn store_to_import(&self) -> Result<Arc<dyn Store>> {
+        self.store_with(
+            Access::ReadWriteAlone,
+            self.tables()?.into_values().collect(),
+        )
+        .await
+    }
+
     /// Opens the store for writing and declares `tables` in it.
     async fn store_declaring(&self, tables: Vec<TableDef>) -> Result<Arc<dyn Store>> {
+        self.store_with(Access::ReadWrite, tables).await
+    }
+
+    /// Opens the store with `access` (one that writes) and declares `tables` in it.
+    async fn store_with(&self, access: Access, tables: Vec<TableDef>) -> Result<Arc<dyn Store>> {
         let url = self.store_url.clone();
         blocking(move || {
-            let store = open_store(&url)?;
+            let store = open_store_with(&url, access)?;
             for def in &tables {
                 store.ensure_table(def)?;
             }

@@ -29,7 +29,7 @@ pub(crate) async fn run(ctx: &Context, args: Args) -> Result<()> {
     let table = inventory_table(ctx)?;
     let storage = args.store.options(&args.bucket_url)?;
     let listing = open_bucket(&args.bucket_url, &args.prefix, &table, &storage)?;
-    let store = ctx.store().await?;
+    let store = ctx.store_to_import().await?;
     let started = Instant::now();
     let now_ms = chrono::Utc::now().timestamp_millis();
     let handle = tokio::runtime::Handle::current();

@@ -57,6 +57,11 @@ pub use sqlite::SqliteStore;
 pub enum Access {
     /// Reads and writes; a SQLite file (and lakeport's tables) is created when missing.
     ReadWrite,
+    /// [`Access::ReadWrite`] for a one-shot command that imports (`inventory import`,
+    /// `snapshot`): a large import into an empty scope of a SQLite store holds the store alone
+    /// while it writes, when nothing else has it open (see [`SqliteStore::open_alone`]).
+    /// PostgreSQL opens as for [`Access::ReadWrite`].
+    ReadWriteAlone,
     /// Reads only and creates nothing: a missing SQLite file is an [`Error::NotFound`], and a
     /// file on a read-only file, folder or mount opens (see [`SqliteStore::open_read_only`]).
     /// PostgreSQL opens as for [`Access::ReadWrite`].
@@ -76,6 +81,7 @@ pub fn open_store_with(url: &str, access: Access) -> Result<Arc<dyn Store>> {
     if let Some(path) = sqlite_path(url)? {
         return Ok(Arc::new(match access {
             Access::ReadWrite => SqliteStore::open(path)?,
+            Access::ReadWriteAlone => SqliteStore::open_alone(path)?,
             Access::ReadOnly => SqliteStore::open_read_only(path)?,
         }));
     }

@@ -31,12 +31,12 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavi
 
 use super::schema::TableSql;
 use super::write::{Applier, Bind, Statements, Stored};
-use super::{db, SqliteStore};
+use super::{db, journal, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
 use crate::store::listing::prefix_upper_bound;
 use crate::store::row_bytes::{Field, RowCodec};
-use crate::store::sorter::{memory_budget, RowSorter};
+use crate::store::sorter::{memory_budget, RowSorter, SortedRows};
 use crate::store::sql::{non_negative, quote};
 use crate::store::{Change, ImportOutcome, ImportRecord, Value};
 
@@ -144,7 +144,52 @@ impl SqliteStore {
             "snapshot read and sorted; merging with the stored scope"
         );
 
+        let scope = Scope {
+            bucket: &draft.scope_bucket,
+            prefix: &draft.scope_prefix,
+            upper: upper.as_deref(),
+        };
         let mut conn = self.lock();
+        let alone = self.alone
+            && rows >= self.unindexed_min_rows
+            && ScopeCursor::prepare(&conn, &t, &codec, scope)?
+                .peek()?
+                .is_none()
+            && journal::take_alone(&conn, &self.path)?;
+        let merged = self.merge_sorted(
+            &mut conn,
+            draft,
+            &t,
+            &codec,
+            scope,
+            rows,
+            &mut sorted,
+            started,
+        );
+        if alone {
+            if let Err(e) = journal::give_back(&conn, &self.path) {
+                // The import is in (or rolled back); the next open goes back to WAL mode.
+                tracing::warn!(store = %self.path.display(), error = %e, "after a large import");
+            }
+        }
+        merged
+    }
+
+    /// Merges the sorted rows of a snapshot of `rows` rows with its stored scope in one write
+    /// transaction on `conn` (see the module's doc), and records the import.
+    #[allow(clippy::too_many_arguments)]
+    fn merge_sorted(
+        &self,
+        conn: &mut Connection,
+        draft: &ImportRecord,
+        t: &TableSql,
+        codec: &RowCodec,
+        scope: Scope<'_>,
+        rows: u64,
+        sorted: &mut SortedRows,
+        started: Instant,
+    ) -> Result<ImportOutcome> {
+        let table = draft.table.as_str();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db(format_args!("starting an import into table {table}")))?;
@@ -158,15 +203,10 @@ impl SqliteStore {
                 draft.manifest_url
             )));
         }
-        let scope = Scope {
-            bucket: &draft.scope_bucket,
-            prefix: &draft.scope_prefix,
-            upper: upper.as_deref(),
-        };
-        let mut a = Applier::begin(&tx, &t)?;
+        let mut a = Applier::begin(&tx, t)?;
         {
             let mut s = Statements::prepare(&tx, &a)?;
-            let mut stored = ScopeCursor::prepare(&tx, &t, &codec, scope)?;
+            let mut stored = ScopeCursor::prepare(&tx, t, codec, scope)?;
             // A large snapshot into an empty scope, or one that changes a quarter of its rows
             // or more, leaves its rows out of the `_seq` index (`Applier::stop_indexing`).
             a.index_at_most(self.unindexed_min_rows.max(rows / 4));
@@ -187,7 +227,7 @@ impl SqliteStore {
                     };
                     match next.key().cmp(key) {
                         Ordering::Less => {
-                            tombstone_if_live(&mut a, &mut s, &codec, &next)?;
+                            tombstone_if_live(&mut a, &mut s, codec, &next)?;
                             stored.advance();
                         }
                         Ordering::Equal => {
@@ -220,7 +260,7 @@ impl SqliteStore {
             }
             // Whatever the scope holds past the snapshot's last key is absent from it.
             while let Some(next) = stored.peek()? {
-                tombstone_if_live(&mut a, &mut s, &codec, &next)?;
+                tombstone_if_live(&mut a, &mut s, codec, &next)?;
                 stored.advance();
             }
         }
@@ -304,6 +344,7 @@ fn refuse_older(conn: &Connection, draft: &ImportRecord) -> Result<()> {
 }
 
 /// The scope of a snapshot: its bucket, its key prefix and the prefix's upper bound.
+#[derive(Clone, Copy)]
 struct Scope<'d> {
     bucket: &'d str,
     prefix: &'d str,

@@ -1,4 +1,5 @@
-//! SQLite backend of the metadata store: one database file in WAL mode.
+//! SQLite backend of the metadata store: one database file in WAL mode (left only while a
+//! large first import holds the store alone: see the `journal` submodule).
 //!
 //! This module owns the on-disk layout (which other tools read, so the names are fixed), the
 //! transactions of [`Store::apply`], consistent sharded snapshots and the run records. It does
@@ -49,10 +50,13 @@
 //! - `read.rs`: snapshots and changes, their shard readers and how they pin one state; lag and
 //!   table stats;
 //! - `runs.rs`: run records, task states, live sets and workers;
-//! - `import.rs`: snapshot imports; `listing.rs`: listing and summarising `object_inventory`;
+//! - `import.rs`: snapshot imports; `journal.rs`: a large import into an empty scope written
+//!   with a rollback journal while it holds the store alone; `listing.rs`: listing and
+//!   summarising `object_inventory`;
 //! - `tests.rs`: the conformance suite on SQLite and this backend's own tests.
 
 mod import;
+mod journal;
 mod listing;
 mod read;
 mod runs;
@@ -118,6 +122,9 @@ pub struct SqliteStore {
     /// many rows and a quarter of the snapshot or more, leave their rows out of the `_seq`
     /// index (see `import::apply_snapshot_impl`).
     unindexed_min_rows: u64,
+    /// Opened for a one-shot command ([`SqliteStore::open_alone`]): a large import into an
+    /// empty scope may hold the store alone and write with a rollback journal ([`journal`]).
+    alone: bool,
     below_floor_lags: read::BelowFloorLags,
 }
 
@@ -157,8 +164,18 @@ impl SqliteStore {
             optimistic_pins: read::OPTIMISTIC_PINS,
             key_scan_min_rows: read::KEY_SCAN_MIN_ROWS,
             unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
+            alone: false,
             below_floor_lags: Default::default(),
         })
+    }
+
+    /// [`SqliteStore::open`] for a one-shot command (`inventory import`, `snapshot`): a large
+    /// import into an empty scope writes with a rollback journal instead of the WAL when no
+    /// other connection has the store open, and meanwhile holds it alone ([`journal`]).
+    pub fn open_alone(path: &Path) -> Result<SqliteStore> {
+        let mut store = SqliteStore::open(path)?;
+        store.alone = true;
+        Ok(store)
     }
 
     /// Opens the existing store file at `path` for reading only, creating nothing: no file,
@@ -167,8 +184,10 @@ impl SqliteStore {
     /// reads it as usual; when it cannot make the shared-memory file (`-shm`) that WAL
     /// readers use beside the store (a read-only folder or mount), the file is opened as
     /// immutable (`?immutable=1`), which is right as long as nothing writes it meanwhile —
-    /// and nothing can, where lakeport cannot write either. A missing file is
-    /// [`Error::NotFound`]; a file that is not a lakeport store, [`Error::Store`].
+    /// and nothing can, where lakeport cannot write either. A store with a rollback journal
+    /// beside it (an import that held it alone was killed: see [`journal`]) is first rolled
+    /// back, and never opened as immutable. A missing file is [`Error::NotFound`]; a file that
+    /// is not a lakeport store, [`Error::Store`].
     pub fn open_read_only(path: &Path) -> Result<SqliteStore> {
         if !path.is_file() {
             return Err(Error::NotFound(format!(
@@ -176,8 +195,10 @@ impl SqliteStore {
                 path.display()
             )));
         }
+        journal::roll_back_if_left(path)?;
         let (conn, immutable) = match connect_read_only(path, false) {
             Ok(conn) => (conn, false),
+            Err(first) if journal::journal_path(path).exists() => return Err(first),
             Err(first) => (connect_read_only(path, true).map_err(|_| first)?, true),
         };
         Ok(SqliteStore {
@@ -189,6 +210,7 @@ impl SqliteStore {
             optimistic_pins: read::OPTIMISTIC_PINS,
             key_scan_min_rows: read::KEY_SCAN_MIN_ROWS,
             unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
+            alone: false,
             below_floor_lags: Default::default(),
         })
     }
@@ -266,9 +288,7 @@ fn connect(path: &Path) -> Result<Connection> {
 /// nothing changes the file, so it needs no `-shm` beside it), checked to be a lakeport store
 /// by a read of its sequence.
 fn connect_read_only(path: &Path, immutable: bool) -> Result<Connection> {
-    let at = |e: rusqlite::Error| {
-        Error::store_caused(format!("opening {} for reading", path.display()), e)
-    };
+    let at = |e: rusqlite::Error| waited_in_vain(path, "opening", " for reading", e);
     let absolute = std::path::absolute(path).map_err(|e| Error::io("resolving", path, e))?;
     let mut uri = String::from("file:");
     uri.extend(percent_encoding::utf8_percent_encode(
@@ -352,7 +372,7 @@ fn why_not_writable(path: &Path) -> Option<Error> {
 /// as it closes, another opener switching the journal mode); such refusals are retried, with
 /// exponential backoff, for up to the busy timeout.
 fn open_wal(path: &Path) -> Result<Connection> {
-    let at = |e: rusqlite::Error| Error::store_caused(format!("opening {}", path.display()), e);
+    let at = |e: rusqlite::Error| waited_in_vain(path, "opening", "", e);
     let policy = backoff::ExponentialBackoff {
         initial_interval: Duration::from_millis(5),
         max_interval: Duration::from_millis(200),
@@ -360,11 +380,12 @@ fn open_wal(path: &Path) -> Result<Connection> {
         ..backoff::ExponentialBackoff::default()
     };
     let attempt = || -> std::result::Result<Connection, backoff::Error<Error>> {
-        let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
-            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+        let classify = |e: rusqlite::Error| {
+            if journal::is_busy(&e) {
                 backoff::Error::transient(at(e))
+            } else {
+                backoff::Error::permanent(at(e))
             }
-            _ => backoff::Error::permanent(at(e)),
         };
         let conn = Connection::open(path).map_err(classify)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
@@ -404,6 +425,23 @@ fn open_wal(path: &Path) -> Result<Connection> {
         .map_err(at)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// [`Error::Store`] for `e`, met while `doing` the store at `path` (`doing {path}{what}`): when
+/// SQLite answered "busy" and a large import holds the store alone, the message says which
+/// process and since when ([`journal`]).
+fn waited_in_vain(path: &Path, doing: &str, what: &str, e: rusqlite::Error) -> Error {
+    let held = journal::is_busy(&e)
+        .then(|| journal::holder(path))
+        .flatten()
+        .map(|holder| {
+            format!(
+                " (a large import holds the store alone while it writes: {holder}; it gives \
+                 the store back when it commits)"
+            )
+        })
+        .unwrap_or_default();
+    Error::store_caused(format!("{doing} {}{what}{held}", path.display()), e)
 }
 
 /// Maps a rusqlite error to [`Error::Store`], saying what was being done.

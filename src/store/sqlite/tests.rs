@@ -39,13 +39,15 @@ crate::store::conformance::conformance_suite!(with_store);
 
 /// The conformance suite again with every snapshot import leaving its rows out of the `_seq`
 /// index whenever it may (an empty scope, or a quarter of the snapshot changed), so that the
-/// reads below the index's floor are checked as thoroughly as the reads through it.
+/// reads below the index's floor are checked as thoroughly as the reads through it; and with
+/// the store opened alone, so that every import into an empty scope holds the store alone and
+/// writes with a rollback journal when nothing else has it open (`journal`).
 mod unindexed_imports {
     use super::*;
 
     fn with_store(test: fn(&dyn Store)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+        let mut store = SqliteStore::open_alone(&dir.path().join("store.db")).unwrap();
         store.unindexed_min_rows = 0;
         test(&store);
     }
@@ -182,42 +184,129 @@ fn an_old_seq_index_becomes_partial() {
 /// A large snapshot import into an empty scope leaves its rows out of the `_seq` index and
 /// raises the floor; the next, small import indexes its changes; every change set and lag
 /// reads the same either way.
-#[test]
-fn large_imports_leave_the_seq_index_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
-    store.unindexed_min_rows = 10;
+/// A store at `dir/s.db` with `object_inventory` declared, in which a snapshot import of
+/// `unindexed_min_rows` rows or more counts as large.
+fn inventory_store(dir: &Path, unindexed_min_rows: u64) -> (SqliteStore, TableDef) {
+    let mut store = SqliteStore::open(&dir.join("s.db")).unwrap();
+    store.unindexed_min_rows = unindexed_min_rows;
     let def = TableDef::from_yaml(
         crate::model::schema::OBJECT_INVENTORY_YAML,
         crate::model::schema::OBJECT_INVENTORY,
     )
     .unwrap();
     store.ensure_table(&def).unwrap();
-    let row = |key: &str, size: i64| -> Change {
-        let mut values = vec![Value::Null; def.columns.len()];
-        values[def.column_index("bucket").unwrap()] = Value::String("b".into());
-        values[def.column_index("key").unwrap()] = Value::String(key.into());
-        values[def.column_index("version_id").unwrap()] = Value::String(String::new());
-        values[def.column_index("prefix").unwrap()] = Value::String(String::new());
-        values[def.column_index("size").unwrap()] = Value::Int64(size);
-        Change::Upsert(values)
-    };
-    let import = |day: i64, rows: Vec<Change>| {
-        let draft = crate::store::ImportRecord::draft(
-            "object_inventory",
-            crate::store::ImportScope {
-                bucket: "b".into(),
-                prefix: String::new(),
-            },
-            &format!("file:///m{day}.json"),
-            &format!("{day:032}"),
-            "s3",
-            day * 86_400_000,
-        );
-        store
-            .apply_snapshot(&draft, &mut rows.into_iter().map(Ok))
+    (store, def)
+}
+
+/// An `object_inventory` row of bucket `b`.
+fn inventory_row(def: &TableDef, key: &str, size: i64) -> Change {
+    let mut values = vec![Value::Null; def.columns.len()];
+    values[def.column_index("bucket").unwrap()] = Value::String("b".into());
+    values[def.column_index("key").unwrap()] = Value::String(key.into());
+    values[def.column_index("version_id").unwrap()] = Value::String(String::new());
+    values[def.column_index("prefix").unwrap()] = Value::String(String::new());
+    values[def.column_index("size").unwrap()] = Value::Int64(size);
+    Change::Upsert(values)
+}
+
+/// Imports `rows` as the snapshot of bucket `b` on day `day`.
+fn import_day(store: &SqliteStore, day: i64, rows: Vec<Change>) -> crate::store::ImportOutcome {
+    let draft = crate::store::ImportRecord::draft(
+        "object_inventory",
+        crate::store::ImportScope {
+            bucket: "b".into(),
+            prefix: String::new(),
+        },
+        &format!("file:///m{day}.json"),
+        &format!("{day:032}"),
+        "s3",
+        day * 86_400_000,
+    );
+    store
+        .apply_snapshot(&draft, &mut rows.into_iter().map(Ok))
+        .unwrap()
+}
+
+/// A large import into an empty scope of a store opened alone writes with a rollback journal
+/// when nothing else has the store open (no WAL frames behind it), through the WAL when another
+/// connection has it open, and leaves the store in WAL mode either way, without its marker.
+#[test]
+fn a_large_import_holds_the_store_alone_only_when_nothing_else_has_it_open() {
+    let wal_bytes = |dir: &Path| std::fs::metadata(dir.join("s.db-wal")).map_or(0, |m| m.len());
+    let journal_mode = |conn: &Connection| -> String {
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap()
     };
+    for other_open in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, def) = inventory_store(dir.path(), 10);
+        store.alone = true;
+        let rows = |n: usize| {
+            (0..n)
+                .map(|i| inventory_row(&def, &format!("k{i:03}"), 1))
+                .collect()
+        };
+        let other = Connection::open(dir.path().join("s.db")).unwrap();
+        assert_eq!(journal_mode(&other), "wal");
+        if !other_open {
+            drop(other);
+        }
+        assert!(
+            wal_bytes(dir.path()) > 0,
+            "declaring the table wrote to the WAL"
+        );
+        import_day(&store, 1, rows(20));
+        assert_eq!(
+            wal_bytes(dir.path()) > 0,
+            other_open,
+            "another connection open: {other_open}"
+        );
+        let reader = Connection::open(dir.path().join("s.db")).unwrap();
+        assert_eq!(journal_mode(&reader), "wal");
+        let live: i64 = reader
+            .query_row("SELECT count(*) FROM object_inventory", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(live, 20);
+        assert!(!super::journal::marker_path(&dir.path().join("s.db")).exists());
+        if !other_open {
+            // An import into a scope that holds rows goes through the WAL.
+            drop(reader);
+            import_day(&store, 2, rows(25));
+            assert!(wal_bytes(dir.path()) > 0);
+        }
+    }
+}
+
+/// A connection that waited in vain for a store held alone by a large import says which
+/// process holds it, as the marker beside the store tells; without a marker, it says nothing
+/// of an import.
+#[test]
+fn waiting_for_a_store_held_alone_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let busy = || {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY), None)
+    };
+    let unheld = super::waited_in_vain(&path, "opening", "", busy()).to_string();
+    assert!(!unheld.contains("large import"), "{unheld}");
+    std::fs::write(
+        super::journal::marker_path(&path),
+        "process 42 since 2026-12-08 03:41:48 UTC\n",
+    )
+    .unwrap();
+    let held = super::waited_in_vain(&path, "opening", " for reading", busy()).to_string();
+    assert!(
+        held.contains("for reading (a large import holds the store alone while it writes: process 42 since 2026-12-08 03:41:48 UTC"),
+        "{held}"
+    );
+}
+
+#[test]
+fn large_imports_leave_the_seq_index_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, def) = inventory_store(dir.path(), 10);
+    let row = |key: &str, size: i64| inventory_row(&def, key, size);
+    let import = |day: i64, rows: Vec<Change>| import_day(&store, day, rows);
     let indexed = |store: &SqliteStore| -> i64 {
         store
             .lock()

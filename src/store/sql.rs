@@ -36,13 +36,13 @@ pub(crate) fn data_table(table: &str) -> String {
 }
 
 /// The column definitions of `def`'s data table, comma-separated: the declared columns typed
-/// by `sql_type` (key columns `NOT NULL`; column `generated.0` `GENERATED ALWAYS AS
-/// (generated.1) VIRTUAL`), then `tail` (lakeport's own columns) as given; and the quoted
-/// primary key list.
+/// by `sql_type` (key columns `NOT NULL`; for each `(i, expression)` of `generated`, column i
+/// `GENERATED ALWAYS AS (expression) VIRTUAL`), then `tail` (lakeport's own columns) as given;
+/// and the quoted primary key list.
 pub(crate) fn data_columns(
     def: &TableDef,
     sql_type: fn(ColumnType) -> &'static str,
-    generated: Option<(usize, &str)>,
+    generated: &[(usize, String)],
     tail: &[&str],
 ) -> (String, String) {
     let columns: Vec<String> = def
@@ -51,12 +51,11 @@ pub(crate) fn data_columns(
         .enumerate()
         .map(|(i, c)| {
             let not_null = if def.is_key(&c.name) { " NOT NULL" } else { "" };
-            let computed = match generated {
-                Some((at, expression)) if at == i => {
-                    format!(" GENERATED ALWAYS AS ({expression}) VIRTUAL")
-                }
-                _ => String::new(),
-            };
+            let computed = generated
+                .iter()
+                .find(|(at, _)| *at == i)
+                .map(|(_, expression)| format!(" GENERATED ALWAYS AS ({expression}) VIRTUAL"))
+                .unwrap_or_default();
             format!("{} {}{not_null}{computed}", quote(&c.name), sql_type(c.ty))
         })
         .chain(tail.iter().map(|t| t.to_string()))

@@ -9,6 +9,7 @@ current state in the view `object_inventory`."""
 
 import datetime as dt
 import json
+import re
 import sqlite3
 import sys
 import tarfile
@@ -43,9 +44,11 @@ def read(path, sql):
 
 
 def inventory_rows(wd):
-    """Every row of data_object_inventory, tombstones too, by key (without `_folder_len`)."""
+    """Every row of data_object_inventory, tombstones too, by key (without `_folder_len` and
+    `_etag`, the hidden columns that hold what `prefix` and `etag` show)."""
     rows = read(wd.store_path, 'SELECT * FROM "data_object_inventory"')
-    return {tuple(r[k] for k in KEY): {c: v for c, v in r.items() if c != "_folder_len"}
+    return {tuple(r[k] for k in KEY): {c: v for c, v in r.items()
+                                       if c not in ("_folder_len", "_etag")}
             for r in rows}
 
 
@@ -104,6 +107,14 @@ def test_a_store_of_2026_12_07_is_rebuilt_by_the_first_write_and_keeps_every_row
         # No copied row is in the new, partial _seq index; the floor below says so.
         assert new == {**old, "prefix": want, "_seq_indexed": None}, (key, old, new)
     assert after[("loaded", "new/one", "")]["_seq_indexed"] == 1
+    # Every ETag of 32 lowercase hex digits is now kept as its 16 bytes in `_etag`
+    # (src/store/sqlite/schema.rs, packed_etag); `etag` shows the text it was (compared above).
+    hexes = {k for k, r in before.items()
+             if isinstance(r["etag"], str) and re.fullmatch(r"[0-9a-f]{32}", r["etag"])}
+    packed = {(r["bucket"], r["key"], r["version_id"]) for r in read(
+        wd.store_path, "SELECT bucket, key, version_id FROM data_object_inventory "
+                       "WHERE typeof(_etag) = 'blob' AND length(_etag) = 16")}
+    assert hexes and packed == hexes, (len(hexes), len(packed))
     assert after[("loaded", "given/wrong", "")]["prefix"] == "given/"
     assert after[("loaded", "new/one", "")]["prefix"] == "new/"
     assert meta(wd)["seq"] == old_meta["seq"] + 1

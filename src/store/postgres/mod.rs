@@ -726,7 +726,7 @@ fn create_table_sql(def: &TableDef) -> String {
     let (columns, key) = data_columns(
         def,
         sql_type,
-        None,
+        &[],
         &[
             "\"_seq\" BIGINT NOT NULL",
             "\"_write_time\" TIMESTAMPTZ NOT NULL",

@@ -18,14 +18,17 @@
 //! - `_lakeport_imports(import_id, tbl, scope_bucket, scope_prefix, manifest_md5, created_ms,
 //!   record)`: [`ImportRecord`]s as JSON (see the `import` submodule).
 //! - `data_<table>`: the declared columns (TEXT, INTEGER, REAL, INTEGER 0/1, BLOB, INTEGER
-//!   epoch ms), then `_seq`, `_write_time`, `_deleted` (and `_folder_len`, `_seq_indexed`);
+//!   epoch ms), then `_seq`, `_write_time`, `_deleted` (and `_folder_len`, `_etag`,
+//!   `_seq_indexed`);
 //!   primary key = the declared key, `WITHOUT ROWID`, with a partial index on (`_seq`,
 //!   `_deleted`) of the rows marked `_seq_indexed`: a large import leaves its rows out and
 //!   raises the table's floor in `_lakeport_meta` instead (`schema::seq_index_sql`; changes
 //!   from below the floor are read by key ranges). A tombstone is a row with `_deleted = 1`
 //!   and its non-key columns NULL. A derived column (`object_inventory.prefix`) is not stored but
 //!   computed from the key and `_folder_len` (a virtual generated column; see
-//!   `schema::create_table_sql`); a table made before that is rebuilt by `ensure_table`.
+//!   `schema::create_table_sql`); so is `object_inventory.etag`, from its packed bytes in
+//!   `_etag` (`schema::packed_etag`); a table made before either is rebuilt by
+//!   `ensure_table`.
 //! - `<table>`: a view of the current state (live rows, declared columns, `_seq`,
 //!   `_write_time`) for SQL readers; `docs/store.md` describes the layout for them.
 //!

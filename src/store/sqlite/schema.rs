@@ -146,11 +146,13 @@ impl TableSql {
         let Layout {
             computed,
             partial_seq_index,
+            packed,
         } = layout;
         let data = data_table(&def.table);
         let key_idx = def.key_indexes();
         let derived = def.derived_folder();
         let computed = derived.filter(|_| computed).map(|d| d.column);
+        let packed = packed_etag(&def).filter(|_| packed);
         let other_idx: Vec<usize> = (0..def.columns.len())
             .filter(|i| !key_idx.contains(i) && computed != Some(*i))
             .collect();
@@ -178,14 +180,28 @@ impl TableSql {
             key_eq(1, false)
         );
         let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
-        // A computed column is not written, its length is (see `create_table_sql`); every
-        // parameter keeps its column's number.
+        // A computed column is not written, its length is (see `create_table_sql`), and a
+        // packed one's value is written packed into its hidden column (see `packed_etag`);
+        // every parameter keeps its column's number.
         let (names, values): (Vec<String>, Vec<String>) = (0..n)
-            .map(|i| match computed {
-                Some(c) if c == i => (quote(FOLDER_LENGTH), format!("length(?{})", i + 1)),
-                _ => (col(i), format!("?{}", i + 1)),
+            .map(|i| {
+                if computed == Some(i) {
+                    (quote(FOLDER_LENGTH), format!("length(?{})", i + 1))
+                } else if packed == Some(i) {
+                    (quote(PACKED_ETAG), pack_etag(&format!("?{}", i + 1)))
+                } else {
+                    (col(i), format!("?{}", i + 1))
+                }
             })
             .unzip();
+        // The column that stores column i's value.
+        let stored = |i: usize| {
+            if packed == Some(i) {
+                quote(PACKED_ETAG)
+            } else {
+                col(i)
+            }
+        };
         let (flag_name, flag_value) = if partial_seq_index {
             (format!(", {}", quote(SEQ_INDEXED)), format!(", ?{}", n + 3))
         } else {
@@ -200,7 +216,7 @@ impl TableSql {
         );
         let mut sets: Vec<String> = other_idx
             .iter()
-            .map(|&i| format!("{} = ?{}", col(i), i + 1))
+            .map(|&i| format!("{} = {}", stored(i), values[i]))
             .collect();
         sets.push(format!("\"_seq\" = ?{}", n + 1));
         sets.push(format!("\"_write_time\" = ?{}", n + 2));
@@ -215,7 +231,7 @@ impl TableSql {
         );
         let mut nulls: Vec<String> = other_idx
             .iter()
-            .map(|&i| format!("{} = NULL", col(i)))
+            .map(|&i| format!("{} = NULL", stored(i)))
             .collect();
         nulls.push("\"_seq\" = ?1".into());
         nulls.push("\"_write_time\" = ?2".into());
@@ -331,6 +347,7 @@ fn create_table_sql(def: &TableDef) -> String {
             ),
         )
     });
+    let packed = packed_etag(def).map(|i| (i, unpack_etag()));
     let folder_length = format!("{} INTEGER", quote(FOLDER_LENGTH));
     let mut tail = vec![
         "\"_seq\" INTEGER NOT NULL",
@@ -340,14 +357,14 @@ fn create_table_sql(def: &TableDef) -> String {
     if computed.is_some() {
         tail.push(&folder_length);
     }
+    let packed_column = format!("{} BLOB", quote(PACKED_ETAG));
+    if packed.is_some() {
+        tail.push(&packed_column);
+    }
     let seq_indexed = format!("{} INTEGER", quote(SEQ_INDEXED));
     tail.push(&seq_indexed);
-    let (columns, key) = data_columns(
-        def,
-        sql_type,
-        computed.as_ref().map(|(i, e)| (*i, e.as_str())),
-        &tail,
-    );
+    let generated: Vec<(usize, String)> = computed.into_iter().chain(packed).collect();
+    let (columns, key) = data_columns(def, sql_type, &generated, &tail);
     format!(
         "CREATE TABLE {} ({columns}, PRIMARY KEY ({key})) WITHOUT ROWID;\n{}",
         data_table(&def.table),
@@ -361,11 +378,14 @@ fn create_table_sql(def: &TableDef) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Layout {
     /// The derived column is computed (tables made from 2026-12-08 on; an older one stores it
-    /// until [`rebuild_computing_derived`] runs).
+    /// until [`rebuild`] runs).
     pub(super) computed: bool,
     /// The table has [`SEQ_INDEXED`] and a partial `_seq` index (from 2026-12-08 on; an older
     /// one indexes every row until [`start_partial_seq_index`] runs).
     pub(super) partial_seq_index: bool,
+    /// The packed column ([`packed_etag`]) is stored in [`PACKED_ETAG`] (tables made since
+    /// ETags are packed, after 6c7720d; an older one stores the text until [`rebuild`] runs).
+    pub(super) packed: bool,
 }
 
 impl Layout {
@@ -378,16 +398,19 @@ impl Layout {
         // table_xinfo's `hidden`: 2 for a virtual generated column, 3 for a stored one.
         conn.query_row(
             "SELECT coalesce(sum(name = ?2 AND hidden IN (2, 3)), 0), \
-             coalesce(sum(name = ?3), 0) FROM pragma_table_xinfo(?1)",
+             coalesce(sum(name = ?3), 0), coalesce(sum(name = ?4), 0) \
+             FROM pragma_table_xinfo(?1)",
             [
                 format!("data_{}", def.table),
                 derived,
                 SEQ_INDEXED.to_string(),
+                PACKED_ETAG.to_string(),
             ],
             |r| {
                 Ok(Layout {
                     computed: r.get::<_, i64>(0)? > 0,
                     partial_seq_index: r.get::<_, i64>(1)? > 0,
+                    packed: r.get::<_, i64>(2)? > 0,
                 })
             },
         )
@@ -398,55 +421,73 @@ impl Layout {
     }
 }
 
-/// Rebuilds the data table of `def`, made before its derived column was computed, in the
-/// present layout ([`create_table_sql`]), inside the caller's transaction: every row is copied
-/// with its `_seq`, `_write_time` and `_deleted`, in key order; the folder's length comes from
-/// the key (the stored column's value is dropped: a row loaded with another value, or none,
-/// now shows the key's folder, as every row written from now on does). The indexes are made
-/// again (the `_seq` index empty, below a floor at the newest `_seq`: see [`seq_index_sql`])
-/// and the view recreated by the caller.
-fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
+/// Rebuilds the data table of `def`, laid out as `old_layout` (its derived column stored, or its
+/// ETag not packed), in the present layout ([`create_table_sql`]), inside the caller's
+/// transaction: every row is copied with its `_seq`, `_write_time` and `_deleted`, in key
+/// order. A stored folder is dropped and its length taken from the key (a row loaded with
+/// another value, or none, now shows the key's folder, as every row written from now on
+/// does); an ETag is packed as a write packs it ([`packed_etag`]). The indexes are made again
+/// (the `_seq` index empty, below a floor at the newest `_seq`: see [`seq_index_sql`]) and the
+/// view recreated by the caller.
+fn rebuild(tx: &Connection, def: &TableDef, old_layout: Layout) -> Result<u64> {
     let at = || {
         db(format!(
             "rebuilding table {} in the present layout",
             def.table
         ))
     };
-    let Some(derived) = def.derived_folder() else {
-        return Ok(0);
-    };
     let data = data_table(&def.table);
     let old = quote(&format!("data_{}_before_rebuild", def.table));
-    let key = quote(&def.columns[derived.key].name);
-    let stored = quote(&def.columns[derived.column].name);
-    let kept: Vec<String> = def
+    let derived = def.derived_folder();
+    let packed = packed_etag(def);
+    // (new column, what it is copied from) of every column the new table stores.
+    let mut copied: Vec<(String, String)> = def
         .columns
         .iter()
         .enumerate()
-        .filter(|&(i, _)| i != derived.column)
-        .map(|(_, c)| quote(&c.name))
-        .chain(["\"_seq\"", "\"_write_time\"", "\"_deleted\""].map(String::from))
+        .filter(|&(i, _)| Some(i) != derived.map(|d| d.column) && Some(i) != packed)
+        .map(|(_, c)| (quote(&c.name), quote(&c.name)))
+        .chain(["\"_seq\"", "\"_write_time\"", "\"_deleted\""].map(|c| (c.into(), c.into())))
         .collect();
-    let kept = kept.join(", ");
-    // The stored folder, where it is the key's (what imports wrote), gives the length at
-    // once; any other row takes the slower rtrim of everything after the key's last '/'.
-    let length = format!(
-        "CASE WHEN {stored} IS NOT NULL AND substr({key}, 1, length({stored})) = {stored} \
-         AND instr(substr({key}, length({stored}) + 1), '/') = 0 THEN length({stored}) \
-         ELSE length(rtrim({key}, replace({key}, '/', ''))) END"
-    );
+    if let Some(derived) = derived {
+        let length = if old_layout.computed {
+            quote(FOLDER_LENGTH)
+        } else {
+            // The stored folder, where it is the key's (what imports wrote), gives the length
+            // at once; any other row takes the slower rtrim of everything after the key's
+            // last '/'.
+            let key = quote(&def.columns[derived.key].name);
+            let stored = quote(&def.columns[derived.column].name);
+            format!(
+                "CASE WHEN {stored} IS NOT NULL AND substr({key}, 1, length({stored})) = {stored} \
+                 AND instr(substr({key}, length({stored}) + 1), '/') = 0 THEN length({stored}) \
+                 ELSE length(rtrim({key}, replace({key}, '/', ''))) END"
+            )
+        };
+        copied.push((quote(FOLDER_LENGTH), length));
+    }
+    if let Some(packed) = packed {
+        let value = if old_layout.packed {
+            quote(PACKED_ETAG)
+        } else {
+            pack_etag(&quote(&def.columns[packed].name))
+        };
+        copied.push((quote(PACKED_ETAG), value));
+    }
+    let (columns, values): (Vec<String>, Vec<String>) = copied.into_iter().unzip();
     let keys = key_list(def);
     tx.execute_batch(&format!(
         "ALTER TABLE {data} RENAME TO {old};\n\
          DROP INDEX IF EXISTS {seq_index};\n\
          DROP INDEX IF EXISTS {current};\n\
          {create}\n\
-         INSERT INTO {data} ({kept}, {length_column}) SELECT {kept}, {length} FROM {old} ORDER BY {keys};\n\
+         INSERT INTO {data} ({columns}) SELECT {values} FROM {old} ORDER BY {keys};\n\
          DROP TABLE {old};",
         seq_index = quote(&format!("data_{}_by_seq", def.table)),
         current = quote(listing::OLD_SUMMARY_INDEX),
         create = create_table_sql(def),
-        length_column = quote(FOLDER_LENGTH),
+        columns = columns.join(", "),
+        values = values.join(", "),
     ))
     .map_err(at())?;
     let (rows, newest): (i64, i64) = tx
@@ -459,6 +500,39 @@ fn rebuild_computing_derived(tx: &Connection, def: &TableDef) -> Result<u64> {
     // No copied row is in the new, partial `_seq` index.
     raise_seq_index_floor(tx, &def.table, newest)?;
     Ok(u64::try_from(rows).unwrap_or(0))
+}
+
+/// The hidden column that stores the value of a packed column ([`packed_etag`]).
+const PACKED_ETAG: &str = "_etag";
+
+/// The column a SQLite store keeps packed: the built-in `object_inventory`'s `etag` (text, not
+/// in the key). An ETag of exactly 32 lowercase hex digits (the MD5 of an object uploaded in
+/// one part, most of an inventory) is stored as its 16 bytes, any other value (a multipart
+/// upload's `…-N`, uppercase hex) as the text it is, in the hidden column [`PACKED_ETAG`];
+/// `etag` itself is a virtual generated column that turns the bytes back into the same text
+/// ([`unpack_etag`]), so every reader, lakeport or any SQL client, sees the value written.
+/// 16 bytes less an object.
+pub(super) fn packed_etag(def: &TableDef) -> Option<usize> {
+    if def.table != crate::model::schema::OBJECT_INVENTORY {
+        return None;
+    }
+    def.column_index("etag")
+        .filter(|&i| def.columns[i].ty == ColumnType::String && !def.is_key("etag"))
+}
+
+/// SQL that packs the text `value` (a parameter or a column) as [`PACKED_ETAG`] stores it.
+fn pack_etag(value: &str) -> String {
+    format!(
+        "CASE WHEN length({value}) = 32 AND NOT ({value} GLOB '*[^0-9a-f]*') \
+         THEN unhex({value}) ELSE {value} END"
+    )
+}
+
+/// SQL that reads [`PACKED_ETAG`] back as the text that was written (`unhex` is SQLite 3.41's;
+/// `hex`, the reading side, any SQLite's).
+fn unpack_etag() -> String {
+    let c = quote(PACKED_ETAG);
+    format!("CASE WHEN typeof({c}) = 'blob' THEN lower(hex({c})) ELSE {c} END")
 }
 
 /// The view that shows any SQL reader the current state of a declared table under its own
@@ -572,15 +646,17 @@ pub(super) fn ensure_table(store: &SqliteStore, def: &TableDef) -> Result<()> {
     if let Some(stored) = stored_def(&tx, name)? {
         if stored == *def {
             let layout = Layout::of(&tx, def)?;
-            if def.derived_folder().is_some() && !layout.computed {
+            if (def.derived_folder().is_some() && !layout.computed)
+                || (packed_etag(def).is_some() && !layout.packed)
+            {
                 tracing::warn!(
                     table = %name,
                     "rebuilding the table in the present layout (its derived column computed, \
-                     not stored): once, in one transaction"
+                     not stored; its ETags packed): once, in one transaction"
                 );
                 tx.execute_batch(&format!("DROP VIEW IF EXISTS {};", quote(name)))
                     .map_err(db(format_args!("rebuilding table {name}")))?;
-                let rows = rebuild_computing_derived(&tx, def)?;
+                let rows = rebuild(&tx, def, layout)?;
                 tracing::warn!(table = %name, rows, "table rebuilt");
                 store.forget_table(name);
             } else if !layout.partial_seq_index {

@@ -227,6 +227,166 @@ fn import_day(store: &SqliteStore, day: i64, rows: Vec<Change>) -> crate::store:
         .unwrap()
 }
 
+/// The ETags an inventory holds, one per row `e0`, `e1`, …: only the first, 32 lowercase hex
+/// digits, is packed (16 bytes); each reads back as written, through the store and the view.
+const ETAGS: [Option<&str>; 7] = [
+    Some("7398595fc388905e8749b93673d06024"),
+    Some("7398595FC388905E8749B93673D06024"),
+    Some("d41d8cd98f00b204e9800998ecf8427e-12"),
+    Some("7398595fc388905e8749b93673d0602"),
+    Some("7398595fc388905e8749b93673d0602g"),
+    Some(""),
+    None,
+];
+
+/// `object_inventory` rows `e0`.. of bucket `b` with the [`ETAGS`], all of size `size`.
+fn etag_rows(def: &TableDef, size: i64) -> Vec<Change> {
+    let at = def.column_index("etag").unwrap();
+    ETAGS
+        .iter()
+        .enumerate()
+        .map(
+            |(i, etag)| match inventory_row(def, &format!("e{i}"), size) {
+                Change::Upsert(mut values) => {
+                    values[at] = etag.map_or(Value::Null, |e| Value::String(e.into()));
+                    Change::Upsert(values)
+                }
+                other => other,
+            },
+        )
+        .collect()
+}
+
+/// What the store holds of rows `e0`..: (the ETag through a snapshot, through the view, the
+/// type SQLite stores it as), in key order.
+fn stored_etags(store: &SqliteStore) -> Vec<(Option<String>, Option<String>, String)> {
+    let mut read = Vec::new();
+    let mut snap = store.snapshot("object_inventory", 1).unwrap();
+    for shard in &mut snap.shards {
+        shard
+            .read(100, &mut |batch| {
+                let etags = batch
+                    .column_by_name("etag")
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .unwrap();
+                read.extend(etags.iter().map(|e| e.map(String::from)));
+                Ok(())
+            })
+            .unwrap();
+    }
+    let conn = store.lock();
+    let mut stmt = conn
+        .prepare(
+            r#"SELECT v.etag, typeof(d._etag) FROM object_inventory v JOIN data_object_inventory d
+               USING (bucket, key, version_id) ORDER BY key"#,
+        )
+        .unwrap();
+    let viewed: Vec<(Option<String>, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    read.into_iter()
+        .zip(viewed)
+        .map(|(snap, (view, ty))| (snap, view, ty))
+        .collect()
+}
+
+/// ETags are packed as they are written (imports and applies alike), read back as written,
+/// and compared as written: an unchanged snapshot writes nothing.
+#[test]
+fn etags_are_packed_and_read_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, def) = inventory_store(dir.path(), u64::MAX);
+    let want = |types: [&str; 7]| -> Vec<(Option<String>, Option<String>, String)> {
+        ETAGS
+            .iter()
+            .zip(types)
+            .map(|(e, ty)| (e.map(String::from), e.map(String::from), ty.to_string()))
+            .collect()
+    };
+    let packed = want(["blob", "text", "text", "text", "text", "text", "null"]);
+    import_day(&store, 1, etag_rows(&def, 1));
+    assert_eq!(stored_etags(&store), packed);
+    let crate::store::ImportOutcome::Applied(again) = import_day(&store, 2, etag_rows(&def, 1))
+    else {
+        panic!("imported before")
+    };
+    assert_eq!((again.unchanged, again.updated), (7, 0));
+    // Applies: the same rows change nothing; new sizes rewrite every row, packed again.
+    let same = store
+        .apply(
+            "object_inventory",
+            &mut etag_rows(&def, 1).into_iter().map(Ok),
+        )
+        .unwrap();
+    assert_eq!((same.unchanged, same.updated), (7, 0));
+    let resized = store
+        .apply(
+            "object_inventory",
+            &mut etag_rows(&def, 2).into_iter().map(Ok),
+        )
+        .unwrap();
+    assert_eq!(resized.updated, 7);
+    assert_eq!(stored_etags(&store), packed);
+}
+
+/// A table of the release of 2026-12-08 (ETags stored as text) is rebuilt once by the first
+/// declaration: every ETag packed as a write packs it, every value read as before.
+#[test]
+fn an_inventory_of_text_etags_is_rebuilt_with_packed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, def) = inventory_store(dir.path(), u64::MAX);
+    import_day(&store, 1, etag_rows(&def, 1));
+    let before = stored_etags(&store);
+    // The table as that release made it: `etag` a stored column, no `_etag`.
+    {
+        let conn = store.lock();
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'data_object_inventory'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let generated = sql.find(r#""etag" TEXT GENERATED"#).unwrap();
+        let end = generated + sql[generated..].find("VIRTUAL").unwrap() + "VIRTUAL".len();
+        let old = format!("{}\"etag\" TEXT{}", &sql[..generated], &sql[end..])
+            .replace(r#", "_etag" BLOB"#, "")
+            .replace("data_object_inventory", "data_old");
+        conn.execute_batch(&format!(
+            r#"DROP VIEW object_inventory; {old};
+               INSERT INTO data_old (bucket, key, version_id, size, etag, _seq, _write_time,
+                   _deleted, _folder_len, _seq_indexed)
+               SELECT bucket, key, version_id, size, etag, _seq, _write_time, _deleted,
+                   _folder_len, _seq_indexed FROM data_object_inventory;
+               DROP TABLE data_object_inventory;
+               ALTER TABLE data_old RENAME TO data_object_inventory;"#
+        ))
+        .unwrap();
+        let types: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM data_object_inventory WHERE typeof(etag) = 'blob'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(types, 0);
+    }
+    drop(store);
+    let store = SqliteStore::open(&dir.path().join("s.db")).unwrap();
+    store.ensure_table(&def).unwrap();
+    assert!(
+        super::schema::Layout::of(&store.lock(), &def)
+            .unwrap()
+            .packed
+    );
+    assert_eq!(stored_etags(&store), before);
+    assert_eq!(before[0].2, "blob");
+}
+
 /// A large import into an empty scope of a store opened alone writes with a rollback journal
 /// when nothing else has the store open (no WAL frames behind it), through the WAL when another
 /// connection has it open, and leaves the store in WAL mode either way, without its marker.
@@ -547,6 +707,7 @@ fn range_reads_use_the_primary_key() {
         super::schema::Layout {
             computed: false,
             partial_seq_index: true,
+            packed: false,
         },
     );
     let conn = store.lock();

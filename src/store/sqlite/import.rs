@@ -25,12 +25,11 @@
 use std::cmp::Ordering;
 use std::time::Instant;
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::ToSql;
+use rusqlite::types::ValueRef;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, TransactionBehavior};
 
 use super::schema::TableSql;
-use super::write::{Applier, Bind, Statements, Stored};
+use super::write::{bind_column, Applier, Bind, Statements, Stored};
 use super::{db, journal, SqliteStore};
 use crate::error::{Error, Result};
 use crate::store::checks::{check_scope_columns, older_than_newest, snapshot_row};
@@ -246,7 +245,7 @@ impl SqliteStore {
                 };
                 a.write_upsert_with(&mut s, found, |stmt| {
                     codec.for_each_field(row, &mut scratch, |i, field| {
-                        stmt.raw_bind_parameter(i + 1, FieldSql(field))
+                        bind_column(stmt, t, i, field)
                             .map_err(db("binding a value of the snapshot"))
                     })
                 })?;
@@ -490,21 +489,6 @@ fn tombstone_if_live(
     }
     let key = codec.decode_key(row.bytes)?;
     a.write_tombstone(s, key.iter().map(Bind))
-}
-
-/// Binds a [`Field`] without copying it.
-struct FieldSql<'a>(Field<'a>);
-
-impl ToSql for FieldSql<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self.0 {
-            Field::Null => ValueRef::Null,
-            Field::Int(n) => ValueRef::Integer(n),
-            Field::Real(d) => ValueRef::Real(d),
-            Field::Text(t) => ValueRef::Text(t),
-            Field::Blob(b) => ValueRef::Blob(b),
-        }))
-    }
 }
 
 fn field_of(v: ValueRef<'_>) -> Field<'_> {

@@ -117,6 +117,9 @@ pub(super) struct TableSql {
     pub(super) is_key: Vec<bool>,
     /// The column derived from the key ([`TableDef::derived_folder`]), checked in every row.
     pub(super) derived: Option<DerivedFolder>,
+    /// The column whose text is bound packed into [`PACKED_ETAG`] ([`packed_etag`]), when the
+    /// table's layout has it.
+    pub(super) packed: Option<usize>,
     /// The table has [`SEQ_INDEXED`] and its `_seq` index holds only the rows it marks (see
     /// [`seq_index_sql`]); false for a table of an older store not yet declared again, whose
     /// `_seq` index holds every row.
@@ -181,14 +184,14 @@ impl TableSql {
         );
         let all = (0..n).map(col).collect::<Vec<_>>().join(", ");
         // A computed column is not written, its length is (see `create_table_sql`), and a
-        // packed one's value is written packed into its hidden column (see `packed_etag`);
-        // every parameter keeps its column's number.
+        // packed one's value goes to its hidden column, packed as it is bound (see
+        // `packed_etag`); every parameter keeps its column's number.
         let (names, values): (Vec<String>, Vec<String>) = (0..n)
             .map(|i| {
                 if computed == Some(i) {
                     (quote(FOLDER_LENGTH), format!("length(?{})", i + 1))
                 } else if packed == Some(i) {
-                    (quote(PACKED_ETAG), pack_etag(&format!("?{}", i + 1)))
+                    (quote(PACKED_ETAG), format!("?{}", i + 1))
                 } else {
                     (col(i), format!("?{}", i + 1))
                 }
@@ -258,6 +261,7 @@ impl TableSql {
             key_idx,
             other_idx,
             derived,
+            packed,
             partial_seq_index,
             lookup,
             insert,
@@ -470,7 +474,7 @@ fn rebuild(tx: &Connection, def: &TableDef, old_layout: Layout) -> Result<u64> {
         let value = if old_layout.packed {
             quote(PACKED_ETAG)
         } else {
-            pack_etag(&quote(&def.columns[packed].name))
+            pack_etag_sql(&quote(&def.columns[packed].name))
         };
         copied.push((quote(PACKED_ETAG), value));
     }
@@ -520,8 +524,27 @@ pub(super) fn packed_etag(def: &TableDef) -> Option<usize> {
         .filter(|&i| def.columns[i].ty == ColumnType::String && !def.is_key("etag"))
 }
 
-/// SQL that packs the text `value` (a parameter or a column) as [`PACKED_ETAG`] stores it.
-fn pack_etag(value: &str) -> String {
+/// The 16 bytes an ETag is stored as when it is 32 lowercase hex digits ([`packed_etag`]);
+/// `None` for any other text, which is stored as it is. (A hex crate would accept uppercase
+/// digits too, which must stay text to read back as written.)
+pub(super) fn pack_etag(text: &[u8]) -> Option<[u8; 16]> {
+    let digit = |c: u8| match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    };
+    if text.len() != 32 {
+        return None;
+    }
+    let mut bytes = [0u8; 16];
+    for (byte, pair) in bytes.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (digit(pair[0])? << 4) | digit(pair[1])?;
+    }
+    Some(bytes)
+}
+
+/// SQL that packs the text `value` (a column) as [`pack_etag`] does, for a rebuild.
+fn pack_etag_sql(value: &str) -> String {
     format!(
         "CASE WHEN length({value}) = 32 AND NOT ({value} GLOB '*[^0-9a-f]*') \
          THEN unhex({value}) ELSE {value} END"

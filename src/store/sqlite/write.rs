@@ -15,12 +15,12 @@
 //! the last one wins; `_seq` follows key order within the transaction, as in an import.
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ToSql, TransactionBehavior};
+use rusqlite::{Connection, Statement, ToSql, TransactionBehavior};
 
-use super::schema::{raise_seq_index_floor, read_meta, TableSql, READ_SEQ};
+use super::schema::{pack_etag, raise_seq_index_floor, read_meta, TableSql, READ_SEQ};
 use super::{db, SqliteStore};
 use crate::error::{Error, Result};
-use crate::store::row_bytes::RowCodec;
+use crate::store::row_bytes::{Field, RowCodec};
 use crate::store::sorter::{memory_budget, RowSorter};
 use crate::store::sql::{non_negative, now_ms};
 use crate::store::{ApplyOutcome, Change, Value};
@@ -130,6 +130,39 @@ pub(super) fn purge_tombstones(store: &SqliteStore, table: &str, up_to_seq: u64)
     }
     tx.commit().map_err(at())?;
     Ok(purged as u64)
+}
+
+/// Binds column `i`'s value `field` of a row at `?i+1` of an insert or update of table `t`:
+/// as it is, or packed when it is the table's packed column ([`TableSql::packed`]).
+pub(super) fn bind_column(
+    stmt: &mut Statement<'_>,
+    t: &TableSql,
+    i: usize,
+    field: Field<'_>,
+) -> rusqlite::Result<()> {
+    if t.packed == Some(i) {
+        if let Field::Text(text) = field {
+            if let Some(bytes) = pack_etag(text) {
+                return stmt.raw_bind_parameter(i + 1, &bytes[..]);
+            }
+        }
+    }
+    stmt.raw_bind_parameter(i + 1, FieldSql(field))
+}
+
+/// Binds a [`Field`] without copying it.
+struct FieldSql<'a>(Field<'a>);
+
+impl ToSql for FieldSql<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self.0 {
+            Field::Null => ValueRef::Null,
+            Field::Int(n) => ValueRef::Integer(n),
+            Field::Real(d) => ValueRef::Real(d),
+            Field::Text(t) => ValueRef::Text(t),
+            Field::Blob(b) => ValueRef::Blob(b),
+        }))
+    }
 }
 
 /// Binds a [`Value`] without copying it.
@@ -257,7 +290,7 @@ impl Applier<'_> {
         let table = self.t.name();
         self.write_upsert_with(s, stored, |stmt| {
             for (i, v) in values.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, Bind(v)).map_err(|e| {
+                bind_column(stmt, self.t, i, Field::from(v)).map_err(|e| {
                     Error::store_caused(format!("binding a value in table {table}"), e)
                 })?;
             }

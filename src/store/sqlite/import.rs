@@ -21,6 +21,10 @@
 //! as plain upserts after the first, so the last row of a key wins, as in any other write.
 //! Writes go in between chunk reads, always at keys the cursor has passed, so a chunk never
 //! sees the import's own writes. Every change takes its own `_seq`, in key order.
+//!
+//! A large snapshot into an empty scope, in a store opened for a one-shot command, is written
+//! with a rollback journal while it holds the store alone, when nothing else has the store
+//! open (see the `journal` submodule): its pages are written once, not to the WAL and again.
 
 use std::cmp::Ordering;
 use std::time::Instant;

@@ -7,7 +7,7 @@
 //! the original of each page the transaction changes, and a page past the store's end at the
 //! start of the transaction has no original. An import into an empty scope adds almost all of
 //! its pages, so its journal stays small and each page is written once (10M objects, measured
-//! 2026-12-08: 49.5 s through the WAL, 42.2 s with the journal; `docs/store.md`).
+//! 2026-12-08: 49.5 s through the WAL, 44.4 s with the journal; `docs/store.md`).
 //!
 //! The price is sharing. SQLite leaves WAL mode only when no other connection has the store
 //! open, and while a rollback-journal transaction writes, no other connection can read. So
@@ -37,15 +37,18 @@ use crate::error::{Error, Result};
 /// process id and the time it took the store, one line. Written before the switch, removed
 /// after the switch back; one left by a killed process is stale and only read in messages.
 pub(super) fn marker_path(store: &Path) -> PathBuf {
-    let mut name = store.as_os_str().to_owned();
-    name.push("-lakeport-import");
-    PathBuf::from(name)
+    beside(store, "-lakeport-import")
 }
 
 /// The rollback journal SQLite keeps beside `store` while a transaction in rollback mode writes.
 pub(super) fn journal_path(store: &Path) -> PathBuf {
+    beside(store, "-journal")
+}
+
+/// The file named as `store` with `suffix` appended, in the same folder.
+fn beside(store: &Path, suffix: &str) -> PathBuf {
     let mut name = store.as_os_str().to_owned();
-    name.push("-journal");
+    name.push(suffix);
     PathBuf::from(name)
 }
 

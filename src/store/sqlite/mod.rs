@@ -158,10 +158,16 @@ impl SqliteStore {
         runs::move_live_objects_out_of_task_states(&conn)?;
         conn.pragma_update(None, "cache_size", -WRITE_CACHE_KIB)
             .map_err(at)?;
-        Ok(SqliteStore {
+        Ok(SqliteStore::on(path, conn, false, false))
+    }
+
+    /// The store at `path` whose first connection is `conn` (`read_only`, `immutable`: see
+    /// [`SqliteStore::open_read_only`]), with the default thresholds.
+    fn on(path: &Path, conn: Connection, read_only: bool, immutable: bool) -> SqliteStore {
+        SqliteStore {
             path: path.to_path_buf(),
-            read_only: false,
-            immutable: false,
+            read_only,
+            immutable,
             conn: Mutex::new(conn),
             tables: Mutex::new(HashMap::new()),
             optimistic_pins: read::OPTIMISTIC_PINS,
@@ -169,7 +175,7 @@ impl SqliteStore {
             unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
             alone: false,
             below_floor_lags: Default::default(),
-        })
+        }
     }
 
     /// [`SqliteStore::open`] for a one-shot command (`inventory import`, `snapshot`): a large
@@ -204,18 +210,7 @@ impl SqliteStore {
             Err(first) if journal::journal_path(path).exists() => return Err(first),
             Err(first) => (connect_read_only(path, true).map_err(|_| first)?, true),
         };
-        Ok(SqliteStore {
-            path: path.to_path_buf(),
-            read_only: true,
-            immutable,
-            conn: Mutex::new(conn),
-            tables: Mutex::new(HashMap::new()),
-            optimistic_pins: read::OPTIMISTIC_PINS,
-            key_scan_min_rows: read::KEY_SCAN_MIN_ROWS,
-            unindexed_min_rows: import::UNINDEXED_MIN_ROWS,
-            alone: false,
-            below_floor_lags: Default::default(),
-        })
+        Ok(SqliteStore::on(path, conn, true, immutable))
     }
 
     /// The store file.

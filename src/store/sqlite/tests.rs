@@ -316,19 +316,17 @@ fn etags_are_packed_and_read_back_as_written() {
     };
     assert_eq!((again.unchanged, again.updated), (7, 0));
     // Applies: the same rows change nothing; new sizes rewrite every row, packed again.
-    let same = store
-        .apply(
-            "object_inventory",
-            &mut etag_rows(&def, 1).into_iter().map(Ok),
-        )
-        .unwrap();
+    let apply_sized = |size: i64| {
+        store
+            .apply(
+                "object_inventory",
+                &mut etag_rows(&def, size).into_iter().map(Ok),
+            )
+            .unwrap()
+    };
+    let same = apply_sized(1);
     assert_eq!((same.unchanged, same.updated), (7, 0));
-    let resized = store
-        .apply(
-            "object_inventory",
-            &mut etag_rows(&def, 2).into_iter().map(Ok),
-        )
-        .unwrap();
+    let resized = apply_sized(2);
     assert_eq!(resized.updated, 7);
     assert_eq!(stored_etags(&store), packed);
 }
